@@ -1,0 +1,41 @@
+# Sourced by bin/multiscale and bin/test: make sure .venv exists and is complete.
+# Finds a Python >= 3.12 on its own (python3.13, python3.12, pyenv's versions folder, python3).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.multiscale-installed"
+
+_usable() {  # prints the interpreter path if it runs and is >= 3.12
+    "$1" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && echo "$1"
+}
+
+find_python() {
+    local c
+    for c in python3.13 python3.12; do
+        if command -v "$c" >/dev/null 2>&1 && _usable "$(command -v "$c")"; then return 0; fi
+    done
+    local root="${PYENV_ROOT:-}"
+    if [ -z "$root" ] && command -v pyenv >/dev/null 2>&1; then root="$(pyenv root)"; fi
+    [ -n "$root" ] || root="$HOME/.pyenv"
+    for c in $(ls -d "$root"/versions/3.1[2-9]* 2>/dev/null | sort -rV); do
+        if [ -x "$c/bin/python3" ] && _usable "$c/bin/python3"; then return 0; fi
+    done
+    if command -v python3 >/dev/null 2>&1 && _usable "$(command -v python3)"; then return 0; fi
+    return 1
+}
+
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+    if [ ! -x "$VENV/bin/python" ]; then
+        PY="$(find_python)" || {
+            echo "multiscale: no Python >= 3.12 found (tried python3.13, python3.12, pyenv versions, python3); install one and retry" >&2
+            exit 1
+        }
+        echo "multiscale: creating .venv with $PY ($("$PY" --version))" >&2
+        "$PY" -m venv "$VENV"
+    fi
+    echo "multiscale: installing dependencies into .venv (first run: a few minutes, torch is large)" >&2
+    # The machine's pip.conf may name local index folders that do not exist; hide that noise only.
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]" 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+    touch "$STAMP"
+fi

@@ -1,0 +1,190 @@
+"""Cauchy–Born energy density, first Piola stress and tangent, batched over deformation gradients.
+
+For a unit cell with reference cell ``C0`` (rows are lattice vectors), volume ``Ω0`` and basis
+``X`` (``k`` atoms), a deformation gradient ``F`` maps every pair vector affinely; the basis
+atoms may in addition shift by ``p`` (multilattices: diamond, hcp):
+
+==============================================  ===========================================
+equation                                        code
+==============================================  ===========================================
+``r_e(F, p) = F (X_j − X_i + S·C0) + p_j − p_i``  ``_pair_vectors``
+``W(F) = min_p Σ_{i∈cell} ε_i / Ω0``             ``energy_density`` (Newton in ``p``)
+``P = ∂W/∂F``                                    autograd, ``create_graph`` for the tangent
+``A = ∂²W/∂F∂F − W_Fp W_pp⁻¹ W_pF``             nine batched backward passes + Schur complement
+==============================================  ===========================================
+
+Units: ``W``, ``P`` and ``A`` in eV/Å³; elastic constants are reported in GPa.
+The relaxed (``relaxed=True``) tangent includes the internal relaxation of the shifts (relaxed
+ion); ``relaxed=False`` keeps the basis affine (clamped ion). For simple lattices they agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import vesin
+
+from atomistic.calculator import default_device
+from atomistic.neighbours import Graph
+from atomistic.potential import species_indices
+
+__all__ = ["CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
+
+EV_PER_A3_TO_GPA = 160.21766208
+_VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+
+
+def voigt_from_tangent(A: np.ndarray) -> np.ndarray:
+    """6×6 Voigt matrix from a ``(3, 3, 3, 3)`` tangent, averaged over minor symmetries."""
+    C = np.empty((6, 6))
+    for I, (a, b) in enumerate(_VOIGT):
+        for J, (c, d) in enumerate(_VOIGT):
+            C[I, J] = 0.25 * (A[a, b, c, d] + A[b, a, c, d] + A[a, b, d, c] + A[b, a, d, c])
+    return C
+
+
+class CauchyBorn:
+    """Cauchy–Born response of a potential for one unit cell.
+
+    Args:
+        potential: a project potential (site energies from a graph).
+        unit_cell_atoms: periodic ASE ``Atoms`` of the reference unit cell.
+        device: torch device (CUDA when present by default).
+        dtype: ``torch.float64`` (default) or ``torch.float32``.
+        shift_tol: gradient tolerance (eV/Å per cell) of the shift relaxation.
+    """
+
+    def __init__(
+        self,
+        potential,
+        unit_cell_atoms,
+        *,
+        device=None,
+        dtype: torch.dtype = torch.float64,
+        shift_tol: float = 1e-10,
+    ) -> None:
+        if not all(unit_cell_atoms.pbc):
+            raise ValueError("CauchyBorn needs a unit cell periodic in all three directions")
+        self.device = default_device(device)
+        self.dtype = dtype
+        self.potential = potential.to(device=self.device, dtype=dtype)
+        self.cell = np.asarray(unit_cell_atoms.cell.array, dtype=np.float64)
+        self.basis = np.asarray(unit_cell_atoms.positions, dtype=np.float64)
+        self.n_basis = len(unit_cell_atoms)
+        self.volume = float(abs(np.linalg.det(self.cell)))
+        self.species = species_indices(
+            unit_cell_atoms.get_chemical_symbols(),
+            potential.elements,
+            source=getattr(potential, "source", "potential"),
+        ).to(self.device)
+        self.shift_tol = shift_tol
+
+    # -- pair geometry -------------------------------------------------------------------
+    def _reference_pairs(self, F: torch.Tensor):
+        """Reference pairs long enough that no pair within the cutoff is missed for any ``F``."""
+        smin = float(torch.linalg.svdvals(F.detach().double()).min())
+        if smin <= 0:
+            raise ValueError("deformation gradient with non-positive singular value")
+        cut = self.potential.cutoff / smin * (1.0 + 1e-9)
+        nl = vesin.NeighborList(cutoff=cut, full_list=False)
+        i, j, S = nl.compute(self.basis, self.cell, True, "ijS")
+        d0 = self.basis[j] - self.basis[i] + S @ self.cell
+        t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=self.device)
+        return t(i.astype(np.int64), torch.int64), t(j.astype(np.int64), torch.int64), t(
+            d0, self.dtype
+        )
+
+    def _site_energy_density(self, F, p, pairs) -> torch.Tensor:
+        """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
+        i, j, d0 = pairs
+        m, k, E = F.shape[0], self.n_basis, i.shape[0]
+        vec = torch.einsum("mab,eb->mea", F, d0) + p[:, j] - p[:, i]
+        offs = (torch.arange(m, device=self.device) * k)[:, None]
+        graph = Graph(
+            n_atoms=m * k,
+            species=self.species.repeat(m),
+            i=(i[None, :] + offs).reshape(-1),
+            j=(j[None, :] + offs).reshape(-1),
+            vectors=vec.reshape(m * E, 3),
+        )
+        return self.potential(graph).reshape(m, k).sum(dim=1) / self.volume
+
+    # -- shift relaxation ----------------------------------------------------------------
+    def _free_shift_hessian(self, W, q):
+        """Gradient ``(m, s)`` and Hessian ``(m, s, s)`` of ``Σ W`` in the free shifts ``q``."""
+        (g,) = torch.autograd.grad(W.sum(), q, create_graph=True)
+        g = g.reshape(q.shape[0], -1)
+        rows = [torch.autograd.grad(g[:, a].sum(), q, retain_graph=True)[0].reshape(q.shape[0], -1)
+                for a in range(g.shape[1])]
+        return g, torch.stack(rows, dim=1)
+
+    def _relax_shifts(self, F: torch.Tensor, pairs) -> torch.Tensor:
+        m = F.shape[0]
+        q = torch.zeros((m, self.n_basis - 1, 3), dtype=self.dtype, device=self.device)
+        for _ in range(50):
+            qv = q.detach().requires_grad_(True)
+            p = torch.cat([torch.zeros_like(qv[:, :1]), qv], dim=1)
+            W = self._site_energy_density(F.detach(), p, pairs) * self.volume
+            g, H = self._free_shift_hessian(W, qv)
+            if float(g.detach().abs().max()) < self.shift_tol:
+                break
+            step = torch.linalg.solve(H.detach(), -g.detach()[..., None])[..., 0]
+            q = q + step.reshape(q.shape)
+        return q.detach()
+
+    # -- public --------------------------------------------------------------------------
+    def evaluate(self, F, *, relaxed: bool = True, tangent: bool = True):
+        """``W (m,)``, ``P (m,3,3)`` and, if asked, ``A (m,3,3,3,3)`` as torch tensors.
+
+        Args:
+            F: ``(m, 3, 3)`` deformation gradients (array or tensor).
+            relaxed: relax the basis shifts for each ``F`` (relaxed ion).
+            tangent: also return the tangent ``∂P/∂F``.
+        """
+        F = torch.as_tensor(np.asarray(F) if not torch.is_tensor(F) else F,
+                            dtype=self.dtype, device=self.device)
+        if F.ndim != 3 or F.shape[1:] != (3, 3):
+            raise ValueError(f"F must have shape (m, 3, 3), got {tuple(F.shape)}")
+        m = F.shape[0]
+        pairs = self._reference_pairs(F)
+        shifts = relaxed and self.n_basis > 1
+        q0 = self._relax_shifts(F, pairs) if shifts else torch.zeros(
+            (m, max(self.n_basis - 1, 0), 3), dtype=self.dtype, device=self.device
+        )
+        Fv = F.detach().clone().requires_grad_(True)
+        qv = q0.clone().requires_grad_(shifts and tangent)
+        p = torch.cat([torch.zeros((m, 1, 3), dtype=self.dtype, device=self.device), qv], dim=1)
+        W = self._site_energy_density(Fv, p, pairs)
+        (P,) = torch.autograd.grad(W.sum(), Fv, create_graph=tangent)
+        if not tangent:
+            return W.detach(), P.detach(), None
+        wrt = (Fv, qv) if shifts else (Fv,)
+        rows_F, rows_q = [], []
+        for a in range(3):
+            for b in range(3):
+                g = torch.autograd.grad(P[:, a, b].sum(), wrt, retain_graph=True)
+                rows_F.append(g[0])
+                if shifts:
+                    rows_q.append(g[1].reshape(m, -1))
+        A = torch.stack(rows_F, dim=1).reshape(m, 3, 3, 3, 3)
+        if shifts:
+            W_Fq = torch.stack(rows_q, dim=1)  # (m, 9, s)
+            W_s = self._site_energy_density(
+                Fv.detach(),
+                torch.cat([torch.zeros_like(p[:, :1]), qv], dim=1),
+                pairs,
+            )
+            _, H = self._free_shift_hessian(W_s, qv)
+            corr = W_Fq @ torch.linalg.solve(H.detach(), W_Fq.detach().transpose(1, 2))
+            A = A - corr.reshape(m, 3, 3, 3, 3)
+        return W.detach(), P.detach(), A.detach()
+
+    def __call__(self, F: np.ndarray):
+        """The material-law form ``law(F) -> (W, P, A)`` on NumPy arrays (relaxed)."""
+        W, P, A = self.evaluate(F, relaxed=True, tangent=True)
+        return W.cpu().numpy(), P.cpu().numpy(), A.cpu().numpy()
+
+    def elastic_constants(self, *, relaxed: bool = True) -> np.ndarray:
+        """6×6 Voigt elastic constants in GPa at ``F = I`` (the reference must be stress free)."""
+        _, _, A = self.evaluate(np.eye(3)[None], relaxed=relaxed, tangent=True)
+        return voigt_from_tangent(A[0].double().cpu().numpy()) * EV_PER_A3_TO_GPA

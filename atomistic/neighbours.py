@@ -1,0 +1,148 @@
+"""Neighbour lists: indices from vesin, vectors recomputed in torch so that autograd flows.
+
+The list is a *half* list (each pair once, ``i``→``j`` with the periodic shift ``S``):
+
+    r_ij = x_j − x_i + S · cell          (row-vector convention, cell rows are lattice vectors)
+
+Potentials that need a full list (three-body terms) mirror it with :meth:`Graph.full`.
+A list built with cutoff ``r_cut + skin`` stays valid until some atom has moved more than
+``skin / 2`` from where it was at the build, so relaxations rebuild only rarely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import vesin
+
+__all__ = ["Graph", "NeighbourList", "build_graph"]
+
+
+@dataclass(kw_only=True)
+class Graph:
+    """Atoms and their pair list, as torch tensors on one device.
+
+    Attributes:
+        n_atoms: number of atoms ``n``.
+        species: ``(n,)`` int64, index of each atom's element in the potential's ``elements``.
+        i: ``(E,)`` int64, first atom of each pair.
+        j: ``(E,)`` int64, second atom of each pair.
+        vectors: ``(E, 3)`` pair vectors ``x_j − x_i + S·cell`` in Å (differentiable).
+    """
+
+    n_atoms: int
+    species: torch.Tensor
+    i: torch.Tensor
+    j: torch.Tensor
+    vectors: torch.Tensor
+    _full: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(
+        default=None, repr=False
+    )
+
+    def full(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the mirrored (full) list ``(i, j, vectors)`` with ``2E`` entries."""
+        if self._full is None:
+            self._full = (
+                torch.cat([self.i, self.j]),
+                torch.cat([self.j, self.i]),
+                torch.cat([self.vectors, -self.vectors]),
+            )
+        return self._full
+
+    def with_vectors(self, vectors: torch.Tensor) -> Graph:
+        """Return the same graph with other pair vectors (for example a leaf for autograd)."""
+        return Graph(
+            n_atoms=self.n_atoms, species=self.species, i=self.i, j=self.j, vectors=vectors
+        )
+
+
+class NeighbourList:
+    """A reusable half neighbour list with a skin.
+
+    Args:
+        cutoff: interaction cutoff ``r_cut`` in Å.
+        skin: extra distance in Å; the list is rebuilt once an atom moved more than ``skin/2``.
+    """
+
+    def __init__(self, *, cutoff: float, skin: float = 0.0) -> None:
+        if cutoff <= 0:
+            raise ValueError(f"neighbour list cutoff must be positive, got {cutoff}")
+        if skin < 0:
+            raise ValueError(f"neighbour list skin must be >= 0, got {skin}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self._vesin = vesin.NeighborList(cutoff=self.cutoff + self.skin, full_list=False)
+        self._ref_positions: np.ndarray | None = None
+        self._ref_cell: np.ndarray | None = None
+        self._ref_pbc: tuple[bool, bool, bool] | None = None
+        self.i = np.zeros(0, dtype=np.int64)
+        self.j = np.zeros(0, dtype=np.int64)
+        self.shifts = np.zeros((0, 3), dtype=np.int64)
+        self.n_builds = 0
+
+    def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc) -> bool:
+        """Whether the stored list may have lost a pair within ``cutoff``."""
+        if self._ref_positions is None or positions.shape != self._ref_positions.shape:
+            return True
+        if tuple(bool(p) for p in np.broadcast_to(pbc, 3)) != self._ref_pbc:
+            return True
+        if not np.array_equal(cell, self._ref_cell):
+            return True
+        if self.skin == 0.0:
+            return not np.array_equal(positions, self._ref_positions)
+        moved = np.max(np.sum((positions - self._ref_positions) ** 2, axis=1), initial=0.0)
+        return bool(moved > (0.5 * self.skin) ** 2)
+
+    def update(self, positions: np.ndarray, cell: np.ndarray, pbc) -> bool:
+        """Rebuild the list if needed. Returns True when it was rebuilt.
+
+        Args:
+            positions: ``(n, 3)`` Cartesian positions in Å.
+            cell: ``(3, 3)`` cell, rows are lattice vectors (ignored along open directions).
+            pbc: bool or three bools, periodicity along each cell vector.
+        """
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
+        cell = np.ascontiguousarray(cell, dtype=np.float64)
+        if not self.needs_rebuild(positions, cell, pbc):
+            return False
+        pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
+        box = cell if any(pbc3) else np.zeros((3, 3))
+        i, j, s = self._vesin.compute(positions, box, pbc3, "ijS")
+        self.i = i.astype(np.int64)
+        self.j = j.astype(np.int64)
+        self.shifts = s.astype(np.int64)
+        self._ref_positions = positions.copy()
+        self._ref_cell = cell.copy()
+        self._ref_pbc = tuple(pbc3)
+        self.n_builds += 1
+        return True
+
+
+def build_graph(
+    *,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    species: torch.Tensor,
+    neighbours: NeighbourList,
+    pbc=True,
+) -> Graph:
+    """Update ``neighbours`` for ``positions`` and return the graph with torch pair vectors.
+
+    Args:
+        positions: ``(n, 3)`` positions in Å; gradients flow through the pair vectors.
+        cell: ``(3, 3)`` cell in Å (rows are lattice vectors).
+        species: ``(n,)`` int64 element indices.
+        neighbours: the reusable list to update.
+        pbc: periodicity along each cell vector.
+    """
+    neighbours.update(
+        positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), pbc
+    )
+    dev = positions.device
+    i = torch.from_numpy(neighbours.i).to(dev)
+    j = torch.from_numpy(neighbours.j).to(dev)
+    shifts = torch.from_numpy(neighbours.shifts).to(device=dev, dtype=positions.dtype)
+    vectors = positions[j] - positions[i] + shifts @ cell
+    return Graph(n_atoms=positions.shape[0], species=species, i=i, j=j, vectors=vectors)

@@ -81,6 +81,7 @@ class NeighbourList:
         self.j = np.zeros(0, dtype=np.int64)
         self.shifts = np.zeros((0, 3), dtype=np.int64)
         self.n_builds = 0
+        self._torch_cache: dict = {}
 
     def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc) -> bool:
         """Whether the stored list may have lost a pair within ``cutoff``."""
@@ -117,7 +118,35 @@ class NeighbourList:
         self._ref_cell = cell.copy()
         self._ref_pbc = tuple(pbc3)
         self.n_builds += 1
+        self._torch_cache.clear()
         return True
+
+    def torch_pairs(self, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(i, j, S·cell)`` as tensors on ``cell``'s device, cached until the next rebuild.
+
+        The shift vectors are recomputed (and differentiable) when ``cell`` requires grad.
+        """
+        key = (cell.device, cell.dtype)
+        if key not in self._torch_cache:
+            i = torch.from_numpy(self.i).to(cell.device)
+            j = torch.from_numpy(self.j).to(cell.device)
+            shifts = torch.from_numpy(self.shifts).to(device=cell.device, dtype=cell.dtype)
+            nonzero = bool(self.shifts.any())
+            self._torch_cache[key] = (i, j, shifts if nonzero else None, None)
+        i, j, shifts, cached = self._torch_cache[key]
+        if shifts is None:
+            return i, j, torch.zeros((1, 3), dtype=cell.dtype, device=cell.device)
+        if cell.requires_grad:
+            return i, j, _shift_vectors(shifts, cell)
+        if cached is None or not torch.equal(cached[0], cell):
+            cached = (cell.detach().clone(), _shift_vectors(shifts, cell))
+            self._torch_cache[key] = (i, j, shifts, cached)
+        return i, j, cached[1]
+
+
+def _shift_vectors(shifts: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    # Three broadcasts beat a (E,3)@(3,3) matmul, which is slow for very skinny matrices.
+    return shifts[:, 0:1] * cell[0] + shifts[:, 1:2] * cell[1] + shifts[:, 2:3] * cell[2]
 
 
 def build_graph(
@@ -140,9 +169,6 @@ def build_graph(
     neighbours.update(
         positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), pbc
     )
-    dev = positions.device
-    i = torch.from_numpy(neighbours.i).to(dev)
-    j = torch.from_numpy(neighbours.j).to(dev)
-    shifts = torch.from_numpy(neighbours.shifts).to(device=dev, dtype=positions.dtype)
-    vectors = positions[j] - positions[i] + shifts @ cell
+    i, j, shift_vectors = neighbours.torch_pairs(cell.to(positions.dtype))
+    vectors = positions[j] - positions[i] + shift_vectors
     return Graph(n_atoms=positions.shape[0], species=species, i=i, j=j, vectors=vectors)

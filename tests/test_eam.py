@@ -1,0 +1,84 @@
+"""EAM: forces and stress by finite differences, table interpolation, file errors."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from conftest import central_difference_forces, strain_derivative_stress
+
+from atomistic.calculator import Calculator
+from atomistic.eam import EAM, lammps_spline_coefficients
+
+
+@pytest.fixture(scope="module")
+def cu(potentials_dir):
+    return EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy")
+
+
+def _perturbed_cu(rng, periodic=True):
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((2, 2, 2))
+    atoms.positions += rng.normal(scale=0.08, size=atoms.positions.shape)
+    if not periodic:
+        atoms.pbc = False
+    return atoms
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_forces_are_minus_energy_gradient(cu, rng, periodic):
+    atoms = _perturbed_cu(rng, periodic)
+    atoms.calc = Calculator(cu, device="cpu")
+    f = atoms.get_forces()
+    fd = central_difference_forces(atoms)
+    assert np.abs(f - fd).max() < 1e-6 * np.abs(f).max()
+
+
+def test_stress_is_strain_derivative(cu, rng):
+    atoms = _perturbed_cu(rng)
+    atoms.set_cell(atoms.cell.array + rng.normal(scale=0.1, size=(3, 3)), scale_atoms=True)
+    atoms.calc = Calculator(cu, device="cpu")
+    s = atoms.get_stress()
+    fd = strain_derivative_stress(atoms)
+    assert np.abs(s - fd).max() < 1e-6 * np.abs(s).max()
+    assert np.allclose(atoms.get_stresses().sum(axis=0), s, atol=1e-14)
+    assert np.isclose(atoms.get_potential_energies().sum(), atoms.get_potential_energy())
+
+
+def test_float32_matches_float64(cu, rng):
+    atoms = _perturbed_cu(rng)
+    atoms.calc = Calculator(cu, device="cpu")
+    e64 = atoms.get_potential_energy()
+    atoms.calc = Calculator(EAM.from_file(cu.source), device="cpu", dtype=torch.float32)
+    assert abs(atoms.get_potential_energy() - e64) < 1e-5 * abs(e64)
+
+
+def test_spline_reproduces_cubics_inside_table():
+    # Five-point knot slopes are exact for cubics, so the LAMMPS interpolant is exact there.
+    x = np.arange(40.0)
+    f = 0.3 * x**3 - 2 * x**2 + x - 5
+    c = lammps_spline_coefficients(f)
+    m, p = 17, 0.37
+    val = ((c[m, 0] * p + c[m, 1]) * p + c[m, 2]) * p + c[m, 3]
+    xx = m + p
+    assert val == pytest.approx(0.3 * xx**3 - 2 * xx**2 + xx - 5, rel=1e-13)
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.eam.alloy"):
+        EAM.from_file(tmp_path / "nope.eam.alloy")
+
+
+def test_element_absent_names_it(potentials_dir):
+    with pytest.raises(ValueError, match="Cu_mishin1.*Zr"):
+        EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy", elements=["Zr"])
+    atoms = bulk("Al", "fcc", a=4.05)
+    atoms.calc = Calculator(EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy"), device="cpu")
+    with pytest.raises(ValueError, match="Al"):
+        atoms.get_potential_energy()
+
+
+def test_truncated_file_is_reported(tmp_path, potentials_dir):
+    text = (potentials_dir / "Cu_mishin1.eam.alloy").read_text().splitlines()
+    bad = tmp_path / "cut.eam.alloy"
+    bad.write_text("\n".join(text[:100]))
+    with pytest.raises(ValueError, match="cut.eam.alloy"):
+        EAM.from_file(bad)

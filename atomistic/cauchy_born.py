@@ -184,6 +184,23 @@ class CauchyBorn:
         W, P, A = self.evaluate(F, relaxed=True, tangent=True)
         return W.cpu().numpy(), P.cpu().numpy(), A.cpu().numpy()
 
+    def stress_free_scale(self, *, tol: float = 1e-12, max_iter: int = 50) -> float:
+        """Isotropic scale ``s`` with zero mean stress at ``F = s I`` (Newton on ``tr P``).
+
+        Multiply the reference lattice constant by ``s`` for the equilibrium one. For cubic
+        lattices the stress at ``s I`` is then zero; for hcp only its trace is.
+        """
+        s = 1.0
+        for _ in range(max_iter):
+            _, P, A = self.evaluate(s * np.eye(3)[None], relaxed=True, tangent=True)
+            g = float(torch.einsum("aa->", P[0]))
+            dg = float(torch.einsum("aabb->", A[0]))
+            step = -g / dg
+            s += step
+            if abs(step) < tol:
+                break
+        return s
+
     def elastic_constants(self, *, relaxed: bool = True) -> np.ndarray:
         """6×6 Voigt elastic constants in GPa at ``F = I`` (the reference must be stress free)."""
         _, _, A = self.evaluate(np.eye(3)[None], relaxed=relaxed, tangent=True)

@@ -58,23 +58,68 @@ def lammps_spline_coefficients(f: np.ndarray) -> np.ndarray:
     return c
 
 
-def _spline(table: torch.Tensor, which: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Evaluate LAMMPS cubic tables.
+def _locate(n: int, x: torch.Tensor):
+    """Segment ``m`` and local coordinate ``p`` as LAMMPS: ``p ≤ 1`` on the last segment."""
+    m = torch.clamp(torch.floor(x).to(torch.int64), min=0, max=n - 2)
+    p = x - m.to(x.dtype)
+    beyond = p > 1.0
+    return m, torch.clamp(p, max=1.0), beyond
 
-    Args:
-        table: ``(k, n, 4)`` coefficients.
-        which: ``(E,)`` table index per entry.
-        x: ``(E,)`` abscissa in units of the knot spacing (``r/Δr`` or ``ρ/Δρ``).
 
-    Returns:
-        values ``(E,)``. As in LAMMPS, the local coordinate is clamped to ≤ 1 on the last
-        segment, and below the first knot segment 0 is extrapolated.
+class _SplineSlope(torch.autograd.Function):
+    """``dv/dx`` of :class:`_Spline`; its own derivative makes the tangent exact."""
+
+    @staticmethod
+    def forward(ctx, table, which, x):
+        m, p, beyond = _locate(table.shape[1], x)
+        c = table[which, m]
+        pe = p[:, None]
+        d = (3.0 * c[..., 0] * pe + 2.0 * c[..., 1]) * pe + c[..., 2]
+        dd = 6.0 * c[..., 0] * pe + 2.0 * c[..., 1]
+        z = torch.zeros((), dtype=x.dtype, device=x.device)
+        ctx.save_for_backward(torch.where(beyond[:, None], z, dd))
+        return torch.where(beyond[:, None], z, d)
+
+    @staticmethod
+    def backward(ctx, g):
+        (dd,) = ctx.saved_tensors
+        return None, None, (g * dd).sum(dim=1)
+
+
+class _Spline(torch.autograd.Function):
+    """LAMMPS cubic tables, value and slope in one pass.
+
+    ``table`` is ``(T, n, K, 4)``: ``K`` tables evaluated together at the same abscissa.
+    Returns ``(E, K)`` values; the slope is kept for the backward pass, and recomputed
+    differentiably when a graph of the gradient is asked for (tangents, Hessian products).
     """
-    n = table.shape[1]
-    m = torch.clamp(torch.floor(x.detach()).to(torch.int64), min=0, max=n - 2)
-    p = torch.clamp(x - m.to(x.dtype), max=1.0)
-    c = table[which, m]
-    return ((c[:, 0] * p + c[:, 1]) * p + c[:, 2]) * p + c[:, 3]
+
+    @staticmethod
+    def forward(ctx, table, which, x):
+        m, p, beyond = _locate(table.shape[1], x)
+        c = table[which, m]
+        pe = p[:, None]
+        v = ((c[..., 0] * pe + c[..., 1]) * pe + c[..., 2]) * pe + c[..., 3]
+        d = (3.0 * c[..., 0] * pe + 2.0 * c[..., 1]) * pe + c[..., 2]
+        d = torch.where(beyond[:, None], torch.zeros((), dtype=x.dtype, device=x.device), d)
+        ctx.save_for_backward(table, which, x, d)
+        return v
+
+    @staticmethod
+    def backward(ctx, g):
+        table, which, x, d = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            d = _SplineSlope.apply(table, which, x)
+        return None, None, (g * d).sum(dim=1)
+
+
+def _spline(table: torch.Tensor, which: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Evaluate ``K`` LAMMPS cubic tables ``(T, n, K, 4)`` at ``x`` (in knot spacings).
+
+    Returns ``(E, K)``. As in LAMMPS, the local coordinate is clamped to ≤ 1 on the last
+    segment, and below the first knot segment 0 is extrapolated.
+    """
+    return _Spline.apply(table, which, x)
 
 
 def _tokens(path: Path) -> tuple[list[str], list[str]]:
@@ -125,10 +170,28 @@ class EAM(torch.nn.Module):
         def coeffs(tables: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.stack([lammps_spline_coefficients(t) for t in tables]))
 
-        self.register_buffer("frho", coeffs(frho))
-        self.register_buffer("rhor", coeffs(rhor))
-        self.register_buffer("z2r", coeffs(z2r))
-        last = self.frho[:, -2]  # segment ending at ρ_max; dF/dp at p = 1, per Δρ
+        n_el = len(self.elements)
+        rho_c, z2r_c = coeffs(rhor), coeffs(z2r)
+
+        def density(centre: int, neighbour: int) -> torch.Tensor:
+            return rho_c[neighbour * n_el + centre] if finnis_sinclair else rho_c[neighbour]
+
+        def pair(a: int, b: int) -> torch.Tensor:
+            hi, lo = max(a, b), min(a, b)
+            return z2r_c[hi * (hi + 1) // 2 + lo]
+
+        # One table per ordered species pair (a, b) = (centre i, neighbour j), K entries:
+        # [ρ_{b→a}, ρ_{a→b}, r·φ_ab]; with one element ρ is shared: [ρ, r·φ].
+        tables = []
+        for a in range(n_el):
+            for b in range(n_el):
+                k = [density(a, b), pair(a, b)] if n_el == 1 and not finnis_sinclair else [
+                    density(a, b), density(b, a), pair(a, b)]
+                tables.append(torch.stack(k, dim=1))
+        self.register_buffer("pair_tables", torch.stack(tables))
+        frho_c = coeffs(frho)
+        self.register_buffer("frho", frho_c[:, :, None, :])
+        last = frho_c[:, -2]  # segment ending at ρ_max; dF/dp at p = 1, per Δρ
         self.register_buffer(
             "frho_end_slope", (3.0 * last[:, 0] + 2.0 * last[:, 1] + last[:, 2]) / self.drho
         )
@@ -209,32 +272,28 @@ class EAM(torch.nn.Module):
             lattice_types=tuple(ltype),
         )
 
-    def _pair_table(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        hi, lo = torch.maximum(a, b), torch.minimum(a, b)
-        return hi * (hi + 1) // 2 + lo
-
-    def _density_table(self, centre: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:
-        if self.finnis_sinclair:
-            return neighbour * len(self.elements) + centre
-        return neighbour
-
     def forward(self, graph: Graph) -> torch.Tensor:
         """Site energies ``(n,)`` in eV."""
         r2 = (graph.vectors * graph.vectors).sum(dim=1)
         keep = r2 < self.cutoff * self.cutoff
-        i, j, r2 = graph.i[keep], graph.j[keep], r2[keep]
+        if not bool(keep.all()):
+            idx = keep.nonzero()[:, 0]
+            i, j, r2 = graph.i[idx], graph.j[idx], r2[idx]
+        else:
+            i, j = graph.i, graph.j
         r = torch.sqrt(r2)
-        x = r / self.dr
-        si, sj = graph.species[i], graph.species[j]
-        rho = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device)
-        rho = rho.index_add(0, i, _spline(self.rhor, self._density_table(si, sj), x))
-        rho = rho.index_add(0, j, _spline(self.rhor, self._density_table(sj, si), x))
-        phi = _spline(self.z2r, self._pair_table(si, sj), x) / r
-        pair = torch.zeros_like(rho).index_add(0, i, 0.5 * phi).index_add(0, j, 0.5 * phi)
+        n_el = len(self.elements)
+        which = graph.species[i] * n_el + graph.species[j] if n_el > 1 else torch.zeros_like(i)
+        v = _spline(self.pair_tables, which, r * (1.0 / self.dr))
+        rho_i, rho_j = (v[:, 0], v[:, 0]) if v.shape[1] == 2 else (v[:, 0], v[:, 1])
+        half_phi = 0.5 * v[:, -1] / r
+        zeros = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device)
+        rho = zeros.index_add(0, i, rho_i).index_add(0, j, rho_j)
+        pair = zeros.index_add(0, i, half_phi).index_add(0, j, half_phi)
         return self._embedding(graph.species, rho) + pair
 
     def _embedding(self, species: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-        f = _spline(self.frho, species, rho / self.drho)
+        f = _spline(self.frho, species, rho * (1.0 / self.drho))[:, 0]
         # LAMMPS continues F linearly past the table with the slope at ρ_max.
         over = torch.clamp(rho - self.rhomax, min=0.0)
         return f + self.frho_end_slope[species] * over

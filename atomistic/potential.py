@@ -101,7 +101,7 @@ def evaluate(
     if forces:
         f = torch.zeros((graph.n_atoms, 3), dtype=g.dtype, device=g.device)
         f.index_add_(0, graph.i, g)
-        f.index_add_(0, graph.j, -g)
+        f.index_add_(0, graph.j, g, alpha=-1.0)
         out["forces"] = f
     if virial:
         out["virial"] = _sym(vectors.detach().T @ g)

@@ -90,8 +90,10 @@ class CauchyBorn:
         i, j, S = nl.compute(self.basis, self.cell, True, "ijS")
         d0 = self.basis[j] - self.basis[i] + S @ self.cell
         t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=self.device)
-        return t(i.astype(np.int64), torch.int64), t(j.astype(np.int64), torch.int64), t(
-            d0, self.dtype
+        return (
+            t(i.astype(np.int64), torch.int64),
+            t(j.astype(np.int64), torch.int64),
+            t(d0, self.dtype),
         )
 
     def _site_energy_density(self, F, p, pairs) -> torch.Tensor:
@@ -114,8 +116,10 @@ class CauchyBorn:
         """Gradient ``(m, s)`` and Hessian ``(m, s, s)`` of ``Σ W`` in the free shifts ``q``."""
         (g,) = torch.autograd.grad(W.sum(), q, create_graph=True)
         g = g.reshape(q.shape[0], -1)
-        rows = [torch.autograd.grad(g[:, a].sum(), q, retain_graph=True)[0].reshape(q.shape[0], -1)
-                for a in range(g.shape[1])]
+        rows = [
+            torch.autograd.grad(g[:, a].sum(), q, retain_graph=True)[0].reshape(q.shape[0], -1)
+            for a in range(g.shape[1])
+        ]
         return g, torch.stack(rows, dim=1)
 
     def _relax_shifts(self, F: torch.Tensor, pairs) -> torch.Tensor:
@@ -141,15 +145,18 @@ class CauchyBorn:
             relaxed: relax the basis shifts for each ``F`` (relaxed ion).
             tangent: also return the tangent ``∂P/∂F``.
         """
-        F = torch.as_tensor(np.asarray(F) if not torch.is_tensor(F) else F,
-                            dtype=self.dtype, device=self.device)
+        F = torch.as_tensor(
+            np.asarray(F) if not torch.is_tensor(F) else F, dtype=self.dtype, device=self.device
+        )
         if F.ndim != 3 or F.shape[1:] != (3, 3):
             raise ValueError(f"F must have shape (m, 3, 3), got {tuple(F.shape)}")
         m = F.shape[0]
         pairs = self._reference_pairs(F)
         shifts = relaxed and self.n_basis > 1
-        q0 = self._relax_shifts(F, pairs) if shifts else torch.zeros(
-            (m, max(self.n_basis - 1, 0), 3), dtype=self.dtype, device=self.device
+        q0 = (
+            self._relax_shifts(F, pairs)
+            if shifts
+            else torch.zeros((m, max(self.n_basis - 1, 0), 3), dtype=self.dtype, device=self.device)
         )
         Fv = F.detach().clone().requires_grad_(True)
         qv = q0.clone().requires_grad_(shifts and tangent)

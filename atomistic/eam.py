@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from atomistic.neighbours import Graph
+from atomistic.oracles import resolve_potential_file
 
 __all__ = ["EAM", "EAMFileError", "lammps_spline_coefficients"]
 
@@ -185,8 +186,11 @@ class EAM(torch.nn.Module):
         tables = []
         for a in range(n_el):
             for b in range(n_el):
-                k = [density(a, b), pair(a, b)] if n_el == 1 and not finnis_sinclair else [
-                    density(a, b), density(b, a), pair(a, b)]
+                k = (
+                    [density(a, b), pair(a, b)]
+                    if n_el == 1 and not finnis_sinclair
+                    else [density(a, b), density(b, a), pair(a, b)]
+                )
                 tables.append(torch.stack(k, dim=1))
         self.register_buffer("pair_tables", torch.stack(tables))
         frho_c = coeffs(frho)
@@ -197,9 +201,7 @@ class EAM(torch.nn.Module):
         )
 
     @classmethod
-    def from_file(
-        cls, path: str | Path, *, format: str | None = None, elements=None
-    ) -> EAM:
+    def from_file(cls, path: str | Path, *, format: str | None = None, elements=None) -> EAM:
         """Read a LAMMPS ``eam/alloy`` (setfl) or ``eam/fs`` file.
 
         Args:
@@ -213,7 +215,7 @@ class EAM(torch.nn.Module):
             EAMFileError: the file is malformed.
             ValueError: an element of ``elements`` is not in the file.
         """
-        path = _resolve(path)
+        path = resolve_potential_file(path)
         fmt = format or ("fs" if path.name.endswith(".fs") else "alloy")
         if fmt not in ("alloy", "fs"):
             raise ValueError(f"EAM format {fmt!r} unknown; allowed: alloy, fs")
@@ -223,7 +225,13 @@ class EAM(torch.nn.Module):
             n_el = int(head[0])
             names = tuple(head[1 : 1 + n_el])
             nrho_s, drho_s, nr_s, dr_s, cut_s = header[1].split()[:5]
-            nrho, drho, nr, dr, cut = int(nrho_s), float(drho_s), int(nr_s), float(dr_s), float(cut_s)
+            nrho, drho, nr, dr, cut = (
+                int(nrho_s),
+                float(drho_s),
+                int(nr_s),
+                float(dr_s),
+                float(cut_s),
+            )
         except (IndexError, ValueError) as err:
             raise EAMFileError(f"{path}: bad header lines 4-5 ({err})") from None
         if len(names) != n_el:
@@ -255,7 +263,8 @@ class EAM(torch.nn.Module):
             missing = [e for e in elements if e not in names]
             if missing:
                 raise ValueError(
-                    f"{path}: element(s) {', '.join(missing)} not in file; it has {', '.join(names)}"
+                    f"{path}: element(s) {', '.join(missing)} not in file; "
+                    f"it has {', '.join(names)}"
                 )
         return cls(
             elements=names,
@@ -297,16 +306,3 @@ class EAM(torch.nn.Module):
         # LAMMPS continues F linearly past the table with the slope at ρ_max.
         over = torch.clamp(rho - self.rhomax, min=0.0)
         return f + self.frho_end_slope[species] * over
-
-
-def _resolve(path: str | Path) -> Path:
-    p = Path(path)
-    if p.exists():
-        return p
-    if p.parent == Path("."):
-        from atomistic.oracles import lammps_potentials_dir
-
-        shipped = lammps_potentials_dir() / p.name
-        if shipped.exists():
-            return shipped
-    raise FileNotFoundError(f"EAM potential file not found: {path}")

@@ -37,9 +37,7 @@ class Graph:
     i: torch.Tensor
     j: torch.Tensor
     vectors: torch.Tensor
-    _full: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(
-        default=None, repr=False
-    )
+    _full: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     def full(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the mirrored (full) list ``(i, j, vectors)`` with ``2E`` entries."""
@@ -166,9 +164,7 @@ def build_graph(
         neighbours: the reusable list to update.
         pbc: periodicity along each cell vector.
     """
-    neighbours.update(
-        positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), pbc
-    )
+    neighbours.update(positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), pbc)
     i, j, shift_vectors = neighbours.torch_pairs(cell.to(positions.dtype))
     vectors = positions[j] - positions[i] + shift_vectors
     return Graph(n_atoms=positions.shape[0], species=species, i=i, j=j, vectors=vectors)

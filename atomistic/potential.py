@@ -59,8 +59,7 @@ def species_indices(symbols, elements, *, source: str = "potential") -> torch.Te
     missing = sorted({s for s in symbols if s not in lookup})
     if missing:
         raise UnknownElementError(
-            f"{source}: element(s) {', '.join(missing)} not described; "
-            f"it has {', '.join(elements)}"
+            f"{source}: element(s) {', '.join(missing)} not described; it has {', '.join(elements)}"
         )
     return torch.tensor([lookup[s] for s in symbols], dtype=torch.int64)
 

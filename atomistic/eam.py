@@ -283,14 +283,13 @@ class EAM(torch.nn.Module):
 
     def forward(self, graph: Graph) -> torch.Tensor:
         """Site energies ``(n,)`` in eV."""
-        r2 = (graph.vectors * graph.vectors).sum(dim=1)
-        keep = r2 < self.cutoff * self.cutoff
+        r = torch.linalg.vector_norm(graph.vectors, dim=1)
+        keep = r < self.cutoff
         if not bool(keep.all()):
             idx = keep.nonzero()[:, 0]
-            i, j, r2 = graph.i[idx], graph.j[idx], r2[idx]
+            i, j, r = graph.i[idx], graph.j[idx], r[idx]
         else:
             i, j = graph.i, graph.j
-        r = torch.sqrt(r2)
         n_el = len(self.elements)
         which = graph.species[i] * n_el + graph.species[j] if n_el > 1 else torch.zeros_like(i)
         v = _spline(self.pair_tables, which, r * (1.0 / self.dr))

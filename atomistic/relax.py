@@ -104,15 +104,15 @@ def relax(
     )
 
 
-class _Converged(Exception):
-    pass
+class _Stop(Exception):
+    """Converged, or the force-evaluation budget is spent."""
 
 
 def _lbfgs(obj: _Objective, x0: np.ndarray, *, fmax: float, max_steps: int) -> None:
     def fun(x):
         obj.set(x)
-        if obj.fmax() <= fmax:
-            raise _Converged
+        if obj.fmax() <= fmax or obj.calls >= max_steps:
+            raise _Stop
         return obj.energy, -obj.forces[obj.free].ravel()
 
     # Restart when scipy's line search gives up on round-off-level energy changes.
@@ -132,12 +132,13 @@ def _lbfgs(obj: _Objective, x0: np.ndarray, *, fmax: float, max_steps: int) -> N
                     "maxcor": 20,
                 },
             )
-        except _Converged:
+        except _Stop:
             return
         if np.array_equal(res.x, x):
             break
         x = res.x
-    obj.set(x)
+    if obj.calls < max_steps:
+        obj.set(x)
 
 
 def _fire(

@@ -33,9 +33,12 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         echo "multiscale: creating .venv with $PY ($("$PY" --version))" >&2
         "$PY" -m venv "$VENV"
     fi
-    echo "multiscale: installing dependencies into .venv (first run: a few minutes, torch is large)" >&2
-    # The machine's pip.conf may name local index folders that do not exist; hide that noise only.
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | { grep -v 'is ignored: it is neither' || true; }
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]" 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+    LOG="$VENV/install.log"
+    echo "multiscale: installing dependencies into .venv (first run: a few minutes, torch is large; log: $LOG)" >&2
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$ROOT[test]"; } >"$LOG" 2>&1; then
+        tail -n 25 "$LOG" >&2
+        echo "multiscale: installing dependencies failed; full log: $LOG" >&2
+        exit 1
+    fi
     touch "$STAMP"
 fi

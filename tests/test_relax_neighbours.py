@@ -77,3 +77,10 @@ def test_open_and_mixed_boundaries_match_vacuum_padding(cu, rng):
     padded.calc = Calculator(cu, device="cpu")
     assert e_mixed == pytest.approx(padded.get_potential_energy(), abs=1e-10)
     assert np.allclose(atoms.get_forces(), padded.get_forces(), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "fire"])
+def test_budget_of_force_evaluations_is_respected(cu, method):
+    res = relax(_vacancy_cell(cu), fmax=1e-8, method=method, max_steps=4)
+    assert res.steps == 4
+    assert not res.converged

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args(argv)
     rows = []
-    cpu_threads = torch.get_num_threads()
+    default_threads = torch.get_num_threads()
+    cpu_threads = os.cpu_count() or 1
     for n in args.sizes:
         atoms = structure(n)
         ref = bench_lammps(atoms, args.seconds)
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                 "ratio_vs_lammps": 1.0,
             }
         )
-        configs = [("cpu", 1), ("cpu", cpu_threads)]
+        configs = [("cpu", 1)] + ([("cpu", cpu_threads)] if cpu_threads > 1 else [])
         if torch.cuda.is_available():
             configs.append(("cuda", None))
         for device, threads in configs:
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
                     "ratio_vs_lammps": rate / ref,
                 }
             )
-        torch.set_num_threads(cpu_threads)
+        torch.set_num_threads(default_threads)
         for r in rows[-len(configs) - 1 :]:
             print(
                 f"{r['n_atoms']:>8d}  {r['code']:<17s} {r['device']:<4s} "

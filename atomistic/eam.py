@@ -14,6 +14,8 @@ symbol              code
 
 Tables are interpolated with LAMMPS's own piecewise cubic (five-point derivative estimates at
 the knots, ``PairEAM::interpolate``), so energies and forces agree with LAMMPS to round-off.
+That interpolant is C¹: second derivatives (Cauchy–Born tangents, Hessians) are exact within a
+table segment and jump at the knots.
 """
 
 from __future__ import annotations

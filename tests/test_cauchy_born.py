@@ -65,3 +65,37 @@ def test_cu_mishin_lattice_constant(cu_cb):
     # Mishin et al. (2001) fitted Cu to a = 3.615 Å; the spline tables give 3.6149.
     a = 3.615 * cu_cb.stress_free_scale()
     assert a == pytest.approx(3.6149, abs=5e-5)
+
+
+@pytest.mark.parametrize(
+    "structure, element, a, c, file",
+    [("diamond", "Si", 5.431, None, "Si.sw"), ("hcp", "Zr", 3.23, 5.17, "Zr_mm.eam.fs")],
+)
+def test_relaxed_multilattice_tangent_is_derivative_of_relaxed_stress(
+    structure, element, a, c, file, potentials_dir, rng
+):
+    # With shifts relaxed for every F, P(F) = ∂W/∂F and the Schur-complement tangent must be
+    # its derivative; the clamped tangent must not be (the shifts move under strain).
+    # LAMMPS EAM tables are only C¹ (knot spacing ~1e-3 Å in r): a small step keeps the
+    # central difference inside one cubic piece.
+    from atomistic import StillingerWeber, unit_cell
+
+    path = potentials_dir / file
+    pot = StillingerWeber.from_file(path) if file.endswith(".sw") else EAM.from_file(path)
+    cb = CauchyBorn(pot, unit_cell(structure, element=element, a=a, c=c), device="cpu")
+    F = np.eye(3)[None] + 0.01 * rng.normal(size=(1, 3, 3))
+    _, _, A = cb.evaluate(F, relaxed=True)
+    _, _, A_clamped = cb.evaluate(F, relaxed=False)
+    h = 1e-7
+    Afd = np.zeros((1, 3, 3, 3, 3))
+    for k in range(3):
+        for m in range(3):
+            Fp, Fm = F.copy(), F.copy()
+            Fp[:, k, m] += h
+            Fm[:, k, m] -= h
+            Afd[..., k, m] = (
+                cb.evaluate(Fp, tangent=False)[1] - cb.evaluate(Fm, tangent=False)[1]
+            ) / (2 * h)
+    scale = np.abs(Afd).max()
+    assert np.abs(A.numpy() - Afd).max() < 1e-6 * scale
+    assert np.abs(A_clamped.numpy() - Afd).max() > 1e-2 * scale

@@ -54,24 +54,22 @@ def test_eam_alloy_cu_mishin(potentials_dir, rng):
     _compare(_cu_triclinic_with_vacancy(rng), EAM.from_file(f), "eam/alloy", f, ["Cu"])
 
 
-def test_eam_alloy_binary_alcu(potentials_dir, rng):
-    f = potentials_dir / "AlCu.eam.alloy"
-    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((3, 3, 3))
+@pytest.mark.parametrize(
+    "file, style, host, a, solute, count",
+    [
+        ("AlCu.eam.alloy", "eam/alloy", "Al", 4.05, "Cu", 30),
+        ("CuZr_mm.eam.fs", "eam/fs", "Cu", 3.7, "Zr", 40),
+    ],
+)
+def test_eam_binary_alloys(potentials_dir, rng, file, style, host, a, solute, count):
+    # Two elements: checks the table orientation of alloy and Finnis–Sinclair densities.
+    f = potentials_dir / file
+    atoms = bulk(host, "fcc", a=a, cubic=True).repeat((3, 3, 3))
     symbols = np.array(atoms.get_chemical_symbols())
-    symbols[rng.choice(len(atoms), 30, replace=False)] = "Cu"
+    symbols[rng.choice(len(atoms), count, replace=False)] = solute
     atoms.set_chemical_symbols(symbols.tolist())
     del atoms[7]
-    _compare(_strain_and_rattle(atoms, rng), EAM.from_file(f), "eam/alloy", f, ["Al", "Cu"])
-
-
-def test_eam_fs_binary_cuzr(potentials_dir, rng):
-    f = potentials_dir / "CuZr_mm.eam.fs"
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((3, 3, 3))
-    symbols = np.array(atoms.get_chemical_symbols())
-    symbols[rng.choice(len(atoms), 40, replace=False)] = "Zr"
-    atoms.set_chemical_symbols(symbols.tolist())
-    del atoms[3]
-    _compare(_strain_and_rattle(atoms, rng), EAM.from_file(f), "eam/fs", f, ["Cu", "Zr"])
+    _compare(_strain_and_rattle(atoms, rng), EAM.from_file(f), style, f, [host, solute])
 
 
 @pytest.mark.parametrize("vacancy", [False, True])

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import all_changes
+from ase.data import chemical_symbols
 
 from atomistic.memory import retain_freed_memory
 from atomistic.neighbours import NeighbourList, build_graph
@@ -61,16 +62,20 @@ class Calculator(_AseCalculator):
         self.dtype = dtype
         self.potential = potential.to(device=self.device, dtype=dtype)
         self.neighbours = NeighbourList(cutoff=potential.cutoff, skin=skin)
-        self._species_key: tuple[str, ...] | None = None
+        self._species_key: np.ndarray | None = None
         self._species: torch.Tensor | None = None
 
     def _species_for(self, atoms) -> torch.Tensor:
-        key = tuple(atoms.get_chemical_symbols())
-        if key != self._species_key:
+        # Compare atomic numbers as an array: no per-atom Python work on every step.
+        numbers = atoms.numbers
+        if self._species_key is None or not np.array_equal(numbers, self._species_key):
+            symbols = np.array(chemical_symbols)[numbers]
             self._species = species_indices(
-                key, self.potential.elements, source=getattr(self.potential, "source", "potential")
+                symbols.tolist(),
+                self.potential.elements,
+                source=getattr(self.potential, "source", "potential"),
             ).to(self.device)
-            self._species_key = key
+            self._species_key = numbers.copy()
         return self._species
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:

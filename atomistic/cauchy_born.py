@@ -122,7 +122,8 @@ class CauchyBorn:
         ]
         return g, torch.stack(rows, dim=1)
 
-    def _relax_shifts(self, F: torch.Tensor, pairs) -> torch.Tensor:
+    def _relax_shifts(self, F: torch.Tensor, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relaxed free shifts ``(m, k-1, 3)`` and ``W_pp`` ``(m, s, s)`` (per volume) there."""
         m = F.shape[0]
         q = torch.zeros((m, self.n_basis - 1, 3), dtype=self.dtype, device=self.device)
         for _ in range(50):
@@ -131,10 +132,13 @@ class CauchyBorn:
             W = self._site_energy_density(F.detach(), p, pairs) * self.volume
             g, H = self._free_shift_hessian(W, qv)
             if float(g.detach().abs().max()) < self.shift_tol:
-                break
+                return q.detach(), H.detach() / self.volume
             step = torch.linalg.solve(H.detach(), -g.detach()[..., None])[..., 0]
             q = q + step.reshape(q.shape)
-        return q.detach()
+        raise RuntimeError(
+            f"sublattice shifts did not relax to {self.shift_tol} eV/Å in 50 Newton steps "
+            "(is the multilattice unstable under this F?)"
+        )
 
     # -- public --------------------------------------------------------------------------
     def evaluate(self, F, *, relaxed: bool = True, tangent: bool = True):
@@ -153,11 +157,10 @@ class CauchyBorn:
         m = F.shape[0]
         pairs = self._reference_pairs(F)
         shifts = relaxed and self.n_basis > 1
-        q0 = (
-            self._relax_shifts(F, pairs)
-            if shifts
-            else torch.zeros((m, max(self.n_basis - 1, 0), 3), dtype=self.dtype, device=self.device)
-        )
+        if shifts:
+            q0, H = self._relax_shifts(F, pairs)
+        else:
+            q0 = torch.zeros((m, max(self.n_basis - 1, 0), 3), dtype=self.dtype, device=self.device)
         Fv = F.detach().clone().requires_grad_(True)
         qv = q0.clone().requires_grad_(shifts and tangent)
         p = torch.cat([torch.zeros((m, 1, 3), dtype=self.dtype, device=self.device), qv], dim=1)
@@ -175,14 +178,8 @@ class CauchyBorn:
                     rows_q.append(g[1].reshape(m, -1))
         A = torch.stack(rows_F, dim=1).reshape(m, 3, 3, 3, 3)
         if shifts:
-            W_Fq = torch.stack(rows_q, dim=1)  # (m, 9, s)
-            W_s = self._site_energy_density(
-                Fv.detach(),
-                torch.cat([torch.zeros_like(p[:, :1]), qv], dim=1),
-                pairs,
-            )
-            _, H = self._free_shift_hessian(W_s, qv)
-            corr = W_Fq @ torch.linalg.solve(H.detach(), W_Fq.detach().transpose(1, 2))
+            W_Fq = torch.stack(rows_q, dim=1).detach()  # (m, 9, s)
+            corr = W_Fq @ torch.linalg.solve(H, W_Fq.transpose(1, 2))
             A = A - corr.reshape(m, 3, 3, 3, 3)
         return W.detach(), P.detach(), A.detach()
 

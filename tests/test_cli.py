@@ -16,15 +16,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "vacancy-cu"
 SUMMARY_KEYS = {
-    "status", "energy_eV", "n_atoms", "max_force_eV_per_A", "wall_time_s", "potential",
-    "lattice_constant_A", "e_bulk_eV", "e_defect_eV", "steps",
+    "status",
+    "energy_eV",
+    "n_atoms",
+    "max_force_eV_per_A",
+    "wall_time_s",
+    "potential",
+    "lattice_constant_A",
+    "e_bulk_eV",
+    "e_defect_eV",
+    "steps",
 }
 
 
 def cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "multiscale", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -195,12 +206,12 @@ def test_set_values_are_toml_or_bare_strings():
         parse_override("lattice.size")
 
 
-
 def test_relaxed_lattice_constant_minimises_the_energy(small_run, tmp_path):
     _, out_fixed = small_run
     out = tmp_path / "out"
-    proc = cli("run", CASE, "--output", out, "--set", "lattice.size=[3,3,3]",
-               "--set", 'lattice.a="relax"')
+    proc = cli(
+        "run", CASE, "--output", out, "--set", "lattice.size=[3,3,3]", "--set", 'lattice.a="relax"'
+    )
     assert proc.returncode == 0, proc.stderr
     fixed = json.loads((out_fixed / "summary.json").read_text())
     relaxed = json.loads((out / "summary.json").read_text())

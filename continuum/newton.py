@@ -1,0 +1,139 @@
+"""Standalone Newton minimisation of a pure-continuum :class:`HyperelasticProblem`.
+
+=============================================  =====================================
+step                                           code
+=============================================  =====================================
+``u|_D = g`` (Dirichlet values)                ``problem.apply_dirichlet_values``
+``K δu = −R`` on the free DOFs (MUMPS LU)      ``ksp.solve``
+``E(u + α δu) ≤ E(u) + c α R·δu`` (Armijo)     backtracking on the energy
+stop when ``‖R_free‖ ≤ max(atol, rtol ‖R_0‖)``  ``residual_norm``
+=============================================  =====================================
+
+The coupled atomistic–continuum problem is minimised by ``coupling``; this is for continuum-only
+problems (reference solutions, tests and users).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dolfinx_solver  # noqa: F401  (orders MPI ahead of the compiled bindings)
+import numpy as np
+from dolfinx import fem
+from dolfinx.fem import petsc as fem_petsc
+from petsc4py import PETSc
+
+if TYPE_CHECKING:
+    from continuum.problem import HyperelasticProblem
+
+__all__ = ["NewtonError", "newton_solve"]
+
+_ARMIJO = 1e-4
+_MAX_BACKTRACKS = 30
+
+
+class NewtonError(RuntimeError):
+    """The line search found no decrease of the energy along the search direction."""
+
+
+def _lu_solver(comm, A: PETSc.Mat) -> PETSc.KSP:
+    ksp = PETSc.KSP().create(comm)
+    ksp.setOperators(A)
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.LU)
+    pc.setFactorSolverType("mumps")
+    return ksp
+
+
+def newton_solve(
+    problem: HyperelasticProblem,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 1e-10,
+    max_iter: int = 50,
+) -> dict:
+    """Minimise ``problem.energy()`` over the free DOFs, starting from ``problem.u``.
+
+    Dirichlet values are written into ``u`` first; the increments vanish on constrained DOFs.
+    The step length is halved until the energy satisfies the Armijo condition (with a
+    round-off allowance), so the iteration also converges from a poor initial guess.
+
+    Args:
+        problem: the continuum problem (Dirichlet conditions set, so that ``K`` is regular).
+        rtol: tolerance on the free residual norm relative to the initial one.
+        atol: absolute tolerance on the free residual norm, eV/Å.
+        max_iter: maximum number of Newton steps.
+
+    Returns:
+        ``{"converged": bool, "iterations": int, "residual_norm": float,
+        "initial_residual_norm": float, "energy": float}`` (norms in eV/Å, energy in eV).
+    """
+    problem.apply_dirichlet_values()
+    bcs = problem.increment_bcs()
+    b = fem_petsc.create_vector(problem.V)
+    A: PETSc.Mat | None = None
+    ksp: PETSc.KSP | None = None
+    du = fem.Function(problem.V)
+    energy = problem.energy()
+    norm0 = norm = np.inf
+    iterations = 0
+    converged = False
+    try:
+        while True:
+            problem.residual(out=b)
+            fem_petsc.set_bc(b, bcs)
+            norm = b.norm()
+            if iterations == 0:
+                norm0 = norm
+            if norm <= max(atol, rtol * norm0):
+                converged = True
+                break
+            if iterations == max_iter:
+                break
+            A = problem.tangent(out=A, bcs=bcs)
+            if ksp is None:
+                ksp = _lu_solver(problem.comm, A)
+            b.scale(-1.0)
+            ksp.solve(b, du.x.petsc_vec)
+            du.x.scatter_forward()
+            b.scale(-1.0)
+            slope = b.dot(du.x.petsc_vec)  # R·δu, eV
+            if not slope < 0.0:  # not a descent direction (non-convex law): steepest descent
+                with b.localForm() as local, du.x.petsc_vec.localForm() as d:
+                    local.copy(d)
+                du.x.petsc_vec.scale(-1.0 / max(norm, 1e-300))
+                du.x.scatter_forward()
+                slope = b.dot(du.x.petsc_vec)
+            energy = _line_search(problem, du, energy, slope)
+            iterations += 1
+    finally:
+        for obj in (ksp, A, b):
+            if obj is not None:
+                obj.destroy()
+    return {
+        "converged": converged,
+        "iterations": iterations,
+        "residual_norm": float(norm),
+        "initial_residual_norm": float(norm0),
+        "energy": float(energy),
+    }
+
+
+def _line_search(problem: HyperelasticProblem, du: fem.Function, energy0: float, slope: float):
+    """Backtrack ``u ← u0 + α δu`` until Armijo holds; returns the new energy (eV)."""
+    u = problem.u
+    u0 = u.x.array.copy()
+    slack = 1e-12 * max(abs(energy0), 1.0)  # energy round-off near convergence
+    alpha = 1.0
+    for _ in range(_MAX_BACKTRACKS):
+        u.x.array[:] = u0 + alpha * du.x.array
+        energy = problem.energy()
+        if np.isfinite(energy) and energy <= energy0 + _ARMIJO * alpha * slope + slack:
+            return energy
+        alpha *= 0.5
+    u.x.array[:] = u0
+    raise NewtonError(
+        f"line search failed: no decrease of the energy along the Newton direction "
+        f"(E0 = {energy0:.12g} eV, slope = {slope:.3g} eV)"
+    )

@@ -1,0 +1,132 @@
+"""The atomistic share of the blended energy, its gradient and Hessian-vector products.
+
+    E_a(x) = Σ_i β_i ε_i(x)            (all atoms of the core, handshake and pad)
+
+============================  ===============================================
+quantity                      code
+============================  ===============================================
+``ε_i``                       ``potential(graph)`` (site energies, eV)
+``E_a``                       ``(beta * energies).sum()``
+``∂E_a/∂x``                   ``autograd.grad(E_a, x, create_graph=True)``
+``(∂²E_a/∂x²) v``             ``autograd.grad(g, x, v)`` on the retained graph
+============================  ===============================================
+
+Pad atoms carry ``β = 0`` but their positions enter the site energies of their neighbours;
+the caller maps their gradient onto the FE field. Positions are ``X + u`` with ``X`` the
+reference sites. The neighbour list keeps a skin, so it is rebuilt only rarely.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from atomistic.calculator import default_device
+from atomistic.neighbours import NeighbourList, build_graph
+from atomistic.potential import species_indices
+
+__all__ = ["BlendedAtoms"]
+
+
+class BlendedAtoms:
+    """β-weighted site energies of a fixed set of atoms.
+
+    Args:
+        potential: a project potential (site energies from a graph).
+        reference_positions: ``(n, 3)`` reference sites ``X`` in Å.
+        symbols: ``n`` chemical symbols.
+        beta: ``(n,)`` blending weights in ``[0, 1]``.
+        cell: ``(3, 3)`` cell in Å (rows), used along periodic axes only.
+        pbc: three bools (a 2.5D slab is periodic along ``z`` only).
+        device: torch device; default CUDA when present.
+        dtype: ``torch.float64`` (default) or ``torch.float32``.
+        skin: neighbour-list skin in Å.
+    """
+
+    def __init__(
+        self,
+        *,
+        potential,
+        reference_positions: np.ndarray,
+        symbols,
+        beta: np.ndarray,
+        cell: np.ndarray,
+        pbc=(False, False, False),
+        device=None,
+        dtype: torch.dtype = torch.float64,
+        skin: float = 1.0,
+    ) -> None:
+        self.device = default_device(device)
+        self.dtype = dtype
+        self.potential = potential.to(device=self.device, dtype=dtype)
+        self.reference = np.ascontiguousarray(reference_positions, dtype=np.float64)
+        self.n_atoms = len(self.reference)
+        self.beta_np = np.asarray(beta, dtype=np.float64)
+        if self.beta_np.shape != (self.n_atoms,):
+            raise ValueError(f"beta must have shape ({self.n_atoms},), got {self.beta_np.shape}")
+        self.beta = torch.as_tensor(self.beta_np, dtype=dtype, device=self.device)
+        self.species = species_indices(
+            list(symbols), potential.elements, source=getattr(potential, "source", "potential")
+        ).to(self.device)
+        self.cell = torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=dtype)
+        self.cell = self.cell.to(self.device)
+        self.pbc = tuple(bool(p) for p in np.broadcast_to(pbc, 3))
+        self.neighbours = NeighbourList(cutoff=potential.cutoff, skin=skin)
+        self._hessian_point: tuple[np.ndarray, torch.Tensor, torch.Tensor] | None = None
+
+    def _positions(self, u: np.ndarray, *, grad: bool) -> torch.Tensor:
+        x = torch.as_tensor(self.reference + np.asarray(u, dtype=np.float64).reshape(-1, 3))
+        return x.to(device=self.device, dtype=self.dtype).requires_grad_(grad)
+
+    def _weighted_energy(self, x: torch.Tensor) -> torch.Tensor:
+        graph = build_graph(
+            positions=x,
+            cell=self.cell,
+            species=self.species,
+            neighbours=self.neighbours,
+            pbc=self.pbc,
+        )
+        return (self.beta * self.potential(graph)).sum()
+
+    def site_energies(self, u: np.ndarray) -> np.ndarray:
+        """Unweighted site energies ``ε_i`` ``(n,)`` in eV at displacement ``u`` ``(n, 3)``."""
+        x = self._positions(u, grad=False)
+        graph = build_graph(
+            positions=x,
+            cell=self.cell,
+            species=self.species,
+            neighbours=self.neighbours,
+            pbc=self.pbc,
+        )
+        with torch.no_grad():
+            return self.potential(graph).double().cpu().numpy()
+
+    def energy_gradient(self, u: np.ndarray) -> tuple[float, np.ndarray]:
+        """``E_a`` (eV) and ``∂E_a/∂x`` ``(n, 3)`` (eV/Å) at displacement ``u`` ``(n, 3)``."""
+        x = self._positions(u, grad=True)
+        energy = self._weighted_energy(x)
+        (g,) = torch.autograd.grad(energy, x)
+        return float(energy.detach()), g.double().cpu().numpy()
+
+    def hessian_vector(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``(∂²E_a/∂x²) v`` ``(n, 3)`` in eV/Å² at displacement ``u``.
+
+        The first call at a new ``u`` keeps the differentiable gradient; later calls at the
+        same ``u`` (the Krylov iterations of one Newton step) cost one backward pass each.
+        """
+        u = np.asarray(u, dtype=np.float64).reshape(-1, 3)
+        point = self._hessian_point
+        if point is None or not np.array_equal(point[0], u):
+            x = self._positions(u, grad=True)
+            (g,) = torch.autograd.grad(self._weighted_energy(x), x, create_graph=True)
+            self._hessian_point = point = (u.copy(), x, g)
+        _, x, g = point
+        vt = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1, 3))
+        (hv,) = torch.autograd.grad(
+            g, x, vt.to(device=self.device, dtype=self.dtype), retain_graph=True
+        )
+        return hv.double().cpu().numpy()
+
+    def release(self) -> None:
+        """Drop the retained Hessian graph (frees memory between Newton steps)."""
+        self._hessian_point = None

@@ -1,0 +1,244 @@
+"""The blended energy ``E(u, U)``, its exact gradient and Hessian-vector products.
+
+    E(u, U) = Σ_{i∈A∪P} β_i ε_i(u_A, u_P = I_P U)  +  ∫ (1 − β) W(∇U) dx  − (external work)
+              + (κ/2) Σ_{i∈H} |u_i − (I_H U)_i|²  −  ⟨g_F, z − z_F⟩
+
+=========================  ====================================================
+term                       where it is computed
+=========================  ====================================================
+atoms (``Σ β ε``)          :class:`~coupling.blended_atoms.BlendedAtoms`, rank 0, torch
+continuum                  the DOLFINx problem (weight ``1 − β``), distributed
+pad slaving ``u_P = I_P U``  sparse ``I_P`` per rank; ``I_Pᵀ`` by reverse scatter
+penalty                    sparse ``I_H``; handshake atoms ``H`` (``0 < β < 1``)
+ghost-force correction     ``g_F = ∇E(z_F)`` at the homogeneous predictor ``z_F``
+=========================  ====================================================
+
+``z = (u_A, U)`` is laid out by :class:`~coupling.layout.MonolithicLayout`. Dirichlet FE
+DOFs are held fixed: their gradient entries are zero and the Hessian acts as the identity
+on them.
+
+Ghost-force correction (DESIGN.md §2): ``E_gfc = E − ⟨g_F, z − z_F⟩``. ``g_F`` keeps only
+ghost forces: atoms whose every neighbour within ``r_cut`` has ``β = 1`` feel their true
+(defect) forces, and outer-boundary FE DOFs feel the physical traction, so both are
+excluded. A uniform deformation is then an exact equilibrium (the patch test).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from coupling.layout import MonolithicLayout
+
+__all__ = ["BlendedModel", "EnergyParts"]
+
+
+@dataclass(kw_only=True)
+class EnergyParts:
+    """The terms of the blended energy in eV at one state."""
+
+    atoms: float = 0.0
+    continuum: float = 0.0
+    penalty: float = 0.0
+    correction: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.atoms + self.continuum + self.penalty + self.correction
+
+
+@dataclass(kw_only=True)
+class _State:
+    u_atoms: np.ndarray  # (n_A + n_P, 3) on every rank
+    U_local: np.ndarray  # (n_fe_local,)
+    gap: np.ndarray  # (n_H, 3): u_H − I_H U
+    parts: EnergyParts = field(default_factory=EnergyParts)
+
+
+class BlendedModel:
+    """The coupled energy over ``z = (u_A, U)``.
+
+    Args:
+        problem: the continuum problem (``V``, ``u``, ``energy``, ``residual``, ``tangent``,
+            ``dirichlet_dofs``), built with weight ``1 − β``.
+        atoms: :class:`~coupling.blended_atoms.BlendedAtoms` over free then pad atoms (rank 0;
+            ``None`` on other ranks).
+        n_free: number of free atoms ``n_A`` (core and handshake).
+        n_pad: number of pad atoms ``n_P``.
+        pad_interpolation: ``I_P``, ``(3 n_P, n_fe_local)`` on this rank.
+        penalty_atoms: ``(n_H,)`` indices of handshake atoms among the free atoms.
+        penalty_interpolation: ``I_H``, ``(3 n_H, n_fe_local)`` on this rank.
+        kappa: penalty stiffness ``κ`` in eV/Å².
+    """
+
+    def __init__(
+        self,
+        *,
+        problem,
+        atoms,
+        n_free: int,
+        n_pad: int,
+        pad_interpolation: sp.csr_matrix,
+        penalty_atoms: np.ndarray,
+        penalty_interpolation: sp.csr_matrix,
+        kappa: float,
+    ) -> None:
+        self.problem = problem
+        self.atoms = atoms
+        self.layout = MonolithicLayout(problem.V, n_atoms=n_free)
+        self.comm = self.layout.comm
+        self.n_free, self.n_pad = int(n_free), int(n_pad)
+        self.I_P = pad_interpolation.tocsr()
+        self.I_H = penalty_interpolation.tocsr()
+        self.penalty_atoms = np.asarray(penalty_atoms, dtype=np.int64)
+        self.kappa = float(kappa)
+        self.refresh_dirichlet()
+        self.correction: PETSc.Vec | None = None
+        self.predictor: PETSc.Vec | None = None
+        self._state: _State | None = None
+        self._state_key: np.ndarray | None = None
+        self._tangent: PETSc.Mat | None = None
+
+    def refresh_dirichlet(self) -> None:
+        """Re-read the constrained FE DOFs from the problem (after ``set_dirichlet``)."""
+        dofs = np.asarray(self.problem.dirichlet_dofs(), dtype=np.int64)
+        self.bc_owned = np.unique(dofs[dofs < self.layout.n_fe_owned])
+
+    # -- state -----------------------------------------------------------------------------
+    def _split(self, z: PETSc.Vec) -> _State:
+        key = z.getArray(readonly=True)
+        if self._state is not None and np.array_equal(self._state_key, key):
+            return self._state
+        lay = self.layout
+        u_free = lay.atoms_of(z)
+        U_local = lay.fe_of(z, out=self.problem.u)
+        u_pad = lay.allsum(self.I_P @ U_local).reshape(-1, 3)
+        u_H_fe = lay.allsum(self.I_H @ U_local).reshape(-1, 3)
+        gap = u_free[self.penalty_atoms] - u_H_fe
+        self._state = _State(u_atoms=np.vstack([u_free, u_pad]), U_local=U_local, gap=gap)
+        self._state_key = key.copy()
+        self._tangent = None
+        return self._state
+
+    def _atoms_call(self, method: str, *args):
+        result = getattr(self.atoms, method)(*args) if self.comm.rank == 0 else None
+        return self.comm.bcast(result, root=0)
+
+    def _assemble(
+        self,
+        atom_part: np.ndarray,
+        fe_owned: np.ndarray,
+        pad_part: np.ndarray,
+        penalty_part: np.ndarray,
+        out: PETSc.Vec,
+    ) -> None:
+        """Combine per-term contributions into the monolithic vector ``out``."""
+        lay = self.layout
+        a = atom_part.copy()
+        a[self.penalty_atoms] += self.kappa * penalty_part
+        fe_local = self.I_P.T @ pad_part.ravel() - self.kappa * (self.I_H.T @ penalty_part.ravel())
+        fe = fe_owned + lay.accumulate_fe(fe_local)
+        lay.set_atoms(out, a)
+        lay.set_fe(out, fe)
+
+    # -- energy and gradient --------------------------------------------------------------
+    def energy_parts(self, z: PETSc.Vec) -> EnergyParts:
+        """Each term of ``E`` at ``z`` (eV); the correction term is 0 until it is set."""
+        s = self._split(z)
+        e_atoms, _ = self._atoms_call("energy_gradient", s.u_atoms)
+        parts = EnergyParts(
+            atoms=e_atoms,
+            continuum=self.problem.energy(),
+            penalty=0.5 * self.kappa * float(np.sum(s.gap**2)),
+        )
+        if self.correction is not None:
+            d = z.copy()
+            d.axpy(-1.0, self.predictor)
+            parts.correction = -self.correction.dot(d)
+        return parts
+
+    def energy_gradient(self, z: PETSc.Vec, g: PETSc.Vec) -> float:
+        """Write ``∇E(z)`` into ``g`` and return ``E(z)`` in eV."""
+        s = self._split(z)
+        e_atoms, grad = self._atoms_call("energy_gradient", s.u_atoms)
+        residual = self.problem.residual()
+        fe_owned = residual.getArray(readonly=True)[: self.layout.n_fe_owned].copy()
+        self._assemble(grad[: self.n_free], fe_owned, grad[self.n_free :], s.gap, g)
+        energy = e_atoms + self.problem.energy() + 0.5 * self.kappa * float(np.sum(s.gap**2))
+        if self.correction is not None:
+            d = z.copy()
+            d.axpy(-1.0, self.predictor)
+            energy -= self.correction.dot(d)
+            g.axpy(-1.0, self.correction)
+        self._zero_dirichlet(g)
+        return energy
+
+    def _zero_dirichlet(self, g: PETSc.Vec) -> None:
+        g.getArray()[self.layout.n_atom_dofs + self.bc_owned] = 0.0
+
+    # -- Hessian ---------------------------------------------------------------------------
+    def tangent(self, z: PETSc.Vec) -> PETSc.Mat:
+        """The assembled FE tangent at ``z`` (cached per state)."""
+        self._split(z)
+        if self._tangent is None:
+            self._tangent = self.problem.tangent()
+        return self._tangent
+
+    def hessian_vector(self, z: PETSc.Vec, v: PETSc.Vec, out: PETSc.Vec) -> None:
+        """``out = H(z) v``; the identity on Dirichlet DOFs."""
+        s = self._split(z)
+        lay = self.layout
+        vz = v.copy()
+        self._zero_dirichlet(vz)
+        v_free = lay.atoms_of(vz)
+        v_local = lay.fe_of(vz)
+        v_pad = lay.allsum(self.I_P @ v_local).reshape(-1, 3)
+        v_gap = v_free[self.penalty_atoms] - lay.allsum(self.I_H @ v_local).reshape(-1, 3)
+        hv = self._atoms_call("hessian_vector", s.u_atoms, np.vstack([v_free, v_pad]))
+        K = self.tangent(z)
+        x_fe, y_fe = K.createVecs()
+        x_fe.getArray()[:] = v_local[: lay.n_fe_owned]
+        K.mult(x_fe, y_fe)
+        fe_owned = y_fe.getArray(readonly=True).copy()
+        self._assemble(hv[: self.n_free], fe_owned, hv[self.n_free :], v_gap, out)
+        self._zero_dirichlet(out)
+        rows = lay.n_atom_dofs + self.bc_owned
+        out.getArray()[rows] = v.getArray(readonly=True)[rows]
+
+    # -- ghost-force correction ------------------------------------------------------------
+    def set_ghost_force_correction(
+        self, predictor: PETSc.Vec, *, atom_mask: np.ndarray, fe_mask_local: np.ndarray
+    ) -> PETSc.Vec:
+        """Store ``g_F = ∇E(z_F)`` restricted to the masks; returns it.
+
+        Args:
+            predictor: ``z_F``, the homogeneous far-field state.
+            atom_mask: ``(n_A,)`` bool, True where an atom may feel ghost forces.
+            fe_mask_local: ``(n_fe_owned,)`` bool, True where an FE DOF may feel them.
+        """
+        self.correction = None
+        g = self.layout.create_vec()
+        self.energy_gradient(predictor, g)
+        arr = g.getArray()
+        lay = self.layout
+        if lay.rank == 0:
+            arr[: lay.n_atom_dofs] *= np.repeat(np.asarray(atom_mask, dtype=float), 3)
+        arr[lay.n_atom_dofs :] *= np.asarray(fe_mask_local, dtype=float)
+        self.predictor = predictor.copy()
+        self.correction = g
+        return g
+
+    def max_forces(self, g: PETSc.Vec) -> tuple[float, float]:
+        """``(max |g_i|`` over atoms, ``max`` nodal ``|g|`` over free FE nodes``)`` in eV/Å."""
+        lay = self.layout
+        arr = g.getArray(readonly=True)
+        atom = np.linalg.norm(arr[: lay.n_atom_dofs].reshape(-1, 3), axis=1).max(initial=0.0)
+        fe = np.linalg.norm(arr[lay.n_atom_dofs :].reshape(-1, 3), axis=1).max(initial=0.0)
+        return (
+            self.comm.allreduce(float(atom), op=MPI.MAX),
+            self.comm.allreduce(float(fe), op=MPI.MAX),
+        )

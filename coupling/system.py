@@ -1,0 +1,261 @@
+"""Build a coupled problem from atoms, a handshake and a mesh, and solve it in load steps.
+
+The atoms passed in are the lattice sites (defect already applied) of at least the core,
+the handshake and the pad; sites farther out are dropped. Free atoms (core and handshake)
+are unknowns; pad atoms follow the FE field. Boundary conditions act on the FE outer
+boundary: a homogeneous far-field ``F`` (``u = (F − I) X``) or a displacement function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dolfinx
+import numpy as np
+import torch
+import vesin
+from petsc4py import PETSc
+
+from coupling.blended_atoms import BlendedAtoms
+from coupling.handshake import CORE, HANDSHAKE, PAD, Handshake
+from coupling.interpolation import p1_interpolation_matrix
+from coupling.model import BlendedModel
+from coupling.preconditioner import atom_laplacian, fit_laplacian_scale
+from coupling.solver import SolveResult, solve
+
+__all__ = ["CoupledSystem", "build_coupled_system"]
+
+Displacement = Callable[[np.ndarray], np.ndarray]  # X (n, 3) -> u (n, 3)
+
+
+@dataclass(kw_only=True)
+class CoupledSystem:
+    """Everything needed to minimise, inspect and write one coupled problem.
+
+    Attributes:
+        model: the blended energy.
+        z: current state ``(u_A, U)``.
+        problem: the continuum problem.
+        handshake: the geometry.
+        positions: ``(n_A + n_P, 3)`` reference sites, free atoms first.
+        symbols: their chemical symbols.
+        beta: ``(n_A + n_P,)`` blending weights.
+        region: ``(n_A + n_P,)`` region codes (core, handshake, pad).
+        n_free: number of free atoms.
+        preconditioner: arguments of the monolithic preconditioner.
+        ghost_force_correction: whether the correction is applied.
+    """
+
+    model: BlendedModel
+    z: PETSc.Vec
+    problem: object
+    handshake: Handshake
+    positions: np.ndarray
+    symbols: list[str]
+    beta: np.ndarray
+    region: np.ndarray
+    n_free: int
+    preconditioner: dict
+    ghost_force_correction: bool
+    atom_correction_mask: np.ndarray
+    fe_correction_mask: np.ndarray
+
+    # -- states ----------------------------------------------------------------------------
+    def state_from(self, displacement: Displacement) -> PETSc.Vec:
+        """The state with atoms and FE nodes at ``displacement(X)``."""
+        lay = self.model.layout
+        z = lay.create_vec()
+        lay.set_atoms(z, displacement(self.positions[: self.n_free]))
+        nodes = self.problem.dof_coordinates()[: lay.n_fe_owned // 3]
+        lay.set_fe(z, np.asarray(displacement(nodes)).ravel())
+        return z
+
+    def atom_displacements(self, z: PETSc.Vec | None = None) -> np.ndarray:
+        """``(n_A + n_P, 3)`` displacements of free and pad atoms (every rank)."""
+        z = self.z if z is None else z
+        lay = self.model.layout
+        U = lay.fe_of(z)
+        pad = lay.allsum(self.model.I_P @ U).reshape(-1, 3)
+        return np.vstack([lay.atoms_of(z), pad])
+
+    def set_boundary(self, displacement: Displacement, *, predictor: Displacement) -> None:
+        """Impose Dirichlet values on the outer boundary and reset the ghost-force correction.
+
+        Args:
+            displacement: ``X (n, 3) -> u (n, 3)`` on the outer boundary.
+            predictor: the homogeneous far-field state used by the correction.
+        """
+        tag = self.problem.mesh_data.outer_tag
+        self.problem.set_dirichlet(tag=tag, displacement=lambda X: displacement(X.T).T)
+        self.model.refresh_dirichlet()
+        z_bc = self.state_from(displacement)
+        arr = self.z.getArray()
+        lay = self.model.layout
+        rows = lay.n_atom_dofs + self.model.bc_owned
+        arr[rows] = z_bc.getArray(readonly=True)[rows]
+        self.model.correction = None
+        if self.ghost_force_correction:
+            self.model.set_ghost_force_correction(
+                self.state_from(predictor),
+                atom_mask=self.atom_correction_mask,
+                fe_mask_local=self.fe_correction_mask,
+            )
+
+    def solve(self, *, fmax: float = 1e-6, max_iterations: int = 100, progress=None) -> SolveResult:
+        """Minimise from the current state (updated in place)."""
+        return solve(
+            self.model,
+            self.z,
+            fmax=fmax,
+            max_iterations=max_iterations,
+            preconditioner=self.preconditioner,
+            progress=progress,
+        )
+
+    def ghost_forces(self) -> tuple[float, float]:
+        """Max ``|∇E|`` on atoms and FE nodes at the predictor, without correction (eV/Å)."""
+        if self.model.predictor is None:
+            raise RuntimeError("set_boundary must be called first")
+        saved = self.model.correction
+        self.model.correction = None
+        g = self.model.layout.create_vec()
+        self.model.energy_gradient(self.model.predictor, g)
+        self.model.correction = saved
+        return self.model.max_forces(g)
+
+
+def homogeneous(F: np.ndarray) -> Displacement:
+    """``X ↦ (F − I) X`` for a 3×3 ``F``."""
+    D = np.asarray(F, dtype=float) - np.eye(3)
+    return lambda X: np.asarray(X, dtype=float).reshape(-1, 3) @ D.T
+
+
+def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
+    """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``."""
+    pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
+    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
+    i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
+    worst = beta.copy()
+    np.minimum.at(worst, i, beta[j])
+    return worst >= 1.0
+
+
+def build_coupled_system(
+    *,
+    potential,
+    atoms,
+    handshake: Handshake,
+    problem,
+    kappa: float,
+    ghost_force_correction: bool = True,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> CoupledSystem:
+    """Assemble a :class:`CoupledSystem`.
+
+    Args:
+        potential: project potential for the atoms (the continuum law is in ``problem``).
+        atoms: ASE ``Atoms`` of the lattice sites with the defect applied; ``cell``/``pbc``
+            give the slab periodicity (2.5D: periodic along ``z`` only).
+        handshake: core, handshake and pad geometry.
+        problem: continuum problem built with weight ``handshake.continuum_weight``.
+        kappa: penalty stiffness in eV/Å².
+        ghost_force_correction: subtract the ghost forces of the homogeneous predictor.
+        device: torch device of the atoms.
+        dtype: torch dtype of the atoms.
+    """
+    X_all = np.asarray(atoms.positions, dtype=float)
+    codes_all = handshake.classify(X_all)
+    free = np.flatnonzero((codes_all == CORE) | (codes_all == HANDSHAKE))
+    pad = np.flatnonzero(codes_all == PAD)
+    order = np.concatenate([free, pad])
+    X = X_all[order]
+    codes = codes_all[order]
+    beta = handshake.beta(X)
+    symbols = [atoms.get_chemical_symbols()[k] for k in order]
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    pbc = tuple(bool(p) for p in atoms.pbc)
+    n_free = len(free)
+    comm = problem.V.mesh.comm
+    blended = None
+    if comm.rank == 0:
+        blended = BlendedAtoms(
+            potential=potential,
+            reference_positions=X,
+            symbols=symbols,
+            beta=beta,
+            cell=cell,
+            pbc=pbc,
+            device=device,
+            dtype=dtype,
+        )
+    penalty_atoms = np.flatnonzero(codes[:n_free] == HANDSHAKE)
+    model = BlendedModel(
+        problem=problem,
+        atoms=blended,
+        n_free=n_free,
+        n_pad=len(pad),
+        pad_interpolation=p1_interpolation_matrix(problem.V, X[n_free:]),
+        penalty_atoms=penalty_atoms,
+        penalty_interpolation=p1_interpolation_matrix(problem.V, X[penalty_atoms]),
+        kappa=kappa,
+    )
+    # preconditioner: Exp Laplacian scaled to the atomistic Hessian at the reference state
+    r_nn = _nearest_neighbour_distance(X, cell, pbc)
+    L = mu = None
+    if comm.rank == 0:
+        L = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn)
+        zero = np.zeros_like(X)
+        mu = fit_laplacian_scale(
+            lambda v: blended.hessian_vector(zero, v),
+            X,
+            atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn, shift=0.0),
+        )
+        blended.release()
+    mu = comm.bcast(mu, root=0)
+    atom_mask = ~_fully_atomistic(X, beta, cell, pbc, potential.cutoff)[:n_free]
+    fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
+    outer = outer_boundary_dofs(problem)
+    fe_mask[outer[outer < len(fe_mask)]] = False
+    system = CoupledSystem(
+        model=model,
+        z=model.layout.create_vec(),
+        problem=problem,
+        handshake=handshake,
+        positions=X,
+        symbols=symbols,
+        beta=beta,
+        region=codes,
+        n_free=n_free,
+        preconditioner=dict(
+            L=L,
+            mu=mu,
+            n_free=n_free,
+            penalty_atoms=penalty_atoms,
+            kappa=kappa,
+            pad_interpolation=model.I_P,
+            penalty_interpolation=model.I_H,
+        ),
+        ghost_force_correction=ghost_force_correction,
+        atom_correction_mask=atom_mask,
+        fe_correction_mask=fe_mask,
+    )
+    return system
+
+
+def outer_boundary_dofs(problem) -> np.ndarray:
+    """Local unrolled FE DOF indices on the outer boundary facets."""
+    md = problem.mesh_data
+    mesh = md.mesh
+    fdim = mesh.topology.dim - 1
+    facets = md.facet_tags.find(md.outer_tag)
+    nodes = dolfinx.fem.locate_dofs_topological(problem.V, fdim, facets)
+    return (3 * np.asarray(nodes, dtype=np.int64)[:, None] + np.arange(3)).ravel()
+
+
+def _nearest_neighbour_distance(X, cell, pbc) -> float:
+    pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
+    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
+    _, _, d = vesin.NeighborList(cutoff=6.0, full_list=False).compute(X, box, pbc3, "ijd")
+    return float(d.min())

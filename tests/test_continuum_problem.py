@@ -1,0 +1,300 @@
+"""HyperelasticProblem: patch test, derivatives against finite differences, weight and loads."""
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from continuum import (
+    Ball,
+    Box,
+    Disk,
+    HyperelasticProblem,
+    LinearElasticLaw,
+    Rectangle,
+    graded_mesh,
+    isotropic_stiffness,
+)
+
+LAM, MU = 0.6, 0.4  # eV/Å³
+
+
+class NeoHookean:
+    """Compressible neo-Hookean: W = μ/2 (tr FᵀF − 3) − μ ln J + λ/2 (ln J)²."""
+
+    def __init__(self, *, lam, mu):
+        self.lam, self.mu = lam, mu
+
+    def __call__(self, F):
+        J = np.linalg.det(F)
+        lnJ = np.log(J)
+        Finv = np.linalg.inv(F)
+        FinvT = Finv.transpose(0, 2, 1)
+        lam, mu = self.lam, self.mu
+        W = 0.5 * mu * (np.einsum("nij,nij->n", F, F) - 3) - mu * lnJ + 0.5 * lam * lnJ**2
+        P = mu * (F - FinvT) + lam * lnJ[:, None, None] * FinvT
+        eye = np.eye(3)
+        A = (
+            mu * np.einsum("ik,JL->iJkL", eye, eye)[None]
+            + (mu - lam * lnJ)[:, None, None, None, None] * np.einsum("nJk,nLi->niJkL", Finv, Finv)
+            + lam * np.einsum("niJ,nkL->niJkL", FinvT, FinvT)
+        )
+        return W, P, A
+
+
+LAWS = {
+    "linear": LinearElasticLaw(isotropic_stiffness(lam=LAM, mu=MU)),
+    "neo-hookean": NeoHookean(lam=LAM, mu=MU),
+}
+# 2.5D: the third column of F is e_z (F = I + [∂u/∂x, ∂u/∂y, 0]); anti-plane shear included
+F_25D = np.eye(3) + np.array([[0.02, 0.012, 0.0], [-0.015, -0.01, 0.0], [0.03, -0.02, 0.0]])
+F_3D = np.eye(3) + np.array([[0.02, 0.012, -0.01], [-0.015, -0.01, 0.008], [0.03, -0.02, 0.015]])
+
+
+@pytest.fixture(scope="module")
+def disk_mesh():
+    return graded_mesh(
+        comm=MPI.COMM_SELF,
+        outer=Disk((0.0, 0.0), 6.0),
+        hole=Disk((0.4, -0.2), 2.0),
+        focus_radius=2.5,
+        h_min=0.6,
+        h_max=1.5,
+    )
+
+
+@pytest.fixture(scope="module")
+def ball_mesh():
+    return graded_mesh(
+        comm=MPI.COMM_SELF,
+        outer=Ball((0.0, 0.0, 0.0), 4.0),
+        hole=Ball((0.2, 0.0, -0.1), 1.5),
+        focus_radius=2.0,
+        h_min=0.9,
+        h_max=1.6,
+    )
+
+
+def setup(request, mode):
+    mesh_data = request.getfixturevalue("disk_mesh" if mode == "2.5d" else "ball_mesh")
+    F = F_25D if mode == "2.5d" else F_3D
+    return mesh_data, F
+
+
+def exact(problem, F):
+    X = problem.dof_coordinates()
+    return (X @ (F - np.eye(3)).T).ravel()
+
+
+def test_neo_hookean_reference_law_is_consistent():
+    """The test's own nonlinear law: P and A are the derivatives of W."""
+    law = NeoHookean(lam=LAM, mu=MU)
+    F = np.eye(3) + 0.1 * np.random.default_rng(1).standard_normal((3, 3, 3))
+    W, P, A = law(F)
+    h = 1e-6
+    for k in range(3):
+        for L in range(3):
+            dF = np.zeros((3, 3))
+            dF[k, L] = h
+            (Wp, Pp, _), (Wm, Pm, _) = law(F + dF), law(F - dF)
+            np.testing.assert_allclose((Wp - Wm) / (2 * h), P[:, k, L], atol=1e-9)
+            np.testing.assert_allclose((Pp - Pm) / (2 * h), A[:, :, :, k, L], atol=1e-8)
+
+
+@pytest.mark.parametrize("law_name", sorted(LAWS))
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_patch_test_homogeneous_deformation_is_exact(request, mode, law_name):
+    mesh_data, F = setup(request, mode)
+    problem = HyperelasticProblem(mesh_data=mesh_data, law=LAWS[law_name], mode=mode)
+    for tag in (mesh_data.outer_tag, mesh_data.inner_tag):
+        problem.set_dirichlet(tag=tag, displacement=F)
+    u_exact = exact(problem, F)
+    free = np.setdiff1d(np.arange(u_exact.size), problem.dirichlet_dofs())
+    assert 0 < free.size < u_exact.size
+
+    # the exact field is in equilibrium: no force on any interior DOF
+    problem.u.x.array[:] = u_exact
+    R = problem.residual().array
+    scale = np.abs(R).max()  # boundary reactions ~ |P| h^(d-1)
+    assert scale > 1e-4
+    assert np.abs(R[free]).max() < 1e-10 * scale
+
+    # Newton from zero interior displacement recovers it
+    problem.u.x.array[:] = 0.0
+    result = problem.solve()
+    assert result["converged"]
+    if law_name == "linear":
+        assert result["iterations"] == 1
+    else:
+        assert result["iterations"] <= 5
+    np.testing.assert_allclose(problem.u.x.array, u_exact, rtol=0, atol=1e-11)
+
+    # and from a small perturbation of it, in at most two (quadratically converging) steps
+    rng = np.random.default_rng(0)
+    problem.u.x.array[free] += 1e-4 * rng.standard_normal(free.size)
+    result = problem.solve()
+    assert result["converged"] and 1 <= result["iterations"] <= 2
+    np.testing.assert_allclose(problem.u.x.array, u_exact, rtol=0, atol=1e-11)
+
+
+def smooth_weight(x):
+    return 0.6 + 0.3 * np.sin(0.7 * x[:, 0]) * np.cos(0.5 * x[:, 1]) + 0.05 * x[:, 2]
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_residual_and_tangent_are_derivatives(request, mode):
+    mesh_data, _ = setup(request, mode)
+    problem = HyperelasticProblem(
+        mesh_data=mesh_data, law=LAWS["neo-hookean"], mode=mode, weight=smooth_weight
+    )
+    problem.add_traction(tag=mesh_data.inner_tag, traction=lambda x: 0.01 * x)
+    problem.add_traction(tag=mesh_data.outer_tag, traction=[0.002, -0.001, 0.003])
+    rng = np.random.default_rng(7)
+    u0 = 0.02 * rng.standard_normal(problem.u.x.array.size)
+    problem.u.x.array[:] = u0
+    R = problem.residual().array.copy()
+    K = problem.tangent()
+    h = 1e-6
+
+    def at(u, f):
+        problem.u.x.array[:] = u
+        return f()
+
+    # gradient: random directions and single DOFs
+    directions = [rng.standard_normal(u0.size) for _ in range(3)]
+    directions += [np.eye(1, u0.size, k).ravel() for k in rng.choice(u0.size, 10, replace=False)]
+    for d in directions:
+        fd = (at(u0 + h * d, problem.energy) - at(u0 - h * d, problem.energy)) / (2 * h)
+        assert abs(fd - R @ d) < 1e-7 * (np.abs(R).max() * np.abs(d).sum())
+
+    # Hessian: K d against the central difference of the residual
+    d = rng.standard_normal(u0.size)
+    fd = (
+        at(u0 + h * d, lambda: problem.residual().array.copy())
+        - at(u0 - h * d, lambda: problem.residual().array.copy())
+    ) / (2 * h)
+    x, y = K.createVecs()
+    x.array[:] = d
+    K.mult(x, y)
+    np.testing.assert_allclose(y.array, fd, rtol=0, atol=1e-7 * np.abs(y.array).max())
+    assert K.isSymmetric(1e-12 * K.norm())
+
+
+def test_weight_multiplies_the_energy_density():
+    """E = W(F) ∫ w dx for a homogeneous F; polygonal domains make ∫ w exact."""
+    a, b, c = 6.0, 4.0, 1.0
+    mesh_data = graded_mesh(
+        comm=MPI.COMM_SELF,
+        outer=Rectangle((-a, -b), (a, b)),
+        hole=Rectangle((-c, -c), (c, c)),
+        focus_radius=1.5,
+        h_min=0.7,
+        h_max=1.5,
+    )
+    law = LAWS["neo-hookean"]
+    problem = HyperelasticProblem(
+        mesh_data=mesh_data,
+        law=law,
+        mode="2.5d",
+        weight=lambda x: 1 + 0.1 * x[:, 0] + 0.05 * x[:, 1] ** 2,
+    )
+    problem.u.x.array[:] = exact(problem, F_25D)
+    # ∫1 = 4ab − 4c², ∫x = 0, ∫y² = 2a·2b³/3 − 2c·2c³/3
+    integral = 4 * a * b - 4 * c**2 + 0.05 * (4 * a * b**3 / 3 - 4 * c**4 / 3)
+    W = law(F_25D[None])[0][0]
+    assert W > 1e-5
+    np.testing.assert_allclose(problem.energy(), W * integral, rtol=1e-12)
+
+
+def test_weight_in_3d():
+    a, c = 3.0, 1.0
+    mesh_data = graded_mesh(
+        comm=MPI.COMM_SELF,
+        outer=Box((-a, -a, -a), (a, a, a)),
+        hole=Box((-c, -c, -c), (c, c, c)),
+        focus_radius=1.5,
+        h_min=1.0,
+        h_max=1.5,
+    )
+    law = LAWS["linear"]
+    problem = HyperelasticProblem(
+        mesh_data=mesh_data,
+        law=law,
+        mode="3d",
+        weight=lambda x: 0.5 + 0.2 * x[:, 0] + 0.1 * x[:, 2] ** 2,
+    )
+    problem.u.x.array[:] = exact(problem, F_3D)
+    cube_z2 = lambda s: (2 * s) ** 2 * 2 * s**3 / 3
+    integral = 0.5 * (8 * a**3 - 8 * c**3) + 0.1 * (cube_z2(a) - cube_z2(c))
+    W = law(F_3D[None])[0][0]
+    np.testing.assert_allclose(problem.energy(), W * integral, rtol=1e-12)
+
+
+def test_law_is_called_once_per_cell_and_only_when_u_changes(disk_mesh):
+    calls = []
+
+    def law(F):
+        calls.append(F.shape[0])
+        return LAWS["neo-hookean"](F)
+
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=law, mode="2.5d")
+    n_cells = disk_mesh.mesh.topology.index_map(2).size_local
+    problem.energy()
+    problem.residual()
+    problem.tangent()
+    problem.energy()
+    assert calls == [n_cells]
+    problem.u.x.array[5] = 1e-3
+    problem.tangent()
+    problem.residual()
+    assert calls == [n_cells, n_cells]
+    assert problem.quadrature_points().shape == (n_cells * problem.material.n_points, 3)
+
+
+def test_tractions_do_the_external_work():
+    a, b = 6.0, 4.0
+    mesh_data = graded_mesh(
+        comm=MPI.COMM_SELF,
+        outer=Rectangle((-a, -b), (a, b)),
+        hole=Disk((0.0, 0.0), 1.0),
+        focus_radius=1.0,
+        h_min=0.8,
+        h_max=1.6,
+    )
+    problem = HyperelasticProblem(mesh_data=mesh_data, law=LAWS["linear"], mode="2.5d")
+    shift = np.array([0.3, -0.2, 0.1])
+    problem.u.x.array[:] = np.tile(shift, problem.u.x.array.size // 3)  # rigid: W = 0
+    perimeter = 4 * (a + b)
+    t = np.array([0.01, 0.02, -0.03])
+    problem.add_traction(tag=1, traction=t)
+    np.testing.assert_allclose(problem.energy(), -perimeter * t @ shift, rtol=1e-12)
+    # replacing the traction of a tag; linear fields are exact in P1, ∫x ds = 0 by symmetry
+    problem.add_traction(tag=1, traction=lambda x: np.stack([x[0] + 10.0, 0 * x[0], 0 * x[0]]))
+    np.testing.assert_allclose(problem.energy(), -10.0 * perimeter * shift[0], rtol=1e-12)
+
+
+def test_dirichlet_dofs_are_the_boundary_nodes(disk_mesh):
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=LAWS["linear"], mode="2.5d")
+    assert problem.dirichlet_dofs().size == 0
+    problem.set_dirichlet(tag=2, displacement=lambda X: np.stack([X[1], -X[0], 0 * X[0]]))
+    dofs = problem.dirichlet_dofs()
+    assert dofs.size % 3 == 0 and np.array_equal(dofs, np.unique(dofs))
+    X = problem.dof_coordinates()[dofs[::3] // 3]
+    np.testing.assert_allclose(np.linalg.norm(X[:, :2] - [0.4, -0.2], axis=1), 2.0, atol=1e-9)
+    problem.apply_dirichlet_values()
+    u = problem.u.x.array.reshape(-1, 3)
+    np.testing.assert_allclose(u[dofs[::3] // 3], np.stack([X[:, 1], -X[:, 0], 0 * X[:, 0]], 1))
+    assert np.all(np.delete(u, dofs[::3] // 3, axis=0) == 0.0)
+    assert problem.n_dofs == 3 * disk_mesh.mesh.geometry.x.shape[0]
+
+
+def test_invalid_arguments_are_rejected(disk_mesh):
+    with pytest.raises(ValueError, match="needs a 3D mesh"):
+        HyperelasticProblem(mesh_data=disk_mesh, law=LAWS["linear"], mode="3d")
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=LAWS["linear"], mode="2.5d")
+    with pytest.raises(ValueError, match="tag 7"):
+        problem.set_dirichlet(tag=7, displacement=np.eye(3))
+    with pytest.raises(ValueError, match="3×3"):
+        problem.set_dirichlet(tag=1, displacement=np.eye(2))
+    with pytest.raises(ValueError, match="weight must return"):
+        problem.set_weight(weight=lambda x: x)

@@ -188,6 +188,15 @@ class CauchyBorn:
         W, P, A = self.evaluate(F, relaxed=True, tangent=True)
         return W.cpu().numpy(), P.cpu().numpy(), A.cpu().numpy()
 
+    def stress(self, F: np.ndarray):
+        """``(W, P)`` on NumPy arrays without the tangent (relaxed; much cheaper).
+
+        A continuum material calls this for energies and residuals and ``law(F)`` only when
+        it needs the tangent.
+        """
+        W, P, _ = self.evaluate(F, relaxed=True, tangent=False)
+        return W.cpu().numpy(), P.cpu().numpy()
+
     def stress_free_scale(self, *, tol: float = 1e-12, max_iter: int = 50) -> float:
         """Isotropic scale ``s`` with zero mean stress at ``F = s I`` (Newton on ``tr P``).
 

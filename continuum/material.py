@@ -101,6 +101,8 @@ class QuadratureMaterial:
         self._x_expr = fem.Expression(ufl.SpatialCoordinate(mesh), points)
         self._state: np.ndarray | None = None
         self._pending_A: np.ndarray | None = None
+        self._tangent_current = False
+        self._F_cells: np.ndarray | None = None
         self.law_calls = 0
 
     def _fields(self):
@@ -155,10 +157,18 @@ class QuadratureMaterial:
             return False
         F = self.deformation_gradients()
         m = F.shape[1]
-        W, P, A = self._law(F.reshape(-1, 3, 3))
+        stress_only = getattr(self._law, "stress", None)
+        if stress_only is not None:
+            # the tangent is much dearer than W and P; compute it only when asked for
+            W, P = stress_only(F.reshape(-1, 3, 3))
+            A = None
+        else:
+            W, P, A = self._law(F.reshape(-1, 3, 3))
         self.law_calls += 1
         n = F.shape[0] * m
-        out = {"W": np.asarray(W), "P": np.asarray(P), "A": np.asarray(A)}
+        out = {"W": np.asarray(W), "P": np.asarray(P)}
+        if A is not None:
+            out["A"] = np.asarray(A)
         for key, arr in out.items():
             if arr.shape != (n, *_SHAPES[key]):
                 raise LawError(
@@ -169,13 +179,27 @@ class QuadratureMaterial:
         self.scatter(self.W, out["W"].reshape(shape))
         self.scatter(self.P, out["P"].reshape(*shape, 9))
         # the tangent is only needed by tangent(); defer its (81 per point) copy until then
-        self._pending_A = out["A"].reshape(*shape, 81)
+        self._pending_A = out["A"].reshape(*shape, 81) if "A" in out else None
+        self._tangent_current = "A" in out
+        self._F_cells = F
         self._state = state.copy()
         return True
 
     def update_tangent(self) -> None:
         """Bring ``A`` up to date (calls :meth:`update` first)."""
         self.update()
+        if not self._tangent_current:
+            F = self._F_cells
+            _, _, A = self._law(F.reshape(-1, 3, 3))
+            A = np.asarray(A)
+            expected = (F.shape[0] * F.shape[1], *_SHAPES["A"])
+            if A.shape != expected:
+                raise LawError(
+                    f"law {type(self._law).__name__} returned A of shape {A.shape}, "
+                    f"expected {expected}"
+                )
+            self._pending_A = A.reshape(F.shape[0], F.shape[1], 81)
+            self._tangent_current = True
         if self._pending_A is not None:
             self.scatter(self.A, self._pending_A)
             self._pending_A = None

@@ -95,9 +95,10 @@ class CoupledSystem:
         rows = lay.n_atom_dofs + self.model.bc_owned
         arr[rows] = z_bc.getArray(readonly=True)[rows]
         self.model.correction = None
+        self.model.predictor = self.state_from(predictor)
         if self.ghost_force_correction:
             self.model.set_ghost_force_correction(
-                self.state_from(predictor),
+                self.model.predictor,
                 atom_mask=self.atom_correction_mask,
                 fe_mask_local=self.fe_correction_mask,
             )
@@ -173,7 +174,8 @@ def build_coupled_system(
     X = X_all[order]
     codes = codes_all[order]
     beta = handshake.beta(X)
-    symbols = [atoms.get_chemical_symbols()[k] for k in order]
+    all_symbols = atoms.get_chemical_symbols()
+    symbols = [all_symbols[k] for k in order]
     cell = np.asarray(atoms.cell.array, dtype=float)
     pbc = tuple(bool(p) for p in atoms.pbc)
     n_free = len(free)

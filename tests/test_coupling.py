@@ -1,0 +1,184 @@
+"""The blended a/c energy: patch test, ghost forces, exact gradient and Hessian, solver.
+
+Every check compares against an independent answer: the exact homogeneous solution, central
+finite differences of the energy, or the uncorrected (BQCE-like) scheme.
+"""
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from atomistic import EAM, CauchyBorn, Cylinder, Sphere, finite_cluster, unit_cell
+from continuum.geometry import Ball, Box, Disk
+from continuum.mesh import graded_mesh
+from continuum.problem import HyperelasticProblem
+from coupling.handshake import Handshake, smootherstep
+from coupling.system import build_coupled_system, homogeneous
+
+A0 = 3.614925  # Cu_mishin1 stress-free lattice constant (tests/test_cauchy_born.py)
+
+STRAINS = [
+    np.array([[0.01, 0.003, 0.002], [0.004, -0.006, 0.001], [0.0015, 0.002, 0.005]]),
+    np.array([[-0.02, 0.0, 0.0], [0.0, 0.01, 0.0], [0.0, 0.0, 0.0]]),
+    np.array([[0.0, 0.015, -0.004], [0.015, 0.0, 0.006], [0.0, -0.002, 0.012]]),
+]
+
+
+@pytest.fixture(scope="module")
+def eam():
+    return EAM.from_file("Cu_mishin1.eam.alloy")
+
+
+@pytest.fixture(scope="module")
+def law(eam):
+    return CauchyBorn(eam, unit_cell("fcc", element="Cu", a=A0))
+
+
+def make_system(eam, law, *, mode, width=None, core=None, gfc=True, outer=None):
+    rc = eam.cutoff
+    comm = MPI.COMM_WORLD
+    width = 2 * rc if width is None else width
+    if mode == "2.5d":
+        core = 6.0 if core is None else core
+        hs = Handshake(
+            shape="cylinder", center=(0, 0, 0), core_radius=core, width=width, pad_width=rc
+        )
+        region = Cylinder(center=(0, 0, 0), radius=hs.atom_radius + 1, axis=2)
+        atoms = finite_cluster("fcc", element="Cu", a=A0, region=region, periodic_axes=(2,))
+        md = graded_mesh(
+            comm=comm,
+            outer=Disk(center=(0, 0), radius=outer or 50.0),
+            hole=Disk(center=(0, 0), radius=core),
+            focus_radius=hs.atom_radius,
+            h_min=2.5,
+            h_max=12.0,
+            growth=0.3,
+        )
+    else:
+        core = 2.0 if core is None else core
+        hs = Handshake(
+            shape="sphere", center=(0, 0, 0), core_radius=core, width=width, pad_width=rc
+        )
+        atoms = finite_cluster(
+            "fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1)
+        )
+        half = outer or hs.atom_radius + 8.0
+        md = graded_mesh(
+            comm=comm,
+            outer=Box(lo=(-half,) * 3, hi=(half,) * 3),
+            hole=Ball(center=(0, 0, 0), radius=core),
+            focus_radius=hs.atom_radius,
+            h_min=3.0,
+            h_max=10.0,
+            growth=0.4,
+        )
+    problem = HyperelasticProblem(mesh_data=md, law=law, mode=mode, weight=hs.continuum_weight)
+    return build_coupled_system(
+        potential=eam,
+        atoms=atoms,
+        handshake=hs,
+        problem=problem,
+        kappa=1.0,
+        ghost_force_correction=gfc,
+    )
+
+
+def deformation(strain, mode):
+    F = np.eye(3) + strain
+    if mode == "2.5d":
+        F[:, 2] = [0.0, 0.0, 1.0]
+    return F
+
+
+def perturbed(system, z, scale, seed=0):
+    lay = system.model.layout
+    rng = np.random.default_rng(seed)
+    p = lay.create_vec()
+    p.setArray(scale * rng.standard_normal(p.getLocalSize()))
+    system.model._zero_dirichlet(p)
+    out = z.copy()
+    out.axpy(1.0, p)
+    return out
+
+
+def test_blending_function_is_c2_and_spans_the_handshake():
+    hs = Handshake(shape="sphere", center=(0, 0, 0), core_radius=5.0, width=4.0, pad_width=2.0)
+    t = np.linspace(-0.5, 1.5, 2001)
+    s = smootherstep(t)
+    h = t[1] - t[0]
+    d1 = np.gradient(s, h)
+    d2 = np.gradient(d1, h)
+    assert s[0] == 0 and s[-1] == 1
+    assert np.max(np.abs(np.diff(d1))) < 1e-2  # no jump in the first derivative
+    assert np.max(np.abs(np.diff(d2))) < 0.1  # nor in the second
+    x = np.array([[4.9, 0, 0], [5.0, 0, 0], [7.0, 0, 0], [9.0, 0, 0], [10.5, 0, 0], [11.5, 0, 0]])
+    np.testing.assert_allclose(hs.beta(x), [1, 1, 0.5, 0, 0, 0], atol=1e-14)
+    assert hs.classify(x).tolist() == [0, 0, 1, 2, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_patch_test_with_ghost_force_correction(eam, law, mode):
+    """Three homogeneous F: from a perturbed start the solver returns to F·X, forces ~0."""
+    system = make_system(eam, law, mode=mode)
+    for k, strain in enumerate(STRAINS):
+        F = deformation(strain, mode)
+        system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+        exact = system.state_from(homogeneous(F))
+        g = system.model.layout.create_vec()
+        system.model.energy_gradient(exact, g)
+        fa, ff = system.model.max_forces(g)
+        assert fa < 1e-8 and ff < 1e-8, (k, fa, ff)
+        system.z = perturbed(system, exact, 0.03, seed=k)
+        result = system.solve(fmax=1e-9, max_iterations=30)
+        assert result.converged, result
+        assert result.max_atom_force < 1e-8 and result.max_fe_residual < 1e-8
+        diff = system.z.copy()
+        diff.axpy(-1.0, exact)
+        assert diff.norm(3) < 1e-8  # PETSc NORM_INFINITY: back at the homogeneous state
+
+
+def test_ghost_forces_without_correction_fall_as_the_handshake_widens(eam, law):
+    F = deformation(STRAINS[0], "2.5d")
+    forces = []
+    for width in (5.0, 10.0, 20.0):
+        system = make_system(eam, law, mode="2.5d", width=width, gfc=False, outer=70.0)
+        system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+        forces.append(system.ghost_forces()[0])
+    assert forces[0] > 1e-3  # the uncorrected scheme is not patch-test consistent
+    assert forces[1] < 0.75 * forces[0] and forces[2] < 0.75 * forces[1], forces
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_gradient_and_hessian_match_finite_differences(eam, law, mode):
+    """∇E (penalty, pad slaving and correction included) and H·v against central FD."""
+    system = make_system(eam, law, mode=mode, core=4.0 if mode == "3d" else None)
+    F = deformation(STRAINS[0], mode)
+    system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+    model, lay = system.model, system.model.layout
+    z = perturbed(system, system.state_from(homogeneous(F)), 0.05, seed=3)
+    g = lay.create_vec()
+    model.energy_gradient(z, g)
+    parts = model.energy_parts(z)
+    assert parts.penalty > 0 and parts.correction != 0
+    rng = np.random.default_rng(7)
+    d = lay.create_vec()
+    d.setArray(rng.standard_normal(d.getLocalSize()))
+    model._zero_dirichlet(d)
+    h = 1e-5
+    zp, zm = z.copy(), z.copy()
+    zp.axpy(h, d)
+    zm.axpy(-h, d)
+    gp, gm = lay.create_vec(), lay.create_vec()
+    ep = model.energy_gradient(zp, gp)
+    em = model.energy_gradient(zm, gm)
+    directional = (ep - em) / (2 * h)
+    assert directional == pytest.approx(g.dot(d), rel=1e-7)
+    Hd = lay.create_vec()
+    model.hessian_vector(z, d, Hd)
+    fd = gp.copy()
+    fd.axpy(-1.0, gm)
+    fd.scale(1 / (2 * h))
+    err = fd.copy()
+    err.axpy(-1.0, Hd)
+    assert err.norm(3) < 1e-6 * Hd.norm(3)

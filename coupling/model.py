@@ -17,10 +17,11 @@ ghost-force correction     ``g_F = ∇E(z_F)`` at the homogeneous predictor ``z_
 DOFs are held fixed: their gradient entries are zero and the Hessian acts as the identity
 on them.
 
-Ghost-force correction (DESIGN.md §2): ``E_gfc = E − ⟨g_F, z − z_F⟩``. ``g_F`` keeps only
-ghost forces: atoms whose every neighbour within ``r_cut`` has ``β = 1`` feel their true
-(defect) forces, and outer-boundary FE DOFs feel the physical traction, so both are
-excluded. A uniform deformation is then an exact equilibrium (the patch test).
+Ghost-force correction (DESIGN.md §2): ``E_gfc = E − ⟨g_F, z − z_F⟩`` with ``g_F`` the
+gradient of the blended energy of the *defect-free* lattice at the homogeneous predictor
+``z_F``, so the defect's own forces are never corrected away. Outer-boundary FE DOFs are
+excluded (their force there is the physical traction). A uniform deformation of the perfect
+lattice is then an exact equilibrium (the patch test).
 """
 
 from __future__ import annotations
@@ -211,23 +212,32 @@ class BlendedModel:
 
     # -- ghost-force correction ------------------------------------------------------------
     def set_ghost_force_correction(
-        self, predictor: PETSc.Vec, *, atom_mask: np.ndarray, fe_mask_local: np.ndarray
+        self,
+        predictor: PETSc.Vec,
+        *,
+        atom_gradient: np.ndarray,
+        fe_mask_local: np.ndarray,
     ) -> PETSc.Vec:
-        """Store ``g_F = ∇E(z_F)`` restricted to the masks; returns it.
+        """Store ``g_F = ∇E(z_F)`` of the defect-free lattice; returns it.
 
         Args:
             predictor: ``z_F``, the homogeneous far-field state.
-            atom_mask: ``(n_A,)`` bool, True where an atom may feel ghost forces.
-            fe_mask_local: ``(n_fe_owned,)`` bool, True where an FE DOF may feel them.
+            atom_gradient: ``(n_A + n_P, 3)`` gradient of ``Σ β ε`` of the *perfect* lattice at
+                the predictor, on the free and pad sites of this system (zero on sites the
+                perfect lattice lacks), on every rank. Using the perfect lattice keeps the
+                defect's own forces out of the correction.
+            fe_mask_local: ``(n_fe_owned,)`` bool, False on DOFs whose force at the predictor
+                is physical (the outer boundary).
         """
         self.correction = None
+        s = self._split(predictor)
+        residual = self.problem.residual()
+        fe_owned = residual.getArray(readonly=True)[: self.layout.n_fe_owned].copy()
         g = self.layout.create_vec()
-        self.energy_gradient(predictor, g)
-        arr = g.getArray()
-        lay = self.layout
-        if lay.rank == 0:
-            arr[: lay.n_atom_dofs] *= np.repeat(np.asarray(atom_mask, dtype=float), 3)
-        arr[lay.n_atom_dofs :] *= np.asarray(fe_mask_local, dtype=float)
+        grad = np.asarray(atom_gradient, dtype=np.float64).reshape(-1, 3)
+        self._assemble(grad[: self.n_free], fe_owned, grad[self.n_free :], s.gap, g)
+        self._zero_dirichlet(g)
+        g.getArray()[self.layout.n_atom_dofs :] *= np.asarray(fe_mask_local, dtype=float)
         self.predictor = predictor.copy()
         self.correction = g
         return g

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 import vesin
 from petsc4py import PETSc
+from scipy.spatial import cKDTree
 
 from coupling.blended_atoms import BlendedAtoms
-from coupling.handshake import CORE, HANDSHAKE, PAD, Handshake
+from coupling.handshake import CORE, FAR, HANDSHAKE, PAD, Handshake
 from coupling.interpolation import p1_interpolation_matrix
 from coupling.model import BlendedModel
 from coupling.preconditioner import atom_laplacian, fit_laplacian_scale
@@ -45,6 +46,9 @@ class CoupledSystem:
         n_free: number of free atoms.
         preconditioner: arguments of the monolithic preconditioner.
         ghost_force_correction: whether the correction is applied.
+        fe_correction_mask: ``(n_fe_owned,)`` False on outer-boundary DOFs.
+        perfect_atoms: β-weighted defect-free lattice (rank 0) for the ghost-force correction.
+        perfect_site: ``(n_A + n_P,)`` index of each site in ``perfect_atoms`` (−1: none).
     """
 
     model: BlendedModel
@@ -58,8 +62,9 @@ class CoupledSystem:
     n_free: int
     preconditioner: dict
     ghost_force_correction: bool
-    atom_correction_mask: np.ndarray
     fe_correction_mask: np.ndarray
+    perfect_atoms: BlendedAtoms | None
+    perfect_site: np.ndarray
 
     # -- states ----------------------------------------------------------------------------
     def state_from(self, displacement: Displacement) -> PETSc.Vec:
@@ -99,9 +104,20 @@ class CoupledSystem:
         if self.ghost_force_correction:
             self.model.set_ghost_force_correction(
                 self.model.predictor,
-                atom_mask=self.atom_correction_mask,
+                atom_gradient=self._perfect_gradient(predictor),
                 fe_mask_local=self.fe_correction_mask,
             )
+
+    def _perfect_gradient(self, predictor: Displacement) -> np.ndarray:
+        """``∇ Σ β ε`` of the perfect lattice at ``predictor``, on this system's sites."""
+        grad = None
+        if self.model.comm.rank == 0:
+            perfect, site = self.perfect_atoms, self.perfect_site
+            _, g = perfect.energy_gradient(predictor(perfect.reference))
+            grad = np.zeros_like(self.positions)
+            grad[site >= 0] = g[site[site >= 0]]
+            perfect.release()
+        return self.model.comm.bcast(grad, root=0)
 
     def solve(self, *, fmax: float = 1e-6, max_iterations: int = 100, progress=None) -> SolveResult:
         """Minimise from the current state (updated in place)."""
@@ -132,14 +148,27 @@ def homogeneous(F: np.ndarray) -> Displacement:
     return lambda X: np.asarray(X, dtype=float).reshape(-1, 3) @ D.T
 
 
-def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
-    """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``."""
-    pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
-    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
-    i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
-    worst = beta.copy()
-    np.minimum.at(worst, i, beta[j])
-    return worst >= 1.0
+def _perfect_lattice(perfect_atoms, X, handshake, *, potential, device, dtype, rank):
+    """β-weighted perfect lattice (rank 0) and the index of each of ``X`` in it (−1: none)."""
+    Xp = np.asarray(perfect_atoms.positions, dtype=float)
+    keep = handshake.classify(Xp) != FAR
+    Xp = Xp[keep]
+    dist, idx = cKDTree(Xp).query(X, distance_upper_bound=1e-6)
+    site = np.where(np.isfinite(dist), idx, -1)
+    atoms = None
+    if rank == 0:
+        symbols = np.asarray(perfect_atoms.get_chemical_symbols())[keep]
+        atoms = BlendedAtoms(
+            potential=potential,
+            reference_positions=Xp,
+            symbols=list(symbols),
+            beta=handshake.beta(Xp),
+            cell=np.asarray(perfect_atoms.cell.array, dtype=float),
+            pbc=tuple(bool(p) for p in perfect_atoms.pbc),
+            device=device,
+            dtype=dtype,
+        )
+    return atoms, site
 
 
 def build_coupled_system(
@@ -150,6 +179,7 @@ def build_coupled_system(
     problem,
     kappa: float,
     ghost_force_correction: bool = True,
+    perfect_atoms=None,
     device=None,
     dtype: torch.dtype = torch.float64,
 ) -> CoupledSystem:
@@ -163,6 +193,10 @@ def build_coupled_system(
         problem: continuum problem built with weight ``handshake.continuum_weight``.
         kappa: penalty stiffness in eV/Å².
         ghost_force_correction: subtract the ghost forces of the homogeneous predictor.
+        perfect_atoms: the defect-free lattice sites (ASE ``Atoms``, same lattice and
+            registry) whose ghost forces are corrected; default ``atoms`` itself, which is
+            right only when ``atoms`` is a perfect lattice (patch tests, dislocations whose
+            defect is in the displacement). Pass it for vacancies, voids and interstitials.
         device: torch device of the atoms.
         dtype: torch dtype of the atoms.
     """
@@ -216,7 +250,17 @@ def build_coupled_system(
         )
         blended.release()
     mu = comm.bcast(mu, root=0)
-    atom_mask = ~_fully_atomistic(X, beta, cell, pbc, potential.cutoff)[:n_free]
+    perfect = perfect_site = None
+    if ghost_force_correction:
+        perfect, perfect_site = _perfect_lattice(
+            perfect_atoms if perfect_atoms is not None else atoms,
+            X,
+            handshake,
+            potential=potential,
+            device=device,
+            dtype=dtype,
+            rank=comm.rank,
+        )
     fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
     outer = outer_boundary_dofs(problem)
     fe_mask[outer[outer < len(fe_mask)]] = False
@@ -240,8 +284,9 @@ def build_coupled_system(
             penalty_interpolation=model.I_H,
         ),
         ghost_force_correction=ghost_force_correction,
-        atom_correction_mask=atom_mask,
         fe_correction_mask=fe_mask,
+        perfect_atoms=perfect,
+        perfect_site=perfect_site,
     )
     return system
 

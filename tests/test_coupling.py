@@ -4,6 +4,11 @@ Every check compares against an independent answer: the exact homogeneous soluti
 finite differences of the energy, or the uncorrected (BQCE-like) scheme.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
@@ -182,3 +187,80 @@ def test_gradient_and_hessian_match_finite_differences(eam, law, mode):
     err = fd.copy()
     err.axpy(-1.0, Hd)
     assert err.norm(3) < 1e-6 * Hd.norm(3)
+
+
+def test_defect_forces_survive_the_correction(eam, law):
+    """At the predictor, core atoms near a void feel the fully atomistic forces."""
+    system = make_system(eam, law, mode="2.5d", core=14.0)
+    rc = eam.cutoff
+    hs = system.handshake
+    region = Cylinder(center=(0, 0, 0), radius=hs.atom_radius + 1, axis=2)
+    perfect = finite_cluster("fcc", element="Cu", a=A0, region=region, periodic_axes=(2,))
+    defect = perfect[np.linalg.norm(perfect.positions[:, :2], axis=1) > 3.0]
+    coupled = build_coupled_system(
+        potential=eam,
+        atoms=defect,
+        handshake=hs,
+        problem=system.problem,
+        kappa=1.0,
+        perfect_atoms=perfect,
+    )
+    F = deformation(STRAINS[1], "2.5d")
+    coupled.set_boundary(homogeneous(F), predictor=homogeneous(F))
+    g = coupled.model.layout.create_vec()
+    coupled.model.energy_gradient(coupled.state_from(homogeneous(F)), g)
+    forces = -g.getArray()[: 3 * coupled.n_free].reshape(-1, 3)
+    # fully atomistic reference: every site weighted 1, far from any surface
+    from coupling.blended_atoms import BlendedAtoms
+
+    big = finite_cluster(
+        "fcc",
+        element="Cu",
+        a=A0,
+        periodic_axes=(2,),
+        region=Cylinder(center=(0, 0, 0), radius=30.0, axis=2),
+    )
+    big = big[np.linalg.norm(big.positions[:, :2], axis=1) > 3.0]
+    full = BlendedAtoms(
+        potential=eam,
+        reference_positions=big.positions,
+        symbols=big.get_chemical_symbols(),
+        beta=np.ones(len(big)),
+        cell=big.cell.array,
+        pbc=big.pbc,
+    )
+    _, g_full = full.energy_gradient(homogeneous(F)(big.positions))
+    r = np.linalg.norm(coupled.positions[: coupled.n_free, :2], axis=1)
+    near = np.flatnonzero(r < hs.core_radius - rc)
+    tree_idx = [
+        np.argmin(np.linalg.norm(big.positions - x, axis=1)) for x in coupled.positions[near]
+    ]
+    expected = -g_full[tree_idx]
+    assert np.abs(expected).max() > 0.05  # the void does push its neighbours
+    np.testing.assert_allclose(forces[near], expected, atol=1e-10)
+
+
+@pytest.mark.skipif(
+    not (pathlib.Path(sys.executable).parent / "mpiexec").exists(), reason="mpiexec not installed"
+)
+def test_two_ranks_give_the_serial_answer(tmp_path):
+    script = pathlib.Path(__file__).with_name("mpi_coupled_void.py")
+    mpiexec = pathlib.Path(sys.executable).parent / "mpiexec"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = {}
+    for n in (1, 2):
+        path = tmp_path / f"u{n}.npy"
+        proc = subprocess.run(
+            [str(mpiexec), "-n", str(n), sys.executable, str(script), str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][0].split()
+        assert line[2] == "True"
+        out[n] = (float(line[1]), np.load(path))
+    assert out[2][0] == pytest.approx(out[1][0], rel=1e-12, abs=0)
+    assert np.abs(out[1][1]).max() > 0.05  # the void relaxed
+    np.testing.assert_allclose(out[2][1], out[1][1], atol=1e-9)

@@ -65,6 +65,8 @@ class QuadratureMaterial:
         law: callable ``law(F (n, 3, 3)) -> (W (n,), P (n, 3, 3), A (n, 3, 3, 3, 3))``,
             eV/Å³.
         degree: quadrature degree.
+        cellwise: evaluate the law once per affine simplex (``F`` constant there); pass False
+            when ``F`` has parts that vary inside a cell (a background field).
 
     Attributes:
         W: energy density at the quadrature points, eV/Å³ (scalar quadrature function).
@@ -80,6 +82,7 @@ class QuadratureMaterial:
         deformation_gradient: ufl.core.expr.Expr,
         law: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
         degree: int,
+        cellwise: bool = True,
     ) -> None:
         mesh = u.function_space.mesh
         self._mesh, self._u, self._law = mesh, u, law
@@ -92,8 +95,10 @@ class QuadratureMaterial:
         cell_type = mesh.basix_cell()
         points, _ = basix.make_quadrature(cell_type, degree)
         self.n_points = points.shape[0]
-        self._cellwise = mesh.topology.cell_type in (CellType.triangle, CellType.tetrahedron) and (
-            mesh.geometry.cmaps[0].degree == 1
+        self._cellwise = (
+            cellwise
+            and mesh.topology.cell_type in (CellType.triangle, CellType.tetrahedron)
+            and mesh.geometry.cmaps[0].degree == 1
         )
         centroid = basix.geometry(cell_type).mean(axis=0, keepdims=True)
         eval_points = centroid if self._cellwise else points
@@ -139,6 +144,10 @@ class QuadratureMaterial:
         ``m`` is 1 on affine simplices (``F`` is constant per cell), else ``n_points``.
         """
         return self._F_expr.eval(self._mesh, self._cells).reshape(self.n_cells, -1, 3, 3)
+
+    def invalidate(self) -> None:
+        """Force the next :meth:`update` to call the law (``F`` changed other than via ``u``)."""
+        self._state = None
 
     def update(self) -> bool:
         """Re-evaluate the law if ``u`` changed since the last call.

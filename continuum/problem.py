@@ -66,6 +66,9 @@ class HyperelasticProblem:
         weight: optional ``weight(x (n, 3)) -> (n,)`` evaluated once at the physical
             quadrature points (the coupling passes ``1 − β``); 1 everywhere by default.
         quadrature_degree: degree of the cell quadrature rule.
+        with_background: allow a prescribed background displacement gradient ``G(x)`` so that
+            ``F = I + ∇u + G`` (see :meth:`set_background`); the law is then evaluated at
+            every quadrature point instead of once per cell.
 
     Attributes:
         V: the P1 displacement space, value shape ``(3,)``.
@@ -86,6 +89,7 @@ class HyperelasticProblem:
         mode: Mode,
         weight: Callable[[np.ndarray], np.ndarray] | None = None,
         quadrature_degree: int = 2,
+        with_background: bool = False,
     ) -> None:
         mesh = mesh_data.mesh
         tdim = mesh.topology.dim
@@ -106,8 +110,18 @@ class HyperelasticProblem:
         self._v = ufl.TestFunction(self.V)
         self._du = ufl.TrialFunction(self.V)
         F = ufl.Identity(3) + self._grad3(self.u)
+        self._background: fem.Function | None = None
+        if with_background:
+            self._background = fem.Function(
+                quadrature_space(mesh, quadrature_degree, (3, 3)), name="background_gradient"
+            )
+            F = F + self._background
         self.material = QuadratureMaterial(
-            u=self.u, deformation_gradient=F, law=law, degree=quadrature_degree
+            u=self.u,
+            deformation_gradient=F,
+            law=law,
+            degree=quadrature_degree,
+            cellwise=not with_background,
         )
         self._weight = fem.Function(quadrature_space(mesh, quadrature_degree), name="weight")
         self.set_weight(weight=weight)
@@ -135,6 +149,30 @@ class HyperelasticProblem:
         return ufl.as_matrix([[g[a, 0], g[a, 1], 0] for a in range(3)])
 
     # -- weight and loads ---------------------------------------------------------------------
+    def set_background(self, *, gradient: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """Set the background displacement gradient ``G(x)`` (``None``: zero).
+
+        The total displacement is ``u + u_bg`` with ``∇u_bg = G`` away from any branch cut;
+        only ``G`` enters the energy, so ``u_bg`` may jump by a lattice vector (a dislocation's
+        Volterra field) while the FE unknown ``u`` stays continuous.
+
+        Args:
+            gradient: ``G(x (n, 3)) -> (n, 3, 3)`` at physical points (Å), dimensionless.
+
+        Raises:
+            RuntimeError: the problem was built without ``with_background=True``.
+        """
+        if self._background is None:
+            raise RuntimeError("build the problem with with_background=True to set a background")
+        m = self.material
+        if gradient is None:
+            self._background.x.array[:] = 0.0
+        else:
+            values = np.asarray(gradient(m.quadrature_points()), dtype=np.float64)
+            m.scatter(self._background, values.reshape(m.n_cells, -1, 9))
+        self._background.x.scatter_forward()
+        m.invalidate()
+
     def set_weight(self, *, weight: Callable[[np.ndarray], np.ndarray] | None) -> None:
         """Set the energy weight ``w(x)`` at the quadrature points (``None``: 1 everywhere).
 

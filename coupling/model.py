@@ -8,10 +8,14 @@ term                       where it is computed
 =========================  ====================================================
 atoms (``Σ β ε``)          :class:`~coupling.blended_atoms.BlendedAtoms`, rank 0, torch
 continuum                  the DOLFINx problem (weight ``1 − β``), distributed
-pad slaving ``u_P = I_P U``  sparse ``I_P`` per rank; ``I_Pᵀ`` by reverse scatter
+pad slaving ``u_P = I_P U + b_P``  sparse ``I_P`` per rank; ``I_Pᵀ`` by reverse scatter
 penalty                    sparse ``I_H``; handshake atoms ``H`` (``0 < β < 1``)
 ghost-force correction     ``g_F = ∇E(z_F)`` at the homogeneous predictor ``z_F``
 =========================  ====================================================
+
+``b_P`` and ``b_H`` are background displacements at the pad and handshake sites (zero
+unless a background field, e.g. a Volterra dislocation, is set; the continuum then uses
+``F = I + ∇U + ∇u_bg``, so ``U`` is the continuous correction to the background).
 
 ``z = (u_A, U)`` is laid out by :class:`~coupling.layout.MonolithicLayout`. Dirichlet FE
 DOFs are held fixed: their gradient entries are zero and the Hessian acts as the identity
@@ -98,6 +102,8 @@ class BlendedModel:
         self.penalty_atoms = np.asarray(penalty_atoms, dtype=np.int64)
         self.kappa = float(kappa)
         self.refresh_dirichlet()
+        self.pad_offset = np.zeros((self.n_pad, 3))
+        self.penalty_offset = np.zeros((len(self.penalty_atoms), 3))
         self.correction: PETSc.Vec | None = None
         self.predictor: PETSc.Vec | None = None
         self._state: _State | None = None
@@ -109,6 +115,13 @@ class BlendedModel:
         dofs = np.asarray(self.problem.dirichlet_dofs(), dtype=np.int64)
         self.bc_owned = np.unique(dofs[dofs < self.layout.n_fe_owned])
 
+    def set_offsets(self, *, pad: np.ndarray, penalty: np.ndarray) -> None:
+        """Background displacements added to ``I_P U`` ``(n_P, 3)`` and ``I_H U`` ``(n_H, 3)``."""
+        self.pad_offset = np.asarray(pad, dtype=np.float64).reshape(self.n_pad, 3)
+        self.penalty_offset = np.asarray(penalty, dtype=np.float64).reshape(-1, 3)
+        self._state = None
+        self._state_key = None
+
     # -- state -----------------------------------------------------------------------------
     def _split(self, z: PETSc.Vec) -> _State:
         key = z.getArray(readonly=True)
@@ -117,8 +130,8 @@ class BlendedModel:
         lay = self.layout
         u_free = lay.atoms_of(z)
         U_local = lay.fe_of(z, out=self.problem.u)
-        u_pad = lay.allsum(self.I_P @ U_local).reshape(-1, 3)
-        u_H_fe = lay.allsum(self.I_H @ U_local).reshape(-1, 3)
+        u_pad = lay.allsum(self.I_P @ U_local).reshape(-1, 3) + self.pad_offset
+        u_H_fe = lay.allsum(self.I_H @ U_local).reshape(-1, 3) + self.penalty_offset
         gap = u_free[self.penalty_atoms] - u_H_fe
         self._state = _State(u_atoms=np.vstack([u_free, u_pad]), U_local=U_local, gap=gap)
         self._state_key = key.copy()

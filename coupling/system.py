@@ -49,6 +49,7 @@ class CoupledSystem:
         fe_correction_mask: ``(n_fe_owned,)`` False on outer-boundary DOFs.
         perfect_atoms: β-weighted defect-free lattice (rank 0) for the ghost-force correction.
         perfect_site: ``(n_A + n_P,)`` index of each site in ``perfect_atoms`` (−1: none).
+        background: ``(displacement, gradient)`` of the background field, if any.
     """
 
     model: BlendedModel
@@ -65,6 +66,7 @@ class CoupledSystem:
     fe_correction_mask: np.ndarray
     perfect_atoms: BlendedAtoms | None
     perfect_site: np.ndarray
+    background: tuple | None = None
 
     # -- states ----------------------------------------------------------------------------
     def state_from(self, displacement: Displacement) -> PETSc.Vec:
@@ -81,7 +83,7 @@ class CoupledSystem:
         z = self.z if z is None else z
         lay = self.model.layout
         U = lay.fe_of(z)
-        pad = lay.allsum(self.model.I_P @ U).reshape(-1, 3)
+        pad = lay.allsum(self.model.I_P @ U).reshape(-1, 3) + self.model.pad_offset
         return np.vstack([lay.atoms_of(z), pad])
 
     def set_boundary(self, displacement: Displacement, *, predictor: Displacement) -> None:
@@ -102,11 +104,46 @@ class CoupledSystem:
         self.model.correction = None
         self.model.predictor = self.state_from(predictor)
         if self.ghost_force_correction:
+            # ghost forces are those of the homogeneous state: no background field
+            background = self.background
+            if background is not None:
+                self.set_background(None)
             self.model.set_ghost_force_correction(
                 self.model.predictor,
                 atom_gradient=self._perfect_gradient(predictor),
                 fe_mask_local=self.fe_correction_mask,
             )
+            if background is not None:
+                self.set_background(*background)
+
+    def set_background(
+        self, displacement: Displacement | None, gradient: Callable | None = None
+    ) -> None:
+        """Carry a prescribed displacement field ``u_bg`` (e.g. a Volterra dislocation).
+
+        The FE unknown becomes the continuous correction ``U`` to ``u_bg``: the continuum
+        sees ``F = I + ∇U + ∇u_bg`` and pad/handshake atoms are tied to ``U(X) + u_bg(X)``.
+        ``u_bg`` may jump across a branch cut by a lattice vector. Atoms keep absolute
+        displacements. The problem must be built with ``with_background=True``.
+
+        Args:
+            displacement: ``X (n, 3) -> u_bg (n, 3)`` in Å, or None to remove it.
+            gradient: ``X (n, 3) -> ∇u_bg (n, 3, 3)``.
+        """
+        model = self.model
+        if displacement is None:
+            self.problem.set_background(gradient=None)
+            model.set_offsets(
+                pad=np.zeros((model.n_pad, 3)), penalty=np.zeros((len(model.penalty_atoms), 3))
+            )
+            self.background = None
+            return
+        self.problem.set_background(gradient=gradient)
+        X = self.positions
+        model.set_offsets(
+            pad=displacement(X[self.n_free :]), penalty=displacement(X[model.penalty_atoms])
+        )
+        self.background = (displacement, gradient)
 
     def _perfect_gradient(self, predictor: Displacement) -> np.ndarray:
         """``∇ Σ β ε`` of the perfect lattice at ``predictor``, on this system's sites."""

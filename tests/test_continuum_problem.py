@@ -298,3 +298,33 @@ def test_invalid_arguments_are_rejected(disk_mesh):
         problem.set_dirichlet(tag=1, displacement=np.eye(2))
     with pytest.raises(ValueError, match="weight must return"):
         problem.set_weight(weight=lambda x: x)
+
+
+def test_background_gradient_enters_the_deformation_gradient():
+    """u = 0 with background G equals the same problem with u = G·X (and no background)."""
+    from mpi4py import MPI as _MPI
+
+    from continuum.geometry import Disk as _Disk
+    from continuum.laws import LinearElasticLaw, isotropic_stiffness
+    from continuum.mesh import graded_mesh as _graded
+    from continuum.problem import HyperelasticProblem as _Problem
+
+    md = _graded(
+        comm=_MPI.COMM_WORLD,
+        outer=_Disk(center=(0, 0), radius=10.0),
+        hole=_Disk(center=(0, 0), radius=3.0),
+        focus_radius=4.0,
+        h_min=1.5,
+        h_max=3.0,
+    )
+    law = LinearElasticLaw(isotropic_stiffness(E=1.0, nu=0.3))
+    G = np.array([[0.01, 0.02, 0.0], [-0.005, 0.015, 0.0], [0.003, -0.002, 0.0]])
+    with_bg = _Problem(mesh_data=md, law=law, mode="2.5d", with_background=True)
+    with_bg.set_background(gradient=lambda x: np.broadcast_to(G, (len(x), 3, 3)))
+    plain = _Problem(mesh_data=md, law=law, mode="2.5d")
+    plain.u.interpolate(lambda x: G @ np.vstack([x[0], x[1], 0 * x[0]]))
+    assert with_bg.energy() == pytest.approx(plain.energy(), rel=1e-12)
+    r1, r2 = with_bg.residual().getArray(), plain.residual().getArray()
+    np.testing.assert_allclose(r1, r2, atol=1e-12 * np.abs(r2).max())
+    with_bg.set_background(gradient=None)
+    assert with_bg.energy() == pytest.approx(0.0, abs=1e-14)

@@ -77,6 +77,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from continuum.laws import isotropic_stiffness, rotate_voigt, stiffness_tensor
+
 __all__ = [
     "MPA_SQRT_M_TO_EV_PER_A2_5",
     "StrohError",
@@ -100,8 +102,6 @@ __all__ = [
 #: Multiply a stress intensity factor in MPa√m by this to get eV/Å^2.5 (1 eV = 1.602176634e-19 J).
 MPA_SQRT_M_TO_EV_PER_A2_5 = 1e11 / 1.602176634e11
 
-_VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-_VOIGT_INDEX = np.array([[0, 5, 4], [5, 1, 3], [4, 3, 2]])
 
 
 class StrohError(ValueError):
@@ -135,19 +135,6 @@ class StrohSolution:
     companion: StrohSolution | None = None
 
 
-def stiffness_tensor(C66: ArrayLike) -> np.ndarray:
-    """Expand a Voigt stiffness into the full tensor.
-
-    Args:
-        C66: ``(6, 6)`` Voigt stiffness (order ``xx, yy, zz, yz, xz, xy``), any stress unit.
-
-    Returns:
-        ``(3, 3, 3, 3)`` tensor ``C_ijkl`` in the same unit.
-    """
-    C66 = _as_matrix(C66, (6, 6), "C66")
-    return C66[_VOIGT_INDEX[:, :, None, None], _VOIGT_INDEX[None, None, :, :]]
-
-
 def cubic_stiffness(*, C11: float, C12: float, C44: float) -> np.ndarray:
     """Return the ``(6, 6)`` Voigt stiffness of a cubic crystal in its cubic axes.
 
@@ -161,19 +148,6 @@ def cubic_stiffness(*, C11: float, C12: float, C44: float) -> np.ndarray:
     C66[[0, 1, 2], [0, 1, 2]] = C11
     C66[[3, 4, 5], [3, 4, 5]] = C44
     return C66
-
-
-def isotropic_stiffness(*, mu: float, nu: float) -> np.ndarray:
-    """Return the ``(6, 6)`` Voigt stiffness of an isotropic solid.
-
-    Args:
-        mu: shear modulus (> 0), any stress unit.
-        nu: Poisson's ratio, in ``(-1, 1/2)``.
-    """
-    _check_shear_modulus(mu)
-    _check_poisson(nu)
-    lam = 2.0 * mu * nu / (1.0 - 2.0 * nu)
-    return cubic_stiffness(C11=lam + 2.0 * mu, C12=lam, C44=mu)
 
 
 def rotate_stiffness(C66: ArrayLike, R: ArrayLike, *, allow_reflection: bool = False) -> np.ndarray:
@@ -209,9 +183,7 @@ def rotate_stiffness(C66: ArrayLike, R: ArrayLike, *, allow_reflection: bool = F
             "R is a reflection (det R = -1): its rows form a left-handed frame; "
             "use z = x × y, or pass allow_reflection=True"
         )
-    C = np.einsum("ia,jb,kc,ld,abcd->ijkl", R, R, R, R, stiffness_tensor(C66), optimize=True)
-    rows, cols = np.array(_VOIGT_PAIRS).T
-    return C[rows[:, None], cols[:, None], rows[None, :], cols[None, :]]
+    return rotate_voigt(_as_matrix(C66, (6, 6), "C66"), R)
 
 
 def stroh(

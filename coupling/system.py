@@ -50,6 +50,9 @@ class CoupledSystem:
         perfect_atoms: β-weighted defect-free lattice (rank 0) for the ghost-force correction.
         perfect_site: ``(n_A + n_P,)`` index of each site in ``perfect_atoms`` (−1: none).
         background: ``(displacement, gradient)`` of the background field, if any.
+        atom_blended_mask: ``(n_A,)`` True for atoms with a neighbour of ``β < 1``.
+        fe_blended_mask: ``(n_fe_owned,)`` True on DOFs of cells that reach ``β > 0`` or hold
+            pad/handshake atoms.
     """
 
     model: BlendedModel
@@ -67,6 +70,8 @@ class CoupledSystem:
     perfect_atoms: BlendedAtoms | None
     perfect_site: np.ndarray
     background: tuple | None = None
+    atom_blended_mask: np.ndarray | None = None
+    fe_blended_mask: np.ndarray | None = None
 
     # -- states ----------------------------------------------------------------------------
     def state_from(self, displacement: Displacement) -> PETSc.Vec:
@@ -102,19 +107,43 @@ class CoupledSystem:
         rows = lay.n_atom_dofs + self.model.bc_owned
         arr[rows] = z_bc.getArray(readonly=True)[rows]
         self.model.correction = None
+        if self.background is not None:
+            self._set_correction_at_background(predictor)
+            return
         self.model.predictor = self.state_from(predictor)
         if self.ghost_force_correction:
-            # ghost forces are those of the homogeneous state: no background field
-            background = self.background
-            if background is not None:
-                self.set_background(None)
             self.model.set_ghost_force_correction(
                 self.model.predictor,
                 atom_gradient=self._perfect_gradient(predictor),
                 fe_mask_local=self.fe_correction_mask,
             )
-            if background is not None:
-                self.set_background(*background)
+
+    def _set_correction_at_background(self, predictor: Displacement) -> None:
+        """Ghost-force correction for a problem that carries a background field.
+
+        The predictor is the background itself (atoms at ``u_bg(X) + predictor(X)``, FE at
+        ``predictor``). Its gradient is kept only where ghost forces live: on atoms with a
+        neighbour of ``β < 1`` within ``r_cut`` and on FE nodes of cells that reach ``β > 0``
+        or hold pad/handshake atoms. Elsewhere the forces of the predictor are physical (the
+        defect core, the continuum's own response) and are not corrected. The core must be
+        at least ``2 r_cut`` inside the handshake.
+        """
+        model = self.model
+        lay = model.layout
+        displacement = self.background[0]
+        z = self.state_from(predictor)
+        free = self.positions[: self.n_free]
+        lay.set_atoms(z, predictor(free) + displacement(free))
+        model.predictor = z
+        if not self.ghost_force_correction:
+            return
+        g = lay.create_vec()
+        model.energy_gradient(z, g)
+        arr = g.getArray()
+        if lay.rank == 0:
+            arr[: lay.n_atom_dofs] *= np.repeat(self.atom_blended_mask, 3).astype(float)
+        arr[lay.n_atom_dofs :] *= self.fe_blended_mask.astype(float)
+        model.correction = g
 
     def set_background(
         self, displacement: Displacement | None, gradient: Callable | None = None
@@ -183,6 +212,30 @@ def homogeneous(F: np.ndarray) -> Displacement:
     """``X ↦ (F − I) X`` for a 3×3 ``F``."""
     D = np.asarray(F, dtype=float) - np.eye(3)
     return lambda X: np.asarray(X, dtype=float).reshape(-1, 3) @ D.T
+
+
+def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
+    """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``."""
+    pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
+    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
+    i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
+    worst = beta.copy()
+    np.minimum.at(worst, i, beta[j])
+    return worst >= 1.0
+
+
+def _blended_nodes(problem, handshake, model) -> np.ndarray:
+    """``(n_fe_owned,)`` True on DOFs of cells reaching ``β > 0`` or holding coupled atoms."""
+    m = problem.material
+    beta = handshake.beta(m.quadrature_points()).reshape(m.n_cells, -1)
+    cells = np.flatnonzero(beta.max(axis=1) > 0.0)
+    lay = model.layout
+    touched = np.zeros(lay.n_fe_local)
+    nodes = problem.V.dofmap.list[cells].ravel()
+    touched[(3 * nodes[:, None] + np.arange(3)).ravel()] = 1.0
+    for I in (model.I_P, model.I_H):
+        touched[np.unique(I.indices)] = 1.0
+    return lay.accumulate_fe(touched) > 0.0
 
 
 def _perfect_lattice(perfect_atoms, X, handshake, *, potential, device, dtype, rank):
@@ -301,6 +354,8 @@ def build_coupled_system(
     fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
     outer = outer_boundary_dofs(problem)
     fe_mask[outer[outer < len(fe_mask)]] = False
+    atom_blended = ~_fully_atomistic(X, beta, cell, pbc, potential.cutoff)[:n_free]
+    fe_blended = _blended_nodes(problem, handshake, model)
     system = CoupledSystem(
         model=model,
         z=model.layout.create_vec(),
@@ -324,6 +379,8 @@ def build_coupled_system(
         fe_correction_mask=fe_mask,
         perfect_atoms=perfect,
         perfect_site=perfect_site,
+        atom_blended_mask=atom_blended,
+        fe_blended_mask=fe_blended,
     )
     return system
 

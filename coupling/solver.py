@@ -28,6 +28,7 @@ class SolveResult:
         newton_iterations: Newton steps taken.
         krylov_iterations: total preconditioned CG iterations.
         preconditioner_builds: how often the preconditioner was assembled and factorised.
+        negative_curvature_steps: Newton steps where CG met negative curvature.
         max_atom_force: ``max_i |∇_i E|`` over free atoms, eV/Å.
         max_fe_residual: ``max`` nodal ``|∇_U E|`` over free FE nodes, eV/Å.
         energy: blended energy in eV.
@@ -43,6 +44,7 @@ class SolveResult:
     energy: float
     reason: str
     preconditioner_builds: int = 0
+    negative_curvature_steps: int = 0
     history: list[tuple[float, float, float]] = field(default_factory=list)
 
 
@@ -69,8 +71,9 @@ def solve(
     Each Newton step solves ``H d = −g`` with preconditioned CG to a relative tolerance
     ``min(0.1, sqrt(|g|))`` (inexact Newton). The preconditioner (assembly and MUMPS
     factorisation, the dearest step) is kept while CG needs at most twice the iterations it
-    took right after it was built (and at most 30). On negative curvature, or if ``d`` is not a
-    descent direction, the preconditioned gradient ``−M⁻¹g`` is used instead. A backtracking
+    took right after it was built (and at most 30). On negative curvature, CG stops at the
+    iterate before it (Steihaug); if that is not a descent direction, the preconditioned
+    gradient ``−M⁻¹g`` is used. A backtracking
     (Armijo) line search on the energy follows; close to round-off, where energy
     differences are noise, a step that lowers the gradient norm is accepted.
 
@@ -103,7 +106,7 @@ def solve(
     energy = model.energy_gradient(z, g)
     it = 0
     M = None
-    last_krylov, fresh_krylov, rebuilds = 0, None, 0
+    last_krylov, fresh_krylov, rebuilds, negative_curvature = 0, None, 0, 0
     reason = "DIVERGED_MAXITS"
     while True:
         fa, ff = model.max_forces(g)
@@ -143,9 +146,11 @@ def solve(
         if fresh_krylov is None:
             fresh_krylov = last_krylov
         slope = g.dot(d)
-        if ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT or not (
-            slope < 0
-        ):
+        if ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT:
+            negative_curvature += 1
+        if not slope < 0:
+            # CG stops at the iterate before a negative-curvature direction (Steihaug); that
+            # iterate is a descent direction unless CG stopped at once
             ksp.getPC().apply(g, d)
             d.scale(-1.0)
             slope = g.dot(d)
@@ -179,6 +184,7 @@ def solve(
         energy=float(energy),
         reason=reason,
         preconditioner_builds=rebuilds,
+        negative_curvature_steps=negative_curvature,
         history=history,
     )
     for obj in (ksp, H, M, g, d, trial, g_trial):

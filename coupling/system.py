@@ -84,7 +84,7 @@ class CoupledSystem:
         return z
 
     def atom_displacements(self, z: PETSc.Vec | None = None) -> np.ndarray:
-        """``(n_A + n_P, 3)`` displacements of free and pad atoms (every rank)."""
+        """``(n_A + n_P, 3)`` displacements of free and pad atoms (collective; every rank)."""
         z = self.z if z is None else z
         lay = self.model.layout
         U = lay.fe_of(z)

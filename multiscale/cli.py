@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -50,7 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mpi_rank() -> int:
+    """This process's MPI rank from the launcher's environment (0 when not under mpiexec).
+
+    Read from the environment so that an error can be reported once, by rank 0, without
+    importing mpi4py (every rank meets the same bad input, as every rank reads the case).
+    """
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID"):
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
+
+
 def _fail(message: str, *, show_traceback: bool) -> None:
+    if _mpi_rank() != 0:
+        return
     if show_traceback:
         traceback.print_exc()
     # One line, whatever the exception text holds.

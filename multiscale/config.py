@@ -1,12 +1,13 @@
 """The case file, ``case.toml``, loaded strictly into frozen dataclasses.
 
 One section per table. ``[case] kind`` says what to compute and which other sections it
-uses; every key of a used section has a documented type and, unless required, a default:
+uses; every key of a used section has a documented type and, unless required, a default.
+The keys of a ``vacancy-formation`` case:
 
 ====================  ======================================================  =============
 key                   meaning                                                 default
 ====================  ======================================================  =============
-``case.kind``         ``"vacancy-formation"`` (the only kind so far)          required
+``case.kind``         ``"vacancy-formation"`` or ``"coupled"``                required
 ``lattice.structure`` ``"fcc"``, ``"bcc"``, ``"diamond"`` or ``"hcp"``        required
 ``lattice.element``   chemical symbol, as named in the potential file         required
 ``lattice.a``         lattice constant in Å, or ``"relax"`` (the potential's) ``"relax"``
@@ -20,23 +21,44 @@ key                   meaning                                                 de
 ``output.directory``  relative to the case folder                             ``"output"``
 ====================  ======================================================  =============
 
-New kinds (coupled problems) add sections to :data:`SECTIONS` and list them in
-:data:`KINDS`; a section that the chosen kind does not use is an error, so a typo cannot be
-silently ignored. ``--set key=value`` overrides any key (the value is read as TOML, or as a
-bare string when it is not valid TOML).
+Each kind lists its sections, with their dataclasses, in :data:`KINDS`; the sections of a
+``coupled`` case are documented in :mod:`multiscale.coupled_config`. A section that the chosen
+kind does not use is an error, so a typo cannot be silently ignored. ``--set key=value``
+overrides any key (the value is read as TOML, or as a bare string when it is not valid TOML).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from multiscale.coupled_config import (
+    BoundarySection,
+    CoupledCaseSection,
+    CoupledLatticeSection,
+    CouplingSection,
+    DefectSection,
+    GeometrySection,
+    LoadingSection,
+    ReferenceSection,
+    SolverSection,
+    check_coupled,
+)
 from multiscale.errors import CaseError
 from multiscale.schema import ORIGIN_SET, Context, build_section, option, toml_value
+from multiscale.sections import (
+    LATTICE_NAMES,
+    KindSection,
+    OutputSection,
+    PotentialSection,
+    RunSection,
+    lattice_names,
+    positive,
+)
 
 __all__ = [
     "CASE_FILE",
@@ -53,23 +75,8 @@ __all__ = [
 CASE_FILE = "case.toml"
 
 
-def _positive(value: float | str) -> str | None:
-    if isinstance(value, int | float) and not (value > 0 and math.isfinite(value)):
-        return "must be finite and > 0"
-    return None
-
-
-def _all_positive(values: tuple[int, ...]) -> str | None:
+def _all_at_least_one(values: tuple[int, ...]) -> str | None:
     return "entries must all be >= 1" if min(values) < 1 else None
-
-
-#: Lattice names; the same as ``atomistic.lattice.LATTICES`` (a test keeps them equal), kept
-#: here so that checking a case file does not import torch.
-LATTICE_NAMES = ("bcc", "diamond", "fcc", "hcp")
-
-
-def _lattice_names() -> tuple[str, ...]:
-    return LATTICE_NAMES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,27 +92,17 @@ class CaseSection:
 class LatticeSection:
     """``[lattice]``: the perfect crystal."""
 
-    structure: str = option(doc="lattice name", choices=_lattice_names)
+    structure: str = option(doc="lattice name", choices=lattice_names)
     element: str = option(doc="chemical symbol, as named in the potential file")
     a: float | Literal["relax"] = option(
         "relax",
         unit="Å",
-        check=_positive,
+        check=positive,
         doc='lattice constant; "relax" minimises the energy per atom under the potential',
     )
     size: tuple[int, int, int] = option(
-        (5, 5, 5), check=_all_positive, doc="supercell: conventional cells along x, y, z"
+        (5, 5, 5), check=_all_at_least_one, doc="supercell: conventional cells along x, y, z"
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class PotentialSection:
-    """``[potential]``: the interatomic potential."""
-
-    kind: Literal["eam", "sw"] = option(
-        "eam", doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file"
-    )
-    file: str = option(doc="potential file; case folder first, then the lammps potentials")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,50 +110,68 @@ class RelaxSection:
     """``[relax]``: relaxation of atomic positions at fixed cell."""
 
     method: Literal["lbfgs", "fire"] = option("lbfgs", doc="minimiser")
-    fmax: float = option(1e-4, unit="eV/Å", check=_positive, doc="tolerance on max |force|")
-    max_steps: int = option(10000, check=_positive, doc="budget of force evaluations")
+    fmax: float = option(1e-4, unit="eV/Å", check=positive, doc="tolerance on max |force|")
+    max_steps: int = option(10000, check=positive, doc="budget of force evaluations")
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunSection:
-    """``[run]``: where the work runs."""
-
-    device: Literal["auto", "cpu", "cuda"] = option("auto", doc="auto: CUDA when present")
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutputSection:
-    """``[output]``: where results go."""
-
-    directory: str = option("output", doc="output folder, relative to the case folder")
-
-
-#: Section name → dataclass, in the order they are written out.
-SECTIONS: dict[str, type] = {
-    "case": CaseSection,
-    "lattice": LatticeSection,
-    "potential": PotentialSection,
-    "relax": RelaxSection,
-    "run": RunSection,
-    "output": OutputSection,
+#: Case kind → its sections (``[case]`` first), each with its dataclass.
+KINDS: dict[str, dict[str, type]] = {
+    "vacancy-formation": {
+        "case": CaseSection,
+        "lattice": LatticeSection,
+        "potential": PotentialSection,
+        "relax": RelaxSection,
+        "run": RunSection,
+        "output": OutputSection,
+    },
+    "coupled": {
+        "case": CoupledCaseSection,
+        "lattice": CoupledLatticeSection,
+        "potential": PotentialSection,
+        "geometry": GeometrySection,
+        "defect": DefectSection,
+        "boundary": BoundarySection,
+        "loading": LoadingSection,
+        "coupling": CouplingSection,
+        "solver": SolverSection,
+        "reference": ReferenceSection,
+        "run": RunSection,
+        "output": OutputSection,
+    },
 }
 
-#: Case kind → the sections it uses (besides ``[case]``).
-KINDS: dict[str, tuple[str, ...]] = {
-    "vacancy-formation": ("lattice", "potential", "relax", "run", "output"),
-}
+#: Checks across the keys of a kind that need no potential: ``check(sections, ctx)``.
+_KIND_CHECKS = {"coupled": check_coupled}
 
 
 @dataclass(frozen=True, kw_only=True)
 class CaseConfig:
     """A whole case file; sections the kind does not use are None."""
 
-    case: CaseSection
-    lattice: LatticeSection | None = None
+    case: CaseSection | CoupledCaseSection
+    lattice: LatticeSection | CoupledLatticeSection | None = None
     potential: PotentialSection | None = None
     relax: RelaxSection | None = None
+    geometry: GeometrySection | None = None
+    defect: DefectSection | None = None
+    boundary: BoundarySection | None = None
+    loading: LoadingSection | None = None
+    coupling: CouplingSection | None = None
+    solver: SolverSection | None = None
+    reference: ReferenceSection | None = None
     run: RunSection | None = None
     output: OutputSection | None = None
+
+    def sections(self) -> Iterator[tuple[str, Any]]:
+        """``(name, section)`` for every section the kind uses, in file order."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                yield f.name, value
+
+
+#: Every section name of any kind, in the order they are written out.
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CaseConfig))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,17 +294,24 @@ def _build_config(raw: dict, ctx: Context) -> CaseConfig:
     for name in raw:
         if name not in SECTIONS:
             ctx.fail(name, f"unknown section [{name}]; allowed sections: {', '.join(SECTIONS)}")
-    case = build_section(CaseSection, raw.get("case", {}), prefix="case", ctx=ctx)
-    used = KINDS[case.kind]
+    table = raw.get("case", {})
+    # kind alone first: it picks the class of every section, [case] included
+    if isinstance(table, Mapping):
+        table = {k: v for k, v in table.items() if k == "kind"}
+    kind = build_section(KindSection, table, prefix="case", ctx=ctx).kind
+    used = KINDS[kind]
     for name in raw:
-        if name != "case" and name not in used:
+        if name not in used:
             ctx.fail(
                 name,
-                f"section [{name}] is not used by case.kind = {toml_value(case.kind)}; "
-                f"it uses: {', '.join(used)}",
+                f"section [{name}] is not used by case.kind = {toml_value(kind)}; "
+                f"it uses: {', '.join(n for n in used if n != 'case')}",
             )
     sections = {
-        name: build_section(SECTIONS[name], raw.get(name, {}), prefix=name, ctx=ctx)
-        for name in used
+        name: build_section(cls, raw.get(name, {}), prefix=name, ctx=ctx)
+        for name, cls in used.items()
     }
-    return CaseConfig(case=case, **sections)
+    check = _KIND_CHECKS.get(kind)
+    if check is not None:
+        check(sections, ctx)
+    return CaseConfig(**sections)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from multiscale.config import SECTIONS, Case
+from multiscale.config import Case
 from multiscale.schema import toml_value
 
 __all__ = ["atomic_file", "resolved_toml", "write_extxyz", "write_json", "write_text"]
@@ -103,10 +103,7 @@ def resolved_toml(
         f"# case file: {case.file.resolve()}",
         f"# written by multiscale {version} at {stamp}",
     ]
-    for name in SECTIONS:
-        section = getattr(case.config, name)
-        if section is None:
-            continue
+    for name, section in case.config.sections():
         lines += ["", f"[{name}]"]
         units = {f.name: f.metadata.get("unit") for f in dataclasses.fields(section)}
         for field, value in vars(section).items():
@@ -119,5 +116,8 @@ def resolved_toml(
                 value = values[key]
             if key in notes:
                 comment += f"; {notes[key]}"
+            if value is None:  # a key the other choices use (e.g. radius of a ball)
+                lines.append(f"# {field}: not used  # {comment}")
+                continue
             lines.append(f"{field} = {toml_value(value)}  # {comment}")
     return "\n".join(lines) + "\n"

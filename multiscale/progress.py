@@ -26,6 +26,7 @@ class Reporter:
         stream: where messages and progress go (stderr by default).
         interval: seconds between plain progress lines when ``stream`` is not a terminal.
         log_every: steps between progress lines in the log.
+        enabled: False makes every method a no-op (MPI ranks other than 0).
     """
 
     def __init__(
@@ -35,8 +36,10 @@ class Reporter:
         stream: IO[str] | None = None,
         interval: float = 10.0,
         log_every: int = 50,
+        enabled: bool = True,
     ) -> None:
-        self.log_path = log_path
+        self.enabled = enabled
+        self.log_path = log_path if enabled else None
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval
@@ -80,6 +83,8 @@ class Reporter:
 
     def info(self, message: str) -> None:
         """Show a message on the stream and write it to the log."""
+        if not self.enabled:
+            return
         self._clear()
         print(message, file=self.stream, flush=True)
         self.log(message)
@@ -93,6 +98,8 @@ class Reporter:
             energy: current energy in eV.
             max_force: current largest force norm in eV/Å.
         """
+        if not self.enabled:
+            return
         line = f"{label}: step {step:6d}  E = {energy:.8f} eV  max|F| = {max_force:.2e} eV/Å"
         if step % self.log_every == 0:
             self.log(line)

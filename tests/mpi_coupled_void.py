@@ -35,7 +35,10 @@ md = graded_mesh(
     h_max=15.0,
     growth=0.3,
 )
-problem = HyperelasticProblem(mesh_data=md, law=law, mode="2.5d", weight=hs.continuum_weight)
+thickness = atoms.cell[2, 2]  # the 2D continuum is per Å; the atoms are one slab period
+problem = HyperelasticProblem(
+    mesh_data=md, law=law, mode="2.5d", weight=lambda x: thickness * hs.continuum_weight(x)
+)
 system = build_coupled_system(
     potential=eam, atoms=atoms, handshake=hs, problem=problem, kappa=1.0, perfect_atoms=perfect
 )

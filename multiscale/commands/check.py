@@ -24,7 +24,13 @@ def main(args: argparse.Namespace) -> int:
     from multiscale.describe import describe_case
 
     case = load_case(args.case, overrides=args.overrides)
-    lines = describe_case(case, load=True)
+    if case.config.case.kind == "coupled":
+        from multiscale.coupled_cli import describe_coupled
+        from multiscale.coupled_setup import resolve_setup
+
+        lines = describe_coupled(case, resolve_setup(case))
+    else:
+        lines = describe_case(case, load=True)
     print("\n".join(lines))
     print(f"ok: {case.file} is valid")
     return 0

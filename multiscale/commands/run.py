@@ -2,7 +2,10 @@
 
 Outputs (all in the output folder, each replaced atomically and only once the run has
 finished, so a failed run leaves the previous results intact): ``summary.json``,
-``case.resolved.toml``, ``atoms/relaxed.extxyz``, and ``log.txt`` (appended to).
+``case.resolved.toml``, ``atoms/*.extxyz``, ``log.txt`` (appended to) and, for a coupled
+case, ``continuum/`` (see :mod:`multiscale.coupled_outputs`). A coupled case whose output
+folder holds ``reference/summary.json`` (from ``multiscale reference``) also gets
+``reference_error`` in its summary.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ def main(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides.append(f'run.device="{args.device}"')
     case = load_case(args.case, overrides=overrides)
+    if case.config.case.kind == "coupled":
+        from multiscale.coupled_cli import run_case
+
+        return run_case(case, args)
     out = case.output_dir(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)

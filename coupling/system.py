@@ -22,7 +22,7 @@ from coupling.blended_atoms import BlendedAtoms
 from coupling.handshake import CORE, FAR, HANDSHAKE, PAD, Handshake
 from coupling.interpolation import p1_interpolation_matrix
 from coupling.model import BlendedModel
-from coupling.preconditioner import atom_laplacian, fit_laplacian_scale
+from coupling.preconditioner import atom_laplacian, fit_laplacian_scale, vesin_box
 from coupling.solver import SolveResult, solve
 
 __all__ = ["CoupledSystem", "build_coupled_system"]
@@ -216,8 +216,7 @@ def homogeneous(F: np.ndarray) -> Displacement:
 
 def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
     """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``."""
-    pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
-    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
+    box, pbc3 = vesin_box(cell, pbc)
     i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
     worst = beta.copy()
     np.minimum.at(worst, i, beta[j])
@@ -396,7 +395,6 @@ def outer_boundary_dofs(problem) -> np.ndarray:
 
 
 def _nearest_neighbour_distance(X, cell, pbc) -> float:
-    pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
-    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
+    box, pbc3 = vesin_box(cell, pbc)
     _, _, d = vesin.NeighborList(cutoff=6.0, full_list=False).compute(X, box, pbc3, "ijd")
     return float(d.min())

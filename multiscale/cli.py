@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser, with one subparser per module of :mod:`multiscale.commands`."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-T", "--traceback", action="store_true", default=argparse.SUPPRESS,
+        "-T",
+        "--traceback",
+        action="store_true",
+        default=argparse.SUPPRESS,
         help="show the full traceback on errors",
     )
     parser = _Parser(

@@ -62,8 +62,11 @@ def equilibrium_lattice_constant(
             f"{grid[0]:.3f} and {grid[-1]:.3f} Å"
         )
     lo, hi = grid[k - 1], grid[k + 1]
-    cb = CauchyBorn(potential, unit_cell(structure, element=element, a=float(grid[k])),
-                    device=getattr(calculator, "device", None))
+    cb = CauchyBorn(
+        potential,
+        unit_cell(structure, element=element, a=float(grid[k])),
+        device=getattr(calculator, "device", None),
+    )
     a = float(grid[k] * cb.stress_free_scale())
     if lo < a < hi:
         return a

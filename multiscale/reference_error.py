@@ -52,10 +52,12 @@ SHELL_FACTOR = 1.1
 
 
 def _pairs(positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc) -> tuple:
+    import dolfinx_solver  # noqa: F401  - before petsc4py, which coupling imports
     import vesin
 
-    pbc3 = [bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), 3)]
-    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
+    from coupling.preconditioner import vesin_box
+
+    box, pbc3 = vesin_box(cell, pbc)
     nl = vesin.NeighborList(cutoff=cutoff, full_list=True)
     i, j, S = nl.compute(np.asarray(positions, dtype=float), box, pbc3, "ijS")
     r = positions[j] - positions[i] + S @ box

@@ -220,9 +220,7 @@ def _checked(value: Any, tp: Any, field: dataclasses.Field, key: str, ctx: Conte
         ctx.fail(key, f"{key} must be {describe(tp)}{unit}, got {toml_value(value)}")
     choices = meta.get("choices")
     if choices is not None and out not in choices():
-        ctx.fail(
-            key, f"{key} = {toml_value(value)} is not known; allowed: {', '.join(choices())}"
-        )
+        ctx.fail(key, f"{key} = {toml_value(value)} is not known; allowed: {', '.join(choices())}")
     check = meta.get("check")
     problem = check(out) if check is not None else None
     if problem:

@@ -104,7 +104,9 @@ def run_vacancy(case: Case, *, reporter: Reporter) -> VacancyResult:
     a = lattice.a
     if a == "relax":
         a = equilibrium_lattice_constant(
-            structure=lattice.structure, element=lattice.element, potential=potential,
+            structure=lattice.structure,
+            element=lattice.element,
+            potential=potential,
             calculator=calc,
         )
         reporter.info(f"equilibrium lattice constant: a = {a:.6f} Å")
@@ -122,7 +124,10 @@ def run_vacancy(case: Case, *, reporter: Reporter) -> VacancyResult:
     defected.calc = calc
     label = f"relax vacancy ({settings.method})"
     result = relax(
-        defected, method=settings.method, fmax=settings.fmax, max_steps=settings.max_steps,
+        defected,
+        method=settings.method,
+        fmax=settings.fmax,
+        max_steps=settings.max_steps,
         progress=lambda step, e, f: reporter.progress(label, step, e, f),
     )
     state = "converged" if result.converged else "NOT converged"

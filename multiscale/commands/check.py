@@ -11,7 +11,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``check``."""
     parser.add_argument("case", metavar="CASE", help="case folder (holding case.toml)")
     parser.add_argument(
-        "--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
         help="override a case-file key, e.g. --set lattice.size=[4,4,4] (repeatable)",
     )
 

@@ -17,14 +17,9 @@ import scipy.sparse as sp
 import vesin
 from petsc4py import PETSc
 
+from atomistic.neighbours import vesin_box
+
 __all__ = ["atom_laplacian", "fit_laplacian_scale", "monolithic_matrix", "vesin_box"]
-
-
-def vesin_box(cell, pbc) -> tuple[np.ndarray, list[bool]]:
-    """``(box, pbc)`` as vesin wants them: a zero box when no axis is periodic."""
-    pbc3 = [bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), 3)]
-    box = np.asarray(cell, dtype=float) if any(pbc3) else np.zeros((3, 3))
-    return box, pbc3
 
 
 def atom_laplacian(
@@ -50,7 +45,7 @@ def atom_laplacian(
         cutoff_factor: pairs up to ``cutoff_factor · r_nn`` are linked.
         shift: diagonal shift (relative), which keeps ``L`` definite.
     """
-    box, pbc3 = vesin_box(cell, pbc)
+    box, pbc3 = vesin_box(positions, cell, pbc, cutoff_factor * r_nn)
     nl = vesin.NeighborList(cutoff=cutoff_factor * r_nn, full_list=False)
     i, j, d = nl.compute(np.asarray(positions, dtype=float), box, pbc3, "ijd")
     n = len(positions)

@@ -72,6 +72,8 @@ class CoupledSystem:
     background: tuple | None = None
     atom_blended_mask: np.ndarray | None = None
     fe_blended_mask: np.ndarray | None = None
+    site_atoms: object = None
+    _full_lattice: tuple | None = None
 
     # -- states ----------------------------------------------------------------------------
     def state_from(self, displacement: Displacement) -> PETSc.Vec:
@@ -125,8 +127,13 @@ class CoupledSystem:
         ``predictor``). Its gradient is kept only where ghost forces live: on atoms with a
         neighbour of ``β < 1`` within ``r_cut`` and on FE nodes of cells that reach ``β > 0``
         or hold pad/handshake atoms. Elsewhere the forces of the predictor are physical (the
-        defect core, the continuum's own response) and are not corrected. The core must be
-        at least ``2 r_cut`` inside the handshake.
+        defect core, the continuum's own response) and are not corrected. On those atoms the
+        physical part is removed too: the correction is the blended gradient minus that of
+        the plain atomistic energy of the same sites at the same state (a fully atomistic
+        crystal, :meth:`_atomistic_gradient`), so only the ghost force is subtracted and a
+        predictor that is not an equilibrium (a Volterra field is not one near its core)
+        keeps its real forces. On a homogeneous predictor the atomistic part is zero. The
+        core must be at least ``2 r_cut`` inside the handshake.
         """
         model = self.model
         lay = model.layout
@@ -141,9 +148,41 @@ class CoupledSystem:
         model.energy_gradient(z, g)
         arr = g.getArray()
         if lay.rank == 0:
-            arr[: lay.n_atom_dofs] *= np.repeat(self.atom_blended_mask, 3).astype(float)
+            mask = self.atom_blended_mask.astype(float)[:, None]
+            physical = self._atomistic_gradient(lambda X: predictor(X) + displacement(X))
+            ghost = arr[: lay.n_atom_dofs].reshape(-1, 3) - physical
+            arr[: lay.n_atom_dofs] = (ghost * mask).ravel()
         arr[lay.n_atom_dofs :] *= self.fe_blended_mask.astype(float)
         model.correction = g
+
+    def _atomistic_gradient(self, displacement: Displacement) -> np.ndarray:
+        """``(n_A, 3)`` gradient of the plain (β = 1) atomistic energy on the free atoms (rank 0).
+
+        Evaluated on every site of ``site_atoms`` (which reach ``2 r_cut`` beyond the free
+        atoms, so that their EAM environments are complete) displaced by ``displacement``:
+        the forces the atoms would feel in the fully atomistic crystal.
+        """
+        if self._full_lattice is None:
+            sites = self.site_atoms
+            Xs = np.asarray(sites.positions, dtype=float)
+            full = BlendedAtoms(
+                potential=self.model.atoms.potential,
+                reference_positions=Xs,
+                symbols=list(sites.get_chemical_symbols()),
+                beta=np.ones(len(Xs)),
+                cell=np.asarray(sites.cell.array, dtype=float),
+                pbc=tuple(bool(p) for p in sites.pbc),
+                device=self.model.atoms.device,
+                dtype=self.model.atoms.dtype,
+            )
+            dist, index = cKDTree(Xs).query(self.positions[: self.n_free], distance_upper_bound=1e-6)
+            if not np.all(np.isfinite(dist)):
+                raise ValueError("site_atoms must contain every free atom's site")
+            self._full_lattice = (full, index)
+        full, index = self._full_lattice
+        _, grad = full.energy_gradient(displacement(full.reference))
+        full.release()
+        return grad[index]
 
     def set_background(
         self, displacement: Displacement | None, gradient: Callable | None = None
@@ -216,7 +255,7 @@ def homogeneous(F: np.ndarray) -> Displacement:
 
 def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
     """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``."""
-    box, pbc3 = vesin_box(cell, pbc)
+    box, pbc3 = vesin_box(positions, cell, pbc, cutoff)
     i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
     worst = beta.copy()
     np.minimum.at(worst, i, beta[j])
@@ -286,6 +325,8 @@ def build_coupled_system(
             registry) whose ghost forces are corrected; default ``atoms`` itself, which is
             right only when ``atoms`` is a perfect lattice (patch tests, dislocations whose
             defect is in the displacement). Pass it for vacancies, voids and interstitials.
+            With a background field (dislocations) the correction also needs the plain
+            atomistic forces of the free atoms: pass sites reaching ``2 r_cut`` beyond them.
         device: torch device of the atoms.
         dtype: torch dtype of the atoms.
     """
@@ -378,6 +419,7 @@ def build_coupled_system(
         fe_correction_mask=fe_mask,
         perfect_atoms=perfect,
         perfect_site=perfect_site,
+        site_atoms=perfect_atoms if perfect_atoms is not None else atoms,
         atom_blended_mask=atom_blended,
         fe_blended_mask=fe_blended,
     )
@@ -395,6 +437,6 @@ def outer_boundary_dofs(problem) -> np.ndarray:
 
 
 def _nearest_neighbour_distance(X, cell, pbc) -> float:
-    box, pbc3 = vesin_box(cell, pbc)
+    box, pbc3 = vesin_box(X, cell, pbc, 6.0)
     _, _, d = vesin.NeighborList(cutoff=6.0, full_list=False).compute(X, box, pbc3, "ijd")
     return float(d.min())

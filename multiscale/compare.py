@@ -33,7 +33,6 @@ def reference_error(run: CoupledRun, summary: dict, atoms: Any, *, path: str) ->
     Returns:
         ``{"energy_error_eV", "strain_error_rel", ...}``, or ``{"skipped": why, ...}``.
     """
-    from coupling.system import homogeneous
     from multiscale.reference_error import SHELL_FACTOR, coupled_displacements, strain_error
 
     setup = run.setup
@@ -52,7 +51,8 @@ def reference_error(run: CoupledRun, summary: dict, atoms: Any, *, path: str) ->
     u_ref = np.asarray(atoms.arrays["displacement"], dtype=float)
     free = np.asarray(atoms.arrays["fixed"]) == 0
     D = setup.strain
-    u_c = coupled_displacements(run.system, X, far_field=homogeneous(setup.F), period=setup.period)
+    far_field = setup.boundary_displacement(setup.steps)
+    u_c = coupled_displacements(run.system, X, far_field=far_field, period=setup.period)
     cell = pbc = None
     if setup.period is not None:
         cell, pbc = np.diag([1.0, 1.0, setup.period]), (False, False, True)
@@ -66,7 +66,19 @@ def reference_error(run: CoupledRun, summary: dict, atoms: Any, *, path: str) ->
         mask=free,
         cell=cell,
         pbc=pbc or (False, False, False),
+        jump=None if setup.dislocation is None else setup.dislocation.jump,
     )
+    partials = {}
+    if setup.dislocation is not None and "dislocation" in summary:
+        from multiscale.coupled_outputs import dislocation_record
+
+        mine_d = dislocation_record(setup, X[free], u_c[free])
+        ref_d = summary["dislocation"]["partial_positions_A"]
+        partials = {
+            "partial_positions_error_A": float(
+                np.max(np.abs(np.subtract(mine_d["partial_positions_A"], ref_d)))
+            )
+        }
     d_ref = float(summary["relaxation_energy_eV"])
     d_c = run.relaxation_energy
     diff = u_c[free] - u_ref[free]
@@ -77,6 +89,7 @@ def reference_error(run: CoupledRun, summary: dict, atoms: Any, *, path: str) ->
         "relaxation_energy_coupled_eV": d_c,
         "relaxation_energy_reference_eV": d_ref,
         "max_displacement_error_A": float(np.linalg.norm(diff, axis=1).max(initial=0.0)),
+        **partials,
         "n_sites": int(free.sum()),
         "neighbour_shell_A": cutoff,
         "reference": path,

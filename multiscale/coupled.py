@@ -8,6 +8,15 @@ For load step ``k = 1 … steps`` with ``F_k = I + (k/steps)(F − I)``:
    the homogeneous predictor ``(F_k − I) X``;
 3. minimise the blended energy with the monolithic Newton–Krylov solver to ``solver.fmax``.
 
+With a dislocation (``defect.kind = "dislocation"``) the FE unknown is the continuous
+correction ``U`` to the dislocation's anisotropic Volterra field ``u_d`` (which jumps by ``b``
+across its branch cut): the continuum sees ``F = I + ∇U + ∇u_d``, pad and handshake atoms are
+tied to ``U + u_d``, the atoms start at ``u_d`` and the outer boundary holds ``U = (F_k − I) X``
+(so ``u = (F_k − I) X + u_d``). The predictor of step k, for the ghost-force correction and
+the relaxation energy, is atoms at ``(F_k − I) X + u_d`` and ``U = (F_k − I) X``; the
+correction is kept only on atoms and nodes that see the blending
+(``coupling.system.CoupledSystem.set_background``).
+
 ================================  =================================================
 reported                          definition
 ================================  =================================================
@@ -146,7 +155,8 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> Any:
         comm: MPI communicator of the mesh (atoms live on its rank 0).
 
     Returns:
-        A :class:`coupling.system.CoupledSystem` at zero displacement.
+        A :class:`coupling.system.CoupledSystem` at zero displacement; with a dislocation, the
+        FE unknown is the correction to its Volterra field and the atoms start on that field.
     """
     from continuum.mesh import graded_mesh
     from continuum.problem import HyperelasticProblem
@@ -177,9 +187,10 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> Any:
         law=setup.law,
         mode=setup.dimension,
         weight=lambda x: thickness * handshake.continuum_weight(x),
+        with_background=setup.dislocation is not None,
     )
     atoms, perfect = coupled_sites(setup)
-    return build_coupled_system(
+    system = build_coupled_system(
         potential=setup.potential,
         atoms=atoms,
         handshake=handshake,
@@ -189,6 +200,12 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> Any:
         perfect_atoms=perfect,
         device=setup.device,
     )
+    if setup.dislocation is not None:
+        # The FE field is the continuous correction to the Volterra field; atoms start on it.
+        disl = setup.dislocation
+        system.set_background(disl.displacement, disl.gradient)
+        system.model.layout.set_atoms(system.z, disl.displacement(system.positions[: system.n_free]))
+    return system
 
 
 def ghost_forces(system: Any, state: Any, *, cutoff: float) -> tuple[float, float]:
@@ -229,7 +246,7 @@ def _solve_step(
     system.z = z
     predictor = homogeneous(current)
     system.set_boundary(predictor, predictor=predictor)
-    state = system.state_from(predictor)
+    state = system.model.predictor  # with a dislocation: atoms also on its Volterra field
     ghost = ghost_forces(system, state, cutoff=setup.cutoff)
     e_predictor = system.model.energy_parts(state).total
     label = f"load step {k}/{setup.steps}"

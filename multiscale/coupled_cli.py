@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from multiscale.config import Case
 from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK, CaseError
 
@@ -29,6 +31,14 @@ def describe_coupled(case: Case, setup: Any, *, output: str | Path | None = None
     else:
         size = f"radius {s.radius:g} Å"
     defect = "none" if s.void_radius is None else f"void of radius {s.void_radius:g} Å"
+    boundary = "u = (F - I) X"
+    if s.dislocation is not None:
+        b, c = s.dislocation.burgers, s.dislocation.center
+        defect = (
+            f"dislocation along z, b = {np.round(b, 6).tolist()} Å (|b| {np.linalg.norm(b):.4f} Å), "
+            f"line at [{c[0]:.4f}, {c[1]:.4f}] Å"
+        )
+        boundary = "u = (F - I) X + anisotropic Volterra field of the dislocation"
     slab = f", slab period {s.period:.4f} Å along z" if s.period else ""
     overridden = [k for k, o in case.origins.items() if o == ORIGIN_SET]
     defaults = [
@@ -45,7 +55,7 @@ def describe_coupled(case: Case, setup: Any, *, output: str | Path | None = None
         f"{s.handshake_width:.4g} Å, pad {s.pad_width:.4g} Å (atoms to {s.atom_radius:.4g} Å)",
         f"mesh       h_min {s.h_min:.4g} Å, h_max {s.h_max:.4g} Å, growth {s.growth:g}",
         f"defect     {defect}",
-        f"boundary   u = (F - I) X, F - I = {s.strain.tolist()}, {s.steps} load step(s)",
+        f"boundary   {boundary}, F - I = {s.strain.tolist()}, {s.steps} load step(s)",
         f"coupling   kappa {s.kappa:.4g} eV/Å² (mu_V {s.shear_modulus:.4g} eV/Å³), ghost-force "
         f"correction {'on' if s.ghost_force_correction else 'off'}",
         f"device     {s.device}",
@@ -122,7 +132,7 @@ def run_case(case: Case, args: argparse.Namespace) -> int:
                 )
         write_continuum(run, out=out)  # collective
         atoms = coupled_atoms(run)  # collective
-        summary = coupled_summary(run, case, reference_error=error)
+        summary = coupled_summary(run, case, reference_error=error, atoms=atoms)
         if root:
             write_coupled_outputs(
                 case, run, atoms=atoms, out=out, summary=summary, output_override=args.output

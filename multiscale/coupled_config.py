@@ -26,9 +26,13 @@ key                                 allowed                          default
 ``geometry.h_min``                  Å or ``"auto"``                  ``r_nn``
 ``geometry.h_max``                  Å or ``"auto"``                  ``5·h_min``
 ``geometry.growth``                 dh/dr                            ``0.25``
-``defect.kind``                     ``"none"``, ``"void"``           ``"none"``
+``defect.kind``                     ``"none"``, ``"void"``,          ``"none"``
+                                    ``"dislocation"`` (2.5d)
 ``defect.radius``                   void radius (Å)                  void only
-``boundary.kind``                   ``"homogeneous"``                ``"homogeneous"``
+``defect.burgers``                  units of a, cubic axes           dislocation only
+``defect.center``                   ``[x, y]`` (Å)                   between planes near 0
+``boundary.kind``                   ``"homogeneous"``,               ``"homogeneous"``
+                                    ``"dislocation"``
 ``boundary.strain``                 F − I, 3 rows of 3               zeros
 ``loading.steps``                   ≥ 1                              ``1``
 ``coupling.kappa``                  eV/Å² or ``"auto"``              ``μ_V·r_nn``
@@ -154,16 +158,29 @@ class GeometrySection:
 
 @dataclass(frozen=True, kw_only=True)
 class DefectSection:
-    """``[defect]``: what is taken out of the perfect lattice (at the origin)."""
+    """``[defect]``: what is taken out of (or cut into) the perfect lattice near the origin."""
 
-    kind: Literal["none", "void"] = option(
-        "none", doc="none: perfect crystal; void: remove the sites within defect.radius"
+    kind: Literal["none", "void", "dislocation"] = option(
+        "none",
+        doc="none: perfect crystal; void: remove the sites within defect.radius; "
+        "dislocation (2.5d): a straight dislocation along z with Burgers vector defect.burgers",
     )
     radius: float | None = option(
         None,
         unit="Å",
         check=positive,
         doc="void radius (a ball in 3d, a cylinder along z in 2.5d); void only",
+    )
+    burgers: Vector3 | None = option(
+        None,
+        doc="dislocation only: Burgers vector in units of a along the cubic crystal axes, "
+        "e.g. [0.5, 0.5, 0.0] for a/2[110]; must be a lattice vector",
+    )
+    center: tuple[float, float] | None = option(
+        None,
+        unit="Å",
+        doc="dislocation only: [x, y] of the line; default: between the two lattice planes "
+        "normal to y nearest the origin and between two atomic columns along x",
     )
 
 
@@ -177,8 +194,10 @@ def _finite_rows(rows: tuple[Vector3, Vector3, Vector3]) -> str | None:
 class BoundarySection:
     """``[boundary]``: the displacement imposed on the outer boundary."""
 
-    kind: Literal["homogeneous"] = option(
-        "homogeneous", doc="homogeneous: u = (F - I) X on the outer boundary"
+    kind: Literal["homogeneous", "dislocation"] = option(
+        "homogeneous",
+        doc="homogeneous: u = (F - I) X on the outer boundary; dislocation: u = (F - I) X plus "
+        "the anisotropic linear-elastic (Stroh) field of the defect's dislocation",
     )
     strain: tuple[Vector3, Vector3, Vector3] = option(
         ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
@@ -278,6 +297,37 @@ def _check_geometry(geometry: GeometrySection, dimension: str, ctx: Context) -> 
             )
 
 
+def _check_defect(defect: DefectSection, dimension: str, ctx: Context) -> None:
+    if defect.kind == "void" and defect.radius is None:
+        ctx.fail("defect.radius", "missing key 'defect.radius' (void radius in Å)")
+    if defect.kind != "void" and defect.radius is not None:
+        ctx.fail("defect.radius", 'defect.radius is only used with defect.kind = "void"')
+    if defect.kind != "dislocation":
+        for key in ("burgers", "center"):
+            if getattr(defect, key) is not None:
+                ctx.fail(
+                    f"defect.{key}", f'defect.{key} is only used with defect.kind = "dislocation"'
+                )
+        return
+    if dimension != "2.5d":
+        ctx.fail(
+            "defect.kind",
+            'defect.kind = "dislocation" needs case.dimension = "2.5d" (a straight line along '
+            f"z), got {toml_value(dimension)}",
+        )
+    if defect.burgers is None:
+        ctx.fail(
+            "defect.burgers",
+            "missing key 'defect.burgers' (Burgers vector in units of a along the cubic axes, "
+            "e.g. [0.5, 0.5, 0.0])",
+        )
+    b = np.asarray(defect.burgers, dtype=float)
+    if not np.all(np.isfinite(b)) or np.linalg.norm(b) == 0.0:
+        ctx.fail("defect.burgers", "defect.burgers must be finite and non-zero")
+    if defect.center is not None and not np.all(np.isfinite(defect.center)):
+        ctx.fail("defect.center", "defect.center must be two finite numbers [x, y] in Å")
+
+
 def check_coupled(sections: dict, ctx: Context) -> None:
     """Checks across the keys of a coupled case that need no potential.
 
@@ -293,10 +343,20 @@ def check_coupled(sections: dict, ctx: Context) -> None:
     dimension = sections["case"].dimension
     _check_geometry(sections["geometry"], dimension, ctx)
     defect = sections["defect"]
-    if defect.kind == "void" and defect.radius is None:
-        ctx.fail("defect.radius", "missing key 'defect.radius' (void radius in Å)")
-    if defect.kind == "none" and defect.radius is not None:
-        ctx.fail("defect.radius", 'defect.radius is only used with defect.kind = "void"')
+    _check_defect(defect, dimension, ctx)
+    boundary_kind = sections["boundary"].kind
+    if (boundary_kind == "dislocation") != (defect.kind == "dislocation"):
+        if boundary_kind == "dislocation":
+            ctx.fail(
+                "boundary.kind",
+                'boundary.kind = "dislocation" needs defect.kind = "dislocation" (the field '
+                f"of which dislocation?), got defect.kind = {toml_value(defect.kind)}",
+            )
+        ctx.fail(
+            "boundary.kind",
+            'defect.kind = "dislocation" needs boundary.kind = "dislocation" (its Volterra '
+            f"field on the outer boundary), got boundary.kind = {toml_value(boundary_kind)}",
+        )
     strain = np.asarray(sections["boundary"].strain, dtype=float)
     if dimension == "2.5d" and np.any(strain[:, 2] != 0.0):
         ctx.fail(

@@ -112,8 +112,39 @@ def coupled_atoms(run: CoupledRun) -> Any:
     return atoms
 
 
-def coupled_summary(run: CoupledRun, case: Case, *, reference_error: dict | None) -> dict:
-    """The ``summary.json`` of a coupled run."""
+def dislocation_record(setup: CoupledSetup, positions: np.ndarray, displacements: np.ndarray) -> dict:
+    """``summary["dislocation"]``: Burgers vector, line and where its partials sit.
+
+    The slip profile (:mod:`multiscale.dislocation`) is sampled on ``c_x ± (R + w − 1 Å)``,
+    the reach of the coupled free atoms, for the coupled run and its reference alike.
+    """
+    from multiscale.dislocation import dissociation
+
+    disl = setup.dislocation
+    assert disl is not None
+    record: dict[str, Any] = {
+        "burgers_A": disl.burgers.tolist(),
+        "center_A": disl.center.tolist(),
+        "plane_spacing_A": disl.plane_spacing,
+    }
+    record.update(
+        dissociation(
+            positions,
+            displacements,
+            burgers=disl.burgers,
+            center=disl.center,
+            plane_spacing=disl.plane_spacing,
+            half_width=setup.core_radius + setup.handshake_width - 1.0,
+        )
+    )
+    return record
+
+
+def coupled_summary(
+    run: CoupledRun, case: Case, *, reference_error: dict | None, atoms: Any = None
+) -> dict:
+    """The ``summary.json`` of a coupled run (``atoms`` from :func:`coupled_atoms`, needed for
+    a dislocation's partials)."""
     system, setup, last = run.system, run.setup, run.last
     n_atoms = len(system.positions)
     summary: dict[str, Any] = {
@@ -149,6 +180,11 @@ def coupled_summary(run: CoupledRun, case: Case, *, reference_error: dict | None
         "build_time_s": run.build_time_s,
     }
     summary.update(_case_record(case, setup))
+    if setup.dislocation is not None and atoms is not None:
+        n = int(system.n_free)
+        summary["dislocation"] = dislocation_record(
+            setup, atoms.arrays["reference_position"][:n], atoms.arrays["displacement"][:n]
+        )
     if reference_error is not None:
         summary["reference_error"] = reference_error
     return summary
@@ -194,6 +230,11 @@ def reference_summary(
         "load_steps": result.steps,
     }
     summary.update(_case_record(case, setup))
+    if setup.dislocation is not None:
+        atoms = result.atoms
+        summary["dislocation"] = dislocation_record(
+            setup, atoms.arrays["reference_position"], atoms.arrays["displacement"]
+        )
     return summary
 
 

@@ -38,7 +38,66 @@ from multiscale.config import Case
 from multiscale.errors import CaseError
 from multiscale.schema import toml_value
 
-__all__ = ["CoupledSetup", "resolve_setup"]
+__all__ = ["CoupledSetup", "DislocationSetup", "resolve_setup"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DislocationSetup:
+    """A straight dislocation along ``z`` and its anisotropic linear-elastic (Stroh) field.
+
+    Attributes:
+        burgers: ``(3,)`` Burgers vector in the lab frame, Å (FS/RH, line ``+z``).
+        center: ``(2,)`` position of the line, Å.
+        C66: ``(6, 6)`` Cauchy–Born elastic constants of the lattice in the lab frame, eV/Å³.
+        plane_spacing: spacing of the lattice planes normal to ``y`` (the glide planes), Å.
+
+    The field's branch cut is the half-plane ``y = center_y, x < center_x`` (the slip plane
+    of an edge dislocation with ``b ∥ x``): the displacement jumps there by ``b``, a lattice
+    vector, so the atoms see a perfect crystal across it.
+    """
+
+    burgers: np.ndarray
+    center: np.ndarray
+    C66: np.ndarray
+    plane_spacing: float
+
+    def displacement(self, X: np.ndarray) -> np.ndarray:
+        """``(n, 3)`` Volterra displacement at ``X`` ``(n, 3)``, Å."""
+        from continuum.elastic_fields import dislocation_displacement
+
+        X = np.asarray(X, dtype=float).reshape(-1, 3)
+        return dislocation_displacement(
+            C66=self.C66, burgers=self.burgers, points=X[:, :2], center=self.center
+        )
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        """``(n, 3, 3)`` displacement gradient ``∂u_i/∂X_j`` at ``X`` ``(n, 3)``."""
+        from continuum.elastic_fields import dislocation_displacement_gradient
+
+        X = np.asarray(X, dtype=float).reshape(-1, 3)
+        return dislocation_displacement_gradient(
+            C66=self.C66, burgers=self.burgers, points=X[:, :2], center=self.center
+        )
+
+    def crossing(self, Xi: np.ndarray, Xj: np.ndarray) -> np.ndarray:
+        """``(m,)`` +1 where the bond ``i → j`` crosses the branch cut upwards, −1 downwards.
+
+        The Volterra field is higher above the cut by ``b``, so ``u_j − u_i`` of such a bond
+        carries ``s b`` that is not strain (``jump``).
+        """
+        yi = np.asarray(Xi, dtype=float)[:, 1] - self.center[1]
+        yj = np.asarray(Xj, dtype=float)[:, 1] - self.center[1]
+        xi = np.asarray(Xi, dtype=float)[:, 0] - self.center[0]
+        xj = np.asarray(Xj, dtype=float)[:, 0] - self.center[0]
+        crosses = (yi < 0) != (yj < 0)
+        t = np.divide(-yi, yj - yi, out=np.zeros_like(yi), where=crosses)
+        x_cut = xi + t * (xj - xi)
+        s = np.where(yj > yi, 1.0, -1.0)
+        return np.where(crosses & (x_cut < 0.0), s, 0.0)
+
+    def jump(self, Xi: np.ndarray, Xj: np.ndarray) -> np.ndarray:
+        """``(m, 3)`` displacement jump ``s b`` of bonds ``i → j`` across the branch cut."""
+        return self.crossing(Xi, Xj)[:, None] * self.burgers[None, :]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +118,7 @@ class CoupledSetup:
         core_radius, handshake_width, pad_width: handshake geometry in Å.
         h_min, h_max, growth: mesh grading.
         void_radius: void radius in Å, or None.
+        dislocation: the dislocation of ``defect.kind = "dislocation"``, or None.
         strain: ``(3, 3)`` ``F − I``.
         steps: load steps.
         kappa: penalty in eV/Å².
@@ -97,6 +157,7 @@ class CoupledSetup:
     potential_file: Path
     device: str
     law: Any
+    dislocation: DislocationSetup | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -154,8 +215,28 @@ class CoupledSetup:
             else [float(v) for v in self.half_size[: 3 if self.dimension == "3d" else 2]],
             "radius": self.radius,
             "void_radius": self.void_radius,
+            "dislocation": None
+            if self.dislocation is None
+            else {
+                "burgers": [round(float(v), 10) for v in self.dislocation.burgers],
+                "center": [round(float(v), 10) for v in self.dislocation.center],
+            },
             "strain": self.strain.tolist(),
         }
+
+    def boundary_displacement(self, step: int) -> Any:
+        """``X (n, 3) -> u (n, 3)`` on the outer boundary at load step ``step``.
+
+        ``(F_k − I) X``, plus the dislocation's Volterra field when there is one.
+        """
+        D = self.deformation(step) - np.eye(3)
+        disl = self.dislocation
+
+        def u(X: np.ndarray) -> np.ndarray:
+            X = np.asarray(X, dtype=float).reshape(-1, 3)
+            return X @ D.T + (0.0 if disl is None else disl.displacement(X))
+
+        return u
 
 
 def _lattice_constant(case: Case, potential: Any, calculator: Any, comm: Any) -> tuple[float, dict]:
@@ -205,6 +286,60 @@ def _slab_period(case: Case, a: float, rows: np.ndarray | None) -> float:
     assert lattice is not None
     block = crystal(lattice.structure, element=lattice.element, a=a, orientation=rows)
     return float(block.cell.lengths()[2])
+
+
+def _dislocation(case: Case, a: float, cell: Any, rows: np.ndarray | None, law: Any, rc: float,
+                 notes: dict) -> DislocationSetup | None:
+    """Resolve ``[defect]`` of kind ``dislocation`` (Burgers vector, centre, elastic field)."""
+    from atomistic.cauchy_born import EV_PER_A3_TO_GPA
+
+    defect, geo = case.config.defect, case.config.geometry
+    assert defect is not None and geo is not None
+    if defect.kind != "dislocation":
+        return None
+    if rows is None:
+        raise CaseError(
+            f"{case.where('defect.kind')}: defect.kind = \"dislocation\" needs a cubic lattice "
+            "(defect.burgers is given along the cubic axes)"
+        )
+    axes = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    b = axes @ (a * np.asarray(defect.burgers, dtype=float))
+    frac = np.linalg.solve(np.asarray(cell.cell).T, b)
+    if np.max(np.abs(frac - np.round(frac))) > 1e-6:
+        raise CaseError(
+            f"{case.where('defect.burgers')}: defect.burgers = {toml_value(defect.burgers)} is "
+            f"not a lattice vector of {case.config.lattice.structure} (in units of the primitive "
+            f"cell: {np.round(frac, 4).tolist()}); the cut would leave a fault"
+        )
+    spacing = [_first_spacing(case, a, rows, k) for k in (0, 1)]
+    if defect.center is None:
+        center = 0.5 * np.array(spacing)
+        notes["defect.center"] = (
+            f"between the planes and columns nearest the origin = [{center[0]:.6g}, {center[1]:.6g}]"
+        )
+    else:
+        center = np.asarray(defect.center, dtype=float)
+    if np.linalg.norm(center) > geo.core_radius - 2 * rc:
+        raise CaseError(
+            f"{case.where('defect.center')}: defect.center = {toml_value(center.tolist())} is "
+            f"within 2 r_cut = {2 * rc:.3f} Å of the handshake at geometry.core_radius = "
+            f"{geo.core_radius:g} Å"
+        )
+    C66 = np.asarray(law.elastic_constants(relaxed=True), dtype=float) / EV_PER_A3_TO_GPA
+    return DislocationSetup(burgers=b, center=center, C66=C66, plane_spacing=spacing[1])
+
+
+def _first_spacing(case: Case, a: float, rows: np.ndarray, axis: int) -> float:
+    """Smallest positive coordinate along ``axis`` of a lattice site (a site sits at 0)."""
+    from atomistic.lattice import crystal
+
+    lattice = case.config.lattice
+    assert lattice is not None
+    block = crystal(lattice.structure, element=lattice.element, a=a, orientation=rows)
+    L = float(block.cell.lengths()[axis])
+    x = np.mod(block.positions[:, axis] - block.positions[0, axis], L)
+    x = x[(x > 1e-6) & (x < L - 1e-6)]
+    return float(x.min()) if len(x) else L
 
 
 def _auto(value: float | str, default: float, key: str, how: str, notes: dict) -> float:
@@ -284,6 +419,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
             f"defect.radius <= {geo.core_radius - 2 * rc:.3f} Å or geometry.core_radius >= "
             f"{void + 2 * rc:.3f} Å"
         )
+    dislocation = _dislocation(case, a, cell, rows, law, rc, notes)
     half = None
     if geo.size is not None:
         half = np.full(3, np.inf)
@@ -316,6 +452,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
         potential_file=path,
         device=device,
         law=law,
+        dislocation=dislocation,
         notes=notes,
     )
     need = setup.atom_radius + h_min

@@ -3,7 +3,8 @@
 The same problem with atoms everywhere: every lattice site of the outer domain (box, ball;
 in 2.5d a rectangle or disk extruded into a slab periodic along ``z`` with the lattice
 period), the defect applied, is a free atom. A shell of sites outside the domain, of
-thickness ``r_cut`` (plus 1 %), is held at the boundary displacement ``(F − I) X``, so that
+thickness ``r_cut`` (plus 1 %), is held at the boundary displacement ``(F − I) X`` (plus, for a
+dislocation, its anisotropic Volterra field, on which the free atoms also start), so that
 every free atom has a full neighbourhood and the boundary condition is the coupled one.
 Sites within 1e-6 Å of the boundary are held too, like the FE boundary nodes.
 
@@ -15,7 +16,8 @@ to ``reference.fmax`` (default: ``solver.fmax``). L-BFGS is cheap enough for tha
 eV/Å that reference's relaxation energy is still 5e-5 eV off, comparable to the coupled
 error being measured.
 
-``relaxation_energy = E(relaxed) − E(homogeneous state (F − I) X)`` at the last step, with
+``relaxation_energy = E(relaxed) − E(boundary field everywhere)`` at the last step (the
+homogeneous state ``(F − I) X``, plus the Volterra field for a dislocation), with
 the energy of all atoms, held ones included (their site energies respond to the free atoms
 within ``r_cut``).
 """
@@ -97,11 +99,13 @@ def run_reference(
     unrelaxed = np.nan
     for k in range(1, setup.steps + 1):
         t0 = time.perf_counter()
-        D = setup.deformation(k) - np.eye(3)
+        boundary = setup.boundary_displacement(k)
+        if k == 1 and setup.dislocation is not None:
+            u = setup.dislocation.displacement(X)  # start on the Volterra field
         step_start = u + X @ (setup.deformation(k) - setup.deformation(k - 1)).T
-        step_start[~free] = X[~free] @ D.T
+        step_start[~free] = boundary(X[~free])
         homogeneous = atoms.copy()
-        homogeneous.positions = X + X @ D.T
+        homogeneous.positions = X + boundary(X)
         homogeneous.calc = calc
         unrelaxed = float(homogeneous.get_potential_energy())
         work = atoms.copy()

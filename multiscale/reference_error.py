@@ -40,6 +40,7 @@ import numpy as np
 
 __all__ = [
     "coupled_displacements",
+    "extend_displacements",
     "match_sites",
     "site_gradients",
     "strain_error",
@@ -55,9 +56,9 @@ def _pairs(positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc) -
     import dolfinx_solver  # noqa: F401  - before petsc4py, which coupling imports
     import vesin
 
-    from coupling.preconditioner import vesin_box
+    from atomistic.neighbours import vesin_box
 
-    box, pbc3 = vesin_box(cell, pbc)
+    box, pbc3 = vesin_box(positions, np.zeros((3, 3)) if cell is None else cell, pbc, cutoff)
     nl = vesin.NeighborList(cutoff=cutoff, full_list=True)
     i, j, S = nl.compute(np.asarray(positions, dtype=float), box, pbc3, "ijS")
     r = positions[j] - positions[i] + S @ box
@@ -71,6 +72,7 @@ def site_gradients(
     cutoff: float,
     cell: np.ndarray | None = None,
     pbc=(False, False, False),
+    jump: Any = None,
 ) -> np.ndarray:
     """Least-squares displacement gradient of every site over its neighbour shell.
 
@@ -80,6 +82,9 @@ def site_gradients(
         cutoff: neighbour-shell radius in Å.
         cell: ``(3, 3)`` cell rows, used along periodic axes.
         pbc: periodic axes.
+        jump: ``(X_i (k, 3), X_j (k, 3)) -> (k, 3)``: a known jump of the displacement
+            across bond ``i → j`` (a dislocation's branch cut, where ``u`` jumps by a lattice
+            vector), subtracted from ``u_j − u_i``; None: no jumps.
 
     Returns:
         ``(n, 3, 3)`` (or ``(m, n, 3, 3)``) ``G_i``, ``G[a, b] = ∂u_a/∂X_b``; sites whose
@@ -94,9 +99,10 @@ def site_gradients(
     A = np.zeros((n, 3, 3))
     np.add.at(A, i, r[:, :, None] * r[:, None, :])
     A_inv = np.linalg.pinv(A, hermitian=True)
+    shift = 0.0 if jump is None else np.asarray(jump(X[i], X[i] + r), dtype=float)
     G = np.zeros((len(U), n, 3, 3))
     for field, u in zip(G, U, strict=True):
-        du = u[j] - u[i]
+        du = u[j] - u[i] - shift
         B = np.zeros((n, 3, 3))
         np.add.at(B, i, du[:, :, None] * r[:, None, :])
         field[:] = B @ A_inv
@@ -113,6 +119,7 @@ def strain_error(
     mask: np.ndarray | None = None,
     cell: np.ndarray | None = None,
     pbc=(False, False, False),
+    jump: Any = None,
 ) -> float:
     """``sqrt(Σ_i |G^c_i − G^ref_i|²) / sqrt(Σ_i |G^ref_i − (F − I)|²)`` over ``mask``.
 
@@ -123,13 +130,14 @@ def strain_error(
         strain: ``(3, 3)`` far-field ``F − I``.
         cutoff: neighbour-shell radius in Å (e.g. ``SHELL_FACTOR · r_nn``).
         mask: ``(n,)`` sites that are summed over (the free reference sites); all by default.
-        cell, pbc: periodicity, as for :func:`site_gradients`.
+        cell, pbc, jump: as for :func:`site_gradients`.
 
     Returns:
         The relative strain error; ``nan`` when the reference is homogeneous.
     """
     G_ref, G_c = site_gradients(
-        positions, np.stack([reference, approximation]), cutoff=cutoff, cell=cell, pbc=pbc
+        positions, np.stack([reference, approximation]), cutoff=cutoff, cell=cell, pbc=pbc,
+        jump=jump,
     )
     keep = np.ones(len(positions), bool) if mask is None else np.asarray(mask, bool)
     num = float(np.sum((G_c[keep] - G_ref[keep]) ** 2))
@@ -165,6 +173,35 @@ def match_sites(
         boxsize = [2 * span[0], 2 * span[1], period]
     dist, idx = cKDTree(S, boxsize=boxsize).query(P, distance_upper_bound=tol)
     return np.where(np.isfinite(dist), idx, -1)
+
+
+def extend_displacements(
+    points: np.ndarray,
+    sites: np.ndarray,
+    displacements: np.ndarray,
+    *,
+    far_field: Any,
+    period: float | None = None,
+) -> np.ndarray:
+    """A solution known on ``sites`` carried to ``points``: its own value where a point is one
+    of its sites, else ``far_field`` (e.g. a smaller atomistic domain inside a bigger one).
+
+    Args:
+        points: ``(n, 3)`` lattice sites in Å.
+        sites: ``(m, 3)`` the sites of the solution (same lattice and registry).
+        displacements: ``(m, 3)`` its displacements in Å.
+        far_field: ``X (n, 3) -> u (n, 3)``, used where ``sites`` has no site.
+        period: slab period along ``z`` in Å (2.5d), None in 3d.
+
+    Returns:
+        ``(n, 3)`` displacements in Å.
+    """
+    points = np.asarray(points, dtype=float)
+    u = np.asarray(far_field(points), dtype=float).reshape(-1, 3).copy()
+    index = match_sites(points, sites, period=period)
+    found = index >= 0
+    u[found] = np.asarray(displacements, dtype=float)[index[found]]
+    return u
 
 
 def _points_in_mesh(V: Any, points: np.ndarray, *, tol: float = 1e-10) -> np.ndarray:
@@ -210,7 +247,8 @@ def coupled_displacements(
         period: slab period along ``z`` in Å (2.5d), None in 3d.
 
     Returns:
-        ``(n, 3)`` displacements in Å: atom, else FE interpolant, else ``far_field``.
+        ``(n, 3)`` displacements in Å: atom, else FE interpolant (plus the system's background
+        field, e.g. a dislocation's Volterra field), else ``far_field``.
     """
     from coupling.interpolation import p1_interpolation_matrix
 
@@ -227,4 +265,6 @@ def coupled_displacements(
         if len(inside):
             I = p1_interpolation_matrix(system.problem.V, points[inside])
             u[inside] = lay.allsum(I @ lay.fe_of(system.z)).reshape(-1, 3)
+            if system.background is not None:  # the FE field is the correction to it
+                u[inside] += system.background[0](points[inside])
     return u

@@ -54,9 +54,14 @@ def coupled_sites(setup: CoupledSetup) -> tuple[Any, Any]:
 
     Returns:
         ``(atoms, perfect)``: ASE ``Atoms`` of every site within ``atom_radius`` (plus one
-        Å), the defect applied, and the same sites of the perfect lattice.
+        Å), the defect applied, and the same sites of the perfect lattice (for a
+        dislocation, whose sites are the perfect lattice's, ``r_cut`` further out).
     """
     perfect = _cluster(setup, _round(setup, setup.atom_radius + 1.0))
+    if setup.dislocation is not None:
+        # the ghost-force correction at the Volterra predictor subtracts the fully atomistic
+        # forces of these sites: they must reach 2 r_cut beyond the free atoms
+        return perfect, _cluster(setup, _round(setup, setup.atom_radius + setup.cutoff + 1.0))
     return remove_defect(setup, perfect), perfect
 
 

@@ -7,13 +7,17 @@ quadrature-element functions that the UFL forms of :mod:`continuum.problem` read
 On affine simplices with P1 displacements ``∇u`` is constant in each cell, so ``F`` is
 evaluated at the cell centroid only and the law is called once per cell; the result is
 broadcast to the cell's quadrature points. A Cauchy–Born law is expensive, so this cuts its
-cost by the number of quadrature points per cell.
+cost by the number of quadrature points per cell. The tangent ``A`` (several times dearer
+than ``W`` and ``P`` for Cauchy–Born) is computed once per distinct ``F`` (to round-off,
+:data:`SAME_F`: a homogeneously strained mesh costs one call), and only for cells whose ``F``
+moved since it was last computed (by more than ``tangent_tolerance``, 0 by default).
 
 =====================================  ============================================
 equation                                code
 =====================================  ============================================
 ``F_c = F(u)(x̂_c)``                     ``self._F_expr.eval`` (one point per cell)
-``(W, P, A)_c = law(F_c)``              one call, shape ``(n_cells, …)``
+``(W, P)_c = law.stress(F_c)``          one call, shape ``(n_cells, …)``
+``A_c = law(F_c)[2]``                   stale cells only, once per distinct ``F_c``
 ``W_q = W_c`` for ``q`` in cell ``c``   ``_scatter`` (broadcast over quadrature points)
 =====================================  ============================================
 """
@@ -33,6 +37,9 @@ from dolfinx.mesh import CellType, Mesh
 __all__ = ["LawError", "QuadratureMaterial", "quadrature_space"]
 
 _SHAPES = {"W": (), "P": (3, 3), "A": (3, 3, 3, 3)}
+
+#: Deformation gradients whose entries agree on a grid this fine (round-off) are one state.
+SAME_F = 1e-14
 
 
 class LawError(ValueError):
@@ -67,12 +74,16 @@ class QuadratureMaterial:
         degree: quadrature degree.
         cellwise: evaluate the law once per affine simplex (``F`` constant there); pass False
             when ``F`` has parts that vary inside a cell (a background field).
+        tangent_tolerance: a cell keeps its tangent ``A`` while its ``F`` moves by at most this
+            much (largest entry) from where ``A`` was computed; 0 (default): ``A`` is exact.
 
     Attributes:
         W: energy density at the quadrature points, eV/Å³ (scalar quadrature function).
         P: first Piola stress, eV/Å³ (``(3, 3)`` quadrature function).
         A: tangent ``∂P/∂F``, eV/Å³ (``(3, 3, 3, 3)`` quadrature function).
         law_calls: number of times ``law`` has been called.
+        tangent_evaluations: number of cells (times points) whose tangent has been computed.
+        tangent_tolerance: see the argument; may be changed at any time.
     """
 
     def __init__(
@@ -83,6 +94,7 @@ class QuadratureMaterial:
         law: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
         degree: int,
         cellwise: bool = True,
+        tangent_tolerance: float = 0.0,
     ) -> None:
         mesh = u.function_space.mesh
         self._mesh, self._u, self._law = mesh, u, law
@@ -105,10 +117,15 @@ class QuadratureMaterial:
         self._F_expr = fem.Expression(deformation_gradient, eval_points)
         self._x_expr = fem.Expression(ufl.SpatialCoordinate(mesh), points)
         self._state: np.ndarray | None = None
-        self._pending_A: np.ndarray | None = None
-        self._tangent_current = False
         self._F_cells: np.ndarray | None = None
+        # tangent per owned cell (and evaluation point) and the F it was computed at
+        self._A: np.ndarray | None = None
+        self._A_at: np.ndarray | None = None
+        self._A_scattered = False
+        self._pending_A: np.ndarray | None = None
+        self.tangent_tolerance = float(tangent_tolerance)
         self.law_calls = 0
+        self.tangent_evaluations = 0
 
     def _fields(self):
         return (("W", self.W), ("P", self.P), ("A", self.A))
@@ -149,6 +166,47 @@ class QuadratureMaterial:
         """Force the next :meth:`update` to call the law (``F`` changed other than via ``u``)."""
         self._state = None
 
+    def _call(self, F: np.ndarray, *, tangent: bool):
+        """The law on ``F`` ``(n, 3, 3)``; for the tangent, once per distinct ``F``.
+
+        For the tangent, rows whose entries agree to :data:`SAME_F` (round-off: a homogeneous
+        state on a mesh) share one evaluation, so a uniformly strained region costs one point
+        whatever its size.
+        ``W`` and ``P``, which decide the answer, are computed for every row.
+
+        Returns:
+            ``(W (n,), P (n, 3, 3), A (n, 3, 3, 3, 3) or None)``.
+
+        Raises:
+            LawError: the law returned arrays of the wrong shape.
+        """
+        n = F.shape[0]
+        distinct = True
+        if tangent:
+            key = np.rint(F.reshape(n, 9) / SAME_F).astype(np.int64)
+            _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            distinct = len(first) == n
+        Fu = F if distinct else F[first]
+        stress_only = getattr(self._law, "stress", None)
+        if tangent or stress_only is None:
+            W, P, A = self._law(Fu)
+        else:
+            # the tangent is much dearer than W and P; compute it only when asked for
+            (W, P), A = stress_only(Fu), None
+        self.law_calls += 1
+        out = {"W": np.asarray(W), "P": np.asarray(P)}
+        if A is not None:
+            out["A"] = np.asarray(A)
+        for key_, arr in out.items():
+            if arr.shape != (len(Fu), *_SHAPES[key_]):
+                raise LawError(
+                    f"law {type(self._law).__name__} returned {key_} of shape {arr.shape}, "
+                    f"expected {(len(Fu), *_SHAPES[key_])}"
+                )
+        if not distinct:
+            out = {k: v[inverse.ravel()] for k, v in out.items()}
+        return out["W"], out["P"], out.get("A")
+
     def update(self) -> bool:
         """Re-evaluate the law if ``u`` changed since the last call.
 
@@ -166,52 +224,51 @@ class QuadratureMaterial:
             return False
         F = self.deformation_gradients()
         m = F.shape[1]
-        stress_only = getattr(self._law, "stress", None)
-        if stress_only is not None:
-            # the tangent is much dearer than W and P; compute it only when asked for
-            W, P = stress_only(F.reshape(-1, 3, 3))
-            A = None
-        else:
-            W, P, A = self._law(F.reshape(-1, 3, 3))
-        self.law_calls += 1
-        n = F.shape[0] * m
-        out = {"W": np.asarray(W), "P": np.asarray(P)}
-        if A is not None:
-            out["A"] = np.asarray(A)
-        for key, arr in out.items():
-            if arr.shape != (n, *_SHAPES[key]):
-                raise LawError(
-                    f"law {type(self._law).__name__} returned {key} of shape {arr.shape}, "
-                    f"expected {(n, *_SHAPES[key])}"
-                )
+        W, P, A = self._call(F.reshape(-1, 3, 3), tangent=False)
         shape = (self.n_cells, m)
-        self.scatter(self.W, out["W"].reshape(shape))
-        self.scatter(self.P, out["P"].reshape(*shape, 9))
-        # the tangent is only needed by tangent(); defer its (81 per point) copy until then
-        self._pending_A = out["A"].reshape(*shape, 81) if "A" in out else None
-        self._tangent_current = "A" in out
+        self.scatter(self.W, W.reshape(shape))
+        self.scatter(self.P, P.reshape(*shape, 9))
+        # a law without a separate stress path returned its tangent too: keep it for
+        # update_tangent, which copies it (81 numbers a point) only if asked
+        self._pending_A = A
         self._F_cells = F
         self._state = state.copy()
         return True
 
+    def _store_tangent(self, cells: np.ndarray, F: np.ndarray, A: np.ndarray) -> None:
+        """Remember ``A`` computed at ``F`` (both of the ``cells`` selected by a mask)."""
+        m = F.shape[1]
+        if self._A is None or self._A.shape[1] != m:
+            self._A = np.zeros((self.n_cells, m, 81))
+            self._A_at = np.full((self.n_cells, m, 9), np.nan)
+        self._A[cells] = A.reshape(-1, m, 81)
+        self._A_at[cells] = F.reshape(-1, m, 9)
+        self._A_scattered = False
+
     def update_tangent(self) -> None:
-        """Bring ``A`` up to date (calls :meth:`update` first)."""
+        """Bring ``A`` up to date (calls :meth:`update` first).
+
+        The law is called only for the cells whose ``F`` moved by more than
+        :attr:`tangent_tolerance` (largest entry) since their tangent was computed.
+        """
         self.update()
-        if not self._tangent_current:
-            F = self._F_cells
-            _, _, A = self._law(F.reshape(-1, 3, 3))
-            A = np.asarray(A)
-            expected = (F.shape[0] * F.shape[1], *_SHAPES["A"])
-            if A.shape != expected:
-                raise LawError(
-                    f"law {type(self._law).__name__} returned A of shape {A.shape}, "
-                    f"expected {expected}"
-                )
-            self._pending_A = A.reshape(F.shape[0], F.shape[1], 81)
-            self._tangent_current = True
+        F = self._F_cells
+        m = F.shape[1]
         if self._pending_A is not None:
-            self.scatter(self.A, self._pending_A)
+            self._store_tangent(np.ones(self.n_cells, dtype=bool), F, self._pending_A)
             self._pending_A = None
+        if self._A is None or self._A.shape[1] != m:
+            stale = np.ones(self.n_cells, dtype=bool)
+        else:
+            moved = np.abs(F.reshape(self.n_cells, m, 9) - self._A_at).max(axis=(1, 2))
+            stale = ~(moved <= self.tangent_tolerance)  # NaN (never computed) is stale
+        if stale.any():
+            _, _, A = self._call(F[stale].reshape(-1, 3, 3), tangent=True)
+            self._store_tangent(stale, F[stale], A)
+            self.tangent_evaluations += int(stale.sum())
+        if not self._A_scattered:
+            self.scatter(self.A, self._A)
+            self._A_scattered = True
 
     def cell_averages(self) -> dict[str, np.ndarray]:
         """Per owned cell ``F``, ``W`` and ``P`` averaged over the quadrature points.

@@ -78,6 +78,11 @@ class BlendedModel:
         penalty_atoms: ``(n_H,)`` indices of handshake atoms among the free atoms.
         penalty_interpolation: ``I_H``, ``(3 n_H, n_fe_local)`` on this rank.
         kappa: penalty stiffness ``κ`` in eV/Å².
+
+    Attributes:
+        tangent_tolerance: passed to the continuum material by :meth:`tangent`: a cell keeps
+            its Cauchy–Born tangent until its ``F`` moves by more than this (0: exact; the
+            solver sets it for the duration of a solve).
     """
 
     def __init__(
@@ -109,6 +114,8 @@ class BlendedModel:
         self._state: _State | None = None
         self._state_key: np.ndarray | None = None
         self._tangent: PETSc.Mat | None = None
+        self._tangent_matrix: PETSc.Mat | None = None  # reused storage (same sparsity)
+        self.tangent_tolerance = 0.0
 
     def refresh_dirichlet(self) -> None:
         """Re-read the constrained FE DOFs from the problem (after ``set_dirichlet``)."""
@@ -196,10 +203,21 @@ class BlendedModel:
 
     # -- Hessian ---------------------------------------------------------------------------
     def tangent(self, z: PETSc.Vec) -> PETSc.Mat:
-        """The assembled FE tangent at ``z`` (cached per state)."""
+        """The assembled FE tangent at ``z`` (cached per state).
+
+        With :attr:`tangent_tolerance` ``> 0`` the material law's tangent is recomputed only
+        in cells whose deformation gradient moved by more than that since it was last
+        computed (see :class:`~continuum.material.QuadratureMaterial`); 0 (default): exact.
+        Each state's matrix is assembled into the same storage: a matrix returned earlier is
+        overwritten.
+        """
         self._split(z)
         if self._tangent is None:
-            self._tangent = self.problem.tangent()
+            material = getattr(self.problem, "material", None)
+            if material is not None:
+                material.tangent_tolerance = self.tangent_tolerance
+            self._tangent = self.problem.tangent(out=self._tangent_matrix)
+            self._tangent_matrix = self._tangent
         return self._tangent
 
     def hessian_vector(self, z: PETSc.Vec, v: PETSc.Vec, out: PETSc.Vec) -> None:
@@ -254,6 +272,13 @@ class BlendedModel:
         self.predictor = predictor.copy()
         self.correction = g
         return g
+
+    def dof_coordinates(self) -> np.ndarray:
+        """``(size_local / 3, 3)`` reference positions (Å) of the owned DOF triples of ``z``:
+        the free atoms (rank 0) then the owned FE nodes."""
+        nodes = self.problem.dof_coordinates()[: self.layout.n_fe_owned // 3]
+        atoms = self.atoms.reference[: self.n_free] if self.comm.rank == 0 else np.zeros((0, 3))
+        return np.ascontiguousarray(np.vstack([atoms, nodes]), dtype=np.float64)
 
     def max_forces(self, g: PETSc.Vec) -> tuple[float, float]:
         """``(max |g_i|`` over atoms, ``max`` nodal ``|g|`` over free FE nodes``)`` in eV/Å."""

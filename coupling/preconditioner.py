@@ -113,7 +113,7 @@ def monolithic_matrix(
     # global interpolation operators, gathered on rank 0 (small: a few entries per atom)
     I_P = _gather_global(pad_interpolation, layout, N)
     I_H = _gather_global(penalty_interpolation, layout, N)
-    M = PETSc.Mat().createAIJ(((layout.size_local, N), (layout.size_local, N)), comm=comm)
+    M = PETSc.Mat().createAIJ(((layout.size_local, N), (layout.size_local, N)), bsize=3, comm=comm)
     M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
     M.setUp()
     ai, aj, av = tangent.getValuesCSR()

@@ -153,18 +153,9 @@ def log(message: str) -> None:
 
 def plane_spacings(setup: Any) -> np.ndarray:
     """``(3,)`` spacing (Å) of the lattice planes normal to x, y, z (a site sits at 0)."""
-    from atomistic.lattice import crystal
+    from multiscale.coupled_setup import lattice_plane_spacings
 
-    block = crystal(
-        setup.structure, element=setup.element, a=setup.a, orientation=setup.orientation
-    )
-    out = np.empty(3)
-    for k in range(3):
-        L = float(block.cell.lengths()[k])
-        x = np.mod(block.positions[:, k] - block.positions[0, k], L)
-        x = x[(x > 1e-6) & (x < L - 1e-6)]
-        out[k] = x.min() if len(x) else L
-    return out
+    return lattice_plane_spacings(setup.structure, setup.element, setup.a, setup.orientation)
 
 
 def snap_edges(edges: np.ndarray, spacings: np.ndarray) -> np.ndarray:
@@ -242,16 +233,12 @@ def periodicity(setup: Any) -> tuple[Any, tuple[bool, bool, bool]]:
 def far_field(setup: Any):
     """The boundary predictor ``X -> u`` of the case at the full load: ``(F − I) X`` (plus a
     dislocation's field where the setup has one, ``setup.boundary_displacement``)."""
-    if hasattr(setup, "boundary_displacement"):
-        return setup.boundary_displacement(setup.steps)
-    from coupling.system import homogeneous
-
-    return homogeneous(setup.F)
+    return setup.boundary_displacement(setup.steps)
 
 
 def jump_of(setup: Any) -> dict[str, Any]:
     """``site_gradients`` keyword for a displacement jump across a dislocation's cut."""
-    disl = getattr(setup, "dislocation", None)
+    disl = setup.dislocation
     return {} if disl is None else {"jump": disl.jump}
 
 

@@ -163,19 +163,17 @@ class CoupledSystem:
         the forces the atoms would feel in the fully atomistic crystal.
         """
         if self._full_lattice is None:
-            sites = self.site_atoms
-            Xs = np.asarray(sites.positions, dtype=float)
-            full = BlendedAtoms(
-                potential=self.model.atoms.potential,
-                reference_positions=Xs,
-                symbols=list(sites.get_chemical_symbols()),
-                beta=np.ones(len(Xs)),
-                cell=np.asarray(sites.cell.array, dtype=float),
-                pbc=tuple(bool(p) for p in sites.pbc),
-                device=self.model.atoms.device,
-                dtype=self.model.atoms.dtype,
+            sites, blended = self.site_atoms, self.model.atoms
+            full = _blended_sites(
+                sites,
+                np.ones(len(sites)),
+                potential=blended.potential,
+                device=blended.device,
+                dtype=blended.dtype,
             )
-            dist, index = cKDTree(Xs).query(self.positions[: self.n_free], distance_upper_bound=1e-6)
+            dist, index = cKDTree(full.reference).query(
+                self.positions[: self.n_free], distance_upper_bound=1e-6
+            )
             if not np.all(np.isfinite(dist)):
                 raise ValueError("site_atoms must contain every free atom's site")
             self._full_lattice = (full, index)
@@ -285,18 +283,28 @@ def _perfect_lattice(perfect_atoms, X, handshake, *, potential, device, dtype, r
     site = np.where(np.isfinite(dist), idx, -1)
     atoms = None
     if rank == 0:
-        symbols = np.asarray(perfect_atoms.get_chemical_symbols())[keep]
-        atoms = BlendedAtoms(
+        atoms = _blended_sites(
+            perfect_atoms[np.flatnonzero(keep)],
+            handshake.beta(Xp),
             potential=potential,
-            reference_positions=Xp,
-            symbols=list(symbols),
-            beta=handshake.beta(Xp),
-            cell=np.asarray(perfect_atoms.cell.array, dtype=float),
-            pbc=tuple(bool(p) for p in perfect_atoms.pbc),
             device=device,
             dtype=dtype,
         )
     return atoms, site
+
+
+def _blended_sites(sites, beta, *, potential, device, dtype) -> BlendedAtoms:
+    """A :class:`BlendedAtoms` on the sites of an ASE ``Atoms`` (their cell and pbc)."""
+    return BlendedAtoms(
+        potential=potential,
+        reference_positions=np.asarray(sites.positions, dtype=float),
+        symbols=list(sites.get_chemical_symbols()),
+        beta=beta,
+        cell=np.asarray(sites.cell.array, dtype=float),
+        pbc=tuple(bool(p) for p in sites.pbc),
+        device=device,
+        dtype=dtype,
+    )
 
 
 def build_coupled_system(

@@ -38,7 +38,7 @@ from multiscale.config import Case
 from multiscale.errors import CaseError
 from multiscale.schema import toml_value
 
-__all__ = ["CoupledSetup", "DislocationSetup", "resolve_setup"]
+__all__ = ["CoupledSetup", "DislocationSetup", "lattice_plane_spacings", "resolve_setup"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,8 +288,9 @@ def _slab_period(case: Case, a: float, rows: np.ndarray | None) -> float:
     return float(block.cell.lengths()[2])
 
 
-def _dislocation(case: Case, a: float, cell: Any, rows: np.ndarray | None, law: Any, rc: float,
-                 notes: dict) -> DislocationSetup | None:
+def _dislocation(
+    case: Case, a: float, cell: Any, rows: np.ndarray | None, law: Any, rc: float, notes: dict
+) -> DislocationSetup | None:
     """Resolve ``[defect]`` of kind ``dislocation`` (Burgers vector, centre, elastic field)."""
     from atomistic.cauchy_born import EV_PER_A3_TO_GPA
 
@@ -299,7 +300,7 @@ def _dislocation(case: Case, a: float, cell: Any, rows: np.ndarray | None, law: 
         return None
     if rows is None:
         raise CaseError(
-            f"{case.where('defect.kind')}: defect.kind = \"dislocation\" needs a cubic lattice "
+            f'{case.where("defect.kind")}: defect.kind = "dislocation" needs a cubic lattice '
             "(defect.burgers is given along the cubic axes)"
         )
     axes = rows / np.linalg.norm(rows, axis=1, keepdims=True)
@@ -311,11 +312,13 @@ def _dislocation(case: Case, a: float, cell: Any, rows: np.ndarray | None, law: 
             f"not a lattice vector of {case.config.lattice.structure} (in units of the primitive "
             f"cell: {np.round(frac, 4).tolist()}); the cut would leave a fault"
         )
-    spacing = [_first_spacing(case, a, rows, k) for k in (0, 1)]
+    lattice = case.config.lattice
+    spacing = lattice_plane_spacings(lattice.structure, lattice.element, a, rows)
     if defect.center is None:
-        center = 0.5 * np.array(spacing)
+        center = 0.5 * spacing[:2]
         notes["defect.center"] = (
-            f"between the planes and columns nearest the origin = [{center[0]:.6g}, {center[1]:.6g}]"
+            "between the planes and columns nearest the origin = "
+            f"[{center[0]:.6g}, {center[1]:.6g}]"
         )
     else:
         center = np.asarray(defect.center, dtype=float)
@@ -326,20 +329,24 @@ def _dislocation(case: Case, a: float, cell: Any, rows: np.ndarray | None, law: 
             f"{geo.core_radius:g} Å"
         )
     C66 = np.asarray(law.elastic_constants(relaxed=True), dtype=float) / EV_PER_A3_TO_GPA
-    return DislocationSetup(burgers=b, center=center, C66=C66, plane_spacing=spacing[1])
+    return DislocationSetup(burgers=b, center=center, C66=C66, plane_spacing=float(spacing[1]))
 
 
-def _first_spacing(case: Case, a: float, rows: np.ndarray, axis: int) -> float:
-    """Smallest positive coordinate along ``axis`` of a lattice site (a site sits at 0)."""
+def lattice_plane_spacings(
+    structure: str, element: str, a: float, orientation: np.ndarray | None
+) -> np.ndarray:
+    """``(3,)`` spacing (Å) of the lattice planes normal to x, y, z: the smallest positive
+    coordinate of a site along each axis (a site sits at the origin)."""
     from atomistic.lattice import crystal
 
-    lattice = case.config.lattice
-    assert lattice is not None
-    block = crystal(lattice.structure, element=lattice.element, a=a, orientation=rows)
-    L = float(block.cell.lengths()[axis])
-    x = np.mod(block.positions[:, axis] - block.positions[0, axis], L)
-    x = x[(x > 1e-6) & (x < L - 1e-6)]
-    return float(x.min()) if len(x) else L
+    block = crystal(structure, element=element, a=a, orientation=orientation)
+    out = np.empty(3)
+    for k in range(3):
+        L = float(block.cell.lengths()[k])
+        x = np.mod(block.positions[:, k] - block.positions[0, k], L)
+        x = x[(x > 1e-6) & (x < L - 1e-6)]
+        out[k] = x.min() if len(x) else L
+    return out
 
 
 def _auto(value: float | str, default: float, key: str, how: str, notes: dict) -> float:

@@ -103,7 +103,6 @@ __all__ = [
 MPA_SQRT_M_TO_EV_PER_A2_5 = 1e11 / 1.602176634e11
 
 
-
 class StrohError(ValueError):
     """A stiffness whose Stroh eigenproblem cannot be solved.
 

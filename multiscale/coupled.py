@@ -204,7 +204,9 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> Any:
         # The FE field is the continuous correction to the Volterra field; atoms start on it.
         disl = setup.dislocation
         system.set_background(disl.displacement, disl.gradient)
-        system.model.layout.set_atoms(system.z, disl.displacement(system.positions[: system.n_free]))
+        system.model.layout.set_atoms(
+            system.z, disl.displacement(system.positions[: system.n_free])
+        )
     return system
 
 

@@ -35,8 +35,8 @@ def describe_coupled(case: Case, setup: Any, *, output: str | Path | None = None
     if s.dislocation is not None:
         b, c = s.dislocation.burgers, s.dislocation.center
         defect = (
-            f"dislocation along z, b = {(np.round(b, 6) + 0.0).tolist()} Å (|b| {np.linalg.norm(b):.4f} Å), "
-            f"line at [{c[0]:.4f}, {c[1]:.4f}] Å"
+            f"dislocation along z, b = {(np.round(b, 6) + 0.0).tolist()} Å "
+            f"(|b| {np.linalg.norm(b):.4f} Å), line at [{c[0]:.4f}, {c[1]:.4f}] Å"
         )
         boundary = "u = (F - I) X + anisotropic Volterra field of the dislocation"
     slab = f", slab period {s.period:.4f} Å along z" if s.period else ""

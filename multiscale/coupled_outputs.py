@@ -112,7 +112,9 @@ def coupled_atoms(run: CoupledRun) -> Any:
     return atoms
 
 
-def dislocation_record(setup: CoupledSetup, positions: np.ndarray, displacements: np.ndarray) -> dict:
+def dislocation_record(
+    setup: CoupledSetup, positions: np.ndarray, displacements: np.ndarray
+) -> dict:
     """``summary["dislocation"]``: Burgers vector, line and where its partials sit.
 
     The slip profile (:mod:`multiscale.dislocation`) is sampled on ``c_x ± (R + w − 1 Å)``,

@@ -136,7 +136,11 @@ def strain_error(
         The relative strain error; ``nan`` when the reference is homogeneous.
     """
     G_ref, G_c = site_gradients(
-        positions, np.stack([reference, approximation]), cutoff=cutoff, cell=cell, pbc=pbc,
+        positions,
+        np.stack([reference, approximation]),
+        cutoff=cutoff,
+        cell=cell,
+        pbc=pbc,
         jump=jump,
     )
     keep = np.ones(len(positions), bool) if mask is None else np.asarray(mask, bool)

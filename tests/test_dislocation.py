@@ -17,7 +17,6 @@ import pytest
 
 from multiscale.config import load_case
 from multiscale.coupled_setup import resolve_setup
-from multiscale.errors import CaseError
 from multiscale.reference_error import site_gradients
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +81,9 @@ def cli(*args):
 def test_bad_dislocation_input_is_one_line(tmp_path, old, new, key):
     text = SMALL_EDGE.format(radius=80.0, core=30.0)
     if new.startswith('dimension = "3d"'):
-        text = text.replace('outer = "disk"\nradius = 80.0', 'outer = "box"\nsize = [160.0, 160.0, 160.0]')
+        text = text.replace(
+            'outer = "disk"\nradius = 80.0', 'outer = "box"\nsize = [160.0, 160.0, 160.0]'
+        )
     assert old in text
     folder = write_case(tmp_path, text.replace(old, new))
     proc = cli("check", folder)
@@ -103,8 +104,9 @@ def test_setup_resolves_burgers_and_centre(tmp_path):
     assert disl.plane_spacing == pytest.approx(a / np.sqrt(3))
     # the boundary field is the Volterra field: it jumps by b across the cut, x < c_x
     u = setup.boundary_displacement(1)
-    above, below = np.array([[-40.0, disl.center[1] + 1e-7, 0]]), np.array(
-        [[-40.0, disl.center[1] - 1e-7, 0]]
+    above, below = (
+        np.array([[-40.0, disl.center[1] + 1e-7, 0]]),
+        np.array([[-40.0, disl.center[1] - 1e-7, 0]]),
     )
     assert np.allclose(u(above) - u(below), disl.burgers, atol=1e-6)
 
@@ -133,7 +135,9 @@ def test_lattice_strain_of_the_volterra_field_matches_stroh(tmp_path):
     exact = disl.gradient(X)
     r = np.linalg.norm(X[:, :2] - disl.center, axis=1)
     ring = (r > 20.0) & (r < 50.0)
-    err = np.linalg.norm(G[ring] - exact[ring], axis=(1, 2)) / np.linalg.norm(exact[ring], axis=(1, 2))
+    err = np.linalg.norm(G[ring] - exact[ring], axis=(1, 2)) / np.linalg.norm(
+        exact[ring], axis=(1, 2)
+    )
     # the fit of a 1/r field over a shell of radius r_nn is second-order accurate: ~(r_nn/r)²
     assert err.max() < 0.05, err.max()
     near_cut = ring & (np.abs(X[:, 1] - disl.center[1]) < setup.r_nn) & (X[:, 0] < 0)

@@ -42,10 +42,12 @@ def test_mixed_pbc_pairs_equal_brute_force(pbc):
     nl.update(X, cell, pbc)
     got = half_to_full(nl.i, nl.j, nl.shifts)
     want = brute_pairs(X, cell, pbc, cutoff)
+
     # vesin's shifts along periodic axes may differ by the wrapping of X; compare vectors
     def vectors(pairs):
         return sorted(
-            (i, j, *np.round(X[j] - X[i] + np.asarray(s, dtype=float) @ cell, 9)) for i, j, s in pairs
+            (i, j, *np.round(X[j] - X[i] + np.asarray(s, dtype=float) @ cell, 9))
+            for i, j, s in pairs
         )
 
     assert vectors(got) == vectors(want)

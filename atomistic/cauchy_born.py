@@ -52,6 +52,9 @@ class CauchyBorn:
         device: torch device (CUDA when present by default).
         dtype: ``torch.float64`` (default) or ``torch.float32``.
         shift_tol: gradient tolerance (eV/Å per cell) of the shift relaxation.
+        chunk: deformation gradients per batch of :meth:`evaluate` on the CPU. Every step is
+            memory bound; batches whose arrays stay in cache are about 1.7× faster than one
+            batch of 130 000 (``stress``, fcc EAM, measured). ``None``: one batch.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class CauchyBorn:
         device=None,
         dtype: torch.dtype = torch.float64,
         shift_tol: float = 1e-10,
+        chunk: int | None = 2048,
     ) -> None:
         if not all(unit_cell_atoms.pbc):
             raise ValueError("CauchyBorn needs a unit cell periodic in all three directions")
@@ -78,6 +82,9 @@ class CauchyBorn:
             source=getattr(potential, "source", "potential"),
         ).to(self.device)
         self.shift_tol = shift_tol
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be a positive number of configurations, got {chunk}")
+        self.chunk = chunk
 
     # -- pair geometry -------------------------------------------------------------------
     def _reference_pairs(self, F: torch.Tensor):
@@ -100,7 +107,9 @@ class CauchyBorn:
         """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
         i, j, d0 = pairs
         m, k, E = F.shape[0], self.n_basis, i.shape[0]
-        vec = torch.einsum("mab,eb->mea", F, d0) + p[:, j] - p[:, i]
+        vec = torch.einsum("mab,eb->mea", F, d0)
+        if self.n_basis > 1:  # one basis atom: no shifts, p = 0
+            vec = vec + p[:, j] - p[:, i]
         offs = (torch.arange(m, device=self.device) * k)[:, None]
         graph = Graph(
             n_atoms=m * k,
@@ -154,8 +163,19 @@ class CauchyBorn:
         )
         if F.ndim != 3 or F.shape[1:] != (3, 3):
             raise ValueError(f"F must have shape (m, 3, 3), got {tuple(F.shape)}")
-        m = F.shape[0]
         pairs = self._reference_pairs(F)
+        step = F.shape[0] if self.chunk is None or F.device.type != "cpu" else self.chunk
+        if F.shape[0] <= step:
+            return self._evaluate(F, pairs, relaxed=relaxed, tangent=tangent)
+        parts = [
+            self._evaluate(F[s : s + step], pairs, relaxed=relaxed, tangent=tangent)
+            for s in range(0, F.shape[0], step)
+        ]
+        return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts, strict=True))
+
+    def _evaluate(self, F: torch.Tensor, pairs, *, relaxed: bool, tangent: bool):
+        """:meth:`evaluate` for one batch, with the reference ``pairs`` of all of them."""
+        m = F.shape[0]
         shifts = relaxed and self.n_basis > 1
         if shifts:
             q0, H = self._relax_shifts(F, pairs)

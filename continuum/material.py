@@ -122,6 +122,8 @@ class QuadratureMaterial:
         self._A: np.ndarray | None = None
         self._A_at: np.ndarray | None = None
         self._A_scattered = False
+        #: incremented whenever a cell's tangent changes (local to this rank)
+        self.tangent_version = 0
         self._pending_A: np.ndarray | None = None
         self.tangent_tolerance = float(tangent_tolerance)
         self.law_calls = 0
@@ -244,6 +246,7 @@ class QuadratureMaterial:
         self._A[cells] = A.reshape(-1, m, 81)
         self._A_at[cells] = F.reshape(-1, m, 9)
         self._A_scattered = False
+        self.tangent_version += 1
 
     def update_tangent(self) -> None:
         """Bring ``A`` up to date (calls :meth:`update` first).

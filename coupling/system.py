@@ -222,14 +222,25 @@ class CoupledSystem:
             perfect.release()
         return self.model.comm.bcast(grad, root=0)
 
-    def solve(self, *, fmax: float = 1e-6, max_iterations: int = 100, progress=None) -> SolveResult:
-        """Minimise from the current state (updated in place)."""
+    def solve(
+        self,
+        *,
+        fmax: float = 1e-6,
+        max_iterations: int = 100,
+        linear_solver: str = "auto",
+        tangent_tolerance: float = 1e-3,
+        progress=None,
+    ) -> SolveResult:
+        """Minimise from the current state (updated in place); the keywords are those of
+        :func:`coupling.solver.solve`."""
         return solve(
             self.model,
             self.z,
             fmax=fmax,
             max_iterations=max_iterations,
             preconditioner=self.preconditioner,
+            linear_solver=linear_solver,
+            tangent_tolerance=tangent_tolerance,
             progress=progress,
         )
 

@@ -59,6 +59,7 @@ class StepRecord:
     preconditioner_builds: int
     energy: float
     predictor_energy: float
+    linear_solver: str
     max_atom_force: float
     max_fe_residual: float
     ghost_force_atoms: float
@@ -75,6 +76,7 @@ class StepRecord:
             "newton_iterations": self.newton_iterations,
             "krylov_iterations": self.krylov_iterations,
             "preconditioner_builds": self.preconditioner_builds,
+            "linear_solver": self.linear_solver,
             "energy_eV": self.energy,
             "relaxation_energy_eV": self.energy - self.predictor_energy,
             "max_atom_force_eV_per_A": self.max_atom_force,
@@ -237,7 +239,13 @@ def ghost_forces(system: Any, state: Any, *, cutoff: float) -> tuple[float, floa
 
 
 def _solve_step(
-    setup: CoupledSetup, system: Any, k: int, reporter: Reporter, fmax: float, max_it: int
+    setup: CoupledSetup,
+    system: Any,
+    k: int,
+    reporter: Reporter,
+    fmax: float,
+    max_it: int,
+    solver_options: dict[str, Any],
 ) -> StepRecord:
     from coupling.system import homogeneous
 
@@ -263,7 +271,7 @@ def _solve_step(
         )
         reporter.progress(f"{label} Newton", it, energy, max(fa, ff))
 
-    result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress)
+    result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
     record = StepRecord(
         step=k,
         load_factor=setup.load_factor(k),
@@ -272,6 +280,7 @@ def _solve_step(
         newton_iterations=int(result.newton_iterations),
         krylov_iterations=int(result.krylov_iterations),
         preconditioner_builds=int(getattr(result, "preconditioner_builds", 0)),
+        linear_solver=str(getattr(result, "linear_solver", "")),
         energy=float(result.energy),
         predictor_energy=float(e_predictor),
         max_atom_force=float(result.max_atom_force),
@@ -292,7 +301,14 @@ def _solve_step(
 
 
 def run_coupled(
-    setup: CoupledSetup, *, comm: Any, reporter: Reporter, fmax: float, max_iterations: int
+    setup: CoupledSetup,
+    *,
+    comm: Any,
+    reporter: Reporter,
+    fmax: float,
+    max_iterations: int,
+    linear_solver: str = "auto",
+    tangent_tolerance: float = 1e-3,
 ) -> CoupledRun:
     """Solve a coupled case in load steps (collective over ``comm``).
 
@@ -302,6 +318,8 @@ def run_coupled(
         reporter: messages and progress (silent on ranks other than 0).
         fmax: tolerance in eV/Å on the atom forces and the FE residual.
         max_iterations: Newton iterations per load step.
+        linear_solver: ``"auto"``, ``"gamg"`` or ``"mumps"`` (:func:`coupling.solver.solve`).
+        tangent_tolerance: lag of the Cauchy–Born tangent in ``F`` (0: exact every step).
 
     Returns:
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
@@ -316,7 +334,15 @@ def run_coupled(
         f"(built in {run.build_time_s:.1f} s)"
     )
     for k in range(1, setup.steps + 1):
-        record = _solve_step(setup, system, k, reporter, fmax, max_iterations)
+        record = _solve_step(
+            setup,
+            system,
+            k,
+            reporter,
+            fmax,
+            max_iterations,
+            {"linear_solver": linear_solver, "tangent_tolerance": tangent_tolerance},
+        )
         run.steps.append(record)
         if not record.converged:
             break

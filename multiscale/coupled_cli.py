@@ -118,6 +118,8 @@ def run_case(case: Case, args: argparse.Namespace) -> int:
             reporter=reporter,
             fmax=solver.fmax,
             max_iterations=solver.max_iterations,
+            linear_solver=solver.linear_solver,
+            tangent_tolerance=solver.tangent_tolerance,
         )
         reference = read_reference(out)  # every rank reads it: the comparison is collective
         error = None

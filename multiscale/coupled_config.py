@@ -39,6 +39,8 @@ key                                 allowed                          default
 ``coupling.ghost_force_correction`` true, false                      ``true``
 ``solver.fmax``                     eV/Å                             ``1e-6``
 ``solver.max_iterations``           Newton steps per load step       ``100``
+``solver.linear_solver``            auto, gamg, mumps                ``"auto"``
+``solver.tangent_tolerance``        ≥ 0, largest entry of ΔF         ``1e-3``
 ``reference.fmax``                  eV/Å or ``"solver"``             ``solver.fmax``
 ``reference.method``                ``"lbfgs"``, ``"fire"``          ``"lbfgs"``
 ``reference.max_steps``             evaluations per load step        ``20000``
@@ -61,7 +63,13 @@ from typing import Literal
 import numpy as np
 
 from multiscale.schema import Context, option, toml_value
-from multiscale.sections import all_positive, at_least_one, lattice_names, positive
+from multiscale.sections import (
+    all_positive,
+    at_least_one,
+    lattice_names,
+    non_negative,
+    positive,
+)
 
 __all__ = [
     "BoundarySection",
@@ -243,6 +251,17 @@ class SolverSection:
         doc="tolerance on the max atom force and the max FE nodal residual",
     )
     max_iterations: int = option(100, check=at_least_one, doc="Newton iterations per load step")
+    linear_solver: Literal["auto", "gamg", "mumps"] = option(
+        "auto",
+        doc='preconditioner of the Newton-CG steps: "gamg" (algebraic multigrid), "mumps" '
+        '(exact LU), "auto": gamg in 3d, mumps in 2.5d',
+    )
+    tangent_tolerance: float = option(
+        1e-3,
+        check=non_negative,
+        doc="the Cauchy-Born tangent of a cell is recomputed once its F moved by more than "
+        "this (largest entry); 0: exact tangent at every Newton step",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -171,3 +171,29 @@ def test_two_ranks_give_the_serial_energy(patch_run, tmp_path):
     assert parallel["status"] == "converged"
     assert parallel["n_fe_dofs"] == serial["n_fe_dofs"]
     assert parallel["energy_eV"] == pytest.approx(serial["energy_eV"], rel=1e-9)
+
+
+def test_solver_keys_reach_the_solver(tmp_path):
+    """``solver.linear_solver`` and ``solver.tangent_tolerance`` change the path, not the
+    answer: a small 2.5d void relaxed with multigrid and an exact tangent matches the default
+    (MUMPS, lagged tangent) to solver tolerance."""
+    text = patch_text().replace('[defect]\nkind = "none"', '[defect]\nkind = "void"\nradius = 1.5')
+    folder = case_copy(tmp_path, text)
+    runs = {}
+    for name, extra in (
+        ("default", ()),
+        ("gamg", ("--set", 'solver.linear_solver="gamg"', "--set", "solver.tangent_tolerance=0")),
+    ):
+        out = tmp_path / name
+        proc = cli("run", folder, "--output", out, "--set", "geometry.core_radius=13.0", *extra)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = (json.loads((out / "summary.json").read_text()), out)
+    (default, _), (gamg, gamg_out) = runs["default"], runs["gamg"]
+    assert default["relaxation_energy_eV"] < -1e-3  # the void relaxes: real Newton steps
+    assert gamg["energy_eV"] == pytest.approx(default["energy_eV"], rel=1e-11)
+    from multiscale.config import load_case
+
+    resolved = load_case(gamg_out / "case.resolved.toml").config.solver
+    assert (resolved.linear_solver, resolved.tangent_tolerance) == ("gamg", 0.0)
+    assert [s["linear_solver"] for s in default["load_steps"]] == ["mumps"]  # auto in 2.5d
+    assert [s["linear_solver"] for s in gamg["load_steps"]] == ["gamg"]

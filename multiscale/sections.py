@@ -44,6 +44,13 @@ def positive(value: float | str | None) -> str | None:
     return None
 
 
+def non_negative(value: float) -> str | None:
+    """Check for a number: finite and >= 0."""
+    if not (value >= 0 and math.isfinite(value)):
+        return "must be finite and >= 0"
+    return None
+
+
 def all_positive(values: tuple[float, ...] | None) -> str | None:
     """Check for an array of numbers: each finite and > 0."""
     if values is not None and not all(v > 0 and math.isfinite(v) for v in values):
@@ -69,8 +76,10 @@ class KindSection:
 class PotentialSection:
     """``[potential]``: the interatomic potential."""
 
-    kind: Literal["eam", "sw"] = option(
-        "eam", doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file"
+    kind: Literal["eam", "sw", "mlip"] = option(
+        "eam",
+        doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file; "
+        "mlip: network potential or committee saved by multiscale train (.pt)",
     )
     file: str = option(doc="potential file; case folder first, then the lammps potentials")
 

@@ -142,6 +142,9 @@ class EAM(torch.nn.Module):
     ``lattice_constants`` (Å) and ``lattice_types`` come from the file.
     """
 
+    #: ``ε_i = F(Σ_j ρ(r_ij)) + ½ Σ_j φ(r_ij)`` uses only the pairs that contain ``i``
+    site_local = True
+
     def __init__(
         self,
         *,

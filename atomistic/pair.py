@@ -46,6 +46,8 @@ class PairPotential(torch.nn.Module):
     cutoff: float
     elements: tuple[str, ...]
     source: str
+    #: ``ε_i`` uses only the pairs that contain ``i`` (see :mod:`atomistic.potential`)
+    site_local = True
 
     def __init__(self, *, cutoff: float, shift: bool, element) -> None:
         super().__init__()

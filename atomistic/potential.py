@@ -39,6 +39,12 @@ class Potential(Protocol):
     Attributes:
         cutoff: interaction range ``r_cut`` in Å.
         elements: chemical symbols, in the order used by ``Graph.species``.
+
+    Optional attribute ``site_local`` (default False): True when ``ε_i`` depends only on the
+    pairs that contain atom ``i`` (pair potentials, EAM, Stillinger–Weber, descriptor-based
+    networks); callers may then drop the pairs between atoms whose site energies they do not
+    need. A message-passing model, where ``ε_i`` sees its neighbours' pairs, must leave it
+    False.
     """
 
     cutoff: float

@@ -148,6 +148,9 @@ class StillingerWeber(torch.nn.Module):
         triplet_params: buffer ``(n_el³, 2)``, row ``(i·n_el + j)·n_el + k``: ``λε, cos θ0``.
     """
 
+    #: ``ε_i`` (pairs and angles centred on ``i``) uses only the pairs that contain ``i``
+    site_local = True
+
     def __init__(
         self,
         *,

@@ -14,15 +14,23 @@ quantity                      code
 Pad atoms carry ``β = 0`` but their positions enter the site energies of their neighbours;
 the caller maps their gradient onto the FE field. Positions are ``X + u`` with ``X`` the
 reference sites. The neighbour list keeps a skin, so it is rebuilt only rarely.
+
+With a ``site_local`` potential (``ε_i`` uses only the pairs that contain ``i``: EAM, pair,
+Stillinger–Weber) the pairs between two ``β = 0`` atoms change no weighted site energy and
+are left out of the blended energy and its derivatives (a fifth of the pairs with a pad
+``r_cut`` thick around a 21.5 Å core); the unweighted :meth:`~BlendedAtoms.site_energies`
+keep every pair.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
 
 from atomistic.calculator import default_device
-from atomistic.neighbours import NeighbourList, build_graph
+from atomistic.neighbours import Graph, NeighbourList, build_graph
 from atomistic.potential import species_indices
 
 __all__ = ["BlendedAtoms"]
@@ -41,6 +49,11 @@ class BlendedAtoms:
         device: torch device; default CUDA when present.
         dtype: ``torch.float64`` (default) or ``torch.float32``.
         skin: neighbour-list skin in Å.
+        hessian_dtype: dtype of the Hessian-vector products (default: ``dtype``). The
+            products only steer the Krylov solver (the minimiser is fixed by the gradient,
+            computed in ``dtype``), so ``torch.float32`` is a safe speed-up: for Cu EAM on
+            19 477 atoms 1.7× faster on the CPU (0.090 s against 0.155 s), 1.9e-6 relative
+            difference.
     """
 
     def __init__(
@@ -55,6 +68,7 @@ class BlendedAtoms:
         device=None,
         dtype: torch.dtype = torch.float64,
         skin: float = 1.0,
+        hessian_dtype: torch.dtype | None = None,
     ) -> None:
         self.device = default_device(device)
         self.dtype = dtype
@@ -72,13 +86,21 @@ class BlendedAtoms:
         self.cell = self.cell.to(self.device)
         self.pbc = tuple(bool(p) for p in np.broadcast_to(pbc, 3))
         self.neighbours = NeighbourList(cutoff=potential.cutoff, skin=skin)
+        self.drop_idle_pairs = bool(getattr(potential, "site_local", False))
+        self._pair_mask: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._hessian_point: tuple[np.ndarray, torch.Tensor, torch.Tensor] | None = None
+        self.hessian_dtype = dtype if hessian_dtype is None else hessian_dtype
+        if self.hessian_dtype == dtype:
+            self._hessian_potential, self._hessian_beta = self.potential, self.beta
+        else:
+            self._hessian_potential = copy.deepcopy(self.potential).to(dtype=self.hessian_dtype)
+            self._hessian_beta = self.beta.to(self.hessian_dtype)
 
-    def _positions(self, u: np.ndarray, *, grad: bool) -> torch.Tensor:
+    def _positions(self, u: np.ndarray, *, grad: bool, dtype=None) -> torch.Tensor:
         x = torch.as_tensor(self.reference + np.asarray(u, dtype=np.float64).reshape(-1, 3))
-        return x.to(device=self.device, dtype=self.dtype).requires_grad_(grad)
+        return x.to(device=self.device, dtype=dtype or self.dtype).requires_grad_(grad)
 
-    def _weighted_energy(self, x: torch.Tensor) -> torch.Tensor:
+    def _weighted_energy(self, x: torch.Tensor, *, hessian: bool = False) -> torch.Tensor:
         graph = build_graph(
             positions=x,
             cell=self.cell,
@@ -86,7 +108,27 @@ class BlendedAtoms:
             neighbours=self.neighbours,
             pbc=self.pbc,
         )
+        if self.drop_idle_pairs:
+            graph = self._weighted_pairs(graph)
+        if hessian:
+            return (self._hessian_beta * self._hessian_potential(graph)).sum()
         return (self.beta * self.potential(graph)).sum()
+
+    def _weighted_pairs(self, graph: Graph) -> Graph:
+        """``graph`` without the pairs whose two atoms both have ``β = 0``."""
+        builds = self.neighbours.n_builds
+        if self._pair_mask is None or self._pair_mask[0] != builds:
+            active = self.beta > 0
+            keep = torch.nonzero(active[graph.i] | active[graph.j])[:, 0]
+            self._pair_mask = (builds, keep, graph.i[keep], graph.j[keep])
+        _, keep, i, j = self._pair_mask
+        return Graph(
+            n_atoms=graph.n_atoms,
+            species=graph.species,
+            i=i,
+            j=j,
+            vectors=graph.vectors.index_select(0, keep),
+        )
 
     def site_energies(self, u: np.ndarray) -> np.ndarray:
         """Unweighted site energies ``ε_i`` ``(n,)`` in eV at displacement ``u`` ``(n, 3)``."""
@@ -117,13 +159,14 @@ class BlendedAtoms:
         u = np.asarray(u, dtype=np.float64).reshape(-1, 3)
         point = self._hessian_point
         if point is None or not np.array_equal(point[0], u):
-            x = self._positions(u, grad=True)
-            (g,) = torch.autograd.grad(self._weighted_energy(x), x, create_graph=True)
+            x = self._positions(u, grad=True, dtype=self.hessian_dtype)
+            energy = self._weighted_energy(x, hessian=True)
+            (g,) = torch.autograd.grad(energy, x, create_graph=True)
             self._hessian_point = point = (u.copy(), x, g)
         _, x, g = point
         vt = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1, 3))
         (hv,) = torch.autograd.grad(
-            g, x, vt.to(device=self.device, dtype=self.dtype), retain_graph=True
+            g, x, vt.to(device=self.device, dtype=self.hessian_dtype), retain_graph=True
         )
         return hv.double().cpu().numpy()
 

@@ -70,7 +70,7 @@ def solve(
     max_iterations: int = 100,
     preconditioner: dict,
     linear_solver: str = "auto",
-    tangent_tolerance: float = 1e-3,
+    tangent_tolerance: float = 1e-2,
     max_krylov: int = 500,
     progress=None,
 ) -> SolveResult:
@@ -101,8 +101,9 @@ def solve(
         tangent_tolerance: the Hessian's continuum part keeps the Cauchy–Born tangent of a
             cell until its deformation gradient has moved by more than this (largest entry)
             from where the tangent was computed (0: exact tangent at every Newton step). The
-            Hessian error, ``~|∂A/∂F|·tol``, slows Newton at most slightly; the minimiser is
-            set by the gradient, which is always exact.
+            Hessian error, ``~|∂A/∂F|·tol``, slows Newton at most slightly (at 1e-2: no
+            change on the void, 21 / 441 against 21 / 449 Newton / CG on the edge
+            dislocation); the minimiser is set by the gradient, which is always exact.
         max_krylov: CG iteration limit per Newton step.
         progress: optional callable ``(iteration, energy, f_atoms, f_fe)``.
     """

@@ -228,7 +228,7 @@ class CoupledSystem:
         fmax: float = 1e-6,
         max_iterations: int = 100,
         linear_solver: str = "auto",
-        tangent_tolerance: float = 1e-3,
+        tangent_tolerance: float = 1e-2,
         progress=None,
     ) -> SolveResult:
         """Minimise from the current state (updated in place); the keywords are those of
@@ -329,6 +329,7 @@ def build_coupled_system(
     perfect_atoms=None,
     device=None,
     dtype: torch.dtype = torch.float64,
+    hessian_dtype: torch.dtype | None = None,
 ) -> CoupledSystem:
     """Assemble a :class:`CoupledSystem`.
 
@@ -348,6 +349,8 @@ def build_coupled_system(
             atomistic forces of the free atoms: pass sites reaching ``2 r_cut`` beyond them.
         device: torch device of the atoms.
         dtype: torch dtype of the atoms.
+        hessian_dtype: torch dtype of the atoms' Hessian-vector products (default ``dtype``;
+            see :class:`~coupling.blended_atoms.BlendedAtoms`).
     """
     X_all = np.asarray(atoms.positions, dtype=float)
     codes_all = handshake.classify(X_all)
@@ -374,6 +377,7 @@ def build_coupled_system(
             pbc=pbc,
             device=device,
             dtype=dtype,
+            hessian_dtype=hessian_dtype,
         )
     penalty_atoms = np.flatnonzero(codes[:n_free] == HANDSHAKE)
     model = BlendedModel(

@@ -160,6 +160,8 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> Any:
         A :class:`coupling.system.CoupledSystem` at zero displacement; with a dislocation, the
         FE unknown is the correction to its Volterra field and the atoms start on that field.
     """
+    import torch
+
     from continuum.mesh import graded_mesh
     from continuum.problem import HyperelasticProblem
     from coupling.handshake import Handshake
@@ -201,6 +203,7 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> Any:
         ghost_force_correction=setup.ghost_force_correction,
         perfect_atoms=perfect,
         device=setup.device,
+        hessian_dtype=getattr(torch, setup.hessian_dtype),
     )
     if setup.dislocation is not None:
         # The FE field is the continuous correction to the Volterra field; atoms start on it.
@@ -308,7 +311,7 @@ def run_coupled(
     fmax: float,
     max_iterations: int,
     linear_solver: str = "auto",
-    tangent_tolerance: float = 1e-3,
+    tangent_tolerance: float = 1e-2,
 ) -> CoupledRun:
     """Solve a coupled case in load steps (collective over ``comm``).
 

@@ -40,7 +40,8 @@ key                                 allowed                          default
 ``solver.fmax``                     eV/Å                             ``1e-6``
 ``solver.max_iterations``           Newton steps per load step       ``100``
 ``solver.linear_solver``            auto, gamg, mumps                ``"auto"``
-``solver.tangent_tolerance``        ≥ 0, largest entry of ΔF         ``1e-3``
+``solver.tangent_tolerance``        ≥ 0, largest entry of ΔF         ``1e-2``
+``solver.hessian_precision``        float32, float64                 ``"float32"``
 ``reference.fmax``                  eV/Å or ``"solver"``             ``solver.fmax``
 ``reference.method``                ``"lbfgs"``, ``"fire"``          ``"lbfgs"``
 ``reference.max_steps``             evaluations per load step        ``20000``
@@ -257,10 +258,15 @@ class SolverSection:
         '(exact LU), "auto": gamg in 3d, mumps in 2.5d',
     )
     tangent_tolerance: float = option(
-        1e-3,
+        1e-2,
         check=non_negative,
         doc="the Cauchy-Born tangent of a cell is recomputed once its F moved by more than "
         "this (largest entry); 0: exact tangent at every Newton step",
+    )
+    hessian_precision: Literal["float32", "float64"] = option(
+        "float32",
+        doc="precision of the atoms' Hessian-vector products, which only steer the Krylov "
+        "solver (energy and forces stay float64)",
     )
 
 

@@ -126,6 +126,7 @@ class CoupledSetup:
         ghost_force_correction: whether the correction is on.
         potential: the potential object; potential_file: its file.
         device: torch device name.
+        hessian_dtype: ``"float64"`` or ``"float32"``, the atoms' Hessian-vector products.
         law: the Cauchy–Born law (``law(F) -> (W, P, A)``).
         notes: dotted key → how an ``"auto"`` value was resolved (for case.resolved.toml).
     """
@@ -157,6 +158,7 @@ class CoupledSetup:
     potential_file: Path
     device: str
     law: Any
+    hessian_dtype: str = "float64"
     dislocation: DislocationSetup | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -459,6 +461,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
         potential_file=path,
         device=device,
         law=law,
+        hessian_dtype=cfg.solver.hessian_precision,
         dislocation=dislocation,
         notes=notes,
     )

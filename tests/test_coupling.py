@@ -268,3 +268,35 @@ def test_two_ranks_give_the_serial_answer(tmp_path):
     assert out[2][0] == pytest.approx(out[1][0], rel=1e-12, abs=0)
     assert np.abs(out[1][1]).max() > 0.05  # the void relaxed
     np.testing.assert_allclose(out[2][1], out[1][1], atol=1e-9)
+
+
+def test_pairs_between_unweighted_atoms_change_nothing(eam):
+    """Leaving out the pairs of two ``β = 0`` atoms (site-local potentials) keeps ``Σ β ε``,
+    its gradient and its Hessian products: compared with the full pair list."""
+    from coupling.blended_atoms import BlendedAtoms
+
+    atoms = finite_cluster("fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=14.0))
+    r = np.linalg.norm(atoms.positions, axis=1)
+    beta = np.clip((11.0 - r) / 4.0, 0.0, 1.0)  # an outer shell of β = 0 thicker than r_cut
+    rng = np.random.default_rng(3)
+    u = 0.05 * rng.standard_normal((len(atoms), 3))
+    v = rng.standard_normal((len(atoms), 3))
+    out = {}
+    for drop in (False, True):
+        blended = BlendedAtoms(
+            potential=eam,
+            reference_positions=atoms.positions,
+            symbols=atoms.get_chemical_symbols(),
+            beta=beta,
+            cell=np.eye(3) * 100.0,
+        )
+        assert blended.drop_idle_pairs  # EAM declares site_local
+        blended.drop_idle_pairs = drop
+        e, g = blended.energy_gradient(u)
+        out[drop] = (e, g, blended.hessian_vector(u, v))
+    kept = blended._pair_mask[1].numel() / blended.neighbours.i.size
+    assert kept < 0.8  # a real share of the pairs was dropped
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-14)
+    np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out[True][2], out[False][2], rtol=0, atol=1e-11)
+    assert np.abs(out[False][2][beta == 0]).max() > 1e-3  # β = 0 atoms still feel the others

@@ -8,6 +8,7 @@ from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import all_changes
 from ase.data import chemical_symbols
 
+from atomistic.committee import Committee, force_spread, member_forces
 from atomistic.memory import retain_freed_memory
 from atomistic.neighbours import NeighbourList, build_graph
 from atomistic.potential import evaluate, species_indices
@@ -32,7 +33,10 @@ class Calculator(_AseCalculator):
     Results follow ASE's conventions: ``energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (Voigt, eV/Å³, positive in tension) and ``stresses``
     (per-atom Voigt virials divided by the cell volume, so that they sum to ``stress``).
-    Stresses need a cell of nonzero volume.
+    Stresses need a cell of nonzero volume. For a :class:`~atomistic.committee.Committee`
+    the energy, forces and stresses are those of the member mean, and ``forces_uncertainty``
+    (eV/Å, shape ``(n,)``) is the calibrated per-atom force spread
+    ``c · sqrt(mean_m |F_m − F̄|²)``; other potentials do not give it.
 
     Args:
         potential: a module that returns site energies from a graph.
@@ -45,7 +49,15 @@ class Calculator(_AseCalculator):
     the price of the process holding on to its peak memory.
     """
 
-    implemented_properties = ["energy", "energies", "free_energy", "forces", "stress", "stresses"]
+    implemented_properties = [
+        "energy",
+        "energies",
+        "free_energy",
+        "forces",
+        "stress",
+        "stresses",
+        "forces_uncertainty",
+    ]
 
     def __init__(
         self,
@@ -91,7 +103,13 @@ class Calculator(_AseCalculator):
             neighbours=self.neighbours,
             pbc=atoms.pbc,
         )
-        res = evaluate(self.potential, graph, forces=True, per_atom_virial=want_stress)
+        if isinstance(self.potential, Committee):
+            res = _committee_results(self.potential, graph, per_atom_virial=want_stress)
+            self.results["forces_uncertainty"] = (
+                res["forces_uncertainty"].cpu().numpy().astype(np.float64)
+            )
+        else:
+            res = evaluate(self.potential, graph, forces=True, per_atom_virial=want_stress)
         self.results["energy"] = float(res["energy"])
         self.results["free_energy"] = self.results["energy"]
         self.results["energies"] = res["energies"].cpu().numpy().astype(np.float64)
@@ -103,3 +121,30 @@ class Calculator(_AseCalculator):
             w = res["virials"].cpu().numpy().astype(np.float64)
             self.results["stresses"] = w[:, _VOIGT_A, _VOIGT_B] / vol
             self.results["stress"] = w.sum(axis=0)[_VOIGT_A, _VOIGT_B] / vol
+
+
+def _committee_results(committee: Committee, graph, *, per_atom_virial: bool) -> dict:
+    """Mean energy, forces and virials, and the calibrated spread, from one member pass.
+
+    The mean's forces and virials are linear in the edge gradients, so they follow from the
+    mean of the member edge gradients without a second backward pass.
+    """
+    energies, forces, g = member_forces(committee, graph)
+    energies, forces, g = energies.detach(), forces.detach(), g.detach()
+    site = energies.mean(0)
+    out = {
+        "energy": site.sum(),
+        "energies": site,
+        "forces": forces.mean(0),
+        "forces_uncertainty": committee.calibration * force_spread(forces),
+    }
+    if per_atom_virial:
+        g_mean = g.mean(0)
+        r = graph.vectors.detach()
+        w = r[:, :, None] * g_mean[:, None, :]
+        w = 0.25 * (w + w.transpose(1, 2))
+        wa = torch.zeros((graph.n_atoms, 3, 3), dtype=w.dtype, device=w.device)
+        wa.index_add_(0, graph.i, w)
+        wa.index_add_(0, graph.j, w)
+        out["virials"] = wa
+    return out

@@ -17,6 +17,13 @@ used only for the stress volume.
 Units: eV, Å, eV/Å, eV/Å³ (ASE's stress sign: positive in tension). The virial is recovered
 from LAMMPS's ``metal`` pressure with LAMMPS's own ``nktv2p`` so that the round trip is exact.
 
+Oracle specs: :func:`make_oracle` builds the shipped oracles from a short spec
+(:class:`OracleSpec`, or the same keys in a mapping such as a TOML table): ``kind = "lammps"``
+(a :class:`LammpsCalculator`; ``pair_style``, ``file``, ``elements``) or ``kind = "emt"``
+(ASE's :class:`~ase.calculators.emt.EMT`). Any other ASE calculator is an oracle too; the
+spec only names the ones shipped. :func:`oracle_cutoff` gives the interaction cutoff of an
+oracle when it can be known (EAM file header, EMT's neighbour-list radius).
+
 Import order: ``lammps`` is imported lazily, after ``mpi4py.MPI``, because ``liblammps`` must
 resolve the MPI runtime that mpi4py loads (the same order ``dolfinx_solver`` enforces).
 """
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +43,14 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_masses, atomic_numbers
 
 __all__ = [
+    "ORACLE_KINDS",
     "LammpsCalculator",
+    "OracleSpec",
+    "eam_file_header",
     "lammps_elastic_constants",
     "lammps_potentials_dir",
+    "make_oracle",
+    "oracle_cutoff",
     "resolve_potential_file",
 ]
 
@@ -466,3 +479,128 @@ def lammps_elastic_constants(
                 stresses.append(calc.results["stress"])
         c[:, k] = (stresses[0] - stresses[1]) / (2.0 * strain)
     return c / units.GPa
+
+
+# --------------------------------------------------------------------------- oracle specs
+
+#: Oracle kinds that :func:`make_oracle` builds.
+ORACLE_KINDS = ("lammps", "emt")
+_EAM_STYLES = ("eam/alloy", "eam/fs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OracleSpec:
+    """A shipped oracle in a few words.
+
+    Attributes:
+        kind: ``"lammps"`` (the ``lammps`` package) or ``"emt"`` (ASE's EMT).
+        pair_style: LAMMPS ``pair_style`` arguments (lammps only), e.g. ``"eam/alloy"``.
+        file: LAMMPS potential file: a path, or a bare name in the lammps potentials folder
+            (lammps only).
+        elements: element of each LAMMPS type, in type order (lammps only); empty means the
+            elements listed in the header of an ``eam/alloy`` or ``eam/fs`` file.
+    """
+
+    kind: str
+    pair_style: str = "eam/alloy"
+    file: str | None = None
+    elements: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> OracleSpec:
+        """Build from a mapping with the attribute names as keys (e.g. a TOML table).
+
+        Raises:
+            ValueError: an unknown key, an unknown kind, or lammps keys given for emt.
+        """
+        allowed = ("kind", "pair_style", "file", "elements")
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown oracle key(s) {unknown}; allowed: {', '.join(allowed)}")
+        if "kind" not in table:
+            raise ValueError(f"oracle spec needs 'kind' (one of {', '.join(ORACLE_KINDS)})")
+        values = dict(table)
+        if "elements" in values:
+            values["elements"] = tuple(values["elements"])
+        return cls(**values)
+
+    @property
+    def name(self) -> str:
+        """A short label for ``atoms.info['oracle']``, e.g. ``"lammps eam/alloy Cu.eam"``."""
+        if self.kind == "emt":
+            return "emt"
+        file = "" if self.file is None else " " + Path(self.file).name
+        return f"lammps {self.pair_style}{file}"
+
+
+def eam_file_header(path: str | Path) -> tuple[tuple[str, ...], float]:
+    """Elements and cutoff (Å) from the header of an ``eam/alloy`` or ``eam/fs`` file.
+
+    Raises:
+        ValueError: the header (lines 4 and 5) is not a setfl header.
+    """
+    path = resolve_potential_file(path)
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        lines = [fh.readline() for _ in range(5)]
+    try:
+        words = lines[3].split()
+        elements = tuple(words[1 : 1 + int(words[0])])
+        cutoff = float(lines[4].split()[4])
+    except (IndexError, ValueError) as err:
+        raise ValueError(f"{path}: not an eam/alloy or eam/fs file header ({err})") from None
+    if not elements or any(e not in atomic_numbers for e in elements):
+        raise ValueError(f"{path}: line 4 should list the elements, got {lines[3].strip()!r}")
+    return elements, cutoff
+
+
+def make_oracle(spec: OracleSpec | Mapping[str, Any]) -> Calculator:
+    """Build a shipped oracle: an ASE calculator giving energy, forces and stress.
+
+    Args:
+        spec: an :class:`OracleSpec` or a mapping with its keys.
+
+    Returns:
+        A :class:`LammpsCalculator` (kind ``"lammps"``) or an ASE
+        :class:`~ase.calculators.emt.EMT` (kind ``"emt"``).
+
+    Raises:
+        ValueError: an unknown kind, a missing potential file, or lammps keys for emt.
+        FileNotFoundError: the potential file does not exist.
+    """
+    if not isinstance(spec, OracleSpec):
+        spec = OracleSpec.from_mapping(spec)
+    if spec.kind == "emt":
+        if spec.file is not None or spec.elements:
+            raise ValueError("the emt oracle takes no potential file or elements")
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if spec.kind != "lammps":
+        raise ValueError(f"unknown oracle kind {spec.kind!r}; allowed: {', '.join(ORACLE_KINDS)}")
+    if spec.file is None:
+        raise ValueError(f"the lammps oracle needs a potential file (pair_style {spec.pair_style})")
+    elements = spec.elements
+    if not elements and spec.pair_style.split()[0] in _EAM_STYLES:
+        elements = eam_file_header(spec.file)[0]
+    return LammpsCalculator(spec.pair_style, spec.file, elements)
+
+
+def oracle_cutoff(calculator: Calculator, atoms: Atoms | None = None) -> float | None:
+    """The interaction cutoff (Å) of an oracle, or None when it cannot be known.
+
+    A :class:`LammpsCalculator` with an ``eam/alloy`` or ``eam/fs`` file: the file's cutoff.
+    ASE's EMT: its neighbour-list radius ``rc_list`` for ``atoms`` (EMT's cutoff depends on
+    the elements present with ``asap_cutoff``; by default on all of its elements).
+    """
+    if isinstance(calculator, LammpsCalculator):
+        style = calculator.pair_style.split()[0]
+        if style in _EAM_STYLES and calculator.potential_file is not None:
+            return eam_file_header(calculator.potential_file)[1]
+        return None
+    from ase.calculators.emt import EMT
+
+    if isinstance(calculator, EMT):
+        probe = atoms if atoms is not None else Atoms("Cu")
+        calculator.initialize(probe)
+        return float(calculator.rc_list)
+    return None

@@ -21,6 +21,7 @@ __all__ = ["POTENTIAL_KINDS", "load_potential", "resolve_potential_file"]
 POTENTIAL_KINDS = {
     "eam": "atomistic.eam:EAM",
     "sw": "atomistic.sw:StillingerWeber",
+    "mlip": "atomistic.serialization:SavedPotential",
 }
 
 

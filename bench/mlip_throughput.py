@@ -1,0 +1,222 @@
+"""Energy+forces throughput of the network potential and committee against LAMMPS EAM.
+
+    python bench/mlip_throughput.py [--sizes 1000 10000 100000] [--seconds 3] [--members 4]
+                                    [--potential FILE.pt] [--json out.json]
+
+For each size: a rattled fcc Cu supercell; LAMMPS ``eam/alloy`` with Cu_mishin1 on one core is
+the named peer, measured in the same run on the same structure. Each model row is measured
+for both descriptors, ``acsf`` (``ACSFSpec()``: r_cut 5 Å, angular 4 Å, 8 G2 + 12 G4) and
+``moments`` (``MomentSpec()``: r_cut 5 Å, angular 4 Å, 8 G2 + 24 invariants, L = 3); the
+code is prefixed with the descriptor (``shipped`` for a committee loaded with
+``--potential``, e.g. ``cases/potentials/cu-committee.pt``). Rows (all energy + forces,
+neighbour list built once with a 0.5 Å skin and reused):
+
+- ``mlip-member``: one network (one forward, one backward pass);
+- ``committee-mean``: the committee as a potential (mean energies; one backward pass);
+- ``committee-members``: every member's forces (what the uncertainty needs), ``M`` backward
+  passes (``loop``) or one vmapped pass (``batched``).
+
+CPU rows use one torch thread; CUDA rows (float64 and float32) appear when a GPU is present.
+``ratio_vs_lammps`` > 1 means faster than LAMMPS. Training rows give seconds per epoch of
+EMT-labelled 32-atom cells for one network and for the committee, per descriptor (moments:
+with the cached descriptor Jacobians of ``TrainingConfig.cache_descriptors``; the epoch
+time excludes that one-off set-up). The models have random weights (throughput does not
+depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # LAMMPS single core
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from throughput import bench_lammps, structure, time_steps  # noqa: E402
+
+from atomistic import (  # noqa: E402
+    ACSFSpec,
+    Committee,
+    MomentSpec,
+    NeighbourList,
+    TrainingConfig,
+    build_graph,
+    crystal,
+    evaluate,
+    train,
+)
+from atomistic.committee import member_forces  # noqa: E402
+
+
+def bench_model(atoms, model, mode: str, device: str, dtype, seconds: float) -> float:
+    model = model.to(device=device, dtype=dtype)
+    pos = torch.tensor(atoms.positions, device=device, dtype=dtype)
+    cell = torch.tensor(atoms.cell.array, device=device, dtype=dtype)
+    species = torch.zeros(len(atoms), dtype=torch.int64, device=device)
+    nl = NeighbourList(cutoff=model.cutoff, skin=0.5)
+
+    def step():
+        graph = build_graph(positions=pos, cell=cell, species=species, neighbours=nl)
+        if mode == "members-loop":
+            f = member_forces(model, graph)[1]
+        elif mode == "members-batched":
+            f = member_forces(model, graph, batched=True)[1]
+        else:
+            f = evaluate(model, graph)["forces"]
+        f.sum().item()  # synchronise
+
+    n, dt = time_steps(step, seconds)
+    return len(atoms) * n / dt
+
+
+def training_frames(n: int, seed: int = 0):
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = crystal("fcc", element="Cu", a=3.6 * (1 + rng.uniform(-0.02, 0.02)), size=(2, 2, 2))
+        atoms.positions += rng.normal(scale=0.08, size=atoms.positions.shape)
+        atoms.calc = EMT()
+        atoms.info["energy"] = atoms.get_potential_energy()
+        atoms.arrays["forces"] = atoms.get_forces()
+        atoms.calc = None
+        frames.append(atoms)
+    return frames
+
+
+DESCRIPTORS = {"acsf": ACSFSpec(), "moments": MomentSpec()}
+
+
+def bench_training(
+    members: int, batched: bool, device: str, descriptor: str, epochs: int = 3
+) -> dict:
+    frames = training_frames(40)
+    spec = DESCRIPTORS[descriptor]
+    if members > 1:
+        model = Committee(elements=("Cu",), n_members=members, descriptor=spec)
+    else:
+        from atomistic import MLIP
+
+        model = MLIP(elements=("Cu",), descriptor=spec)
+    config = TrainingConfig(
+        epochs=epochs, batch_size=8, device=device, batched_forces=batched, split=(0.8, 0.1, 0.1)
+    )
+    result = train(model, frames, config=config)
+    return {
+        "code": f"{descriptor}:training",
+        "members": members,
+        "forces": "batched" if batched else "loop",
+        "device": device,
+        "frames_per_epoch": result.metrics["n_frames"]["train"],
+        "atoms_per_frame": 32,
+        "time_per_epoch_s": result.metrics["time_per_epoch_s"],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    ap.add_argument("--members", type=int, default=4, help="committee size")
+    ap.add_argument("--potential", help="also time this saved committee (.pt)")
+    ap.add_argument("--no-training", action="store_true", help="skip the training rows")
+    ap.add_argument("--json", help="also write the result to this file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    committees = {
+        name: Committee(elements=("Cu",), n_members=args.members, descriptor=spec)
+        for name, spec in DESCRIPTORS.items()
+    }
+    if args.potential:
+        from atomistic import load_potential
+
+        committees["shipped"] = load_potential(args.potential)
+    devices = [("cpu", torch.float64)]
+    if torch.cuda.is_available():
+        devices += [("cuda", torch.float64), ("cuda", torch.float32)]
+    rows = []
+    for n in args.sizes:
+        atoms = structure(n)
+        ref = bench_lammps(atoms, args.seconds)
+        rows.append(
+            {
+                "n_atoms": len(atoms),
+                "code": "lammps-eam",
+                "device": "cpu",
+                "dtype": "float64",
+                "atom_steps_per_s": ref,
+                "ratio_vs_lammps": 1.0,
+            }
+        )
+        for device, dtype in devices:
+            cases = [
+                (f"{name}:{code}", model, mode)
+                for name, committee in committees.items()
+                for code, model, mode in (
+                    ("mlip-member", committee.member(0), "mean"),
+                    ("committee-mean", committee, "mean"),
+                    ("committee-members-loop", committee, "members-loop"),
+                    ("committee-members-batched", committee, "members-batched"),
+                )
+            ]
+            for code, model, mode in cases:
+                rate = bench_model(atoms, model, mode, device, dtype, args.seconds)
+                rows.append(
+                    {
+                        "n_atoms": len(atoms),
+                        "code": code,
+                        "device": device,
+                        "dtype": str(dtype).removeprefix("torch."),
+                        "atom_steps_per_s": rate,
+                        "ratio_vs_lammps": rate / ref,
+                    }
+                )
+                r = rows[-1]
+                print(
+                    f"{r['n_atoms']:>8d}  {code:<34s} {device:<4s} {r['dtype']:<7s} "
+                    f"{rate:12.4g} atom-steps/s  ratio {rate / ref:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    training = []
+    if not args.no_training:
+        train_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        for device in train_devices:
+            for name in DESCRIPTORS:
+                training.append(bench_training(1, False, device, name))
+                training.append(bench_training(args.members, False, device, name))
+                training.append(bench_training(args.members, True, device, name))
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": 1,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": sys.version.split()[0],
+        "members": args.members,
+        "descriptors": {name: c.spec.to_dict() for name, c in committees.items()},
+        "hidden": list(committees["acsf"].hidden),
+    }
+    result = {
+        "benchmark": "mlip_cu_energy_forces",
+        "meta": meta,
+        "rows": rows,
+        "training": training,
+    }
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json + ".tmp", "w") as fh:
+            json.dump(result, fh, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,7 +49,7 @@ from multiscale.coupled_config import (
     check_coupled,
 )
 from multiscale.errors import CaseError
-from multiscale.schema import ORIGIN_SET, Context, build_section, option, toml_value
+from multiscale.schema import ORIGIN_SET, Context, build_section, option, read_toml, toml_value
 from multiscale.sections import (
     LATTICE_NAMES,
     KindSection,
@@ -275,11 +275,7 @@ def load_case(path: str | Path, *, overrides: Sequence[str] = ()) -> Case:
             message names the file (or ``--set KEY``), the key and what is allowed.
     """
     file = find_case_file(path)
-    try:
-        with file.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise CaseError(f"{file}: not valid TOML: {err}") from None
+    raw = read_toml(file, "case file")
     ctx = Context(file=str(file), file_keys=frozenset(_dotted_keys(raw)))
     set_keys = set()
     for text in overrides:

@@ -8,13 +8,11 @@ default) is skipped. The schema, with an example, is documented in ``docs/datase
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from multiscale.errors import CaseError
-from multiscale.schema import Context, build_section, option, toml_value
+from multiscale.schema import Context, build_section, option, read_toml, toml_value
 from multiscale.sections import positive
 
 __all__ = [
@@ -237,13 +235,7 @@ def load_dataset_config(path: str | Path) -> DatasetConfig:
             bad value; the one-line message names the file, the key and what is allowed.
     """
     file = Path(path)
-    if not file.is_file():
-        raise CaseError(f"{file}: no such dataset config file")
-    try:
-        with file.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise CaseError(f"{file}: not valid TOML: {err}") from None
+    raw = read_toml(file, "dataset config file")
     ctx = Context(file=str(file))
     allowed = ("seed", *_SECTIONS)
     for name in raw:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from multiscale.errors import CaseError
 
 __all__ = [
+    "read_toml",
     "ORIGIN_DEFAULT",
     "ORIGIN_SET",
     "ORIGIN_USER",
@@ -34,6 +37,21 @@ __all__ = [
 ORIGIN_USER = "user"
 ORIGIN_DEFAULT = "default"
 ORIGIN_SET = "--set"
+
+
+def read_toml(file: Path, what: str) -> dict[str, Any]:
+    """The TOML table of ``file``.
+
+    Raises:
+        CaseError: ``file`` is missing (``what`` names the kind of file) or not valid TOML.
+    """
+    if not file.is_file():
+        raise CaseError(f"{file}: no such {what}")
+    try:
+        with file.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise CaseError(f"{file}: not valid TOML: {err}") from None
 
 
 def option(

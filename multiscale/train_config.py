@@ -8,13 +8,11 @@ documented in ``docs/train.md``.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from multiscale.errors import CaseError
-from multiscale.schema import Context, build_section, option
+from multiscale.schema import Context, build_section, option, read_toml
 from multiscale.sections import all_positive, at_least_one, positive
 
 __all__ = ["TrainConfig", "load_train_config"]
@@ -185,13 +183,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
             bad value; the one-line message names the file, the key and what is allowed.
     """
     file = Path(path)
-    if not file.is_file():
-        raise CaseError(f"{file}: no such training config file")
-    try:
-        with file.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise CaseError(f"{file}: not valid TOML: {err}") from None
+    raw = read_toml(file, "training config file")
     ctx = Context(file=str(file))
     for name in raw:
         if name not in _SECTIONS:

@@ -270,31 +270,42 @@ def test_two_ranks_give_the_serial_answer(tmp_path):
     np.testing.assert_allclose(out[2][1], out[1][1], atol=1e-9)
 
 
-def test_pairs_between_unweighted_atoms_change_nothing(eam):
-    """Leaving out the pairs of two ``β = 0`` atoms (site-local potentials) keeps ``Σ β ε``,
-    its gradient and its Hessian products: compared with the full pair list."""
+def _with_and_without_idle_pairs(potential, radius, beta_of_r, seed):
+    """``(E, ∇E, H v)`` of ``Σ β ε`` on a Cu cluster, with the pairs of two ``β = 0`` atoms
+    kept (``False``) and left out (``True``); also the fraction of pairs kept."""
     from coupling.blended_atoms import BlendedAtoms
 
-    atoms = finite_cluster("fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=14.0))
-    r = np.linalg.norm(atoms.positions, axis=1)
-    beta = np.clip((11.0 - r) / 4.0, 0.0, 1.0)  # an outer shell of β = 0 thicker than r_cut
-    rng = np.random.default_rng(3)
+    atoms = finite_cluster(
+        "fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=radius)
+    )
+    beta = beta_of_r(np.linalg.norm(atoms.positions, axis=1))
+    rng = np.random.default_rng(seed)
     u = 0.05 * rng.standard_normal((len(atoms), 3))
     v = rng.standard_normal((len(atoms), 3))
     out = {}
     for drop in (False, True):
         blended = BlendedAtoms(
-            potential=eam,
+            potential=potential,
             reference_positions=atoms.positions,
             symbols=atoms.get_chemical_symbols(),
             beta=beta,
             cell=np.eye(3) * 100.0,
         )
-        assert blended.drop_idle_pairs  # EAM declares site_local
+        assert blended.drop_idle_pairs  # the potential declares site_local
         blended.drop_idle_pairs = drop
         e, g = blended.energy_gradient(u)
         out[drop] = (e, g, blended.hessian_vector(u, v))
     kept = blended._pair_mask[1].numel() / blended.neighbours.i.size
+    return out, beta, kept
+
+
+def test_pairs_between_unweighted_atoms_change_nothing(eam):
+    """Leaving out the pairs of two ``β = 0`` atoms (site-local potentials) keeps ``Σ β ε``,
+    its gradient and its Hessian products: compared with the full pair list."""
+    # an outer shell of β = 0 thicker than r_cut
+    out, beta, kept = _with_and_without_idle_pairs(
+        eam, 14.0, lambda r: np.clip((11.0 - r) / 4.0, 0.0, 1.0), seed=3
+    )
     assert kept < 0.8  # a real share of the pairs was dropped
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-14)
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-12)
@@ -308,29 +319,13 @@ def test_pairs_between_unweighted_atoms_change_nothing_for_a_committee():
     import torch
 
     from atomistic import Committee, MomentSpec
-    from coupling.blended_atoms import BlendedAtoms
 
     torch.manual_seed(0)
     pot = Committee(elements=("Cu",), descriptor=MomentSpec(cutoff=4.0), n_members=2).double()
-    atoms = finite_cluster("fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=11.0))
-    r = np.linalg.norm(atoms.positions, axis=1)
-    beta = np.clip((8.0 - r) / 3.0, 0.0, 1.0)
-    rng = np.random.default_rng(4)
-    u = 0.05 * rng.standard_normal((len(atoms), 3))
-    v = rng.standard_normal((len(atoms), 3))
-    out = {}
-    for drop in (False, True):
-        blended = BlendedAtoms(
-            potential=pot,
-            reference_positions=atoms.positions,
-            symbols=atoms.get_chemical_symbols(),
-            beta=beta,
-            cell=np.eye(3) * 100.0,
-        )
-        assert blended.drop_idle_pairs
-        blended.drop_idle_pairs = drop
-        e, g = blended.energy_gradient(u)
-        out[drop] = (e, g, blended.hessian_vector(u, v))
+    out, _, kept = _with_and_without_idle_pairs(
+        pot, 11.0, lambda r: np.clip((8.0 - r) / 3.0, 0.0, 1.0), seed=4
+    )
+    assert kept < 0.9
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-13)
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-10)
     np.testing.assert_allclose(out[True][2], out[False][2], rtol=0, atol=1e-9)

@@ -14,6 +14,7 @@ vacancy_cell        ``vacancies`` random sites removed                          
 interstitial_cell   atoms added at octahedral/tetrahedral sites                 all True
 surface_slab        ``(hkl)`` slab, periodic in-plane, vacuum along ``z ∥ n``    all True
 sheared_cell        ``F = I + γ d ⊗ n`` on a plane ``n`` along ``d ⊥ n``        all True
+void_cell           atoms within ``radius`` of a random point removed, strained  all True
 defect_cluster      sphere ``r_core + r_buffer`` cut from a periodic parent     ``r ≤ r_core``
 cluster_around      defect_cluster around a vacancy/interstitial/surface atom  ``r ≤ r_core``
 ==================  ==========================================================  ==========
@@ -56,6 +57,7 @@ __all__ = [
     "surface_orientation",
     "surface_slab",
     "vacancy_cell",
+    "void_cell",
 ]
 
 #: Default shear systems ``(plane normal, direction)``, cubic Miller indices: fcc slip
@@ -270,6 +272,49 @@ def sheared_cell(
     out.info["shear"] = float(gamma)
     out.info["shear_plane"] = np.asarray(plane, dtype=int)
     out.info["shear_direction"] = np.asarray(direction, dtype=int)
+    return out
+
+
+def void_cell(
+    lattice: LatticeSpec,
+    *,
+    size: int | Sequence[int],
+    radius: tuple[float, float],
+    max_strain: float,
+    rattle: float,
+    rng: np.random.Generator,
+    relax: Relax | None = None,
+) -> Atoms:
+    """A periodic crystal with a spherical void, under a random strain, relaxed, rattled.
+
+    The void's radius is uniform in ``radius = (r_min, r_max)`` and its centre uniform in the
+    central conventional cell, so the cut meets the lattice at every offset: the surface holds
+    the terraces, steps and kinks of a curved free surface. The strain (:func:`random_strain`,
+    ``‖ε‖₂ ≤ max_strain``) is applied before ``relax``, which keeps the strained cell: the
+    surface relaxes in the stress field it would meet under load.
+    ``info`` records ``strain`` and ``void_radius``.
+    """
+    r_min, r_max = (float(r) for r in radius)
+    if not 0.0 < r_min <= r_max:
+        raise ValueError(f"void radius must satisfy 0 < r_min <= r_max, got {radius}")
+    atoms = lattice.build(size)
+    cell = atoms.cell.array
+    unit = cell / np.asarray(size if not isinstance(size, int) else (size,) * 3)[:, None]
+    centre = 0.5 * cell.sum(axis=0) + rng.uniform(-0.5, 0.5, size=3) @ unit
+    r = rng.uniform(r_min, r_max)
+    _, lengths = get_distances(centre[None], atoms.positions, atoms.cell, atoms.pbc)
+    keep = lengths[0] > r
+    if keep.sum() < 2 or keep.all():
+        raise ValueError(f"a void of radius {r:.2f} Å leaves {keep.sum()} of {len(atoms)} atoms")
+    atoms = atoms[keep]
+    eps = random_strain(max_strain, rng)
+    _deform(atoms, np.eye(3) + eps)
+    if relax is not None:
+        atoms = relax(atoms)
+    _rattle(atoms, rattle, rng)
+    out = _clean(atoms, "void")
+    out.info["strain"] = eps
+    out.info["void_radius"] = float(r)
     return out
 
 

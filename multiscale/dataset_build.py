@@ -23,6 +23,7 @@ from atomistic.configurations import (
     strained_bulk,
     surface_slab,
     vacancy_cell,
+    void_cell,
 )
 from atomistic.oracles import OracleSpec, make_oracle, oracle_cutoff
 from multiscale.dataset_config import GENERATOR_KINDS, DatasetConfig
@@ -140,6 +141,16 @@ def generate(config: DatasetConfig, calculator) -> list[Atoms]:
                     rattle=section.rattle,
                     rng=rng,
                     systems=section.systems,
+                )
+            elif kind == "void":
+                atoms = void_cell(
+                    lattice,
+                    size=section.size,
+                    radius=section.radius,
+                    max_strain=section.max_strain,
+                    rattle=section.rattle,
+                    rng=rng,
+                    relax=relax if section.relax else None,
                 )
             else:
                 atoms = cluster_around(

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 #: Generator kinds, in the order their configurations are made.
-GENERATOR_KINDS = ("bulk", "vacancy", "interstitial", "surface", "shear", "cluster")
+GENERATOR_KINDS = ("bulk", "vacancy", "interstitial", "surface", "shear", "cluster", "void")
 
 
 def _count(value: int) -> str | None:
@@ -170,6 +170,27 @@ class ClusterSection:
     rattle: float = option(0.05, doc="Gaussian displacement σ", unit="Å", check=_non_negative)
 
 
+def _radius_range(value: tuple[float, float]) -> str | None:
+    lo, hi = value
+    if 0 < lo <= hi and math.isfinite(hi):
+        return None
+    return "must be [r_min, r_max], 0 < r_min <= r_max"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoidSection:
+    """``[generators.void]``: periodic cells with a spherical void, strained and relaxed."""
+
+    count: int = option(0, doc="configurations", check=_count)
+    size: _SIZE = option(4, doc="repeats of the cubic cell", check=_sizes)
+    radius: tuple[float, float] = option(
+        (3.0, 5.0), doc="void radius range [r_min, r_max]", unit="Å", check=_radius_range
+    )
+    max_strain: float = option(0.03, doc="largest strain (spectral norm)", check=_strain)
+    relax: bool = option(True, doc="relax positions with the oracle (strained cell kept)")
+    rattle: float = option(0.03, doc="Gaussian displacement σ", unit="Å", check=_non_negative)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GeneratorsSection:
     """``[generators]``: one optional sub-table per kind."""
@@ -180,6 +201,7 @@ class GeneratorsSection:
     surface: SurfaceSection
     shear: ShearSection
     cluster: ClusterSection
+    void: VoidSection
 
 
 @dataclass(frozen=True, kw_only=True)

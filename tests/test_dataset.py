@@ -24,6 +24,7 @@ from atomistic.configurations import (
     surface_orientation,
     surface_slab,
     vacancy_cell,
+    void_cell,
 )
 from atomistic.dataset import (
     DatasetError,
@@ -137,6 +138,39 @@ def test_sheared_cell_is_simple_shear_on_the_recorded_system(rng):
         assert np.allclose(f, np.eye(3) + gamma * np.outer(d, n), atol=1e-12)
         planes.add(tuple(atoms.info["shear_plane"]))
     assert len(planes) > 1
+
+
+def test_void_cell_is_a_strained_sphere_cut_relaxed_at_that_strain(oracle, rng):
+    host = CU.build(4)
+    radii = []
+    for relax in (None, relaxer(oracle, fmax=1e-3)):
+        atoms = void_cell(
+            CU, size=4, radius=(3.0, 5.0), max_strain=0.04, rattle=0.0, rng=rng, relax=relax
+        )
+        r, eps = atoms.info["void_radius"], atoms.info["strain"]
+        radii.append(r)
+        assert atoms.info["config_type"] == "void" and 3.0 <= r <= 5.0
+        assert np.allclose(eps, eps.T) and np.abs(np.linalg.eigvalsh(eps)).max() <= 0.04 + 1e-12
+        f = _cell_gradient(host, atoms)
+        assert np.allclose(f, np.eye(3) + eps, atol=1e-12)  # relaxation keeps the strained cell
+        # Back in the host frame the void is a sphere of radius r: every removed site lies
+        # within r of one centre and every kept one outside.
+        kept = atoms.positions @ np.linalg.inv(f).T
+        frac = (kept[:, None] - host.positions[None]) @ np.linalg.inv(host.cell.array)
+        d = np.linalg.norm((frac - np.round(frac)) @ host.cell.array, axis=2)  # the relaxer wraps
+        site = d.argmin(axis=1)  # each atom's lattice site (relaxation moves it < a/4)
+        assert len(set(site.tolist())) == len(atoms)
+        assert d.min(axis=1).max() < (A / 4 if relax else 1e-9)
+        removed = np.delete(host.positions, site, axis=0)
+        centre = removed.mean(axis=0)  # the centre is near the middle: the void is not cut
+        assert np.linalg.norm(removed - centre, axis=1).max() <= r + 0.5
+        atoms.calc = oracle
+        if relax is None:
+            assert np.abs(atoms.get_forces()).max() > 0.05
+            assert np.linalg.norm(kept - centre, axis=1).min() > r - 0.5
+        else:
+            assert np.linalg.norm(atoms.get_forces()) < 1e-3  # LAMMPS: global 2-norm
+    assert radii[0] != radii[1]
 
 
 # --------------------------------------------------------------------------- clusters
@@ -364,6 +398,10 @@ def test_dataset_command_writes_labels_equal_to_direct_oracle_calls(oracle, tmp_
         ),
         (("Cu_mishin1.eam.alloy", "Cu_nothing.eam.alloy"), "oracle.file = 'Cu_nothing.eam.alloy'"),
         (("seed = 7", "seed = -7"), "seed must be an integer >= 0"),
+        (
+            ("[output]", "[generators.void]\ncount = 1\nradius = [4.0, 2.0]\n[output]"),
+            "generators.void.radius must be [r_min, r_max], 0 < r_min <= r_max",
+        ),
     ],
 )
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(edit, message, tmp_path, capsys):

@@ -1,7 +1,8 @@
 """Energy+forces throughput of the network potential and committee against LAMMPS EAM.
 
     python bench/mlip_throughput.py [--sizes 1000 10000 100000] [--seconds 3] [--members 4]
-                                    [--potential FILE.pt] [--json out.json]
+                                    [--potential FILE.pt] [--descriptors acsf moments]
+                                    [--rows ROW ...] [--json out.json]
 
 For each size: a rattled fcc Cu supercell; LAMMPS ``eam/alloy`` with Cu_mishin1 on one core is
 the named peer, measured in the same run on the same structure. Each model row is measured
@@ -22,6 +23,11 @@ EMT-labelled 32-atom cells for one network and for the committee, per descriptor
 with the cached descriptor Jacobians of ``TrainingConfig.cache_descriptors``; the epoch
 time excludes that one-off set-up). The models have random weights (throughput does not
 depend on them).
+
+``--descriptors`` picks the random-weight committees that are timed (``--descriptors`` with no
+name: only the ``--potential`` one) and ``--rows`` the model rows: ACSF's triplets make
+10⁵-atom rows take minutes and over 10 GB, so a 10⁵-atom run usually names
+``--descriptors moments`` or none.
 """
 
 from __future__ import annotations
@@ -93,6 +99,7 @@ def training_frames(n: int, seed: int = 0):
 
 
 DESCRIPTORS = {"acsf": ACSFSpec(), "moments": MomentSpec()}
+ROWS = ["mlip-member", "committee-mean", "committee-members-loop", "committee-members-batched"]
 
 
 def bench_training(
@@ -128,12 +135,22 @@ def main(argv=None) -> int:
     ap.add_argument("--members", type=int, default=4, help="committee size")
     ap.add_argument("--potential", help="also time this saved committee (.pt)")
     ap.add_argument("--no-training", action="store_true", help="skip the training rows")
+    ap.add_argument(
+        "--descriptors",
+        nargs="*",
+        choices=sorted(DESCRIPTORS),
+        default=sorted(DESCRIPTORS),
+        help="random-weight committees to time (none: only --potential)",
+    )
+    ap.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS, help="model rows to time")
     ap.add_argument("--json", help="also write the result to this file")
     args = ap.parse_args(argv)
+    if not args.descriptors and not args.potential:
+        ap.error("nothing to time: give --potential or at least one --descriptors name")
     torch.set_num_threads(1)
     committees = {
-        name: Committee(elements=("Cu",), n_members=args.members, descriptor=spec)
-        for name, spec in DESCRIPTORS.items()
+        name: Committee(elements=("Cu",), n_members=args.members, descriptor=DESCRIPTORS[name])
+        for name in args.descriptors
     }
     if args.potential:
         from atomistic import load_potential
@@ -166,6 +183,7 @@ def main(argv=None) -> int:
                     ("committee-members-loop", committee, "members-loop"),
                     ("committee-members-batched", committee, "members-batched"),
                 )
+                if code in args.rows
             ]
             for code, model, mode in cases:
                 rate = bench_model(atoms, model, mode, device, dtype, args.seconds)
@@ -190,7 +208,7 @@ def main(argv=None) -> int:
     if not args.no_training:
         train_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in train_devices:
-            for name in DESCRIPTORS:
+            for name in args.descriptors:
                 training.append(bench_training(1, False, device, name))
                 training.append(bench_training(args.members, False, device, name))
                 training.append(bench_training(args.members, True, device, name))
@@ -202,7 +220,7 @@ def main(argv=None) -> int:
         "python": sys.version.split()[0],
         "members": args.members,
         "descriptors": {name: c.spec.to_dict() for name, c in committees.items()},
-        "hidden": list(committees["acsf"].hidden),
+        "hidden": {name: list(c.hidden) for name, c in committees.items()},
     }
     result = {
         "benchmark": "mlip_cu_energy_forces",

@@ -106,6 +106,29 @@ def test_patch_test_atoms_sit_at_the_homogeneous_positions(patch_run):
     assert np.all((beta[region == 1] > 0) & (beta[region == 1] < 1))
 
 
+def test_patch_test_with_the_shipped_committee(tmp_path):
+    """The committee drives the atoms and its mean the Cauchy–Born continuum: still exact."""
+    committee = ROOT / "cases" / "potentials" / "cu-committee.pt"
+    out = tmp_path / "out"
+    proc = cli(
+        "run",
+        PATCH,
+        "--output",
+        out,
+        "--set",
+        'potential.kind="mlip"',
+        "--set",
+        f"potential.file={json.dumps(str(committee))}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert Path(summary["potential"]) == committee
+    assert summary["status"] == "converged" and summary["newton_iterations"] == [0]
+    assert summary["max_force_eV_per_A"] < 1e-8
+    assert summary["ghost_force_eV_per_A"] > 1e-3
+    assert summary["lattice_constant_A"] != pytest.approx(3.614925066, abs=1e-6)  # its own a0
+
+
 def test_patch_test_writes_every_output(patch_run):
     from multiscale.config import load_case
 

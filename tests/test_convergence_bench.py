@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TINY_VOID = """
@@ -115,4 +117,6 @@ def test_convergence_bench_quick(tmp_path):
     cached = json.loads(again.stdout)
     assert cached["reference_cached"] and all(t["cached"] for t in cached["truncated"])
     assert cached["reference_wall_time_s"] == result["reference_wall_time_s"]
-    assert [r["strain_error_rel"] for r in cached["rows"]] == errors[:2]
+    # the coupled rows are solved again: equal to solver tolerance, not bit for bit (threaded
+    # float32 Hessian products can take CG along a slightly different path)
+    assert [r["strain_error_rel"] for r in cached["rows"]] == pytest.approx(errors[:2], rel=1e-6)

@@ -746,8 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=1)
     print(text)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        from multiscale.outputs import write_text
+
+        write_text(args.out, text + "\n")
     return 0
 
 

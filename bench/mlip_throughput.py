@@ -59,6 +59,7 @@ from atomistic import (  # noqa: E402
     train,
 )
 from atomistic.committee import member_forces  # noqa: E402
+from multiscale.outputs import write_text  # noqa: E402
 
 
 def bench_model(atoms, model, mode: str, device: str, dtype, seconds: float) -> float:
@@ -228,11 +229,10 @@ def main(argv=None) -> int:
         "rows": rows,
         "training": training,
     }
-    print(json.dumps(result, indent=1))
+    text = json.dumps(result, indent=1)
+    print(text)
     if args.json:
-        with open(args.json + ".tmp", "w") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_text(Path(args.json), text + "\n")
     return 0
 
 

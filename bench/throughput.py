@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # LAMMPS single core
 
@@ -27,6 +28,7 @@ from ase.io import write  # noqa: E402
 
 from atomistic import EAM, NeighbourList, build_graph, crystal, evaluate  # noqa: E402
 from atomistic.oracles import resolve_potential_file  # noqa: E402
+from multiscale.outputs import write_text  # noqa: E402
 
 POTENTIAL = "Cu_mishin1.eam.alloy"
 
@@ -150,11 +152,10 @@ def main(argv=None) -> int:
         "python": sys.version.split()[0],
     }
     result = {"benchmark": "eam_cu_energy_forces", "meta": meta, "rows": rows}
-    print(json.dumps(result, indent=1))
+    text = json.dumps(result, indent=1)
+    print(text)
     if args.json:
-        with open(args.json + ".tmp", "w") as fh:
-            json.dump(result, fh, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_text(Path(args.json), text + "\n")
     return 0
 
 

@@ -12,6 +12,7 @@ from atomistic import (
     ACSFSpec,
     Calculator,
     Committee,
+    MomentSpec,
     NeighbourList,
     build_graph,
     crystal,
@@ -24,6 +25,13 @@ from atomistic.acsf import triplets
 from atomistic.committee import member_forces
 
 SPEC = ACSFSpec(cutoff=4.0, angular_cutoff=3.5, radial_shift=(2.0, 2.5, 3.0, 3.5))
+#: both descriptors, for the tests every network potential must pass
+SPECS = {
+    "acsf": SPEC,
+    "moments": MomentSpec(
+        cutoff=4.0, angular_cutoff=3.5, radial_shift=(2.0, 2.5, 3.0, 3.5), angular_shift=(2.2, 3.0)
+    ),
+}
 
 
 def randomise(model, seed=1, scale=0.3):
@@ -57,13 +65,14 @@ def graph_of(atoms, model, dtype=torch.float64):
     )
 
 
+@pytest.mark.parametrize("descriptor", SPECS)
 @pytest.mark.parametrize("kind", ["mlip", "committee"])
-def test_forces_are_minus_energy_gradient(kind):
-    elements = ("Cu", "Ni")
+def test_forces_are_minus_energy_gradient(kind, descriptor):
+    elements, spec = ("Cu", "Ni"), SPECS[descriptor]
     if kind == "mlip":
-        model = MLIP(elements=elements, descriptor=SPEC, hidden=(8, 8))
+        model = MLIP(elements=elements, descriptor=spec, hidden=(8, 8))
     else:
-        model = Committee(elements=elements, descriptor=SPEC, hidden=(8,), n_members=3)
+        model = Committee(elements=elements, descriptor=spec, hidden=(8,), n_members=3)
     atoms = rattled(elements, size=(2, 1, 1))
     atoms.calc = Calculator(randomise(model), "cpu")
     f = atoms.get_forces()
@@ -71,8 +80,9 @@ def test_forces_are_minus_energy_gradient(kind):
     np.testing.assert_allclose(f, central_difference_forces(atoms, h=1e-5), atol=1e-7)
 
 
-def test_invariance_rotation_translation_permutation():
-    model = randomise(MLIP(elements=("Cu", "Ni"), descriptor=SPEC, hidden=(8,)))
+@pytest.mark.parametrize("descriptor", SPECS)
+def test_invariance_rotation_translation_permutation(descriptor):
+    model = randomise(MLIP(elements=("Cu", "Ni"), descriptor=SPECS[descriptor], hidden=(8,)))
     atoms = rattled(("Cu", "Ni"), size=(2, 2, 1))
     out = evaluate(model, graph_of(atoms, model))
     q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
@@ -102,8 +112,10 @@ def test_multi_element_site_energies_depend_on_neighbour_species():
     assert abs(float(e_mix[neighbour] - e_cu[neighbour])) > 1e-6
 
 
-def test_energy_smooth_as_neighbour_crosses_cutoffs():
-    model = randomise(MLIP(elements=("Cu",), descriptor=SPEC, hidden=(8,)))
+@pytest.mark.parametrize("descriptor", SPECS)
+def test_energy_smooth_as_neighbour_crosses_cutoffs(descriptor):
+    spec = SPECS[descriptor]
+    model = randomise(MLIP(elements=("Cu",), descriptor=spec, hidden=(8,)))
 
     def energy(r):
         # a trimer: the third atom crosses the angular and then the radial cutoff
@@ -112,11 +124,11 @@ def test_energy_smooth_as_neighbour_crosses_cutoffs():
         out = evaluate(model, graph_of(atoms, model))
         return float(out["energy"]), out["forces"][2].numpy()
 
-    for r_c in (SPEC.r_angular, SPEC.cutoff):
+    for r_c in (spec.r_angular, spec.cutoff):
         below, above = energy(r_c - 1e-6), energy(r_c + 1e-6)
         assert abs(below[0] - above[0]) < 1e-9
         assert np.abs(below[1] - above[1]).max() < 1e-6  # forces continuous (C¹ or better)
-    assert np.abs(energy(SPEC.cutoff - 1e-6)[1]).max() < 1e-6  # and zero at r_cut
+    assert np.abs(energy(spec.cutoff - 1e-6)[1]).max() < 1e-6  # and zero at r_cut
 
 
 def test_committee_batched_equals_member_by_member():

@@ -1,4 +1,5 @@
-"""Moment-tensor descriptors: the triplet identity, forces, invariance, smoothness, saving."""
+"""Moment-tensor descriptors: the triplet identity, float32, saving, cached Jacobians (forces,
+invariance and smoothness are checked for both descriptors in test_mlip.py)."""
 
 import itertools
 
@@ -6,11 +7,8 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from conftest import central_difference_forces
 
 from atomistic import (
-    MLIP,
-    Calculator,
     Committee,
     MomentSpec,
     NeighbourList,
@@ -119,54 +117,6 @@ def test_monomial_weights_reproduce_powers_of_the_dot_product():
         cols = [k for k, e in enumerate(exps) if e[0] == l]
         assert len(cols) == (l + 1) * (l + 2) // 2
         np.testing.assert_allclose((mu[:, cols] * mw[:, cols]).sum(1), (u * w).sum(1) ** l)
-
-
-@pytest.mark.parametrize("kind", ["mlip", "committee"])
-def test_forces_are_minus_energy_gradient(kind):
-    elements = ("Cu", "Ni")
-    if kind == "mlip":
-        model = MLIP(elements=elements, descriptor=SPEC, hidden=(8, 8))
-    else:
-        model = Committee(elements=elements, descriptor=SPEC, hidden=(8,), n_members=3)
-    atoms = rattled(elements, size=(2, 1, 1))
-    atoms.calc = Calculator(randomise(model), "cpu")
-    f = atoms.get_forces()
-    assert np.abs(f).max() > 1e-2
-    np.testing.assert_allclose(f, central_difference_forces(atoms, h=1e-5), atol=1e-7)
-
-
-def test_invariance_rotation_translation_permutation():
-    elements = ("Cu", "Ni")
-    model = randomise(MLIP(elements=elements, descriptor=SPEC, hidden=(8,)))
-    atoms = rattled(elements, size=(2, 2, 1))
-    out = evaluate(model, graph_of(atoms, elements, SPEC.cutoff))
-    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
-    moved = atoms.copy()
-    moved.positions = atoms.positions @ q.T + np.array([0.3, -1.2, 4.0])
-    moved.cell = atoms.cell.array @ q.T
-    out2 = evaluate(model, graph_of(moved, elements, SPEC.cutoff))
-    torch.testing.assert_close(out2["energies"], out["energies"], rtol=0, atol=1e-11)
-    np.testing.assert_allclose(out2["forces"].numpy(), out["forces"].numpy() @ q.T, atol=1e-11)
-    perm = np.random.default_rng(4).permutation(len(atoms))
-    out3 = evaluate(model, graph_of(atoms[perm], elements, SPEC.cutoff))
-    torch.testing.assert_close(out3["energies"], out["energies"][perm], rtol=0, atol=1e-11)
-    torch.testing.assert_close(out3["forces"], out["forces"][perm], rtol=0, atol=1e-11)
-
-
-def test_energy_smooth_as_neighbour_crosses_cutoffs():
-    model = randomise(MLIP(elements=("Cu",), descriptor=SPEC, hidden=(8,)))
-
-    def energy(r):
-        atoms = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, r, 0]], pbc=False)
-        atoms.center(vacuum=6.0)
-        out = evaluate(model, graph_of(atoms, ("Cu",), SPEC.cutoff))
-        return float(out["energy"]), out["forces"][2].numpy()
-
-    for r_c in (SPEC.r_angular, SPEC.cutoff):
-        below, above = energy(r_c - 1e-6), energy(r_c + 1e-6)
-        assert abs(below[0] - above[0]) < 1e-9
-        assert np.abs(below[1] - above[1]).max() < 1e-6
-    assert np.abs(energy(SPEC.cutoff - 1e-6)[1]).max() < 1e-6
 
 
 def test_isolated_atom_and_float32():

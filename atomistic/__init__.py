@@ -47,7 +47,13 @@ from atomistic.regions import (
 from atomistic.relax import RelaxResult, relax
 from atomistic.serialization import PotentialFileError, load_potential, save_potential
 from atomistic.sw import StillingerWeber
-from atomistic.training import TrainingConfig, TrainingResult, fine_tune, train
+from atomistic.training import (
+    TrainingConfig,
+    TrainingResult,
+    TrainingStateError,
+    fine_tune,
+    train,
+)
 
 __all__ = [
     "ACSF",
@@ -84,6 +90,7 @@ __all__ = [
     "Sphere",
     "StillingerWeber",
     "TrainingConfig",
+    "TrainingStateError",
     "TrainingResult",
     "UnknownElementError",
     "append_dataset",

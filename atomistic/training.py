@@ -14,15 +14,26 @@ weights (a resample of the training frames per member). Minibatches of frames ar
 once; each epoch visits them in a seeded random order, so a seed fixes the weights on the
 CPU bit for bit. Early stopping keeps the weights of the best validation loss. Finally the
 committee calibration is fitted on the validation frames (see :mod:`atomistic.committee`).
+
+With ``TrainingConfig.state`` set, the whole training state (weights, Adam moments, the
+learning-rate schedule, the best weights so far, the history) is written there atomically
+after every epoch, and ``train(..., resume=True)`` continues from it. Since the batch order
+of an epoch depends only on the seed and the epoch number, a run stopped after epoch ``k``
+and resumed gives the weights of the uninterrupted run bit for bit (on the CPU); ``epochs``
+and ``patience`` may be raised on resuming, every other setting and the frames must be the
+ones the state was written with (:class:`TrainingStateError` otherwise).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +53,7 @@ from atomistic.training_data import Batch, fit_statistics, make_batch, split_ind
 __all__ = [
     "TrainingConfig",
     "TrainingResult",
+    "TrainingStateError",
     "batch_loss",
     "evaluate_set",
     "fine_tune",
@@ -75,6 +87,8 @@ class TrainingConfig:
         device: ``"cpu"`` or ``"cuda"``.
         dtype: ``"float64"`` or ``"float32"``.
         checkpoint: where to save the best weights while training (atomic), or None.
+        state: where to save the whole training state after every epoch (atomic), so that
+            ``train(..., resume=True)`` can continue a stopped run; None: not saved.
     """
 
     epochs: int = 200
@@ -95,6 +109,18 @@ class TrainingConfig:
     device: str = "cpu"
     dtype: str = "float64"
     checkpoint: str | None = None
+    state: str | None = None
+
+
+class TrainingStateError(ValueError):
+    """A training state that cannot be resumed: missing, unreadable, or written by a run
+    with other settings or other frames."""
+
+
+#: Settings that may differ between the run that wrote a state and the run resuming it.
+_RESUMABLE_CHANGES = ("epochs", "patience", "checkpoint", "state", "min_learning_rate")
+_STATE_FORMAT = "multiscale-training-state"
+_STATE_VERSION = 1
 
 
 @dataclass(kw_only=True)
@@ -288,6 +314,7 @@ def train(
     config: TrainingConfig | None = None,
     fit_normalisation: bool = True,
     progress: Callable[[dict[str, float]], None] | None = None,
+    resume: bool = False,
 ) -> TrainingResult:
     """Train ``potential`` (an :class:`MLIP` or a :class:`Committee`) on labelled frames.
 
@@ -303,9 +330,14 @@ def train(
         config: settings (defaults: :class:`TrainingConfig`).
         fit_normalisation: fit descriptor statistics and reference energies first.
         progress: called after every epoch with the row appended to the history.
+        resume: continue from the state in ``config.state`` (written by an earlier call with
+            the same frames and settings, see the module docstring) instead of epoch 0.
 
     Returns:
         The trained potential (float64, CPU), metrics and history.
+
+    Raises:
+        TrainingStateError: ``resume`` without a usable state.
     """
     config = config or TrainingConfig()
     start = time.perf_counter()
@@ -332,8 +364,21 @@ def train(
     )
     history: list[dict[str, float]] = []
     best = (math.inf, -1, copy.deepcopy(model.state_dict()))
-    epoch_times = []
-    for epoch in range(config.epochs):
+    epoch_times: list[float] = []
+    fingerprint = _fingerprint(config, frames, model)
+    first, stopped = 0, False
+    if resume:
+        saved = _read_state(config, fingerprint)
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["scheduler"])
+        best = (saved["best_loss"], saved["best_epoch"], saved["best_model"])
+        history, epoch_times = list(saved["history"]), list(saved["epoch_times"])
+        first = saved["epoch"]
+        stopped = first - best[1] >= config.patience
+    for epoch in range(first, config.epochs):
+        if stopped:
+            break
         t0 = time.perf_counter()
         order = torch.randperm(
             len(train_b), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
@@ -360,6 +405,22 @@ def train(
             best = (val_loss, epoch + 1, copy.deepcopy(model.state_dict()))
             if config.checkpoint is not None:
                 save_potential(_cpu64(model), config.checkpoint, metadata={"epoch": epoch + 1})
+        if config.state is not None:
+            _write_state(
+                config.state,
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "scheduler": schedule.state_dict(),
+                    "best_loss": best[0],
+                    "best_epoch": best[1],
+                    "best_model": best[2],
+                    "history": history,
+                    "epoch_times": epoch_times,
+                    "fingerprint": fingerprint,
+                },
+            )
         if progress is not None:
             progress(row)
         if epoch + 1 - best[1] >= config.patience:
@@ -372,6 +433,7 @@ def train(
             "members": model.n_members,
             "epochs": len(history),
             "best_epoch": best[1],
+            "resumed_from_epoch": first if resume else None,
             "wall_time_s": time.perf_counter() - start,
             "time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else 0.0,
             "config": {
@@ -380,6 +442,70 @@ def train(
         }
     )
     return TrainingResult(potential=_cpu64(model), metrics=metrics, history=history)
+
+
+def _fingerprint(config: TrainingConfig, frames: Sequence[Atoms], model) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote the state: the settings (less
+    :data:`_RESUMABLE_CHANGES`), the model's shapes and a digest of the frames' labels."""
+    digest = hashlib.sha256()
+    for atoms in frames:
+        digest.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+        digest.update(np.asarray(atoms.positions, dtype=np.float64).tobytes())
+        digest.update(np.asarray(atoms.cell[:], dtype=np.float64).tobytes())
+        digest.update(np.float64(atoms.info.get("energy", np.nan)).tobytes())
+        forces = atoms.arrays.get("forces")
+        if forces is not None:
+            digest.update(np.asarray(forces, dtype=np.float64).tobytes())
+    settings = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in asdict(config).items()
+        if k not in _RESUMABLE_CHANGES
+    }
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return {"settings": settings, "model": shapes, "frames": [len(frames), digest.hexdigest()]}
+
+
+def _write_state(path: str | Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"format": _STATE_FORMAT, "version": _STATE_VERSION, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def _read_state(config: TrainingConfig, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The state in ``config.state``, checked against this run's ``fingerprint``."""
+    if config.state is None:
+        raise TrainingStateError("resume needs TrainingConfig.state (where the state was saved)")
+    path = Path(config.state)
+    if not path.is_file():
+        raise TrainingStateError(f"{path}: no training state to resume from")
+    try:
+        saved = torch.load(path, map_location=config.device, weights_only=False)
+    except Exception as err:  # torn or foreign file
+        raise TrainingStateError(f"{path}: not a training state ({type(err).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != _STATE_FORMAT:
+        raise TrainingStateError(f"{path}: not a training state written by atomistic.train")
+    theirs = saved["fingerprint"]
+    if theirs["model"] != fingerprint["model"]:
+        raise TrainingStateError(f"{path}: written for another model (layer shapes differ)")
+    if theirs["frames"] != fingerprint["frames"]:
+        raise TrainingStateError(
+            f"{path}: written for other frames ({theirs['frames'][0]} frames then, "
+            f"{fingerprint['frames'][0]} now, or other labels)"
+        )
+    changed = sorted(
+        k
+        for k in set(theirs["settings"]) | set(fingerprint["settings"])
+        if theirs["settings"].get(k) != fingerprint["settings"].get(k)
+    )
+    if changed:
+        raise TrainingStateError(
+            f"{path}: written with other settings: {', '.join(changed)} differ "
+            f"(only {', '.join(_RESUMABLE_CHANGES)} may change on resuming)"
+        )
+    return saved
 
 
 def _cpu64(model: NetworkPotential) -> NetworkPotential:
@@ -418,6 +544,7 @@ def fine_tune(
     replay: float | None = 1.0,
     config: TrainingConfig | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
+    resume: bool = False,
 ) -> TrainingResult:
     """Warm-start training on new labels mixed with a replay of old ones, then recalibrate.
 
@@ -431,6 +558,7 @@ def fine_tune(
         replay: old frames drawn (without replacement, seeded) per new frame; None: all.
         config: settings; a lower ``learning_rate`` than for training from scratch suits.
         progress: as in :func:`train`.
+        resume: as in :func:`train`.
     """
     config = config or TrainingConfig()
     old = list(old_frames)
@@ -444,4 +572,5 @@ def fine_tune(
         config=config,
         fit_normalisation=False,
         progress=progress,
+        resume=resume,
     )

@@ -147,6 +147,19 @@ class OutputSection:
     potential: str = option("potential.pt", doc="the trained potential")
     metrics: str = option("metrics.json", doc="metrics and per-epoch history (JSON)")
     checkpoint: str | None = option(None, doc="best weights while training, saved atomically")
+    state: str | None = option(
+        None,
+        doc="the whole training state after every epoch, for multiscale train --resume; "
+        "absent: the checkpoint's name with the suffix .state, when a checkpoint is set",
+    )
+
+    def state_name(self) -> str | None:
+        """Where the training state goes (``state``, else derived from ``checkpoint``)."""
+        if self.state is not None:
+            return self.state
+        if self.checkpoint is None:
+            return None
+        return str(Path(self.checkpoint).with_suffix(".state"))
 
 
 _SECTIONS = {

@@ -242,3 +242,109 @@ def test_multiscale_train_bad_key_is_one_line_exit_2(tmp_path, capsys):
     )
     assert main(["train", str(tmp_path / "train.toml")]) == 2
     assert "silu" in capsys.readouterr().err
+
+
+def test_resumed_training_equals_the_uninterrupted_run(frames, tmp_path):
+    from atomistic import TrainingStateError
+
+    # lr_patience 1: the learning rate drops within the run, so the schedule's state counts
+    base = {**FAST.__dict__, "lr_patience": 1, "epochs": 6}
+    full = train(
+        committee(), frames, config=TrainingConfig(**{**base, "state": str(tmp_path / "a")})
+    )
+    part = train(
+        committee(),
+        frames,
+        config=TrainingConfig(**{**base, "epochs": 3, "state": str(tmp_path / "b")}),
+    )
+    resumed = train(
+        committee(),
+        frames,
+        config=TrainingConfig(**{**base, "state": str(tmp_path / "b")}),
+        resume=True,
+    )
+    a, p, r = (x.potential.state_dict() for x in (full, part, resumed))
+    assert not all(torch.equal(a[k], p[k]) for k in a)  # three more epochs changed the weights
+    assert all(torch.equal(a[k], r[k]) for k in a)
+    assert resumed.history == full.history and len(resumed.history) == 6
+    assert len({row["learning_rate"] for row in full.history}) > 1
+    assert resumed.metrics["resumed_from_epoch"] == 3 and full.metrics["resumed_from_epoch"] is None
+    assert resumed.potential.calibration == full.potential.calibration
+    # what may not change, or is missing, is refused with the reason
+    other = TrainingConfig(**{**base, "seed": 1, "state": str(tmp_path / "b")})
+    with pytest.raises(TrainingStateError, match="seed"):
+        train(committee(), frames, config=other, resume=True)
+    with pytest.raises(TrainingStateError, match="other frames"):
+        train(
+            committee(),
+            frames[:-1],
+            config=TrainingConfig(**{**base, "state": str(tmp_path / "b")}),
+            resume=True,
+        )
+    with pytest.raises(TrainingStateError, match="another model"):
+        train(
+            committee(hidden=(6,)),
+            frames,
+            config=TrainingConfig(**{**base, "state": str(tmp_path / "b")}),
+            resume=True,
+        )
+    with pytest.raises(TrainingStateError, match="no training state"):
+        train(
+            committee(),
+            frames,
+            config=TrainingConfig(**{**base, "state": str(tmp_path / "c")}),
+            resume=True,
+        )
+
+
+def test_multiscale_train_resume(tmp_path, frames, capsys):
+    from atomistic.dataset import write_dataset
+    from multiscale.cli import main
+
+    write_dataset(tmp_path / "data.extxyz", frames)
+    text = """
+[data]
+files = ["data.extxyz"]
+split = [0.6, 0.2, 0.2]
+[model]
+cutoff = 4.0
+angular_cutoff = 3.0
+radial_shift = [2.0, 2.5, 3.0, 3.5]
+hidden = [8]
+[committee]
+members = 2
+[training]
+epochs = EPOCHS
+batch_size = 4
+lr_patience = 1
+device = "cpu"
+[output]
+potential = "NAME/cu.pt"
+metrics = "NAME/metrics.json"
+CHECKPOINT
+"""
+
+    def write(epochs, name, checkpoint=True):
+        line = f'checkpoint = "{name}/best.pt"' if checkpoint else ""
+        t = text.replace("EPOCHS", str(epochs)).replace("NAME", name).replace("CHECKPOINT", line)
+        (tmp_path / f"{name}.toml").write_text(t)
+        return str(tmp_path / f"{name}.toml")
+
+    assert main(["train", write(4, "full"), "--quiet"]) == 0
+    assert main(["train", write(2, "part"), "--quiet"]) == 0
+    assert (tmp_path / "part" / "best.state").is_file()
+    assert main(["train", write(4, "part"), "--quiet", "--resume"]) == 0
+    full = load_potential(tmp_path / "full" / "cu.pt").state_dict()
+    resumed = load_potential(tmp_path / "part" / "cu.pt").state_dict()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 2 and len(metrics["history"]) == 4
+    capsys.readouterr()
+    # no state to resume from: one line, exit 2, nothing written
+    assert main(["train", write(4, "none", checkpoint=False), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none.toml" in err and "[output] checkpoint" in err
+    assert main(["train", write(4, "lost"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no training state" in err
+    assert not (tmp_path / "lost").exists()

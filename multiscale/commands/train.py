@@ -3,7 +3,9 @@
 Reads the training file (schema in ``docs/train.md``), trains (or fine-tunes) with a
 progress line on stderr, and writes the potential (``.pt``, loadable with
 ``atomistic.load_potential`` and as ``[potential] kind = "mlip"``) and a metrics JSON, each
-atomically.
+atomically. With ``[output] checkpoint`` (or ``state``) set, the whole training state is
+saved after every epoch, and ``--resume`` continues a stopped run from it: the result equals
+the uninterrupted run's bit for bit on the CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="training file (TOML)")
     parser.add_argument(
         "--quiet", action="store_true", help="no progress line, only the final summary"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped run from its training state ([output] state, or the "
+        "checkpoint's name with the suffix .state); epochs and patience may be raised",
     )
 
 
@@ -87,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     from atomistic import MLIP, Committee, UnknownElementError, load_potential
     from atomistic.mlip import NetworkPotential
     from atomistic.serialization import save_potential
-    from atomistic.training import TrainingConfig, fine_tune, train
+    from atomistic.training import TrainingConfig, TrainingStateError, fine_tune, train
     from atomistic.training_data import FrameLabelError
 
     frames = _read_frames(config, "data.files", config.data.files)
@@ -99,7 +107,12 @@ def main(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise CaseError(f'{config.file}: training.device = "cuda" but no CUDA device is present')
-    checkpoint = config.output.checkpoint
+    checkpoint, state = config.output.checkpoint, config.output.state_name()
+    if args.resume and state is None:
+        raise CaseError(
+            f"{config.file}: --resume needs [output] state or [output] checkpoint "
+            "(where the stopped run saved its training state)"
+        )
     settings = TrainingConfig(
         epochs=t.epochs,
         batch_size=t.batch_size,
@@ -116,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
         device=device,
         dtype=t.dtype,
         checkpoint=None if checkpoint is None else str(config.path(checkpoint)),
+        state=None if state is None else str(config.path(state)),
     )
     line = _EpochLine(t.epochs, enabled=not args.quiet)
     try:
@@ -127,7 +141,15 @@ def main(args: argparse.Namespace) -> int:
                     "network potential (.pt saved by multiscale train)"
                 )
             old = _read_frames(config, "training.replay_files", t.replay_files)
-            result = fine_tune(base, frames, old, replay=t.replay, config=settings, progress=line)
+            result = fine_tune(
+                base,
+                frames,
+                old,
+                replay=t.replay,
+                config=settings,
+                progress=line,
+                resume=args.resume,
+            )
         else:
             elements = m.elements or tuple(
                 sorted({s for f in frames for s in f.get_chemical_symbols()})
@@ -146,9 +168,11 @@ def main(args: argparse.Namespace) -> int:
                 if members > 1
                 else MLIP(seed=seeds[0], **common)
             )
-            result = train(model, frames, config=settings, progress=line)
+            result = train(model, frames, config=settings, progress=line, resume=args.resume)
     except (FrameLabelError, UnknownElementError) as err:
         raise CaseError(f"{config.file}: data.files: {err}") from None
+    except TrainingStateError as err:
+        raise CaseError(f"{config.file}: --resume: {err}") from None
     finally:
         line.close()
     metrics = dict(result.metrics)

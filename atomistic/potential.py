@@ -25,7 +25,13 @@ import torch
 
 from atomistic.neighbours import Graph
 
-__all__ = ["Potential", "UnknownElementError", "evaluate", "species_indices"]
+__all__ = [
+    "Potential",
+    "UnknownElementError",
+    "evaluate",
+    "interaction_range",
+    "species_indices",
+]
 
 
 class UnknownElementError(ValueError):
@@ -68,6 +74,15 @@ def species_indices(symbols, elements, *, source: str = "potential") -> torch.Te
             f"{source}: element(s) {', '.join(missing)} not described; it has {', '.join(elements)}"
         )
     return torch.tensor([lookup[s] for s in symbols], dtype=torch.int64)
+
+
+def interaction_range(potential) -> float:
+    """How far in Å an atom's site energy reaches: ``receptive_field``, else ``cutoff``.
+
+    Neighbour lists use ``cutoff``; geometry that must give atoms a full environment (the
+    pad of a coupled problem, shells of held atoms) uses this range.
+    """
+    return float(getattr(potential, "receptive_field", potential.cutoff))
 
 
 def _sym(m: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,10 @@ key                 value
 ==================  ===============================================================
 
 :func:`load_potential` also reads LAMMPS files by suffix: ``.eam.alloy`` / ``.eam.fs`` /
-``.eam`` (:class:`~atomistic.eam.EAM`) and ``.sw`` (:class:`~atomistic.sw.StillingerWeber`).
+``.eam`` (:class:`~atomistic.eam.EAM`) and ``.sw`` (:class:`~atomistic.sw.StillingerWeber`),
+and, when the optional mace-torch is installed, MACE models ``.model``
+(:class:`~atomistic.mace.MACEPotential`; a pickle, read with ``weights_only=False``, while
+``.pt`` files are always read with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -119,10 +122,12 @@ def load_potential(path: str | Path) -> torch.nn.Module:
     ``.pt``: a saved :class:`MLIP` or :class:`Committee` (float64, on the CPU; its
     ``metadata`` dict is restored as an attribute). ``.eam.alloy``, ``.eam.fs``, ``.eam``:
     :class:`~atomistic.eam.EAM`. ``.sw``: :class:`~atomistic.sw.StillingerWeber`.
+    ``.model``: a MACE model, :class:`~atomistic.mace.MACEPotential` (needs mace-torch).
 
     Raises:
         FileNotFoundError: no such file.
         PotentialFileError: unknown suffix, or not a potential file of a known version.
+        ModuleNotFoundError: a ``.model`` file without mace-torch installed.
     """
     path = Path(path)
     name = path.name
@@ -134,9 +139,14 @@ def load_potential(path: str | Path) -> torch.nn.Module:
         from atomistic.sw import StillingerWeber
 
         return StillingerWeber.from_file(path)
+    if name.endswith(".model"):
+        from atomistic.mace import MACEPotential
+
+        return MACEPotential.from_file(path)
     if not name.endswith(POTENTIAL_SUFFIX):
         raise PotentialFileError(
-            f"{path}: suffix unknown; allowed: {POTENTIAL_SUFFIX}, .eam.alloy, .eam.fs, .eam, .sw"
+            f"{path}: suffix unknown; allowed: {POTENTIAL_SUFFIX}, .eam.alloy, .eam.fs, .eam, .sw, "
+            ".model (MACE)"
         )
     if not path.is_file():
         raise FileNotFoundError(f"potential file not found: {path}")

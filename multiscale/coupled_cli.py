@@ -47,10 +47,11 @@ def describe_coupled(case: Case, setup: Any, *, output: str | Path | None = None
         if o == ORIGIN_DEFAULT and _value(case, k) is not None  # skip keys of other choices
     ]
     rows = "default" if s.orientation is None else s.orientation.tolist()
+    reach = "" if s.cutoff == s.potential.cutoff else f", range r_cut {s.cutoff:.4g} Å"
     return [
         f"case       {case.file} (coupled, {s.dimension})",
         f"lattice    {s.structure} {s.element}, a {s.a:.6f} Å, orientation {rows}{slab}",
-        f"potential  {s.potential_file} (cutoff {s.cutoff:.4g} Å)",
+        f"potential  {s.potential_file} (cutoff {s.potential.cutoff:.4g} Å{reach})",
         f"geometry   outer {s.outer} {size}; core R {s.core_radius:g} Å, handshake "
         f"{s.handshake_width:.4g} Å, pad {s.pad_width:.4g} Å (atoms to {s.atom_radius:.4g} Å)",
         f"mesh       h_min {s.h_min:.4g} Å, h_max {s.h_max:.4g} Å, growth {s.growth:g}",

@@ -49,11 +49,11 @@ key                                 allowed                          default
 ``output.directory``                relative to the case folder      ``"output"``
 ==================================  ===============================  ==========================
 
-``r_cut`` is the potential's cutoff, ``r_nn`` the nearest-neighbour distance of the lattice
-and ``μ_V`` the Voigt average shear modulus of the Cauchy–Born elastic constants. Checks that
-need the potential (the void at least ``2·r_cut`` inside the core, the atoms inside the outer
-domain) are made by :func:`multiscale.coupled_setup.resolve_setup`, also by
-``multiscale check``.
+``r_cut`` is the potential's range (its cutoff; for MACE ``layers × cutoff``), ``r_nn`` the
+nearest-neighbour distance of the lattice and ``μ_V`` the Voigt average shear modulus of the
+Cauchy–Born elastic constants. Checks that need the potential (the void at least ``2·r_cut``
+inside the core, the atoms inside the outer domain) are made by
+:func:`multiscale.coupled_setup.resolve_setup`, also by ``multiscale check``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ orthogonal and right-handed; ``pad_width ≥ r_cut``; ``h_min ≤ h_max``; a voi
 whose forces the void changes see no blending and the ghost-force correction leaves their
 forces alone; the atoms (``core + handshake + pad``) fit inside the outer domain with an
 element of room (``h_min``).
+
+``r_cut`` is the potential's range, :func:`atomistic.potential.interaction_range`: its cutoff,
+or for a message-passing potential (MACE) its receptive field ``layers × cutoff``, since a
+site energy there depends on atoms that far away. Neighbour lists keep the cutoff.
 """
 
 from __future__ import annotations
@@ -110,7 +114,8 @@ class CoupledSetup:
         a: lattice constant in Å.
         orientation: ``(3, 3)`` Miller rows, or None (hcp).
         period: slab thickness along ``z`` in Å (2.5d: the lattice period; 3d: None).
-        cutoff: potential cutoff ``r_cut`` in Å.
+        cutoff: the potential's range ``r_cut`` in Å: its cutoff, or for a message-passing
+            potential its receptive field (:func:`atomistic.potential.interaction_range`).
         r_nn: nearest-neighbour distance in Å.
         outer: ``"box"``, ``"ball"``, ``"rectangle"`` or ``"disk"``.
         half_size: ``(3,)`` half edge lengths of a box or rectangle (``z``: inf in 2.5d).
@@ -378,6 +383,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     """
     from atomistic.calculator import Calculator
     from atomistic.cauchy_born import EV_PER_A3_TO_GPA, CauchyBorn
+    from atomistic.potential import interaction_range
     from multiscale.equilibrium import NEAREST_NEIGHBOUR_FACTOR
     from multiscale.potentials import load_potential
     from multiscale.vacancy import torch_device
@@ -395,7 +401,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     notes.update(more)
     cell, rows = _unit_cell(case, a)
     law = CauchyBorn(potential, cell, device=device)
-    rc = float(potential.cutoff)
+    rc = interaction_range(potential)  # message passing: layers x cutoff
     r_nn = float(NEAREST_NEIGHBOUR_FACTOR[lattice.structure] * a)
 
     width = _auto(geo.handshake_width, 2 * rc, "geometry.handshake_width", "2 r_cut", notes)
@@ -408,7 +414,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     if pad < rc:
         raise CaseError(
             f"{case.where('geometry.pad_width')}: geometry.pad_width = {pad:g} Å is less than "
-            f"the potential cutoff r_cut = {rc:.4f} Å; blended atoms would miss neighbours"
+            f"the potential's range r_cut = {rc:.4f} Å; blended atoms would miss neighbours"
         )
     if h_min > h_max:
         raise CaseError(

@@ -22,6 +22,7 @@ POTENTIAL_KINDS = {
     "eam": "atomistic.eam:EAM",
     "sw": "atomistic.sw:StillingerWeber",
     "mlip": "atomistic.serialization:SavedPotential",
+    "mace": "atomistic.mace:MACEPotential",
 }
 
 
@@ -74,6 +75,11 @@ def load_potential(case: Case) -> tuple[Any, Path]:
     cls = getattr(importlib.import_module(module_name), class_name)
     try:
         potential = cls.from_file(path)
+    except ImportError as err:  # an optional dependency (mace-torch) is missing
+        raise CaseError(
+            f"{case.where('potential.kind')}: potential.kind = {toml_value(section.kind)} "
+            f"cannot be used: {err}"
+        ) from err
     except (ValueError, OSError) as err:
         raise CaseError(
             f"{case.where('potential.file')}: potential.file = {toml_value(section.file)} "

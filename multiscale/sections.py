@@ -76,10 +76,11 @@ class KindSection:
 class PotentialSection:
     """``[potential]``: the interatomic potential."""
 
-    kind: Literal["eam", "sw", "mlip"] = option(
+    kind: Literal["eam", "sw", "mlip", "mace"] = option(
         "eam",
         doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file; "
-        "mlip: network potential or committee saved by multiscale train (.pt)",
+        "mlip: network potential or committee saved by multiscale train (.pt); "
+        "mace: MACE model file (torch.save of the module, needs pip install multiscale[mace])",
     )
     file: str = option(doc="potential file; case folder first, then the lammps potentials")
 

@@ -14,6 +14,7 @@ dataset RMSE           :class:`~atomistic.calculator.Calculator`       the oracl
 ``C11, C12, C44``      :meth:`CauchyBorn.elastic_constants` at ``a_0``  central differences of σ
 ``E_f`` vacancy        :func:`~atomistic.relax.relax` (L-BFGS)         LAMMPS ``minimize``, else
                                                                        :func:`~atomistic.relax.relax`
+``γ``, ``f`` surfaces  same, on (100), (110), (111) slabs              same
 =====================  ==============================================  ========================
 
 Dataset figures, over the frames of :func:`atomistic.dataset.read_dataset`:
@@ -35,6 +36,13 @@ dataset targets judge the potential's errors against the labels.
 ``E_f = E(N−1) − (N−1)/N · E(N)`` in a periodic cubic supercell at each side's own ``a_0``,
 positions relaxed at fixed cell to ``fmax``. The thresholds of :class:`Thresholds` turn the
 figures into the booleans of ``targets``.
+
+Surfaces (:func:`surface_figures`; reported, no target): a slab of whole oriented cells at
+each side's own ``a_0``, periodic in plane, with vacuum along the normal wider than twice
+the cutoff, relaxed at fixed cell like the vacancy. The surface energy is
+``γ = (E_slab − N e_bulk) / 2A`` with ``e_bulk`` the energy per atom of the same oriented
+cells without vacuum, and the surface stress ``f_αα = V σ_αα / 2A`` (in-plane ``α``; the bulk
+stress vanishes at ``a_0``; positive: tensile), both in J/m².
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from ase.data import atomic_numbers, reference_states
 
 from atomistic.calculator import Calculator
 from atomistic.cauchy_born import CauchyBorn
+from atomistic.configurations import LatticeSpec, surface_orientation
 from atomistic.dataset import read_dataset
 from atomistic.defects import vacancy
 from atomistic.lattice import crystal, unit_cell
@@ -69,11 +78,16 @@ __all__ = [
     "lattice_constant",
     "oracle_elastic_constants",
     "oracle_name",
+    "surface_figures",
     "validate",
     "vacancy_formation_energy",
 ]
 
 CUBIC_STRUCTURES = ("fcc", "bcc", "diamond")
+#: The low-index surfaces of the report.
+SURFACES = ((1, 0, 0), (1, 1, 0), (1, 1, 1))
+#: eV/Å² → J/m².
+J_PER_M2 = units._e * 1e20
 _VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
 
 
@@ -337,23 +351,94 @@ def vacancy_formation_energy(
     bulk.calc = calculator
     n = len(bulk)
     e_bulk = float(bulk.get_potential_energy())
-    defect = vacancy(bulk)
-    steps, worst, energy = 0, np.inf, np.nan
-    if isinstance(calculator, LammpsCalculator):
-        defect = calculator.minimize(defect, etol=0.0, ftol=0.1 * fmax)
-        steps = int(defect.info["lammps_minimize"]["iterations"])
-        energy = float(defect.calc.results["energy"])
-        worst = float(defect.info["lammps_minimize"]["fmax"])
-    if worst > fmax:  # not LAMMPS, or LAMMPS stopped early
-        defect.calc = calculator
-        result = relax(defect, fmax=fmax, max_steps=max_steps)
-        energy, worst, steps = result.energy, result.max_force, steps + result.steps
+    _, energy, worst, steps = _relax_fixed_cell(
+        vacancy(bulk), calculator, fmax=fmax, max_steps=max_steps
+    )
     return {
         "formation_energy_eV": energy - (n - 1) / n * e_bulk,
         "n_sites": n,
         "a_A": float(a),
         "e_bulk_eV": e_bulk,
         "e_vacancy_eV": energy,
+        "max_force_eV_per_A": float(worst),
+        "steps": int(steps),
+        "converged": bool(worst <= fmax),
+    }
+
+
+def _relax_fixed_cell(atoms: Atoms, calculator, *, fmax: float, max_steps: int):
+    """Positions relaxed at fixed cell: ``(atoms, energy, max force, steps)``.
+
+    LAMMPS ``minimize`` (cg) for a :class:`LammpsCalculator`, finished by L-BFGS should it
+    stop above ``fmax``; :func:`atomistic.relax.relax` (L-BFGS) otherwise.
+    """
+    steps, worst, energy = 0, np.inf, np.nan
+    if isinstance(calculator, LammpsCalculator):
+        atoms = calculator.minimize(atoms, etol=0.0, ftol=0.1 * fmax)
+        steps = int(atoms.info["lammps_minimize"]["iterations"])
+        energy = float(atoms.calc.results["energy"])
+        worst = float(atoms.info["lammps_minimize"]["fmax"])
+    if worst > fmax:  # not LAMMPS, or LAMMPS stopped early
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        result = relax(atoms, fmax=fmax, max_steps=max_steps)
+        atoms = result.atoms
+        energy, worst, steps = result.energy, result.max_force, steps + result.steps
+    return atoms, energy, worst, steps
+
+
+def surface_figures(
+    calculator,
+    *,
+    structure: str,
+    element: str,
+    a: float,
+    miller,
+    cutoff: float,
+    fmax: float = 1e-4,
+    max_steps: int = 10000,
+) -> dict[str, Any]:
+    """Relaxed surface energy and surface stress of the ``miller`` plane, any ASE calculator.
+
+    The slab (module docstring) has whole oriented cells at least ``max(15 Å, 3 cutoff)``
+    thick and ``2 cutoff + 1 Å`` wide, and ``max(12 Å, 2 cutoff + 2 Å)`` of vacuum.
+
+    Returns:
+        ``energy_J_per_m2`` (γ), ``stress_J_per_m2`` (the mean of the two in-plane
+        ``f_αα``), ``stress_xx_yy_J_per_m2``, ``n_atoms``, ``area_A2``, ``a_A``,
+        ``max_force_eV_per_A``, ``steps``, ``converged``.
+    """
+    rows = surface_orientation(miller)
+    lattice = LatticeSpec(structure=structure, element=element, a=float(a))
+    period = lattice.build(1, orientation=rows).cell.lengths()
+    width, thickness = 2.0 * cutoff + 1.0, max(15.0, 3.0 * cutoff)
+    reps = np.maximum(1, np.ceil(np.array([width, width, thickness]) / period)).astype(int)
+    bulk = lattice.build(tuple(int(r) for r in reps), orientation=rows)
+    bulk.calc = calculator
+    n = len(bulk)
+    e_bulk = float(bulk.get_potential_energy()) / n
+    slab = bulk.copy()
+    slab.calc = None
+    vacuum = max(12.0, 2.0 * cutoff + 2.0)
+    cell = slab.cell.array.copy()
+    cell[2, 2] += vacuum
+    slab.set_cell(cell, scale_atoms=False)
+    slab.positions = slab.positions + np.array([0.0, 0.0, 0.5 * vacuum])
+    relaxed, energy, worst, steps = _relax_fixed_cell(
+        slab, calculator, fmax=fmax, max_steps=max_steps
+    )
+    relaxed = relaxed.copy()
+    relaxed.calc = calculator
+    area = float(np.linalg.norm(np.cross(cell[0], cell[1])))
+    virial = relaxed.get_stress(voigt=False) * relaxed.get_volume()  # V σ, eV
+    f = np.array([virial[0, 0], virial[1, 1]]) / (2.0 * area) * J_PER_M2
+    return {
+        "energy_J_per_m2": (energy - n * e_bulk) / (2.0 * area) * J_PER_M2,
+        "stress_J_per_m2": float(f.mean()),
+        "stress_xx_yy_J_per_m2": f.tolist(),
+        "n_atoms": n,
+        "area_A2": area,
+        "a_A": float(a),
         "max_force_eV_per_A": float(worst),
         "steps": int(steps),
         "converged": bool(worst <= fmax),
@@ -409,6 +494,7 @@ def validate(
     oracle_on_dataset: bool = True,
     thresholds: Thresholds = Thresholds(),
     device: str = "cpu",
+    surfaces: bool = True,
 ) -> dict[str, Any]:
     """All figures of the module docstring for ``potential`` and ``oracle``, JSON-able.
 
@@ -426,11 +512,15 @@ def validate(
             labels: zero when it labelled them).
         thresholds: what ``targets`` compares against.
         device: torch device of the potential.
+        surfaces: also the (100), (110), (111) surface energies and stresses (reported,
+            no target; both sides use the potential's cutoff to size the slabs).
 
     Returns:
         ``potential``, ``oracle``, ``lattice``, ``settings``, ``dataset`` (or None),
         ``lattice_constant``, ``elastic_constants`` (C11, C12, C44 and the 6×6 matrices),
-        ``vacancy_formation``, ``targets`` (booleans; None where a figure is missing),
+        ``vacancy_formation``, ``surfaces`` (with ``surfaces``: per plane ``"100"``,
+        ``"110"``, ``"111"``, ``energy`` and ``stress`` in J/m² and their ``details``),
+        ``targets`` (booleans; None where a figure is missing),
         ``thresholds`` and ``wall_time_s``. Paired figures are :func:`compare` dicts.
     """
     element = element or potential.elements[0]
@@ -498,6 +588,23 @@ def validate(
         **compare(v_pot["formation_energy_eV"], v_orc["formation_energy_eV"]),
         "details": {"potential": v_pot, "oracle": v_orc},
     }
+    if surfaces:
+        report["surfaces"] = {"unit": "J/m²"}
+        for miller in SURFACES:
+            kw = {"structure": structure, "element": element, "miller": miller, "fmax": fmax}
+            name = "".join(str(k) for k in miller)
+            cut = float(potential.cutoff)
+            s_pot, times[f"surface_{name}_potential_s"] = _timed(
+                surface_figures, calc, a=a_pot, cutoff=cut, **kw
+            )
+            s_orc, times[f"surface_{name}_oracle_s"] = _timed(
+                surface_figures, oracle, a=a_orc, cutoff=cut, **kw
+            )
+            report["surfaces"][name] = {
+                "energy": compare(s_pot["energy_J_per_m2"], s_orc["energy_J_per_m2"]),
+                "stress": compare(s_pot["stress_J_per_m2"], s_orc["stress_J_per_m2"]),
+                "details": {"potential": s_pot, "oracle": s_orc},
+            }
     report["targets"] = _targets(report, thresholds)
     report["thresholds"] = asdict(thresholds)
     times["total_s"] = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Accuracy of a potential against an oracle: dataset errors, a_0, C_ij, vacancy E_f (JSON).
+"""Accuracy of a potential against an oracle: dataset errors, a_0, C_ij, vacancy E_f, and the
+(100)/(110)/(111) surface energies and stresses (JSON).
 
     python bench/mlip_accuracy.py POTENTIAL --oracle lammps:Cu_mishin1.eam.alloy \\
         --dataset cases/potentials/output/cu-dataset.extxyz [--out report.json]
@@ -55,6 +56,7 @@ def main(argv=None) -> None:
     p.add_argument("--vacancy-size", type=int, default=4, help="cubic cells per edge (4)")
     p.add_argument("--fmax", type=float, default=1e-4, help="vacancy relaxation, eV/Å")
     p.add_argument("--no-oracle-on-dataset", action="store_true", help="skip the oracle's RMSE")
+    p.add_argument("--no-surfaces", action="store_true", help="skip the surface figures")
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args(argv)
     report = validate(
@@ -67,6 +69,7 @@ def main(argv=None) -> None:
         vacancy_size=args.vacancy_size,
         fmax=args.fmax,
         oracle_on_dataset=not args.no_oracle_on_dataset,
+        surfaces=not args.no_surfaces,
     )
     text = json.dumps(report, indent=1, ensure_ascii=False)
     if args.out:

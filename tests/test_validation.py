@@ -110,6 +110,28 @@ def test_eam_matches_lammps_on_crystal_figures(eam, eam_vs_lammps):
     assert 1.27 < vac["potential"] < 1.28
 
 
+def test_eam_matches_lammps_and_the_published_surface_energies(eam_vs_lammps):
+    """Relaxed (100), (110), (111) surfaces: the torch EAM against LAMMPS, and the surface
+    energies against those Mishin et al. published for this potential (Phys. Rev. B 63,
+    224106 (2001), 1345 / 1475 / 1239 mJ/m²)."""
+    surfaces = eam_vs_lammps["surfaces"]
+    assert surfaces["unit"] == "J/m²"
+    published = {"100": 1.345, "110": 1.475, "111": 1.239}
+    for name, gamma in published.items():
+        s = surfaces[name]
+        assert s["details"]["potential"]["converged"] and s["details"]["oracle"]["converged"]
+        assert abs(s["energy"]["difference"]) < 1e-5
+        assert s["energy"]["oracle"] == pytest.approx(gamma, abs=1e-3)
+        # the stress is first order in the positions, relaxed to 1e-4 eV/Å on each side
+        assert abs(s["stress"]["difference"]) < 1e-3
+        assert 0.5 < s["stress"]["oracle"] < 2.0  # tensile, as for every Cu surface
+    # (110) is anisotropic in plane, (100) and (111) are not
+    f = surfaces["110"]["details"]["oracle"]["stress_xx_yy_J_per_m2"]
+    assert abs(f[0] - f[1]) > 0.1
+    f = surfaces["111"]["details"]["oracle"]["stress_xx_yy_J_per_m2"]
+    assert abs(f[0] - f[1]) < 1e-9
+
+
 def test_emt_differs_and_fails_targets(eam_vs_emt):
     ds = eam_vs_emt["dataset"]
     assert ds["force_rmse_eV_per_A"]["oracle"] < 1e-8  # EMT labelled the set itself
@@ -118,6 +140,7 @@ def test_emt_differs_and_fails_targets(eam_vs_emt):
     assert abs(eam_vs_emt["lattice_constant"]["relative_difference"]) > 3e-3
     assert abs(eam_vs_emt["elastic_constants"]["C44"]["relative_difference"]) > 0.1
     assert abs(eam_vs_emt["vacancy_formation"]["difference"]) > 0.01
+    assert abs(eam_vs_emt["surfaces"]["111"]["energy"]["difference"]) > 0.01
     targets = eam_vs_emt["targets"]
     assert targets["energy_rmse"] is False
     assert targets["lattice_constant"] is False

@@ -12,7 +12,8 @@ generator           what                                                        
 strained_bulk       ``F = I + ε``, ε symmetric, ``‖ε‖₂ ≤ max_strain``            all True
 vacancy_cell        ``vacancies`` random sites removed                          all True
 interstitial_cell   atoms added at octahedral/tetrahedral sites                 all True
-surface_slab        ``(hkl)`` slab, periodic in-plane, vacuum along ``z ∥ n``    all True
+surface_slab        ``(hkl)`` slab, periodic in-plane, vacuum along ``z ∥ n``,   all True
+                    optionally strained in plane
 sheared_cell        ``F = I + γ d ⊗ n`` on a plane ``n`` along ``d ⊥ n``        all True
 void_cell           atoms within ``radius`` of a random point removed, strained  all True
 defect_cluster      sphere ``r_core + r_buffer`` cut from a periodic parent     ``r ≤ r_core``
@@ -215,6 +216,8 @@ def surface_slab(
     vacuum: float,
     rattle: float,
     rng: np.random.Generator,
+    max_strain: float = 0.0,
+    periodic: bool = False,
 ) -> Atoms:
     """A ``(hkl)`` slab: periodic along ``x`` and ``y``, open along ``z`` (the normal).
 
@@ -227,19 +230,33 @@ def surface_slab(
             only matters to viewers and to the stress volume).
         rattle: Gaussian displacement σ, Å.
         rng: random generator.
+        max_strain: with ``> 0``, a random in-plane strain first: the ``xx``, ``yy``, ``xy``
+            block of :func:`random_strain` (spectral norm ``≤ max_strain``), recorded in
+            ``info['strain']``; 0 draws nothing, so the random stream is that of older sets.
+        periodic: ``pbc`` all True (the vacuum must then exceed the potential's cutoff): the
+            slab is the same, and a labeller gives it a stress, whose in-plane part is the
+            surface stress (``V σ_αα / 2A``) that training can then fit.
     """
     rows = surface_orientation(miller)
     period = lattice.build(1, orientation=rows).cell.lengths()
     reps = np.maximum(1, np.ceil(np.array([width, width, thickness]) / period)).astype(int)
     atoms = lattice.build(tuple(int(r) for r in reps), orientation=rows)
+    eps = None
+    if max_strain > 0:
+        eps = random_strain(max_strain, rng)
+        eps[2, :] = 0.0
+        eps[:, 2] = 0.0
+        _deform(atoms, np.eye(3) + eps)
     cell = atoms.cell.array.copy()
     cell[2, 2] += vacuum
     atoms.set_cell(cell, scale_atoms=False)
     atoms.positions = atoms.positions + np.array([0.0, 0.0, 0.5 * vacuum])
-    atoms.pbc = (True, True, False)
+    atoms.pbc = True if periodic else (True, True, False)
     _rattle(atoms, rattle, rng)
     out = _clean(atoms, "surface")
     out.info["miller"] = np.asarray(miller, dtype=int)
+    if eps is not None:
+        out.info["strain"] = eps
     return out
 
 

@@ -132,6 +132,8 @@ def generate(config: DatasetConfig, calculator) -> list[Atoms]:
                     vacuum=section.vacuum,
                     rattle=section.rattle,
                     rng=rng,
+                    max_strain=section.max_strain,
+                    periodic=section.periodic,
                 )
             elif kind == "shear":
                 atoms = sheared_cell(

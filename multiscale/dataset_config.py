@@ -133,6 +133,12 @@ class SurfaceSection:
     vacuum: float = option(
         10.0, doc="vacuum added to the cell along the normal", unit="Å", check=_non_negative
     )
+    max_strain: float = option(
+        0.0, doc="largest in-plane strain (spectral norm); 0: none", check=_strain
+    )
+    periodic: bool = option(
+        False, doc="pbc all True (vacuum > cutoff): the slab gets a stress label"
+    )
     rattle: float = option(0.05, doc="Gaussian displacement σ", unit="Å", check=_non_negative)
 
 

@@ -125,6 +125,31 @@ def test_surface_slab_has_vacuum_along_the_normal_and_the_plane_spacing(miller, 
     assert np.all(counts == counts[0])  # whole planes
 
 
+def test_strained_periodic_slab_is_the_slab_strained_in_plane_and_gets_a_stress(oracle):
+    kw = {"miller": (1, 1, 0), "thickness": 10.0, "width": 7.0, "vacuum": 12.0, "rattle": 0.0}
+    plain = surface_slab(CU, rng=np.random.default_rng(3), **kw)
+    # without max_strain nothing is drawn: the next draw is the same as before the option
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    surface_slab(CU, rng=a, **{**kw, "rattle": 0.05})
+    surface_slab(CU, rng=b, **{**kw, "rattle": 0.05}, max_strain=0.0, periodic=True)
+    assert a.uniform() == b.uniform()
+    strained = surface_slab(CU, rng=np.random.default_rng(3), max_strain=0.03, periodic=True, **kw)
+    eps = strained.info["strain"]
+    assert np.allclose(eps, eps.T) and np.linalg.norm(eps, 2) <= 0.03 + 1e-12
+    assert np.all(eps[2] == 0) and np.all(eps[:, 2] == 0) and np.abs(eps).max() > 0
+    assert strained.pbc.tolist() == [True, True, True]
+    f = np.eye(3) + eps
+    np.testing.assert_allclose(strained.cell[:2], plain.cell[:2] @ f.T, atol=1e-12)
+    assert strained.cell[2, 2] == pytest.approx(plain.cell[2, 2])
+    shift = np.array([0.0, 0.0, 6.0])  # half the vacuum, added after the strain
+    np.testing.assert_allclose(
+        strained.positions, (plain.positions - shift) @ f.T + shift, atol=1e-12
+    )
+    # the periodic slab gets a stress label, the open one none
+    labelled = label_all([plain, strained], oracle, oracle="lammps")
+    assert "stress" not in labelled[0].info and labelled[1].info["stress"].shape == (6,)
+
+
 def test_sheared_cell_is_simple_shear_on_the_recorded_system(rng):
     host = CU.build(2)
     planes = set()

@@ -107,7 +107,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import math
 import os
 import sys
@@ -743,12 +742,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "wall_time_s": time.perf_counter() - start,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out is not None:
-        from multiscale.outputs import write_text
+    from multiscale.outputs import print_json
 
-        write_text(args.out, text + "\n")
+    print_json(result, args.out)
     return 0
 
 

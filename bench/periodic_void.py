@@ -26,7 +26,6 @@ fixed cell with ASE's L-BFGS to ``fmax``. Printed as JSON:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,7 +41,7 @@ from mlip_accuracy import oracle  # noqa: E402
 
 from atomistic import Calculator, crystal, load_potential  # noqa: E402
 from atomistic.validation import lattice_constant  # noqa: E402
-from multiscale.outputs import write_text  # noqa: E402
+from multiscale.outputs import print_json  # noqa: E402
 
 SHELLS = (0.0, 2.0, 4.0, 6.0, 10.0, np.inf)  # Å beyond the void radius
 
@@ -162,10 +161,7 @@ def main(argv=None) -> int:
             "bulk": float(np.sqrt((spread[far] ** 2).mean()) * 1e3),
         }
     out["wall_time_s"] = time.perf_counter() - start
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.json:
-        write_text(Path(args.json), text + "\n")
+    print_json(out, args.json)
     return 0
 
 

@@ -11,13 +11,11 @@ torch on CUDA when a GPU is present. ``ratio_vs_lammps`` > 1 means faster than L
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # LAMMPS single core
 
@@ -28,7 +26,7 @@ from ase.io import write  # noqa: E402
 
 from atomistic import EAM, NeighbourList, build_graph, crystal, evaluate  # noqa: E402
 from atomistic.oracles import resolve_potential_file  # noqa: E402
-from multiscale.outputs import write_text  # noqa: E402
+from multiscale.outputs import print_json  # noqa: E402
 
 POTENTIAL = "Cu_mishin1.eam.alloy"
 
@@ -152,10 +150,7 @@ def main(argv=None) -> int:
         "python": sys.version.split()[0],
     }
     result = {"benchmark": "eam_cu_energy_forces", "meta": meta, "rows": rows}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        write_text(Path(args.json), text + "\n")
+    print_json(result, args.json)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -57,6 +58,16 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented JSON atomically."""
     write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+
+
+def print_json(data: Mapping[str, Any], path: str | Path | None = None) -> None:
+    """Print ``data`` as indented JSON on stdout and, with ``path``, also write it there
+    atomically (what the benchmarks do with their result)."""
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if path is not None:
+        write_text(Path(path), text)
 
 
 def write_extxyz(path: Path, atoms: Any, *, results: Mapping[str, Any]) -> None:

@@ -49,6 +49,23 @@ def frames():
     return emt_frames(15)
 
 
+#: A training file's data, model and committee sections for ``frames`` written to
+#: ``data.extxyz``; the ``[training]`` keys follow.
+SMALL_COMMITTEE = """
+[data]
+files = ["data.extxyz"]
+split = [0.6, 0.2, 0.2]
+[model]
+cutoff = 4.0
+angular_cutoff = 3.0
+radial_shift = [2.0, 2.5, 3.0, 3.5]
+hidden = [8]
+[committee]
+members = 2
+[training]
+"""
+
+
 def committee(members=2, hidden=(8,)):
     return Committee(elements=("Cu",), descriptor=SPEC, hidden=hidden, n_members=members)
 
@@ -167,19 +184,8 @@ def test_multiscale_train_writes_potential_and_metrics(tmp_path, frames, capsys)
 
     write_dataset(tmp_path / "data.extxyz", frames)
     (tmp_path / "train.toml").write_text(
-        """
-[data]
-files = ["data.extxyz"]
-split = [0.6, 0.2, 0.2]
-[model]
-cutoff = 4.0
-angular_cutoff = 3.0
-radial_shift = [2.0, 2.5, 3.0, 3.5]
-hidden = [8]
-[committee]
-members = 2
-[training]
-epochs = 2
+        SMALL_COMMITTEE
+        + """epochs = 2
 batch_size = 4
 device = "cpu"
 [output]
@@ -302,19 +308,9 @@ def test_multiscale_train_resume(tmp_path, frames, capsys):
     from multiscale.cli import main
 
     write_dataset(tmp_path / "data.extxyz", frames)
-    text = """
-[data]
-files = ["data.extxyz"]
-split = [0.6, 0.2, 0.2]
-[model]
-cutoff = 4.0
-angular_cutoff = 3.0
-radial_shift = [2.0, 2.5, 3.0, 3.5]
-hidden = [8]
-[committee]
-members = 2
-[training]
-epochs = EPOCHS
+    text = (
+        SMALL_COMMITTEE
+        + """epochs = EPOCHS
 batch_size = 4
 lr_patience = 1
 device = "cpu"
@@ -323,6 +319,7 @@ potential = "NAME/cu.pt"
 metrics = "NAME/metrics.json"
 CHECKPOINT
 """
+    )
 
     def write(epochs, name, checkpoint=True):
         line = f'checkpoint = "{name}/best.pt"' if checkpoint else ""

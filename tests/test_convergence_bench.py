@@ -84,6 +84,11 @@ def test_convergence_bench_quick(tmp_path):
         assert 0 < row["n_atoms"] < result["reference_n_atoms"]
         assert row["n_fe_dofs"] > 0 and row["wall_time_s"] > 0
         assert row["speedup_vs_reference"] == result["reference_wall_time_s"] / row["wall_time_s"]
+        share = row["strain_error_share"]
+        assert set(share) == {"core", "handshake", "pad", "continuum"}
+        assert sum(share.values()) == pytest.approx(1.0, abs=1e-12)
+        assert all(v >= 0 for v in share.values())
+        assert "partial_positions_A" not in row  # a void has none
     radii = [r["R"] for r in rows]
     assert radii == sorted(radii) and len(set(radii)) == len(radii)
     assert [r["n_atoms"] for r in rows] == sorted(r["n_atoms"] for r in rows)

@@ -84,3 +84,25 @@ def test_budget_of_force_evaluations_is_respected(cu, method):
     res = relax(_vacancy_cell(cu), fmax=1e-8, method=method, max_steps=4)
     assert res.steps == 4
     assert not res.converged
+
+
+def test_lbfgs_reaches_tolerances_below_the_energy_round_off(cu):
+    """scipy's line search stalls near 1e-8 eV/Å on 4 000 atoms (energy changes below the
+    round-off of -1.4e4 eV; measured: it stopped at 1.3e-8); the force-only L-BFGS that takes
+    over reaches 1e-10, and by itself, from the unrelaxed cell, finds the same minimum."""
+    from atomistic.relax import _lbfgs_forces, _Objective
+
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((10, 10, 10))
+    del atoms[0]
+    atoms.calc = Calculator(cu, device="cpu")
+    res = relax(atoms, fmax=1e-10, method="lbfgs", max_steps=500)
+    assert res.converged and res.max_force <= 1e-10, res
+
+    work = atoms.copy()
+    work.calc = atoms.calc
+    free = np.ones(len(work), dtype=bool)
+    obj = _Objective(work, free, None)
+    _lbfgs_forces(obj, work.positions.ravel().copy(), fmax=1e-10, max_steps=500)
+    assert obj.fmax() <= 1e-10
+    assert np.abs(work.positions - res.atoms.positions).max() < 1e-8
+    assert obj.energy == pytest.approx(res.energy, abs=1e-8)

@@ -54,12 +54,10 @@ JSON keys
     fraction of the squared error ``Σ|G^c − G^ref|²`` on the reference sites of each region
     of the row's handshake: ``core``, ``handshake``, ``pad``, ``continuum``; they sum to 1),
     ``strain_error_outside_core_rel`` (``strain_error_rel`` over the sites outside the core
-    only, same denominator: ``strain_error_rel · sqrt(1 − share_core)``; for a dislocation
-    it leaves out the core error of the partials' glide),
-    for a dislocation ``partial_positions_A`` and ``reference_partial_positions_A`` (x of the
-    two partials, :mod:`multiscale.dislocation`), ``partial_positions_error_A`` (the larger
-    of the two differences), ``separation_A``, ``reference_separation_A``,
-    ``max_displacement_error_A``,
+    only, same denominator; for a dislocation it leaves out the core error of the partials'
+    glide), for a dislocation ``partial_positions_A`` and ``reference_partial_positions_A``
+    (x of the two partials, :mod:`multiscale.dislocation`) and ``partial_positions_error_A``
+    (the larger of the two differences), ``max_displacement_error_A``,
     ``relaxation_energy_eV``, ``converged``, ``newton_iterations``, ``krylov_iterations``,
     ``build_time_s`` and ``wall_time_s`` (build + solve, measured inside the run; "Timing"),
     ``speedup_vs_reference`` = ``reference_wall_time_s / wall_time_s``, ``atom_ratio`` =
@@ -165,6 +163,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "mesh_scaling": "fixed",
     },
 }
+
+#: Keys of :func:`multiscale.compare.reference_error` copied into a row for a dislocation.
+PARTIAL_KEYS = ("partial_positions_A", "reference_partial_positions_A", "partial_positions_error_A")
 
 #: Acceptance thresholds of issue 3.
 TARGET_STRAIN_ERROR = 0.01
@@ -318,7 +319,9 @@ class ReferenceField:
         ``regions``: optional region code per reference site (:mod:`coupling.handshake`'s
         ``CORE``, ``HANDSHAKE``, ``PAD``, ``FAR``); then ``strain_error_share`` gives the
         fraction of the squared error ``Σ|G^c − G^ref|²`` over the free sites that lies in
-        each region (``core``, ``handshake``, ``pad``, ``continuum``).
+        each region (``core``, ``handshake``, ``pad``, ``continuum``), and
+        ``strain_error_outside_core_rel`` the error summed outside the core only (same
+        denominator).
         """
         e = np.sum((self.gradients(u) - self.G) ** 2, axis=(1, 2))
         out: dict[str, Any] = {
@@ -328,6 +331,11 @@ class ReferenceField:
             ),
         }
         if regions is not None:
+            from coupling.handshake import CORE
+
+            out["strain_error_outside_core_rel"] = float(
+                np.sqrt(e[self.free & (regions != CORE)].sum() / self.signal["all"])
+            )
             total = float(e[self.free].sum())
             names = ("core", "handshake", "pad", "continuum")
             out["strain_error_share"] = {
@@ -451,25 +459,6 @@ def mesh_overrides(args: argparse.Namespace, radii: list[float], overrides: list
     return scaled
 
 
-def partials_of(
-    run: Any, setup: Any, field: ReferenceField, u_c: np.ndarray, ref_summary: dict, err: dict
-) -> dict[str, Any]:
-    """For a dislocation: where the coupled run's partials sit, and the reference's."""
-    if setup.dislocation is None or "dislocation" not in ref_summary:
-        return {}
-    from multiscale.coupled_outputs import dislocation_record
-
-    mine = dislocation_record(setup, field.X[field.free], u_c[field.free])
-    ref = ref_summary["dislocation"]
-    return {
-        "partial_positions_A": mine["partial_positions_A"],
-        "reference_partial_positions_A": ref["partial_positions_A"],
-        "partial_positions_error_A": err.get("partial_positions_error_A"),
-        "separation_A": mine["separation_A"],
-        "reference_separation_A": ref["separation_A"],
-    }
-
-
 def measure_row(
     R: float, run: Any, setup: Any, ref_summary: dict, ref_atoms: Any, field: ReferenceField
 ) -> dict[str, Any]:
@@ -501,9 +490,8 @@ def measure_row(
         "strain_error_interior_rel": mine["strain_error_interior_rel"],
         "max_displacement_error_A": err["max_displacement_error_A"],
         "strain_error_share": mine["strain_error_share"],
-        "strain_error_outside_core_rel": err["strain_error_rel"]
-        * math.sqrt(max(0.0, 1.0 - mine["strain_error_share"]["core"])),
-        **partials_of(run, setup, field, u_c, ref_summary, err),
+        "strain_error_outside_core_rel": mine["strain_error_outside_core_rel"],
+        **{k: err[k] for k in PARTIAL_KEYS if k in err},
         "relaxation_energy_eV": run.relaxation_energy,
         "converged": bool(run.converged),
         "newton_iterations": sum(s.newton_iterations for s in run.steps),
@@ -759,6 +747,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
         default=float("nan"),
     )
+
+    def rate(x: str, y: str) -> float:
+        return slope([r[x] for r in rows], [r[y] for r in rows])
+
     result = {
         "case": str(base.file),
         "overrides": args.overrides,
@@ -772,27 +764,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "reference_cached": ref_cached,
         "rows": rows,
-        "rate_strain_vs_dof": slope(
-            [r["n_dof"] for r in rows], [r["strain_error_rel"] for r in rows]
-        ),
-        "rate_energy_vs_dof": slope(
-            [r["n_dof"] for r in rows], [r["energy_error_eV"] for r in rows]
-        ),
-        "rate_strain_vs_atoms": slope(
-            [r["n_atoms"] for r in rows], [r["strain_error_rel"] for r in rows]
-        ),
-        "rate_strain_interior_vs_dof": slope(
-            [r["n_dof"] for r in rows], [r["strain_error_interior_rel"] for r in rows]
-        ),
-        "rate_strain_outside_core_vs_dof": slope(
-            [r["n_dof"] for r in rows], [r["strain_error_outside_core_rel"] for r in rows]
-        ),
-        "rate_strain_vs_radius": slope(
-            [r["R"] for r in rows], [r["strain_error_rel"] for r in rows]
-        ),
-        "rate_strain_outside_core_vs_radius": slope(
-            [r["R"] for r in rows], [r["strain_error_outside_core_rel"] for r in rows]
-        ),
+        "rate_strain_vs_dof": rate("n_dof", "strain_error_rel"),
+        "rate_energy_vs_dof": rate("n_dof", "energy_error_eV"),
+        "rate_strain_vs_atoms": rate("n_atoms", "strain_error_rel"),
+        "rate_strain_interior_vs_dof": rate("n_dof", "strain_error_interior_rel"),
+        "rate_strain_outside_core_vs_dof": rate("n_dof", "strain_error_outside_core_rel"),
+        "rate_strain_vs_radius": rate("R", "strain_error_rel"),
+        "rate_strain_outside_core_vs_radius": rate("R", "strain_error_outside_core_rel"),
         "mesh_scaling": args.mesh_scaling,
         "truncated": truncated,
         "atomistic_time_vs_error": fit,

@@ -77,7 +77,9 @@ def reference_error(run: CoupledRun, summary: dict, atoms: Any, *, path: str) ->
         partials = {
             "partial_positions_error_A": float(
                 np.max(np.abs(np.subtract(mine_d["partial_positions_A"], ref_d)))
-            )
+            ),
+            "partial_positions_A": mine_d["partial_positions_A"],
+            "reference_partial_positions_A": list(ref_d),
         }
     d_ref = float(summary["relaxation_energy_eV"])
     d_c = run.relaxation_energy

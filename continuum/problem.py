@@ -124,6 +124,9 @@ class HyperelasticProblem:
             cellwise=not with_background,
         )
         self._weight = fem.Function(quadrature_space(mesh, quadrature_degree), name="weight")
+        self._weight_gradient = fem.Function(
+            quadrature_space(mesh, quadrature_degree, (3,)), name="weight_gradient"
+        )
         self.set_weight(weight=weight)
         self._dx = ufl.Measure("dx", domain=mesh, metadata={"quadrature_degree": quadrature_degree})
         self._ds = ufl.Measure("ds", domain=mesh, subdomain_data=mesh_data.facet_tags)
@@ -135,6 +138,9 @@ class HyperelasticProblem:
         self._energy_bulk = w * m.W * self._dx
         self._residual_bulk = w * ufl.inner(m.P, G_v) * self._dx
         self._tangent_form = fem.form(w * ufl.inner(A_du, G_v) * self._dx)
+        self._weight_residual_form = fem.form(
+            ufl.inner(ufl.dot(m.P, self._weight_gradient), self._v) * self._dx
+        )
         self._tractions: dict[int, fem.Constant | fem.Function] = {}
         self._energy_form: fem.Form | None = None
         self._residual_form: fem.Form | None = None
@@ -193,6 +199,18 @@ class HyperelasticProblem:
                     f"weight must return {x.shape[0]} finite values, got shape {values.shape}"
                 )
         m.scatter(self._weight, values.reshape(m.n_cells, m.n_points))
+        gradient = np.zeros((m.n_cells * m.n_points, 3))
+        if weight is not None:
+            # central differences of the weight at the quadrature points (in-plane in 2.5d)
+            h = 1e-4
+            for k in range(3 if self.mode == "3d" else 2):
+                step = np.zeros(3)
+                step[k] = h
+                gradient[:, k] = (
+                    np.asarray(weight(x + step), dtype=np.float64)
+                    - np.asarray(weight(x - step), dtype=np.float64)
+                ) / (2 * h)
+        m.scatter(self._weight_gradient, gradient.reshape(m.n_cells, m.n_points, 3))
         self._assembled_tangent = None
 
     def add_traction(self, *, tag: int, traction) -> None:
@@ -308,6 +326,23 @@ class HyperelasticProblem:
         b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
         b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         return b
+
+    def weight_residual(self) -> np.ndarray:
+        """``∫ (P ∇w) · v dx`` on the owned DOFs, eV/Å (collective).
+
+        The difference between the residual tested with ``w v`` and the weighted residual:
+        ``∫ P : ∇(w v) = ∫ w P : ∇v + ∫ (P ∇w) · v``. Dirichlet conditions not applied.
+        """
+        self.material.update()
+        b = fem_petsc.create_vector(self.V)
+        with b.localForm() as local:
+            local.set(0.0)
+        fem_petsc.assemble_vector(b, self._weight_residual_form)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        n = self.n_owned_nodes * 3
+        out = b.getArray(readonly=True)[:n].copy()
+        b.destroy()
+        return out
 
     def tangent(
         self, *, out: PETSc.Mat | None = None, bcs: list[fem.DirichletBC] | None = None

@@ -18,7 +18,6 @@ import vesin
 from petsc4py import PETSc
 from scipy.spatial import cKDTree
 
-from atomistic.potential import interaction_range
 from coupling.blended_atoms import BlendedAtoms
 from coupling.handshake import CORE, FAR, HANDSHAKE, PAD, Handshake
 from coupling.interpolation import p1_interpolation_matrix
@@ -51,9 +50,8 @@ class CoupledSystem:
         perfect_atoms: β-weighted defect-free lattice (rank 0) for the ghost-force correction.
         perfect_site: ``(n_A + n_P,)`` index of each site in ``perfect_atoms`` (−1: none).
         background: ``(displacement, gradient)`` of the background field, if any.
-        atom_blended_mask: ``(n_A,)`` True for atoms with a neighbour of ``β < 1``.
-        fe_blended_mask: ``(n_fe_owned,)`` True on DOFs of cells that reach ``β > 0`` or hold
-            pad/handshake atoms.
+        site_atoms: lattice sites (ASE ``Atoms``) of the fully atomistic crystal used by
+            :meth:`update_correction`.
     """
 
     model: BlendedModel
@@ -71,10 +69,10 @@ class CoupledSystem:
     perfect_atoms: BlendedAtoms | None
     perfect_site: np.ndarray
     background: tuple | None = None
-    atom_blended_mask: np.ndarray | None = None
-    fe_blended_mask: np.ndarray | None = None
     site_atoms: object = None
     _full_lattice: tuple | None = None
+    _site_interpolation: object = None
+    _continuum_anchor: np.ndarray | None = None
 
     # -- states ----------------------------------------------------------------------------
     def state_from(self, displacement: Displacement) -> PETSc.Vec:
@@ -97,6 +95,12 @@ class CoupledSystem:
     def set_boundary(self, displacement: Displacement, *, predictor: Displacement) -> None:
         """Impose Dirichlet values on the outer boundary and reset the ghost-force correction.
 
+        The correction is that of the defect-free lattice at the homogeneous predictor
+        (``∇E`` of the β-weighted perfect lattice and of the continuum at ``(F − I) X``), with
+        any background field (a dislocation's) left out: a dead load that passes the patch
+        test exactly and, being the same around the whole handshake, pushes no defect.
+        :meth:`update_correction` then recomputes it at a solution.
+
         Args:
             displacement: ``X (n, 3) -> u (n, 3)`` on the outer boundary.
             predictor: the homogeneous far-field state used by the correction.
@@ -106,80 +110,128 @@ class CoupledSystem:
         self.model.refresh_dirichlet()
         z_bc = self.state_from(displacement)
         arr = self.z.getArray()
-        lay = self.model.layout
-        rows = lay.n_atom_dofs + self.model.bc_owned
+        model = self.model
+        lay = model.layout
+        rows = lay.n_atom_dofs + model.bc_owned
         arr[rows] = z_bc.getArray(readonly=True)[rows]
-        self.model.correction = None
-        if self.background is not None:
-            self._set_correction_at_background(predictor)
-            return
-        self.model.predictor = self.state_from(predictor)
+        model.correction = None
+        self._continuum_anchor = None
+        background = self.background
+        if background is not None:
+            self.set_background(None)
+        model.predictor = self.state_from(predictor)
         if self.ghost_force_correction:
-            self.model.set_ghost_force_correction(
-                self.model.predictor,
+            model.set_ghost_force_correction(
+                model.predictor,
                 atom_gradient=self._perfect_gradient(predictor),
                 fe_mask_local=self.fe_correction_mask,
             )
+            # the part of the continuum residual at the predictor that is not a share of a
+            # physical force: exactly the discrete residual minus ∫ (P ∇w) · v
+            model._split(model.predictor)  # the FE field at the predictor
+            residual = self.problem.residual().getArray(readonly=True)[: lay.n_fe_owned]
+            self._continuum_anchor = residual + self.problem.weight_residual()
+        if background is not None:
+            self.set_background(*background)
+            # the predictor of a dislocation: atoms on its field, FE (the correction to it) at 0
+            z = self.state_from(predictor)
+            free = self.positions[: self.n_free]
+            lay.set_atoms(z, predictor(free) + background[0](free))
+            model.predictor = z
 
-    def _set_correction_at_background(self, predictor: Displacement) -> None:
-        """Ghost-force correction for a problem that carries a background field.
+    def update_correction(self) -> float:
+        """Recompute the ghost-force correction at the current state ``z`` (one more pass).
 
-        The predictor is the background itself (atoms at ``u_bg(X) + predictor(X)``, FE at
-        ``predictor``). Its gradient is kept only where ghost forces live: on atoms with a
-        neighbour of ``β < 1`` within ``r_cut`` and on FE nodes of cells that reach ``β > 0``
-        or hold pad/handshake atoms. Elsewhere the forces of the predictor are physical (the
-        defect core, the continuum's own response) and are not corrected. On those atoms the
-        physical part is removed too: the correction is the blended gradient minus that of
-        the plain atomistic energy of the same sites at the same state (a fully atomistic
-        crystal, :meth:`_atomistic_gradient`), so only the ghost force is subtracted and a
-        predictor that is not an equilibrium (a Volterra field is not one near its core)
-        keeps its real forces. On a homogeneous predictor the atomistic part is zero. The
-        core must be at least ``2 r_cut`` inside the handshake.
+        The ghost force of a state is the blended gradient minus each unknown's share of the
+        physical forces at that state: an atom's share is ``β_i`` times its force in the fully
+        atomistic crystal (every site within ``2 r_cut`` displaced: free atoms as in ``z``,
+        the others by the FE field plus any background); an FE node's share is the
+        continuum residual tested with ``(1 − β) v``, i.e. the blended residual plus
+        ``∫ (P ∇w) · v`` (``w`` the continuum weight). The shares add up to the physical
+        force wherever atoms and continuum overlap, so subtracting the ghost force leaves a
+        consistent force balance. The continuum part is measured from the predictor's
+        exact discrete correction, so a homogeneous state still passes the patch test to
+        round-off. Repeated to a fixed point this is a force-based blending: the ghost
+        forces of the solution itself, not of a predictor whose core differs from it, are
+        removed. Needs ``site_atoms`` that reach ``2 r_cut`` beyond the free atoms and hold
+        no site in the continuum's hole (a dislocation's lattice; not a void).
+
+        Returns:
+            The largest change of the correction on any atom or node (eV/Å).
+
+        Raises:
+            RuntimeError: the correction is off or :meth:`set_boundary` was not called.
         """
+        if not self.ghost_force_correction or self._continuum_anchor is None:
+            raise RuntimeError("update_correction needs the correction on and set_boundary")
         model = self.model
         lay = model.layout
-        displacement = self.background[0]
-        z = self.state_from(predictor)
-        free = self.positions[: self.n_free]
-        lay.set_atoms(z, predictor(free) + displacement(free))
-        model.predictor = z
-        if not self.ghost_force_correction:
-            return
+        z = self.z
+        s = model._split(z)
+        _, grad = model._atoms_call("energy_gradient", s.u_atoms)
+        sites = self._site_displacements(z)
+        physical = self._atomistic_gradient(sites) if lay.rank == 0 else None
+        physical = model.comm.bcast(physical, root=0)
+        atoms = grad[: self.n_free] - self.beta[: self.n_free, None] * physical
+        model._split(z)  # the FE field at z
+        continuum = self._continuum_anchor - self.problem.weight_residual()
         g = lay.create_vec()
-        model.energy_gradient(z, g)
-        arr = g.getArray()
-        if lay.rank == 0:
-            mask = self.atom_blended_mask.astype(float)[:, None]
-            physical = self._atomistic_gradient(lambda X: predictor(X) + displacement(X))
-            ghost = arr[: lay.n_atom_dofs].reshape(-1, 3) - physical
-            arr[: lay.n_atom_dofs] = (ghost * mask).ravel()
-        arr[lay.n_atom_dofs :] *= self.fe_blended_mask.astype(float)
+        model._assemble(atoms, continuum, grad[self.n_free :], np.zeros_like(s.gap), g)
+        g.getArray()[lay.n_atom_dofs :] *= self.fe_correction_mask.astype(float)
+        model._zero_dirichlet(g)
+        change = g.copy()
+        change.axpy(-1.0, model.correction)
         model.correction = g
+        model.predictor = z.copy()
+        return max(model.max_forces(change))
 
-    def _atomistic_gradient(self, displacement: Displacement) -> np.ndarray:
-        """``(n_A, 3)`` gradient of the plain (β = 1) atomistic energy on the free atoms (rank 0).
+    def _site_displacements(self, z: PETSc.Vec) -> np.ndarray:
+        """Displacements of every site of ``site_atoms`` at ``z`` (collective; rank 0 uses
+        them): free atoms their own, the other sites the FE field plus any background."""
+        lay = self.model.layout
+        full, index = self._full_lattice_sites()
+        X = np.asarray(full.reference) if lay.rank == 0 else None
+        X = self.model.comm.bcast(X, root=0)
+        others = np.ones(len(X), dtype=bool)
+        others[index] = False
+        if self._site_interpolation is None:
+            self._site_interpolation = p1_interpolation_matrix(self.problem.V, X[others])
+        u = np.zeros_like(X)
+        u[others] = lay.allsum(self._site_interpolation @ lay.fe_of(z)).reshape(-1, 3)
+        if self.background is not None:
+            u[others] += self.background[0](X[others])
+        u[index] = lay.atoms_of(z) if lay.rank == 0 else 0.0
+        return u
 
-        Evaluated on every site of ``site_atoms`` (which reach ``2 r_cut`` beyond the free
-        atoms, so that their EAM environments are complete) displaced by ``displacement``:
-        the forces the atoms would feel in the fully atomistic crystal.
-        """
+    def _full_lattice_sites(self):
+        """``(sites, index)``: every site of ``site_atoms`` at β = 1 (rank 0; None elsewhere)
+        and the row of each free atom among them (every rank)."""
         if self._full_lattice is None:
-            sites, blended = self.site_atoms, self.model.atoms
-            full = _blended_sites(
-                sites,
-                np.ones(len(sites)),
-                potential=blended.potential,
-                device=blended.device,
-                dtype=blended.dtype,
-            )
-            dist, index = cKDTree(full.reference).query(
-                self.positions[: self.n_free], distance_upper_bound=1e-6
-            )
-            if not np.all(np.isfinite(dist)):
-                raise ValueError("site_atoms must contain every free atom's site")
+            full = index = None
+            if self.model.comm.rank == 0:
+                blended = self.model.atoms
+                full = _blended_sites(
+                    self.site_atoms,
+                    np.ones(len(self.site_atoms)),
+                    potential=blended.potential,
+                    device=blended.device,
+                    dtype=blended.dtype,
+                )
+                dist, index = cKDTree(full.reference).query(
+                    self.positions[: self.n_free], distance_upper_bound=1e-6
+                )
+                if not np.all(np.isfinite(dist)):
+                    raise ValueError("site_atoms must contain every free atom's site")
+            index = self.model.comm.bcast(index, root=0)
             self._full_lattice = (full, index)
-        full, index = self._full_lattice
-        _, grad = full.energy_gradient(displacement(full.reference))
+        return self._full_lattice
+
+    def _atomistic_gradient(self, sites: np.ndarray) -> np.ndarray:
+        """``(n_A, 3)`` gradient of the plain (β = 1) atomistic energy on the free atoms, with
+        the sites of ``site_atoms`` displaced by ``sites`` (rank 0): the forces the atoms
+        would feel in the fully atomistic crystal."""
+        full, index = self._full_lattice_sites()
+        _, grad = full.energy_gradient(sites)
         full.release()
         return grad[index]
 
@@ -263,33 +315,6 @@ def homogeneous(F: np.ndarray) -> Displacement:
     return lambda X: np.asarray(X, dtype=float).reshape(-1, 3) @ D.T
 
 
-def _fully_atomistic(positions, beta, cell, pbc, cutoff) -> np.ndarray:
-    """True for atoms whose every neighbour within ``cutoff`` (and itself) has ``β = 1``.
-
-    ``cutoff`` is the potential's range (:func:`atomistic.potential.interaction_range`): an
-    atom's gradient involves the site energies of every atom that close.
-    """
-    box, pbc3 = vesin_box(positions, cell, pbc, cutoff)
-    i, j = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(positions, box, pbc3, "ij")
-    worst = beta.copy()
-    np.minimum.at(worst, i, beta[j])
-    return worst >= 1.0
-
-
-def _blended_nodes(problem, handshake, model) -> np.ndarray:
-    """``(n_fe_owned,)`` True on DOFs of cells reaching ``β > 0`` or holding coupled atoms."""
-    m = problem.material
-    beta = handshake.beta(m.quadrature_points()).reshape(m.n_cells, -1)
-    cells = np.flatnonzero(beta.max(axis=1) > 0.0)
-    lay = model.layout
-    touched = np.zeros(lay.n_fe_local)
-    nodes = problem.V.dofmap.list[cells].ravel()
-    touched[(3 * nodes[:, None] + np.arange(3)).ravel()] = 1.0
-    for I in (model.I_P, model.I_H):
-        touched[np.unique(I.indices)] = 1.0
-    return lay.accumulate_fe(touched) > 0.0
-
-
 def _perfect_lattice(perfect_atoms, X, handshake, *, potential, device, dtype, rank):
     """β-weighted perfect lattice (rank 0) and the index of each of ``X`` in it (−1: none)."""
     Xp = np.asarray(perfect_atoms.positions, dtype=float)
@@ -350,8 +375,8 @@ def build_coupled_system(
             registry) whose ghost forces are corrected; default ``atoms`` itself, which is
             right only when ``atoms`` is a perfect lattice (patch tests, dislocations whose
             defect is in the displacement). Pass it for vacancies, voids and interstitials.
-            With a background field (dislocations) the correction also needs the plain
-            atomistic forces of the free atoms: pass sites reaching ``2 r_cut`` beyond them.
+            :meth:`CoupledSystem.update_correction` also needs the plain atomistic forces of
+            the free atoms: pass sites reaching ``2 r_cut`` beyond them.
         device: torch device of the atoms.
         dtype: torch dtype of the atoms.
         hessian_dtype: torch dtype of the atoms' Hessian-vector products (default ``dtype``;
@@ -422,9 +447,6 @@ def build_coupled_system(
     fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
     outer = outer_boundary_dofs(problem)
     fe_mask[outer[outer < len(fe_mask)]] = False
-    reach = interaction_range(potential)  # message passing: layers x cutoff
-    atom_blended = ~_fully_atomistic(X, beta, cell, pbc, reach)[:n_free]
-    fe_blended = _blended_nodes(problem, handshake, model)
     system = CoupledSystem(
         model=model,
         z=model.layout.create_vec(),
@@ -449,8 +471,6 @@ def build_coupled_system(
         perfect_atoms=perfect,
         perfect_site=perfect_site,
         site_atoms=perfect_atoms if perfect_atoms is not None else atoms,
-        atom_blended_mask=atom_blended,
-        fe_blended_mask=fe_blended,
     )
     return system
 

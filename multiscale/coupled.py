@@ -6,7 +6,10 @@ For load step ``k = 1 … steps`` with ``F_k = I + (k/steps)(F − I)``:
    (atoms and FE nodes alike; step 1 starts at the homogeneous state);
 2. impose ``u = (F_k − I) X`` on the outer boundary and reset the ghost-force correction at
    the homogeneous predictor ``(F_k − I) X``;
-3. minimise the blended energy with the monolithic Newton–Krylov solver to ``solver.fmax``.
+3. minimise the blended energy with the monolithic Newton–Krylov solver to ``solver.fmax``;
+4. with ``coupling.correction_passes > 1`` (a dislocation), recompute the correction at the
+   solution (``CoupledSystem.update_correction``) and solve again, until it changes by less
+   than ``coupling.correction_tolerance`` (``docs/case-coupled.md``).
 
 With a dislocation (``defect.kind = "dislocation"``) the FE unknown is the continuous
 correction ``U`` to the dislocation's anisotropic Volterra field ``u_d`` (which jumps by ``b``
@@ -14,8 +17,8 @@ across its branch cut): the continuum sees ``F = I + ∇U + ∇u_d``, pad and ha
 tied to ``U + u_d``, the atoms start at ``u_d`` and the outer boundary holds ``U = (F_k − I) X``
 (so ``u = (F_k − I) X + u_d``). The predictor of step k, for the ghost-force correction and
 the relaxation energy, is atoms at ``(F_k − I) X + u_d`` and ``U = (F_k − I) X``; the
-correction is kept only on atoms and nodes that see the blending
-(``coupling.system.CoupledSystem.set_background``).
+first correction is that of the defect-free lattice without ``u_d``
+(``coupling.system.CoupledSystem.set_boundary``).
 
 ================================  =================================================
 reported                          definition
@@ -65,6 +68,7 @@ class StepRecord:
     ghost_force_atoms: float
     ghost_force_fe: float
     wall_time_s: float
+    correction_changes: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
@@ -83,6 +87,8 @@ class StepRecord:
             "max_fe_residual_eV_per_A": self.max_fe_residual,
             "ghost_force_atoms_eV_per_A": self.ghost_force_atoms,
             "ghost_force_fe_eV_per_A": self.ghost_force_fe,
+            "correction_passes": 1 + len(self.correction_changes),
+            "correction_changes_eV_per_A": list(self.correction_changes),
             "wall_time_s": self.wall_time_s,
         }
 
@@ -275,13 +281,28 @@ def _solve_step(
         reporter.progress(f"{label} Newton", it, energy, max(fa, ff))
 
     result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
+    newton, krylov = result.newton_iterations, result.krylov_iterations
+    changes: list[float] = []
+    for p in range(2, setup.correction_passes + 1):
+        if not result.converged:
+            break
+        changes.append(system.update_correction())
+        reporter.info(
+            f"{label}: correction pass {p}/{setup.correction_passes}: recomputed at the "
+            f"solution, changed by {changes[-1]:.3e} eV/Å"
+        )
+        result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
+        newton += result.newton_iterations
+        krylov += result.krylov_iterations
+        if changes[-1] < setup.correction_tolerance:
+            break
     record = StepRecord(
         step=k,
         load_factor=setup.load_factor(k),
         converged=bool(result.converged),
         reason=str(result.reason),
-        newton_iterations=int(result.newton_iterations),
-        krylov_iterations=int(result.krylov_iterations),
+        newton_iterations=int(newton),
+        krylov_iterations=int(krylov),
         preconditioner_builds=int(getattr(result, "preconditioner_builds", 0)),
         linear_solver=str(getattr(result, "linear_solver", "")),
         energy=float(result.energy),
@@ -291,6 +312,7 @@ def _solve_step(
         ghost_force_atoms=float(ghost[0]),
         ghost_force_fe=float(ghost[1]),
         wall_time_s=time.perf_counter() - start,
+        correction_changes=tuple(changes),
     )
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(

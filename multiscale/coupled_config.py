@@ -37,6 +37,9 @@ key                                 allowed                          default
 ``loading.steps``                   ≥ 1                              ``1``
 ``coupling.kappa``                  eV/Å² or ``"auto"``              ``μ_V·r_nn``
 ``coupling.ghost_force_correction`` true, false                      ``true``
+``coupling.correction_passes``      ≥ 1 or ``"auto"``; > 1 needs     ``"auto"``: 8 with a
+                                    a dislocation                    dislocation, else 1
+``coupling.correction_tolerance``   eV/Å                             ``1e-3``
 ``solver.fmax``                     eV/Å                             ``1e-6``
 ``solver.max_iterations``           Newton steps per load step       ``100``
 ``solver.linear_solver``            auto, gamg, mumps                ``"auto"``
@@ -226,6 +229,12 @@ class LoadingSection:
     )
 
 
+def _passes(value: int | str) -> str | None:
+    if isinstance(value, int) and value < 1:
+        return 'must be >= 1 or "auto"'
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class CouplingSection:
     """``[coupling]``: how atoms and continuum are joined."""
@@ -238,6 +247,18 @@ class CouplingSection:
     )
     ghost_force_correction: bool = option(
         True, doc="subtract the ghost forces of the homogeneous predictor (patch test exact)"
+    )
+    correction_passes: int | Literal["auto"] = option(
+        "auto",
+        check=_passes,
+        doc="solves per load step; each pass after the first recomputes the ghost-force "
+        "correction at the previous solution (dislocations only)",
+    )
+    correction_tolerance: float = option(
+        1e-3,
+        unit="eV/Å",
+        check=positive,
+        doc="stop the passes once the correction changes by less than this on every atom and node",
     )
 
 
@@ -381,6 +402,21 @@ def check_coupled(sections: dict, ctx: Context) -> None:
             "boundary.kind",
             'defect.kind = "dislocation" needs boundary.kind = "dislocation" (its Volterra '
             f"field on the outer boundary), got boundary.kind = {toml_value(boundary_kind)}",
+        )
+    coupling = sections["coupling"]
+    passes = coupling.correction_passes
+    if passes != "auto" and passes > 1 and defect.kind != "dislocation":
+        ctx.fail(
+            "coupling.correction_passes",
+            'coupling.correction_passes > 1 needs defect.kind = "dislocation" (the correction '
+            "is recomputed on the defect's full lattice, which a void lacks), got "
+            f"{coupling.correction_passes} with defect.kind = {toml_value(defect.kind)}",
+        )
+    if passes != "auto" and passes > 1 and not coupling.ghost_force_correction:
+        ctx.fail(
+            "coupling.correction_passes",
+            "coupling.correction_passes > 1 needs coupling.ghost_force_correction = true, got "
+            f"{coupling.correction_passes}",
         )
     strain = np.asarray(sections["boundary"].strain, dtype=float)
     if dimension == "2.5d" and np.any(strain[:, 2] != 0.0):

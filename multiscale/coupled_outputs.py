@@ -175,6 +175,7 @@ def coupled_summary(
         "fmax_eV_per_A": case.config.solver.fmax,  # type: ignore[union-attr]
         "kappa_eV_per_A2": setup.kappa,
         "ghost_force_correction": setup.ghost_force_correction,
+        "correction_passes": [s.as_dict()["correction_passes"] for s in run.steps],
         "core_radius_A": setup.core_radius,
         "handshake_width_A": setup.handshake_width,
         "pad_width_A": setup.pad_width,

@@ -328,3 +328,31 @@ def test_background_gradient_enters_the_deformation_gradient():
     np.testing.assert_allclose(r1, r2, atol=1e-12 * np.abs(r2).max())
     with_bg.set_background(gradient=None)
     assert with_bg.energy() == pytest.approx(0.0, abs=1e-14)
+
+
+def test_weight_residual_is_the_residual_tested_with_w_v_minus_the_weighted_one(disk_mesh):
+    """``∫ P : ∇(w v) = ∫ w P : ∇v + ∫ (P ∇w) · v``, node by node, on a non-uniform field,
+    with ``∫ P : ∇(w v)`` assembled independently from a UFL form in the mesh coordinates
+    (the problem's ``∇w`` comes from central differences of the weight callable)."""
+    import ufl
+    from dolfinx import fem
+
+    law = LAWS["neo-hookean"]
+    weight = lambda x: 1 + 0.1 * x[:, 0] + 0.05 * x[:, 1] ** 2  # noqa: E731
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=law, mode="2.5d", weight=weight)
+    X = problem.dof_coordinates()
+    u = np.stack([0.02 * X[:, 1] ** 2, 0.01 * X[:, 0] * X[:, 1], 0.015 * X[:, 0] ** 2], axis=1)
+    problem.u.x.array[:] = (u / 36.0).ravel()
+    x = ufl.SpatialCoordinate(disk_mesh.mesh)
+    w = 1 + 0.1 * x[0] + 0.05 * x[1] ** 2
+    v = ufl.TestFunction(problem.V)
+    g = ufl.grad(w * v)
+    grad3 = ufl.as_matrix([[g[a, 0], g[a, 1], 0] for a in range(3)])
+    dx = ufl.Measure("dx", domain=disk_mesh.mesh, metadata={"quadrature_degree": 2})
+    problem.residual()  # material at the current field
+    tested = fem.assemble_vector(fem.form(ufl.inner(problem.material.P, grad3) * dx))
+    n = problem.n_owned_nodes * 3
+    expected = tested.array[:n] - problem.residual().getArray(readonly=True)[:n]
+    got = problem.weight_residual()
+    assert np.abs(got).max() > 1e-4
+    np.testing.assert_allclose(got, expected, atol=1e-9 * np.abs(got).max())

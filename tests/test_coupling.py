@@ -40,7 +40,7 @@ def law(eam):
     return CauchyBorn(eam, unit_cell("fcc", element="Cu", a=A0))
 
 
-def make_system(eam, law, *, mode, width=None, core=None, gfc=True, outer=None):
+def make_system(eam, law, *, mode, width=None, core=None, gfc=True, outer=None, sites=False):
     rc = eam.cutoff
     comm = MPI.COMM_WORLD
     width = 2 * rc if width is None else width
@@ -90,7 +90,14 @@ def make_system(eam, law, *, mode, width=None, core=None, gfc=True, outer=None):
         problem=problem,
         kappa=1.0,
         ghost_force_correction=gfc,
+        perfect_atoms=_wider(atoms, region, rc) if sites else None,
     )
+
+
+def _wider(atoms, region, rc):
+    """The same lattice ``rc`` farther out: sites reaching ``2 r_cut`` past the free atoms."""
+    wide = Cylinder(center=(0, 0, 0), radius=region.radius + rc, axis=2)
+    return finite_cluster("fcc", element="Cu", a=A0, region=wide, periodic_axes=(2,))
 
 
 def deformation(strain, mode):
@@ -145,6 +152,33 @@ def test_patch_test_with_ghost_force_correction(eam, law, mode):
         diff = system.z.copy()
         diff.axpy(-1.0, exact)
         assert diff.norm(3) < 1e-8  # PETSc NORM_INFINITY: back at the homogeneous state
+
+
+def test_correction_recomputed_at_a_homogeneous_state_still_passes_the_patch_test(eam, law):
+    """``update_correction`` (atoms: blended minus β times the fully atomistic forces; FE:
+    the predictor's discrete correction plus ``∫ ((P − P_F) ∇w) · v``) gives back the
+    predictor's correction at ``F·X``, and the solve still returns to ``F·X``; at another
+    state it differs (the ghost forces of that state)."""
+    system = make_system(eam, law, mode="2.5d", sites=True)
+    for k, strain in enumerate(STRAINS):
+        F = deformation(strain, "2.5d")
+        system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+        exact = system.state_from(homogeneous(F))
+        system.z = exact.copy()
+        assert system.update_correction() < 1e-9
+        g = system.model.layout.create_vec()
+        system.model.energy_gradient(exact, g)
+        assert max(system.model.max_forces(g)) < 1e-8
+        system.z = perturbed(system, exact, 0.03, seed=k)
+        assert system.update_correction() > 1e-4
+        system.z = exact.copy()
+        assert system.update_correction() > 1e-4  # back from the perturbed state's correction
+        system.z = perturbed(system, exact, 0.03, seed=k)
+        result = system.solve(fmax=1e-9, max_iterations=30)
+        assert result.converged, result
+        diff = system.z.copy()
+        diff.axpy(-1.0, exact)
+        assert diff.norm(3) < 1e-8
 
 
 def test_ghost_forces_without_correction_fall_as_the_handshake_widens(eam, law):

@@ -132,7 +132,11 @@ class BlendedModel:
     # -- state -----------------------------------------------------------------------------
     def _split(self, z: PETSc.Vec) -> _State:
         key = z.getArray(readonly=True)
-        if self._state is not None and np.array_equal(self._state_key, key):
+        hit = self._state is not None and np.array_equal(self._state_key, key)
+        # every rank must take the same branch: the miss path is collective
+        if self.comm.size > 1:
+            hit = bool(self.comm.allreduce(hit, op=MPI.LAND))
+        if hit:
             return self._state
         lay = self.layout
         u_free = lay.atoms_of(z)

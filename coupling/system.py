@@ -200,7 +200,7 @@ class CoupledSystem:
         u[others] = lay.allsum(self._site_interpolation @ lay.fe_of(z)).reshape(-1, 3)
         if self.background is not None:
             u[others] += self.background[0](X[others])
-        u[index] = lay.atoms_of(z) if lay.rank == 0 else 0.0
+        u[index] = lay.atoms_of(z)  # collective
         return u
 
     def _full_lattice_sites(self):

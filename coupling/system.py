@@ -126,8 +126,9 @@ class CoupledSystem:
                 atom_gradient=self._perfect_gradient(predictor),
                 fe_mask_local=self.fe_correction_mask,
             )
-            # the part of the continuum residual at the predictor that is not a share of a
-            # physical force: exactly the discrete residual minus ∫ (P ∇w) · v
+            # the continuum's share of the physical force at the predictor, ∫ P_F : ∇(w v)
+            # = residual + ∫ (P_F ∇w) · v: zero but for quadrature; update_correction
+            # measures the shares from it, so a homogeneous state keeps this exact correction
             model._split(model.predictor)  # the FE field at the predictor
             residual = self.problem.residual().getArray(readonly=True)[: lay.n_fe_owned]
             self._continuum_anchor = residual + self.problem.weight_residual()

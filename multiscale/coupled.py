@@ -69,6 +69,7 @@ class StepRecord:
     ghost_force_fe: float
     wall_time_s: float
     correction_changes: tuple[float, ...] = ()
+    correction_status: str = "one pass"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
@@ -89,6 +90,7 @@ class StepRecord:
             "ghost_force_fe_eV_per_A": self.ghost_force_fe,
             "correction_passes": 1 + len(self.correction_changes),
             "correction_changes_eV_per_A": list(self.correction_changes),
+            "correction_status": self.correction_status,
             "wall_time_s": self.wall_time_s,
         }
 
@@ -283,18 +285,37 @@ def _solve_step(
     result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
     newton, krylov = result.newton_iterations, result.krylov_iterations
     changes: list[float] = []
+    status = "one pass"
+    model = system.model
+    first = None
+    if setup.correction_passes > 1 and result.converged:
+        first = (system.z.copy(), model.correction.copy(), model.predictor.copy(), result)
+        status = "passes exhausted"
     for p in range(2, setup.correction_passes + 1):
         if not result.converged:
+            status = "solve failed"
             break
         changes.append(system.update_correction())
         reporter.info(
             f"{label}: correction pass {p}/{setup.correction_passes}: recomputed at the "
             f"solution, changed by {changes[-1]:.3e} eV/Å"
         )
+        tol = setup.correction_tolerance
+        if len(changes) > 1 and changes[-1] >= max(changes[-2], tol):
+            # not a contraction (a soft glide mode that the recomputed correction drives):
+            # keep the first pass, whose correction pushes no defect
+            system.z, model.correction, model.predictor, result = first
+            status = "not contracting: first pass kept"
+            reporter.info(
+                f"{label}: warning: the correction grew from {changes[-2]:.3e} to "
+                f"{changes[-1]:.3e} eV/Å between passes; kept the first pass's solution"
+            )
+            break
         result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
         newton += result.newton_iterations
         krylov += result.krylov_iterations
-        if changes[-1] < setup.correction_tolerance:
+        if changes[-1] < tol:
+            status = "converged"
             break
     record = StepRecord(
         step=k,
@@ -313,6 +334,7 @@ def _solve_step(
         ghost_force_fe=float(ghost[1]),
         wall_time_s=time.perf_counter() - start,
         correction_changes=tuple(changes),
+        correction_status=status,
     )
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(

@@ -202,6 +202,23 @@ def test_edge_dislocation_matches_the_atomistic_reference(small_edge):
     changes = step["correction_changes_eV_per_A"]
     assert step["correction_passes"] == 1 + len(changes) > 2
     assert changes[-1] < 1e-3 < changes[0] and changes[-1] < changes[-2]
+    assert step["correction_status"] == "converged"
+
+
+def test_passes_that_do_not_contract_fall_back_to_the_first(tmp_path):
+    """The case as written (core 40 Å in a 200 Å disk): the recomputed correction drives
+    the pair along its glide plane, the change grows from pass 3 to 4, and the run keeps the
+    first pass's solution, saying so."""
+    out = tmp_path / "out"
+    run = cli("run", EDGE, "--output", out)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "kept the first pass's solution" in run.stdout + run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    step = summary["load_steps"][0]
+    assert summary["status"] == "converged"
+    assert step["correction_status"] == "not contracting: first pass kept"
+    changes = step["correction_changes_eV_per_A"]
+    assert changes[-1] >= changes[-2] > 1e-3
 
 
 def test_recomputing_the_correction_at_the_solution_beats_one_pass(small_edge, single_pass_edge):

@@ -174,7 +174,6 @@ class CoupledSystem:
         physical = self._atomistic_gradient(sites) if lay.rank == 0 else None
         physical = model.comm.bcast(physical, root=0)
         atoms = grad[: self.n_free] - self.beta[: self.n_free, None] * physical
-        model._split(z)  # the FE field at z
         continuum = self._continuum_anchor - self.problem.weight_residual()
         g = lay.create_vec()
         model._assemble(atoms, continuum, grad[self.n_free :], np.zeros_like(s.gap), g)
@@ -191,14 +190,16 @@ class CoupledSystem:
         them): free atoms their own, the other sites the FE field plus any background."""
         lay = self.model.layout
         full, index = self._full_lattice_sites()
-        X = np.asarray(full.reference) if lay.rank == 0 else None
-        X = self.model.comm.bcast(X, root=0)
-        others = np.ones(len(X), dtype=bool)
-        others[index] = False
         if self._site_interpolation is None:
-            self._site_interpolation = p1_interpolation_matrix(self.problem.V, X[others])
+            X = np.asarray(full.reference) if lay.rank == 0 else None
+            X = self.model.comm.bcast(X, root=0)
+            others = np.ones(len(X), dtype=bool)
+            others[index] = False
+            interp = p1_interpolation_matrix(self.problem.V, X[others])
+            self._site_interpolation = (X, others, interp)
+        X, others, interp = self._site_interpolation
         u = np.zeros_like(X)
-        u[others] = lay.allsum(self._site_interpolation @ lay.fe_of(z)).reshape(-1, 3)
+        u[others] = lay.allsum(interp @ lay.fe_of(z)).reshape(-1, 3)
         if self.background is not None:
             u[others] += self.background[0](X[others])
         u[index] = lay.atoms_of(z)  # collective

@@ -69,6 +69,7 @@ class StepRecord:
     ghost_force_fe: float
     wall_time_s: float
     correction_changes: tuple[float, ...] = ()
+    correction_passes: int = 1
     correction_status: str = "one pass"
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,7 +89,7 @@ class StepRecord:
             "max_fe_residual_eV_per_A": self.max_fe_residual,
             "ghost_force_atoms_eV_per_A": self.ghost_force_atoms,
             "ghost_force_fe_eV_per_A": self.ghost_force_fe,
-            "correction_passes": 1 + len(self.correction_changes),
+            "correction_passes": self.correction_passes,
             "correction_changes_eV_per_A": list(self.correction_changes),
             "correction_status": self.correction_status,
             "wall_time_s": self.wall_time_s,
@@ -285,6 +286,7 @@ def _solve_step(
     result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
     newton, krylov = result.newton_iterations, result.krylov_iterations
     changes: list[float] = []
+    passes = 1  # solves up to the one whose solution is kept
     status = "one pass"
     model = system.model
     first = None
@@ -305,6 +307,7 @@ def _solve_step(
             # not a contraction (a soft glide mode that the recomputed correction drives):
             # keep the first pass, whose correction pushes no defect
             system.z, model.correction, model.predictor, result = first
+            passes = 1
             status = "not contracting: first pass kept"
             reporter.info(
                 f"{label}: warning: the correction grew from {changes[-2]:.3e} to "
@@ -312,6 +315,7 @@ def _solve_step(
             )
             break
         result = system.solve(fmax=fmax, max_iterations=max_it, progress=progress, **solver_options)
+        passes += 1
         newton += result.newton_iterations
         krylov += result.krylov_iterations
         if changes[-1] < tol:
@@ -334,6 +338,7 @@ def _solve_step(
         ghost_force_fe=float(ghost[1]),
         wall_time_s=time.perf_counter() - start,
         correction_changes=tuple(changes),
+        correction_passes=passes,
         correction_status=status,
     )
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"

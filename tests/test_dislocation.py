@@ -219,6 +219,7 @@ def test_passes_that_do_not_contract_fall_back_to_the_first(tmp_path):
     assert step["correction_status"] == "not contracting: first pass kept"
     changes = step["correction_changes_eV_per_A"]
     assert changes[-1] >= changes[-2] > 1e-3
+    assert step["correction_passes"] == 1  # the solution kept is the first pass's
 
 
 def test_recomputing_the_correction_at_the_solution_beats_one_pass(small_edge, single_pass_edge):

@@ -1,15 +1,32 @@
-"""Atomistic engine: crystals, neighbour lists, torch potentials, relaxation, Cauchy–Born.
+"""Atomistic engine: crystals, neighbour lists, potentials, relaxation, Cauchy–Born.
 
-Never imports dolfinx, ufl, basix or petsc4py (DESIGN.md §4).
+=================  ==========================================================================
+where              what
+=================  ==========================================================================
+``lattice``,       crystals in any orientation, regions (per-atom ``region`` codes), vacancies,
+``regions``,       interstitials, voids
+``defects``
+``neighbours``     neighbour lists (vesin indices, torch vectors, skin reuse)
+``potentials/``    the potential protocol, EAM, SW, pair, MACE, one registry of kinds
+``mlip/``          network potentials, committees, training, datasets, oracles, validation
+``calculator``     the ASE calculator of any potential
+``relax``          FIRE and L-BFGS at fixed cell
+``cauchy_born``    ``W``, ``P``, ``∂P/∂F`` batched over ``F``
+``equilibrium``    the equilibrium lattice constant, plane spacings, vacancy formation energy
+``strain``         site strains of a displacement field and the strain error between two
+``dislocation``    where a relaxed dislocation's partials sit (slip profile)
+``device``         which torch device to use
+=================  ==========================================================================
+
+Never imports dolfinx, ufl, basix, petsc4py, ``continuum``, ``coupling`` or ``multiscale``
+(DESIGN.md §4; ``tests/test_layering.py``).
 """
 
-from atomistic.acsf import ACSF, ACSFSpec
-from atomistic.calculator import Calculator, default_device
+from atomistic import _moved
+from atomistic.calculator import Calculator
 from atomistic.cauchy_born import EV_PER_A3_TO_GPA, CauchyBorn, voigt_from_tangent
-from atomistic.committee import Committee, fit_calibration, force_spread
-from atomistic.dataset import DatasetError, append_dataset, read_dataset, write_dataset
 from atomistic.defects import interstitial, vacancy, void
-from atomistic.eam import EAM, EAMFileError
+from atomistic.device import DeviceError, resolve_device
 from atomistic.lattice import (
     LATTICES,
     LatticeError,
@@ -18,19 +35,46 @@ from atomistic.lattice import (
     rotation_from_orientation,
     unit_cell,
 )
-from atomistic.mlip import MLIP
-from atomistic.moments import MomentDescriptor, MomentSpec
-from atomistic.neighbours import Graph, NeighbourList, build_graph
-from atomistic.oracles import (
+from atomistic.mlip import (
+    ACSF,
+    MLIP,
+    ACSFSpec,
+    Committee,
+    DatasetError,
     LammpsCalculator,
+    MomentDescriptor,
+    MomentSpec,
     OracleSpec,
-    lammps_potentials_dir,
+    TrainingConfig,
+    TrainingResult,
+    TrainingStateError,
+    append_dataset,
+    fine_tune,
+    fit_calibration,
+    force_spread,
     make_oracle,
     oracle_cutoff,
-    resolve_potential_file,
+    read_dataset,
+    save_potential,
+    train,
+    write_dataset,
 )
-from atomistic.pair import LennardJones, Morse
-from atomistic.potential import Potential, UnknownElementError, evaluate, species_indices
+from atomistic.neighbours import Graph, NeighbourList, build_graph
+from atomistic.potentials import (
+    EAM,
+    EAMFileError,
+    LennardJones,
+    Morse,
+    Potential,
+    PotentialFileError,
+    StillingerWeber,
+    UnknownElementError,
+    evaluate,
+    find_potential_file,
+    lammps_potentials_dir,
+    load_potential,
+    species_indices,
+)
 from atomistic.regions import (
     REGION_CORE,
     REGION_FAR,
@@ -45,15 +89,8 @@ from atomistic.regions import (
     set_region,
 )
 from atomistic.relax import RelaxResult, relax
-from atomistic.serialization import PotentialFileError, load_potential, save_potential
-from atomistic.sw import StillingerWeber
-from atomistic.training import (
-    TrainingConfig,
-    TrainingResult,
-    TrainingStateError,
-    fine_tune,
-    train,
-)
+
+_moved.install()
 
 __all__ = [
     "ACSF",
@@ -97,7 +134,7 @@ __all__ = [
     "build_graph",
     "carve",
     "crystal",
-    "default_device",
+    "DeviceError",
     "evaluate",
     "fine_tune",
     "finite_cluster",
@@ -110,7 +147,8 @@ __all__ = [
     "oracle_cutoff",
     "read_dataset",
     "relax",
-    "resolve_potential_file",
+    "find_potential_file",
+    "resolve_device",
     "rotation_from_orientation",
     "save_potential",
     "set_region",

@@ -8,23 +8,17 @@ from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import all_changes
 from ase.data import chemical_symbols
 
-from atomistic.committee import Committee, force_spread, member_forces
+from atomistic.device import resolve_device
 from atomistic.memory import retain_freed_memory
+from atomistic.mlip.committee import Committee, force_spread, member_forces
 from atomistic.neighbours import NeighbourList, build_graph
-from atomistic.potential import evaluate, species_indices
+from atomistic.potentials.protocol import evaluate, species_indices
 
-__all__ = ["Calculator", "default_device"]
+__all__ = ["Calculator"]
 
 # Voigt order xx, yy, zz, yz, xz, xy (ASE)
 _VOIGT_A = [0, 1, 2, 1, 0, 0]
 _VOIGT_B = [0, 1, 2, 2, 2, 1]
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Calculator(_AseCalculator):
@@ -33,7 +27,7 @@ class Calculator(_AseCalculator):
     Results follow ASE's conventions: ``energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (Voigt, eV/Å³, positive in tension) and ``stresses``
     (per-atom Voigt virials divided by the cell volume, so that they sum to ``stress``).
-    Stresses need a cell of nonzero volume. For a :class:`~atomistic.committee.Committee`
+    Stresses need a cell of nonzero volume. For a :class:`~atomistic.mlip.committee.Committee`
     the energy, forces and stresses are those of the member mean, and ``forces_uncertainty``
     (eV/Å, shape ``(n,)``) is the calibrated per-atom force spread
     ``c · sqrt(mean_m |F_m − F̄|²)``; other potentials do not give it.
@@ -70,7 +64,7 @@ class Calculator(_AseCalculator):
     ) -> None:
         super().__init__(**kwargs)
         retain_freed_memory()
-        self.device = default_device(device)
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.potential = potential.to(device=self.device, dtype=dtype)
         self.neighbours = NeighbourList(cutoff=potential.cutoff, skin=skin)

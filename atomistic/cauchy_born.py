@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import vesin
 
-from atomistic.calculator import default_device
+from atomistic.device import resolve_device
 from atomistic.neighbours import Graph
-from atomistic.potential import species_indices
+from atomistic.potentials.protocol import species_indices
 
 __all__ = ["CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
 
@@ -69,7 +69,7 @@ class CauchyBorn:
     ) -> None:
         if not all(unit_cell_atoms.pbc):
             raise ValueError("CauchyBorn needs a unit cell periodic in all three directions")
-        self.device = default_device(device)
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.potential = potential.to(device=self.device, dtype=dtype)
         self.cell = np.asarray(unit_cell_atoms.cell.array, dtype=np.float64)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.optimize
+from ase import Atoms
 
 __all__ = ["RelaxResult", "relax", "METHODS"]
 
@@ -243,3 +245,39 @@ def _fire(
             step *= max_move / longest
         x = x + step
         obj.set(x)
+
+
+def relax_fixed_cell(
+    atoms: Atoms,
+    calculator: Any,
+    *,
+    fmax: float,
+    max_steps: int = 10000,
+    method: str = "lbfgs",
+    progress: Callable[[int, float, float], None] | None = None,
+) -> tuple[Atoms, float, float, int]:
+    """Relax positions at fixed cell with any ASE calculator.
+
+    A calculator with its own ``minimize`` (:class:`~atomistic.mlip.oracles.LammpsCalculator`:
+    LAMMPS ``minimize``, cg) uses it first; :func:`relax` with ``method`` finishes the job if
+    that stopped above ``fmax``, and does all of it for any other calculator.
+
+    Returns:
+        ``(atoms, energy, max_force, steps)``: the relaxed atoms, their energy (eV), largest
+        force (eV/Å) and the force evaluations (LAMMPS: its iterations plus any after).
+    """
+    steps, worst, energy = 0, np.inf, np.nan
+    minimize = getattr(calculator, "minimize", None)
+    if minimize is not None:
+        atoms = minimize(atoms, etol=0.0, ftol=0.1 * fmax)
+        steps = int(atoms.info["lammps_minimize"]["iterations"])
+        energy = float(atoms.calc.results["energy"])
+        worst = float(atoms.info["lammps_minimize"]["fmax"])
+    if worst > fmax:
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        result = relax(atoms, fmax=fmax, method=method, max_steps=max_steps, progress=progress)
+        atoms = result.atoms
+        energy, worst, steps = result.energy, result.max_force, steps + result.steps
+    return atoms, float(energy), float(worst), int(steps)
+

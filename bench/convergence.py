@@ -9,10 +9,10 @@ For a coupled case folder (``[case] kind = "coupled"``, any dimension and defect
 problem is solved
 
 1. fully atomistically on the reference domain (``multiscale reference``,
-   :mod:`multiscale.reference`);
+   :mod:`multiscale.kinds.coupled.reference`);
 2. coupled, once per atomistic-core radius ``R`` (``--set geometry.core_radius=R``, the outer
    domain the reference's), each measured against the reference with the metric of
-   ``multiscale run`` (``multiscale.compare.reference_error``: ``energy_error_eV``,
+   ``multiscale run`` (``multiscale.kinds.coupled.compare.reference_error``: ``energy_error_eV``,
    ``strain_error_rel``; ``docs/case-coupled.md``);
 3. fully atomistically on smaller domains ("truncated": the same machinery with a smaller
    ``geometry.size``/``radius`` and its held shell at the boundary displacement), measured
@@ -56,7 +56,7 @@ JSON keys
     ``strain_error_outside_core_rel`` (``strain_error_rel`` over the sites outside the core
     only, same denominator; for a dislocation it leaves out the core error of the partials'
     glide), for a dislocation ``partial_positions_A`` and ``reference_partial_positions_A``
-    (x of the two partials, :mod:`multiscale.dislocation`) and ``partial_positions_error_A``
+    (x of the two partials, :mod:`atomistic.dislocation`) and ``partial_positions_error_A``
     (the larger of the two differences), ``max_displacement_error_A``,
     ``relaxation_energy_eV``, ``converged``, ``newton_iterations``, ``krylov_iterations``,
     ``build_time_s`` and ``wall_time_s`` (build + solve, measured inside the run; "Timing"),
@@ -103,9 +103,9 @@ Caching
 References (the big one and the truncated ones) are written to ``WORK/<name>/reference/``
 (``WORK``: ``--work``, default ``<case output>/convergence``) and reused when a converged
 reference of the same problem (``CoupledSetup.problem_key``), at a tolerance no looser and
-with a held shell as thick as :mod:`multiscale.reference` makes it, is there or in the case's
-own output folder (``multiscale reference CASE``). ``--fresh`` recomputes them, so that every
-time in the JSON is measured in this run.
+with a held shell as thick as :mod:`multiscale.kinds.coupled.reference` makes it, is there or
+in the case's own output folder (``multiscale reference CASE``). ``--fresh`` recomputes them,
+so that every time in the JSON is measured in this run.
 
 ``--quick``: radii ``R_0 + k r_nn`` (k = 0..3), the case's own domain, no tuned keys, two
 truncated sizes (0.6 and 0.8 of the domain): a smoke test for small cases.
@@ -167,7 +167,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Keys of :func:`multiscale.compare.reference_error` copied into a row for a dislocation.
+#: Keys of :func:`multiscale.kinds.coupled.compare.reference_error` copied into a row for a
+#: dislocation.
 PARTIAL_KEYS = ("partial_positions_A", "reference_partial_positions_A", "partial_positions_error_A")
 
 #: Acceptance thresholds of issue 3.
@@ -185,7 +186,7 @@ def log(message: str) -> None:
 
 def plane_spacings(setup: Any) -> np.ndarray:
     """``(3,)`` spacing (Å) of the lattice planes normal to x, y, z (a site sits at 0)."""
-    from multiscale.coupled_setup import lattice_plane_spacings
+    from multiscale.kinds.coupled.setup import lattice_plane_spacings
 
     return lattice_plane_spacings(setup.structure, setup.element, setup.a, setup.orientation)
 
@@ -220,7 +221,7 @@ def default_radii(
     ``quick`` ``R_0 + k r_nn``; both squeezed (evenly spaced) where the domain leaves less
     room (the largest core keeps two elements ``h_min`` of continuum)."""
     from multiscale.config import load_case
-    from multiscale.coupled_setup import resolve_setup
+    from multiscale.kinds.coupled.setup import resolve_setup
 
     setup = resolve_setup(load_case(case.file, overrides=[*overrides, *domain]))
     R0 = setup.core_radius
@@ -293,7 +294,7 @@ class ReferenceField:
     """
 
     def __init__(self, setup: Any, atoms: Any) -> None:
-        from multiscale.reference_error import SHELL_FACTOR
+        from atomistic.strain import SHELL_FACTOR
 
         self.setup = setup
         self.X = np.asarray(atoms.arrays["reference_position"], dtype=float)
@@ -310,7 +311,7 @@ class ReferenceField:
         }
 
     def gradients(self, u: np.ndarray) -> np.ndarray:
-        from multiscale.reference_error import site_gradients
+        from atomistic.strain import site_gradients
 
         return site_gradients(
             self.X, u, cutoff=self.cutoff, cell=self.cell, pbc=self.pbc, **jump_of(self.setup)
@@ -319,8 +320,8 @@ class ReferenceField:
     def errors(self, u: np.ndarray, regions: np.ndarray | None = None) -> dict[str, Any]:
         """``strain_error_rel`` (the free sites, as ``multiscale run``) and its interior part.
 
-        ``regions``: optional region code per reference site (:mod:`coupling.handshake`'s
-        ``CORE``, ``HANDSHAKE``, ``PAD``, ``FAR``); then ``strain_error_share`` gives the
+        ``regions``: optional region code per reference site (``REGION_CORE`` ...
+        ``REGION_FAR`` of :mod:`atomistic.regions`); then ``strain_error_share`` gives the
         fraction of the squared error ``Σ|G^c − G^ref|²`` over the free sites that lies in
         each region (``core``, ``handshake``, ``pad``, ``continuum``), and
         ``strain_error_outside_core_rel`` the error summed outside the core only (same
@@ -334,10 +335,10 @@ class ReferenceField:
             ),
         }
         if regions is not None:
-            from coupling.handshake import CORE
+            from atomistic.regions import REGION_CORE
 
             out["strain_error_outside_core_rel"] = float(
-                np.sqrt(e[self.free & (regions != CORE)].sum() / self.signal["all"])
+                np.sqrt(e[self.free & (regions != REGION_CORE)].sum() / self.signal["all"])
             )
             total = float(e[self.free].sum())
             names = ("core", "handshake", "pad", "continuum")
@@ -360,10 +361,10 @@ def shell_thickness(setup: Any, atoms: Any) -> float:
 
 def find_reference(folders: list[Path], setup: Any, fmax: float) -> tuple[dict, Any, Path] | None:
     """A converged reference for ``setup``'s problem at tolerance ``<= fmax`` in one of
-    ``folders``, with a held shell as thick as :mod:`multiscale.reference` makes it now
-    (older references had a shell ``r_cut`` thick)."""
-    from multiscale.coupled_outputs import REFERENCE_DIR, read_reference
-    from multiscale.reference import SHELL_FACTOR
+    ``folders``, with a held shell as thick as :mod:`multiscale.kinds.coupled.reference` makes
+    it now (older references had a shell ``r_cut`` thick)."""
+    from multiscale.kinds.coupled.outputs import REFERENCE_DIR, read_reference
+    from multiscale.kinds.coupled.reference import SHELL_FACTOR
 
     key = setup.problem_key()
 
@@ -394,8 +395,12 @@ def reference(
     case: Any, setup: Any, *, folder: Path, extra: list[Path], fresh: bool, reporter: Any
 ) -> tuple[dict, Any, bool]:
     """The fully atomistic solution of ``setup``'s problem: ``(summary, atoms, cached)``."""
-    from multiscale.coupled_outputs import REFERENCE_DIR, read_reference, write_reference_outputs
-    from multiscale.reference import run_reference
+    from multiscale.kinds.coupled.outputs import (
+        REFERENCE_DIR,
+        read_reference,
+        write_reference_outputs,
+    )
+    from multiscale.kinds.coupled.reference import run_reference
 
     ref, solver = case.config.reference, case.config.solver
     fmax = solver.fmax if ref.fmax == "solver" else float(ref.fmax)
@@ -417,7 +422,7 @@ def reference(
 
 def truncation_error(big: ReferenceField, small: Any) -> dict[str, float]:
     """Strain errors of a smaller atomistic solution against the big reference."""
-    from multiscale.reference_error import extend_displacements
+    from atomistic.strain import extend_displacements
 
     u = extend_displacements(
         big.X,
@@ -444,7 +449,7 @@ def mesh_overrides(args: argparse.Namespace, radii: list[float], overrides: list
     if args.mesh_scaling == "fixed":
         return lambda R: []
     from multiscale.config import load_case
-    from multiscale.coupled_setup import resolve_setup
+    from multiscale.kinds.coupled.setup import resolve_setup
 
     R0 = min(radii)
     first = resolve_setup(
@@ -466,8 +471,8 @@ def measure_row(
     R: float, run: Any, setup: Any, ref_summary: dict, ref_atoms: Any, field: ReferenceField
 ) -> dict[str, Any]:
     """One row of the table: counts, errors against the reference, times."""
-    from multiscale.compare import reference_error
-    from multiscale.reference_error import coupled_displacements
+    from atomistic.strain import coupled_displacements
+    from multiscale.kinds.coupled.compare import reference_error
 
     err = reference_error(run, ref_summary, ref_atoms, path="reference")
     if "skipped" in err:
@@ -478,7 +483,7 @@ def measure_row(
     if not math.isclose(mine["strain_error_rel"], err["strain_error_rel"], rel_tol=1e-6):
         log(
             f"warning: strain error {mine['strain_error_rel']:.6e} here, "
-            f"{err['strain_error_rel']:.6e} from multiscale.compare"
+            f"{err['strain_error_rel']:.6e} from multiscale.kinds.coupled.compare"
         )
     n_atoms = len(system.positions)
     return {
@@ -605,9 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     from multiscale.config import load_case
-    from multiscale.coupled import run_coupled
-    from multiscale.coupled_setup import resolve_setup
     from multiscale.errors import CaseError
+    from multiscale.kinds.coupled.run import run_coupled
+    from multiscale.kinds.coupled.setup import resolve_setup
     from multiscale.progress import Reporter
 
     comm = MPI.COMM_WORLD

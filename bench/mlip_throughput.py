@@ -57,7 +57,7 @@ from atomistic import (  # noqa: E402
     evaluate,
     train,
 )
-from atomistic.committee import member_forces  # noqa: E402
+from atomistic.mlip.committee import member_forces  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
 
 

@@ -6,7 +6,8 @@
 
 The check behind ``cases/void-cu-3d`` run with a network potential: it separates what the
 potential does from what the coupling does. A cubic fcc crystal of ``size``³ conventional
-cells at each calculator's own lattice constant (:func:`atomistic.validation.lattice_constant`)
+cells at each calculator's own lattice constant
+(:func:`atomistic.equilibrium.equilibrium_lattice_constant`)
 loses every atom within ``radius`` of the cell centre, takes the homogeneous strain ``F = I +
 ε`` (``--strain`` gives ε in Voigt order xx yy zz yz xz xy, tensor shears), and is relaxed at
 fixed cell with ASE's L-BFGS to ``fmax``. Printed as JSON:
@@ -40,7 +41,7 @@ from ase.optimize import LBFGS  # noqa: E402
 from mlip_accuracy import oracle  # noqa: E402
 
 from atomistic import Calculator, crystal, load_potential  # noqa: E402
-from atomistic.validation import lattice_constant  # noqa: E402
+from atomistic.equilibrium import equilibrium_lattice_constant  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
 
 SHELLS = (0.0, 2.0, 4.0, 6.0, 10.0, np.inf)  # Å beyond the void radius
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     }
     relaxed = {}
     for name, calc in calcs.items():
-        a0 = lattice_constant(calc, structure="fcc", element=args.element, a_guess=3.6)
+        a0 = equilibrium_lattice_constant(calc, structure="fcc", element=args.element, a_guess=3.6)
         atoms = void_crystal(a0, args.size, args.radius, eps, args.element)
         relaxed[name], out["relaxation_energy_eV"][name] = relax(atoms, calc, args.fmax)
         out["lattice_constant_A"][name] = a0

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from ase.io import write  # noqa: E402
 
 from atomistic import EAM, NeighbourList, build_graph, crystal, evaluate  # noqa: E402
-from atomistic.oracles import resolve_potential_file  # noqa: E402
+from atomistic.potentials import find_potential_file  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
 
 POTENTIAL = "Cu_mishin1.eam.alloy"
@@ -52,7 +52,7 @@ def time_steps(step, seconds: float) -> tuple[int, float]:
 def bench_torch(atoms, device: str, threads: int | None, seconds: float) -> float:
     if threads is not None:
         torch.set_num_threads(threads)
-    pot = EAM.from_file(resolve_potential_file(POTENTIAL)).to(device=device, dtype=torch.float64)
+    pot = EAM.from_file(find_potential_file(POTENTIAL)).to(device=device, dtype=torch.float64)
     pos = torch.tensor(atoms.positions, device=device)
     cell = torch.tensor(atoms.cell.array, device=device)
     species = torch.zeros(len(atoms), dtype=torch.int64, device=device)
@@ -79,7 +79,7 @@ def bench_lammps(atoms, seconds: float) -> float:
             atom_style atomic
             read_data {data}
             pair_style eam/alloy
-            pair_coeff * * {resolve_potential_file(POTENTIAL)} Cu
+            pair_coeff * * {find_potential_file(POTENTIAL)} Cu
             neighbor 0.5 bin
             neigh_modify every 1 delay 0 check yes
             thermo 0

@@ -29,9 +29,9 @@ import copy
 import numpy as np
 import torch
 
-from atomistic.calculator import default_device
+from atomistic.device import resolve_device
 from atomistic.neighbours import Graph, NeighbourList, build_graph
-from atomistic.potential import species_indices
+from atomistic.potentials.protocol import species_indices
 
 __all__ = ["BlendedAtoms"]
 
@@ -70,7 +70,7 @@ class BlendedAtoms:
         skin: float = 1.0,
         hessian_dtype: torch.dtype | None = None,
     ) -> None:
-        self.device = default_device(device)
+        self.device = resolve_device(device)
         self.dtype = dtype
         self.potential = potential.to(device=self.device, dtype=dtype)
         self.reference = np.ascontiguousarray(reference_positions, dtype=np.float64)

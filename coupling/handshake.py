@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CORE", "FAR", "HANDSHAKE", "PAD", "Handshake", "smootherstep"]
+from atomistic.regions import REGION_CORE, REGION_FAR, REGION_HANDSHAKE, REGION_PAD
 
-CORE, HANDSHAKE, PAD, FAR = 0, 1, 2, 3
+__all__ = ["Handshake", "smootherstep"]
 
 
 def smootherstep(t: np.ndarray) -> np.ndarray:
@@ -88,10 +88,11 @@ class Handshake:
         return 1.0 - self.beta(x)
 
     def classify(self, x: np.ndarray) -> np.ndarray:
-        """Region code ``(n,)`` of each point: ``CORE``, ``HANDSHAKE``, ``PAD`` or ``FAR``."""
+        """Region code ``(n,)`` of each point (:data:`atomistic.regions.REGION_CORE`,
+        ``REGION_HANDSHAKE``, ``REGION_PAD`` or ``REGION_FAR``)."""
         d = self.distance(x)
-        code = np.full(d.shape, FAR, dtype=np.int64)
-        code[d <= self.atom_radius] = PAD
-        code[d < self.outer_radius] = HANDSHAKE
-        code[d <= self.core_radius] = CORE
+        code = np.full(d.shape, REGION_FAR, dtype=np.int64)
+        code[d <= self.atom_radius] = REGION_PAD
+        code[d < self.outer_radius] = REGION_HANDSHAKE
+        code[d <= self.core_radius] = REGION_CORE
         return code

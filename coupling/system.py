@@ -18,8 +18,9 @@ import vesin
 from petsc4py import PETSc
 from scipy.spatial import cKDTree
 
+from atomistic.regions import REGION_CORE, REGION_FAR, REGION_HANDSHAKE, REGION_PAD
 from coupling.blended_atoms import BlendedAtoms
-from coupling.handshake import CORE, FAR, HANDSHAKE, PAD, Handshake
+from coupling.handshake import Handshake
 from coupling.interpolation import p1_interpolation_matrix
 from coupling.model import BlendedModel
 from coupling.preconditioner import atom_laplacian, fit_laplacian_scale, vesin_box
@@ -320,7 +321,7 @@ def homogeneous(F: np.ndarray) -> Displacement:
 def _perfect_lattice(perfect_atoms, X, handshake, *, potential, device, dtype, rank):
     """β-weighted perfect lattice (rank 0) and the index of each of ``X`` in it (−1: none)."""
     Xp = np.asarray(perfect_atoms.positions, dtype=float)
-    keep = handshake.classify(Xp) != FAR
+    keep = handshake.classify(Xp) != REGION_FAR
     Xp = Xp[keep]
     dist, idx = cKDTree(Xp).query(X, distance_upper_bound=1e-6)
     site = np.where(np.isfinite(dist), idx, -1)
@@ -386,8 +387,8 @@ def build_coupled_system(
     """
     X_all = np.asarray(atoms.positions, dtype=float)
     codes_all = handshake.classify(X_all)
-    free = np.flatnonzero((codes_all == CORE) | (codes_all == HANDSHAKE))
-    pad = np.flatnonzero(codes_all == PAD)
+    free = np.flatnonzero((codes_all == REGION_CORE) | (codes_all == REGION_HANDSHAKE))
+    pad = np.flatnonzero(codes_all == REGION_PAD)
     order = np.concatenate([free, pad])
     X = X_all[order]
     codes = codes_all[order]
@@ -411,7 +412,7 @@ def build_coupled_system(
             dtype=dtype,
             hessian_dtype=hessian_dtype,
         )
-    penalty_atoms = np.flatnonzero(codes[:n_free] == HANDSHAKE)
+    penalty_atoms = np.flatnonzero(codes[:n_free] == REGION_HANDSHAKE)
     model = BlendedModel(
         problem=problem,
         atoms=blended,

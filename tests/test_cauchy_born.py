@@ -6,7 +6,7 @@ from ase.build import bulk
 
 from atomistic.calculator import Calculator
 from atomistic.cauchy_born import EV_PER_A3_TO_GPA, CauchyBorn
-from atomistic.eam import EAM
+from atomistic.potentials.eam import EAM
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 
 from atomistic import EAM, Calculator
-from atomistic.configurations import (
+from atomistic.mlip.configurations import (
     LatticeSpec,
     cluster_around,
     defect_cluster,
@@ -26,7 +26,7 @@ from atomistic.configurations import (
     vacancy_cell,
     void_cell,
 )
-from atomistic.dataset import (
+from atomistic.mlip.dataset import (
     DatasetError,
     append_dataset,
     label,
@@ -34,7 +34,7 @@ from atomistic.dataset import (
     read_dataset,
     write_dataset,
 )
-from atomistic.oracles import make_oracle, oracle_cutoff
+from atomistic.mlip.oracles import make_oracle, oracle_cutoff
 from multiscale.cli import main as cli_main
 
 A = 3.615

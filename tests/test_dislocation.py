@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from atomistic.strain import site_gradients
 from multiscale.config import load_case
-from multiscale.coupled_setup import resolve_setup
-from multiscale.reference_error import site_gradients
+from multiscale.kinds.coupled.setup import resolve_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = ROOT / "cases" / "edge-dislocation-cu"

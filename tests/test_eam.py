@@ -7,7 +7,7 @@ from ase.build import bulk
 from conftest import central_difference_forces, strain_derivative_stress
 
 from atomistic.calculator import Calculator
-from atomistic.eam import EAM, lammps_spline_coefficients
+from atomistic.potentials.eam import EAM, lammps_spline_coefficients
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from atomistic import (
     relax,
     unit_cell,
 )
-from atomistic.oracles import lammps_elastic_constants
+from atomistic.mlip.oracles import lammps_elastic_constants
 
 
 def _strain_and_rattle(atoms, rng, strain=0.03, rattle=0.08):

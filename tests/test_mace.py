@@ -1,4 +1,4 @@
-"""The optional MACE adapter (``atomistic.mace``): equal to mace-torch's own evaluation.
+"""The optional MACE adapter (``atomistic.potentials.mace``): equal to mace-torch's own evaluation.
 
 Models are tiny MACEs with random weights built here (no downloads). Tests that need
 mace-torch skip without it; the error path without it runs everywhere.
@@ -25,7 +25,7 @@ from atomistic import (
     evaluate,
     load_potential,
 )
-from atomistic.potential import interaction_range
+from atomistic.potentials.protocol import interaction_range
 from multiscale.config import load_case
 from multiscale.errors import CaseError
 
@@ -93,7 +93,7 @@ def cu_model():
 
 @pytest.fixture(scope="module")
 def cu_file(cu_model, tmp_path_factory):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     return MACEPotential(cu_model).save(tmp_path_factory.mktemp("mace") / "cu.model")
 
@@ -144,7 +144,7 @@ CONFIGS = {
 @pytest.mark.parametrize("alloy", [False, True], ids=["Cu", "NiCu"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_equals_mace_calculator(config, alloy, cu_model):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     # the alloy model lists Ni before Cu: the species mapping must follow MACE's order
     model = (
@@ -165,7 +165,7 @@ def test_equals_mace_calculator(config, alloy, cu_model):
 
 
 def test_forces_and_stress_are_derivatives_of_the_energy(cu_model):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     atoms = rattled(size=(1, 1, 1), seed=3)
     atoms.calc = Calculator(MACEPotential(cu_model), device="cpu")
@@ -180,7 +180,7 @@ def test_forces_and_stress_are_derivatives_of_the_energy(cu_model):
 
 def test_pairs_past_r_max_are_dropped():
     """The project's lists carry a skin; an attention block would weigh those pairs."""
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     model = tiny_mace(interaction="RealAgnosticAttResidualInteractionBlock", seed=2)
     potential = MACEPotential(model)
@@ -202,7 +202,7 @@ def test_pairs_past_r_max_are_dropped():
 
 def test_receptive_field_is_layers_times_r_max(cu_model):
     """ε_0 moves with atoms between r_max and 2 r_max, not with atoms past 2 r_max."""
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     potential = MACEPotential(cu_model)
     assert potential.site_local is False
@@ -225,7 +225,7 @@ def test_receptive_field_is_layers_times_r_max(cu_model):
 
 
 def test_float32_follows_float64(cu_model):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     atoms = rattled(seed=6)
     results = {}
@@ -239,7 +239,7 @@ def test_float32_follows_float64(cu_model):
 
 
 def test_unknown_element_is_named(cu_model):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     atoms = rattled(size=(1, 1, 1))
     atoms.symbols[0] = "Ag"
@@ -249,7 +249,7 @@ def test_unknown_element_is_named(cu_model):
 
 
 def test_save_load_roundtrip(cu_model, cu_file):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     loaded = load_potential(cu_file)
     assert isinstance(loaded, MACEPotential) and loaded.source == str(cu_file)
@@ -267,7 +267,7 @@ def test_save_load_roundtrip(cu_model, cu_file):
 
 
 def test_head_must_be_one_of_the_model(cu_model):
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     assert MACEPotential(cu_model).head == "Default"
     with pytest.raises(ValueError, match="head 'nope' unknown; allowed: Default"):
@@ -300,8 +300,8 @@ def write_case(folder: Path, file: str, kind: str = "mace") -> Path:
 
 
 def test_case_kind_mace_loads(cu_file, tmp_path):
-    from atomistic.mace import MACEPotential
-    from multiscale.potentials import load_potential as case_potential
+    from atomistic.potentials.mace import MACEPotential
+    from multiscale.kinds.shared import load_case_potential as case_potential
 
     case = load_case(write_case(tmp_path / "case", str(cu_file)))
     potential, path = case_potential(case)
@@ -321,7 +321,7 @@ def test_bad_case_input_is_one_line(tmp_path, kind, file, words):
         pytest.importorskip("mace.modules")  # without it, the error is about mace-torch
     (tmp_path / "case").mkdir()
     (tmp_path / "case" / "junk.model").write_text("not a model\n")
-    from multiscale.potentials import load_potential as case_potential
+    from multiscale.kinds.shared import load_case_potential as case_potential
 
     with pytest.raises(CaseError) as err:
         case_potential(load_case(write_case(tmp_path / "case", file, kind)))
@@ -333,8 +333,8 @@ def test_bad_case_input_is_one_line(tmp_path, kind, file, words):
 
 def test_without_mace_torch_the_error_names_the_extra(tmp_path, monkeypatch):
     """Runs with or without mace-torch: its import is made to fail."""
-    from atomistic.mace import MACEPotential
-    from multiscale.potentials import load_potential as case_potential
+    from atomistic.potentials.mace import MACEPotential
+    from multiscale.kinds.shared import load_case_potential as case_potential
 
     monkeypatch.setitem(sys.modules, "mace.modules", None)
     (tmp_path / "case").mkdir()
@@ -349,7 +349,7 @@ def test_without_mace_torch_the_error_names_the_extra(tmp_path, monkeypatch):
 def test_importing_atomistic_does_not_import_mace():
     code = (
         "import sys\n"
-        "import atomistic, atomistic.mace, multiscale.potentials\n"
+        "import atomistic, atomistic.potentials.mace, multiscale.kinds.shared\n"
         "print('mace' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -365,7 +365,7 @@ def test_coupled_patch_test_with_mace(cu_file, tmp_path):
     """
     import ase.io
 
-    from atomistic.mace import MACEPotential
+    from atomistic.potentials.mace import MACEPotential
 
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -410,7 +410,7 @@ def test_coupled_patch_test_with_mace(cu_file, tmp_path):
 
 
 def test_pad_thinner_than_the_receptive_field_is_refused(cu_file):
-    from multiscale.coupled_setup import resolve_setup
+    from multiscale.kinds.coupled.setup import resolve_setup
 
     overrides = [
         'potential.kind="mace"',

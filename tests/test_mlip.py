@@ -21,8 +21,8 @@ from atomistic import (
     load_potential,
     save_potential,
 )
-from atomistic.acsf import triplets
-from atomistic.committee import member_forces
+from atomistic.mlip.acsf import triplets
+from atomistic.mlip.committee import member_forces
 
 SPEC = ACSFSpec(cutoff=4.0, angular_cutoff=3.5, radial_shift=(2.0, 2.5, 3.0, 3.5))
 #: both descriptors, for the tests every network potential must pass
@@ -213,9 +213,7 @@ def test_triplet_counts_fcc():
 
 
 def test_case_file_kind_mlip(tmp_path):
-    from multiscale.potentials import POTENTIAL_KINDS
+    from atomistic.potentials import POTENTIAL_KINDS
 
-    module, name = POTENTIAL_KINDS["mlip"].split(":")
-    cls = getattr(__import__(module, fromlist=[name]), name)
     path = save_potential(MLIP(elements=("Cu",), descriptor=SPEC, hidden=(4,)), tmp_path / "m.pt")
-    assert cls.from_file(path).cutoff == SPEC.cutoff
+    assert POTENTIAL_KINDS["mlip"].load(path).cutoff == SPEC.cutoff

@@ -18,8 +18,8 @@ from atomistic import (
     load_potential,
     train,
 )
-from atomistic.training import batch_loss, evaluate_set
-from atomistic.training_data import make_batch, split_indices
+from atomistic.mlip.batches import make_batch, split_indices
+from atomistic.mlip.training import batch_loss, evaluate_set
 
 SPEC = ACSFSpec(cutoff=4.0, angular_cutoff=3.0, radial_shift=(2.0, 2.5, 3.0, 3.5))
 FAST = TrainingConfig(epochs=3, batch_size=4, learning_rate=1e-2, split=(0.6, 0.2, 0.2))
@@ -179,7 +179,7 @@ def test_fine_tune_keeps_normalisation_and_learns_new_data(frames):
 
 
 def test_multiscale_train_writes_potential_and_metrics(tmp_path, frames, capsys):
-    from atomistic.dataset import write_dataset
+    from atomistic.mlip.dataset import write_dataset
     from multiscale.cli import main
 
     write_dataset(tmp_path / "data.extxyz", frames)
@@ -304,7 +304,7 @@ def test_resumed_training_equals_the_uninterrupted_run(frames, tmp_path):
 
 
 def test_multiscale_train_resume(tmp_path, frames, capsys):
-    from atomistic.dataset import write_dataset
+    from atomistic.mlip.dataset import write_dataset
     from multiscale.cli import main
 
     write_dataset(tmp_path / "data.extxyz", frames)

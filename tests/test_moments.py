@@ -18,7 +18,7 @@ from atomistic import (
     load_potential,
     save_potential,
 )
-from atomistic.moments import MomentDescriptor, monomial_exponents
+from atomistic.mlip.moments import MomentDescriptor, monomial_exponents
 
 SPEC = MomentSpec(
     cutoff=4.0, angular_cutoff=3.5, radial_shift=(2.0, 2.5, 3.0, 3.5), angular_shift=(2.2, 3.0)
@@ -154,9 +154,9 @@ def test_spec_rejects_bad_values():
 
 
 def test_cached_jacobian_training_terms_equal_autograd_through_the_model():
-    from atomistic.descriptor_jacobian import descriptor_jacobian
-    from atomistic.training import TrainingConfig, _member_terms, batch_loss
-    from atomistic.training_data import make_batch
+    from atomistic.mlip.batches import make_batch
+    from atomistic.mlip.jacobian import descriptor_jacobian
+    from atomistic.mlip.training import TrainingConfig, _member_terms, batch_loss
 
     elements = ("Cu", "Ni")
     frames = []
@@ -184,8 +184,8 @@ def test_cached_jacobian_training_terms_equal_autograd_through_the_model():
 
 def test_train_config_selects_the_descriptor(tmp_path):
     from atomistic import ACSFSpec
+    from multiscale.config.train import load_train_config
     from multiscale.errors import CaseError
-    from multiscale.train_config import load_train_config
 
     (tmp_path / "d.extxyz").write_text("")
     head = '[data]\nfiles = ["d.extxyz"]\n[model]\ncutoff = 4.0\n'

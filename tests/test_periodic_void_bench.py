@@ -15,9 +15,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_same_potential_gives_no_difference(tmp_path):
-    from atomistic.oracles import resolve_potential_file
+    from atomistic.potentials import find_potential_file
 
-    eam = resolve_potential_file("Cu_mishin1.eam.alloy")
+    eam = find_potential_file("Cu_mishin1.eam.alloy")
     out = tmp_path / "void.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "periodic_void.py"), str(eam)]

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from multiscale.reference_error import match_sites, site_gradients, strain_error
+from atomistic.strain import match_sites, site_gradients, strain_error
 
 TINY_VOID = """
 [case]
@@ -199,7 +199,7 @@ def test_run_reports_reference_error(tiny_void):
 def test_reference_of_another_problem_is_skipped():
     from types import SimpleNamespace
 
-    from multiscale.compare import reference_error
+    from multiscale.kinds.coupled.compare import reference_error
 
     key = {"void_radius": 3.0, "strain": [[0.01, 0, 0], [0, 0, 0], [0, 0, 0]]}
     run = SimpleNamespace(setup=SimpleNamespace(problem_key=lambda: key))

@@ -10,9 +10,9 @@ from ase.build import bulk
 
 from atomistic.calculator import Calculator
 from atomistic.neighbours import NeighbourList, build_graph
-from atomistic.pair import LennardJones, Morse
-from atomistic.potential import evaluate
-from atomistic.sw import StillingerWeber
+from atomistic.potentials.pair import LennardJones, Morse
+from atomistic.potentials.protocol import evaluate
+from atomistic.potentials.sw import StillingerWeber
 
 # Stillinger & Weber, Phys. Rev. B 31, 5262 (1985), in metal units (as LAMMPS's Si.sw)
 SI_SW = """\

@@ -1,4 +1,4 @@
-"""Validation of a potential against an oracle (atomistic/validation.py).
+"""Validation of a potential against an oracle (atomistic/mlip/validation.py).
 
 The project's torch EAM and LAMMPS evaluate the same Cu_mishin1 file by independent code, so
 every figure must agree to round-off; ASE's EMT is a different Cu model, so the same report
@@ -22,18 +22,18 @@ from atomistic import (
     Committee,
     StillingerWeber,
     crystal,
+    find_potential_file,
     make_oracle,
-    resolve_potential_file,
     unit_cell,
 )
-from atomistic.configurations import LatticeSpec, cluster_around, strained_bulk, vacancy_cell
-from atomistic.dataset import label_all, read_dataset, write_dataset
-from atomistic.validation import (
+from atomistic.equilibrium import equilibrium_lattice_constant
+from atomistic.mlip.configurations import LatticeSpec, cluster_around, strained_bulk, vacancy_cell
+from atomistic.mlip.dataset import label_all, read_dataset, write_dataset
+from atomistic.mlip.validation import (
     compare,
     cubic_constants,
     dataset_errors,
     finite_strain_elastic_constants,
-    lattice_constant,
     validate,
 )
 
@@ -202,9 +202,9 @@ def test_compare_has_no_relative_difference_at_zero():
 
 def test_finite_strains_match_cauchy_born_with_internal_relaxation():
     """Diamond needs relaxed internal coordinates: C44 clamped is about twice C44 relaxed."""
-    sw = StillingerWeber.from_file(resolve_potential_file("Si.sw"))
+    sw = StillingerWeber.from_file(find_potential_file("Si.sw"))
     calc = Calculator(sw, device="cpu")
-    a0 = lattice_constant(calc, structure="diamond", element="Si", a_guess=5.43)
+    a0 = equilibrium_lattice_constant(calc, structure="diamond", element="Si", a_guess=5.43)
     cb = CauchyBorn(sw, unit_cell("diamond", element="Si", a=a0), device="cpu")
     cell = crystal("diamond", element="Si", a=a0)
     c44 = {}

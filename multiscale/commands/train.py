@@ -61,7 +61,7 @@ class _EpochLine:
 
 
 def _read_frames(config, key: str, names) -> list:
-    from atomistic.dataset import DatasetError, read_dataset
+    from atomistic.mlip.dataset import DatasetError, read_dataset
     from multiscale.errors import CaseError
 
     frames = []
@@ -75,19 +75,19 @@ def _read_frames(config, key: str, names) -> list:
 
 def main(args: argparse.Namespace) -> int:
     """Train; returns 0 (bad input raises :class:`~multiscale.errors.CaseError`)."""
+    from multiscale.config.train import load_train_config
     from multiscale.errors import CaseError
     from multiscale.outputs import write_json
-    from multiscale.train_config import load_train_config
 
     config = load_train_config(args.config)
 
     import torch
 
     from atomistic import MLIP, Committee, UnknownElementError, load_potential
-    from atomistic.mlip import NetworkPotential
-    from atomistic.serialization import save_potential
-    from atomistic.training import TrainingConfig, TrainingStateError, fine_tune, train
-    from atomistic.training_data import FrameLabelError
+    from atomistic.mlip.batches import FrameLabelError
+    from atomistic.mlip.network import NetworkPotential
+    from atomistic.mlip.serialization import save_potential
+    from atomistic.mlip.training import TrainingConfig, TrainingStateError, fine_tune, train
 
     frames = _read_frames(config, "data.files", config.data.files)
     if len(frames) < 1:

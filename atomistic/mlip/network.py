@@ -1,0 +1,267 @@
+"""A Behler–Parrinello neural-network potential: descriptors and one MLP per element.
+
+The descriptor is ACSF (:mod:`atomistic.mlip.acsf`, G2/G4) or moment tensors
+(:mod:`atomistic.mlip.moments`, the same three-body information in O(pairs)), chosen by the type
+of the ``descriptor`` spec.
+
+Site energy of atom ``i`` of element ``a`` (member ``m`` of a stack of ``M`` networks):
+
+    x_i = (G_i − μ_a) / σ_a                   normalised descriptor
+    ε_i = e_a + s · NN_{m,a}(x_i)             e_a: per-element reference energy (eV), s: scale
+
+==========================  =================================================================
+symbol                      code
+==========================  =================================================================
+``μ_a, σ_a`` ``(n_el, D)``  buffers ``descriptor_mean``, ``descriptor_std`` (fitted to data)
+``e_a`` ``(n_el,)``         buffer ``energy_shift`` (least squares of E against composition)
+``s`` (eV)                  buffer ``energy_scale`` (RMS force component of the data)
+``NN_{m,a}``                :class:`ElementNetworks`: weights ``(M, n_el, in, out)``, SiLU
+==========================  =================================================================
+
+The ``M`` networks of one element run in one batched matmul (``baddbmm``), never a loop over
+members; the only Python loop is over elements. A single model (:class:`MLIP`) is a stack of
+one; :class:`atomistic.mlip.committee.Committee` is a stack of several sharing the descriptor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from atomistic.mlip.acsf import ACSF, ACSFSpec
+from atomistic.mlip.moments import MomentDescriptor, MomentSpec
+from atomistic.neighbours import Graph
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLIP",
+    "DescriptorSpec",
+    "ElementNetworks",
+    "NetworkPotential",
+    "descriptor_spec_from_dict",
+]
+
+#: The descriptor hyper-parameters a network potential accepts.
+DescriptorSpec = ACSFSpec | MomentSpec
+
+
+def descriptor_spec_from_dict(data: dict[str, Any]) -> DescriptorSpec:
+    """Inverse of ``spec.to_dict()``: ``kind = "moments"`` or ACSF (no kind, older files)."""
+    if data.get("kind") == "moments":
+        return MomentSpec.from_dict(data)
+    return ACSFSpec.from_dict({k: v for k, v in data.items() if k != "kind"})
+
+
+def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> torch.nn.Module:
+    if isinstance(spec, MomentSpec):
+        return MomentDescriptor(spec, n_elements)
+    return ACSF(spec, n_elements)
+
+
+ACTIVATIONS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh}
+
+
+class ElementNetworks(torch.nn.Module):
+    """``M`` stacked multilayer perceptrons per element, evaluated together.
+
+    Args:
+        n_members: stack size ``M``.
+        n_elements: number of elements.
+        n_inputs: input length ``D``.
+        hidden: widths of the hidden layers.
+        activation: ``"silu"`` or ``"tanh"``.
+        seeds: one initialisation seed per member (default ``0 … M−1``).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_members: int,
+        n_elements: int,
+        n_inputs: int,
+        hidden: tuple[int, ...],
+        activation: str = "silu",
+        seeds: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation {activation!r} unknown; allowed: {', '.join(ACTIVATIONS)}"
+            )
+        seeds = tuple(range(n_members)) if seeds is None else tuple(seeds)
+        if len(seeds) != n_members:
+            raise ValueError(f"need {n_members} seeds, got {len(seeds)}")
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+        sizes = [n_inputs, *hidden, 1]
+        weights, biases = [], []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            w = torch.empty((n_members, n_elements, a, b), dtype=torch.float64)
+            for m, seed in enumerate(seeds):
+                gen = torch.Generator().manual_seed(int(seed) * 1000 + len(weights))
+                w[m] = torch.randn((n_elements, a, b), generator=gen, dtype=torch.float64)
+            weights.append(torch.nn.Parameter(w / math.sqrt(a)))
+            biases.append(
+                torch.nn.Parameter(torch.zeros((n_members, n_elements, b), dtype=torch.float64))
+            )
+        self.weights = torch.nn.ParameterList(weights)
+        self.biases = torch.nn.ParameterList(biases)
+
+    @property
+    def n_members(self) -> int:
+        """Stack size ``M``."""
+        return self.weights[0].shape[0]
+
+    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(M, n)`` for inputs ``x`` ``(n, D)`` of elements ``species`` ``(n,)``."""
+        n_members, n_el = self.weights[0].shape[:2]
+        if n_el == 1:
+            return self._element(x, 0)
+        out = x.new_zeros((n_members, x.shape[0]))
+        for a in range(n_el):  # loop over elements only
+            idx = (species == a).nonzero()[:, 0]
+            if idx.numel():
+                out = out.index_copy(1, idx, self._element(x.index_select(0, idx), a))
+        return out
+
+    def _element(self, x: torch.Tensor, a: int) -> torch.Tensor:
+        w0, b0 = self.weights[0][:, a], self.biases[0][:, a]  # (M, D, h), (M, h)
+        n_members, n_in, width = w0.shape
+        # shared input: one (n, D) @ (D, M·h) matmul for all members
+        h = (x @ w0.transpose(0, 1).reshape(n_in, n_members * width)).view(-1, n_members, width)
+        h = h.transpose(0, 1) + b0[:, None, :]
+        for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
+            h = torch.baddbmm(b[:, a, None, :], self._act(h), w[:, a])
+        return h[..., 0]
+
+
+class NetworkPotential(torch.nn.Module):
+    """Descriptor, normalisation and ``M`` stacked element networks; see the module docstring.
+
+    Args:
+        elements: chemical symbols, in the order of ``Graph.species``.
+        descriptor: :class:`ACSFSpec` or :class:`MomentSpec` (``cutoff`` is the potential's
+            cutoff; default ``ACSFSpec()``).
+        hidden: hidden-layer widths.
+        activation: ``"silu"`` or ``"tanh"``.
+        n_members: stack size ``M``.
+        seeds: initialisation seed per member.
+    """
+
+    #: both descriptors of atom ``i`` are sums over the pairs that contain ``i``
+    site_local = True
+
+    def __init__(
+        self,
+        *,
+        elements: tuple[str, ...] | list[str],
+        descriptor: DescriptorSpec | None = None,
+        hidden: tuple[int, ...] = (32, 32),
+        activation: str = "silu",
+        n_members: int = 1,
+        seeds: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if not elements:
+            raise ValueError("a network potential needs at least one element")
+        self.elements = tuple(elements)
+        self.spec = descriptor if descriptor is not None else ACSFSpec()
+        self.cutoff = float(self.spec.cutoff)
+        self.hidden = tuple(int(h) for h in hidden)
+        n_el = len(self.elements)
+        self.descriptor = _make_descriptor(self.spec, n_el)
+        n_features = self.descriptor.n_features
+        self.networks = ElementNetworks(
+            n_members=n_members,
+            n_elements=n_el,
+            n_inputs=n_features,
+            hidden=self.hidden,
+            activation=activation,
+            seeds=seeds,
+        )
+        f64 = torch.float64
+        self.register_buffer("descriptor_mean", torch.zeros((n_el, n_features), dtype=f64))
+        self.register_buffer("descriptor_std", torch.ones((n_el, n_features), dtype=f64))
+        self.register_buffer("energy_shift", torch.zeros(n_el, dtype=f64))
+        self.register_buffer("energy_scale", torch.ones((), dtype=f64))
+
+    @property
+    def n_members(self) -> int:
+        """Number of stacked networks ``M``."""
+        return self.networks.n_members
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What is needed to rebuild the module before loading its state dict."""
+        return {
+            "elements": list(self.elements),
+            "descriptor": self.spec.to_dict(),
+            "hidden": list(self.hidden),
+            "activation": self.networks.activation,
+            "n_members": self.n_members,
+        }
+
+    def normalised_descriptors(self, graph: Graph) -> torch.Tensor:
+        """``x = (G − μ_a)/σ_a``, ``(n, D)``."""
+        g = self.descriptor(graph)
+        s = graph.species
+        return (g - self.descriptor_mean[s]) / self.descriptor_std[s]
+
+    def member_energies(self, graph: Graph) -> torch.Tensor:
+        """Site energies of every member, ``(M, n)`` in eV."""
+        x = self.normalised_descriptors(graph)
+        y = self.networks(x, graph.species)
+        return self.energy_shift[graph.species] + self.energy_scale * y
+
+    @torch.no_grad()
+    def set_statistics(
+        self,
+        *,
+        descriptor_mean: torch.Tensor,
+        descriptor_std: torch.Tensor,
+        energy_shift: torch.Tensor,
+        energy_scale: float,
+    ) -> None:
+        """Store fitted normalisation (see :func:`atomistic.mlip.training.fit_statistics`)."""
+        self.descriptor_mean.copy_(descriptor_mean)
+        self.descriptor_std.copy_(descriptor_std)
+        self.energy_shift.copy_(energy_shift)
+        self.energy_scale.fill_(float(energy_scale))
+
+
+class MLIP(NetworkPotential):
+    """A single Behler–Parrinello network potential (one member).
+
+    Calling it on a graph returns the site energies ``(n,)`` in eV, so it works with
+    :func:`atomistic.evaluate`, :class:`atomistic.Calculator` and Cauchy–Born.
+
+    Args:
+        elements: chemical symbols, in the order of ``Graph.species``.
+        descriptor: :class:`ACSFSpec` or :class:`MomentSpec`.
+        hidden: hidden-layer widths.
+        activation: ``"silu"`` or ``"tanh"``.
+        seed: initialisation seed.
+    """
+
+    def __init__(
+        self,
+        *,
+        elements: tuple[str, ...] | list[str],
+        descriptor: DescriptorSpec | None = None,
+        hidden: tuple[int, ...] = (32, 32),
+        activation: str = "silu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            elements=elements,
+            descriptor=descriptor,
+            hidden=hidden,
+            activation=activation,
+            n_members=1,
+            seeds=(seed,),
+        )
+
+    def forward(self, graph: Graph) -> torch.Tensor:
+        """Site energies ``(n,)`` in eV."""
+        return self.member_energies(graph)[0]

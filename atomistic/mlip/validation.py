@@ -1,0 +1,531 @@
+"""Validation of a project potential against an oracle: the figures of a potential's acceptance.
+
+Any potential (a module with ``cutoff``, ``elements`` and site energies from a graph: EAM, an
+MLIP, a committee, whose mean is the potential) is compared with any oracle (an ASE
+calculator: :class:`~atomistic.mlip.oracles.LammpsCalculator`, ASE's EMT, ...). Every figure is
+computed for both in the same run, by the methods below, and reported with the difference
+``potential − oracle`` and the relative difference ``(potential − oracle)/|oracle|``.
+
+=====================  ==============================================  ========================
+figure                 potential                                       oracle
+=====================  ==============================================  ========================
+dataset RMSE           :class:`~atomistic.calculator.Calculator`       the oracle on each frame
+``a_0`` (cubic)        energy scan, then root of ``tr σ(a)``           same
+``C11, C12, C44``      :meth:`CauchyBorn.elastic_constants` at ``a_0``  central differences of σ
+``E_f`` vacancy        :func:`~atomistic.relax.relax` (L-BFGS)         LAMMPS ``minimize``, else
+                                                                       :func:`~atomistic.relax.relax`
+``γ``, ``f`` surfaces  same, on (100), (110), (111) slabs              same
+=====================  ==============================================  ========================
+
+Dataset figures, over the frames of :func:`atomistic.mlip.dataset.read_dataset`:
+
+- force RMSE per Cartesian component over the atoms with ``force_mask`` True,
+  ``sqrt(Σ |F − F_label|² / (3 n_masked))`` (eV/Å and meV/Å);
+- energy RMSE per atom over frames, ``sqrt(mean_k ((E_k − E_label,k)/n_k)²)`` (eV/atom and
+  meV/atom), and the same after removing the mean per-atom error (a constant reference
+  shift, which EMT and EAM differ by);
+- for a committee (the Calculator gives ``forces_uncertainty``): the RMS over masked atoms of
+  the calibrated spread ``c·s_i`` against the RMS of the error norm ``|F_i − F_label,i|``, and
+  their ratio (1 for a spread calibrated on these labels).
+
+The dataset is meant to be labelled by the oracle: the oracle's own errors on it are then
+those of extended XYZ's 8 decimals (2.9e-9 eV/Å RMS for the Cu_mishin1 set of
+``cases/potentials/cu-dataset.toml``, measured), a check that labels and oracle agree. The
+dataset targets judge the potential's errors against the labels.
+
+``E_f = E(N−1) − (N−1)/N · E(N)`` in a periodic cubic supercell at each side's own ``a_0``,
+positions relaxed at fixed cell to ``fmax``. The thresholds of :class:`Thresholds` turn the
+figures into the booleans of ``targets``.
+
+Surfaces (:func:`surface_figures`; reported, no target): a slab of whole oriented cells at
+each side's own ``a_0``, periodic in plane, with vacuum along the normal wider than twice
+the cutoff, relaxed at fixed cell like the vacancy. The surface energy is
+``γ = (E_slab − N e_bulk) / 2A`` with ``e_bulk`` the energy per atom of the same oriented
+cells without vacuum, and the surface stress ``f_αα = V σ_αα / 2A`` (in-plane ``α``; the bulk
+stress vanishes at ``a_0``; positive: tensile), both in J/m².
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import all_changes
+from ase.data import atomic_numbers, reference_states
+
+from atomistic.calculator import Calculator
+from atomistic.cauchy_born import CauchyBorn
+from atomistic.equilibrium import equilibrium_lattice_constant, vacancy_formation_energy
+from atomistic.lattice import crystal, unit_cell
+from atomistic.mlip.configurations import LatticeSpec, surface_orientation
+from atomistic.mlip.dataset import read_dataset
+from atomistic.mlip.oracles import LammpsCalculator, lammps_elastic_constants
+from atomistic.relax import relax, relax_fixed_cell
+
+__all__ = [
+    "CUBIC_STRUCTURES",
+    "Thresholds",
+    "compare",
+    "cubic_constants",
+    "dataset_errors",
+    "finite_strain_elastic_constants",
+    "oracle_elastic_constants",
+    "oracle_name",
+    "surface_figures",
+    "validate",
+]
+
+CUBIC_STRUCTURES = ("fcc", "bcc", "diamond")
+#: The low-index surfaces of the report.
+SURFACES = ((1, 0, 0), (1, 1, 0), (1, 1, 1))
+#: eV/Å² → J/m².
+J_PER_M2 = units._e * 1e20
+_VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    """Acceptance thresholds (issue 4).
+
+    Attributes:
+        force_rmse_meV_per_A: largest force RMSE of the potential on the dataset.
+        energy_rmse_meV_per_atom: largest energy RMSE per atom of the potential.
+        lattice_constant_rel: largest ``|Δa_0|/a_0`` against the oracle.
+        elastic_rel: largest ``|ΔC_ij|/C_ij`` against the oracle, for each of C11, C12, C44.
+        vacancy_eV: largest ``|ΔE_f|`` against the oracle.
+        spread_factor: calibrated-spread RMS within this factor of the error RMS, either way.
+    """
+
+    force_rmse_meV_per_A: float = 30.0
+    energy_rmse_meV_per_atom: float = 2.0
+    lattice_constant_rel: float = 2e-3
+    elastic_rel: float = 0.05
+    vacancy_eV: float = 0.05
+    spread_factor: float = 1.5
+
+
+def compare(potential: float, oracle: float) -> dict[str, float | None]:
+    """``{potential, oracle, difference, relative_difference}``; relative is None at oracle 0."""
+    p, o = float(potential), float(oracle)
+    return {
+        "potential": p,
+        "oracle": o,
+        "difference": p - o,
+        "relative_difference": (p - o) / abs(o) if o != 0.0 else None,
+    }
+
+
+def oracle_name(calculator) -> str:
+    """A short label: ``lammps eam/alloy Cu_mishin1.eam.alloy``, else the class name."""
+    if isinstance(calculator, LammpsCalculator):
+        file = "" if calculator.potential_file is None else " " + calculator.potential_file.name
+        return f"lammps {calculator.pair_style}{file}"
+    return type(calculator).__name__
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _rmse_figures(force_sq: float, n_forces: int, e_per_atom: np.ndarray) -> dict[str, Any]:
+    f = float(np.sqrt(force_sq / (3 * n_forces))) if n_forces else None
+    e = float(np.sqrt(np.mean(e_per_atom**2))) if len(e_per_atom) else None
+    shifted = e_per_atom - e_per_atom.mean() if len(e_per_atom) else e_per_atom
+    e0 = float(np.sqrt(np.mean(shifted**2))) if len(e_per_atom) else None
+    milli = lambda v: None if v is None else 1e3 * v
+    return {
+        "frames": int(len(e_per_atom)),
+        "force_labels": int(n_forces),
+        "force_rmse_eV_per_A": f,
+        "force_rmse_meV_per_A": milli(f),
+        "energy_rmse_eV_per_atom": e,
+        "energy_rmse_meV_per_atom": milli(e),
+        "energy_rmse_offset_removed_meV_per_atom": milli(e0),
+    }
+
+
+def dataset_errors(calculator, frames: Sequence[Atoms]) -> dict[str, Any]:
+    """Errors of any ASE calculator against the labels of a dataset.
+
+    Args:
+        calculator: an ASE calculator (the potential's :class:`Calculator` or an oracle).
+        frames: labelled frames as :func:`atomistic.mlip.dataset.read_dataset` returns them.
+
+    Returns:
+        The figures of the module docstring, overall and under ``per_config_type``; with
+        ``uncertainty`` (``spread_rms_eV_per_A``, ``error_norm_rms_eV_per_A``, ``ratio``)
+        when the calculator gives ``forces_uncertainty``, else ``uncertainty`` is None.
+    """
+    types = [str(f.info.get("config_type", "unknown")) for f in frames]
+    e_err = np.empty(len(frames))
+    f_sq = np.empty(len(frames))
+    n_f = np.empty(len(frames), dtype=np.int64)
+    spread_sq, error_sq, n_spread = 0.0, 0.0, 0
+    for k, frame in enumerate(frames):
+        atoms = Atoms(
+            numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc
+        )
+        atoms.calc = calculator
+        calculator.calculate(atoms, ["energy", "forces"], all_changes)
+        results = calculator.results
+        mask = np.asarray(frame.arrays["force_mask"], dtype=bool)
+        diff = (np.asarray(results["forces"]) - frame.arrays["forces"])[mask]
+        e_err[k] = (float(results["energy"]) - float(frame.info["energy"])) / len(frame)
+        f_sq[k] = float((diff**2).sum())
+        n_f[k] = int(mask.sum())
+        spread = results.get("forces_uncertainty")
+        if spread is not None:
+            spread_sq += float((np.asarray(spread)[mask] ** 2).sum())
+            error_sq += f_sq[k]
+            n_spread += n_f[k]
+    out = _rmse_figures(float(f_sq.sum()), int(n_f.sum()), e_err)
+    out["per_config_type"] = {}
+    for t in sorted(set(types)):
+        sel = np.array([u == t for u in types])
+        out["per_config_type"][t] = _rmse_figures(
+            float(f_sq[sel].sum()), int(n_f[sel].sum()), e_err[sel]
+        )
+    out["uncertainty"] = None
+    if n_spread:
+        s, e = np.sqrt(spread_sq / n_spread), np.sqrt(error_sq / n_spread)
+        out["uncertainty"] = {
+            "spread_rms_eV_per_A": float(s),
+            "error_norm_rms_eV_per_A": float(e),
+            "ratio": float(s / e) if e > 0 else None,
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- crystal
+
+
+def _guess_a(structure: str, element: str, potential=None) -> float:
+    """ASE's reference lattice constant when its structure matches, else the EAM file's."""
+    ref = reference_states[atomic_numbers[element]]
+    if ref is not None and ref.get("symmetry") == structure and "a" in ref:
+        return float(ref["a"])
+    constants = getattr(potential, "lattice_constants", ())
+    if element in getattr(potential, "elements", ()) and constants:
+        return float(constants[list(potential.elements).index(element)])
+    raise ValueError(
+        f"no lattice constant to start from for {structure} {element}; pass a_guess (Å)"
+    )
+
+
+def finite_strain_elastic_constants(
+    calculator, atoms: Atoms, *, strain: float = 1e-5, relax_internal: bool = False
+) -> np.ndarray:
+    """6×6 Voigt elastic constants (GPa) of any ASE calculator by central differences.
+
+    ``C[:, k] = (σ(+ε_k) − σ(−ε_k)) / (2 strain)`` with ``F = I ± ε_k`` applied to cell and
+    positions (engineering shear, as :func:`atomistic.mlip.oracles.lammps_elastic_constants`);
+    with ``relax_internal`` the positions are relaxed at fixed cell (L-BFGS, 1e-8 eV/Å).
+
+    Tabulated potentials have kinks in their higher derivatives at the spline knots, so the
+    strain should stay small: for Cu_mishin1 through LAMMPS, ``strain = 1e-4`` is off the
+    Cauchy–Born C11 by 7e-6 (relative) and ``1e-5`` by 1e-9 (measured).
+    """
+    c = np.zeros((6, 6))
+    for k, (a, b) in enumerate(_VOIGT):
+        stresses = []
+        for sign in (1.0, -1.0):
+            eps = np.zeros((3, 3))
+            eps[a, b] = eps[b, a] = sign * strain if a == b else 0.5 * sign * strain
+            f = np.eye(3) + eps
+            strained = Atoms(
+                numbers=atoms.numbers,
+                positions=atoms.positions @ f.T,
+                cell=atoms.cell.array @ f.T,
+                pbc=True,
+            )
+            strained.calc = calculator
+            if relax_internal:
+                strained = relax(strained, fmax=1e-8).atoms
+            stresses.append(np.array(strained.get_stress(voigt=True)))
+        c[:, k] = (stresses[0] - stresses[1]) / (2.0 * strain)
+    return c / units.GPa
+
+
+def oracle_elastic_constants(
+    calculator, atoms: Atoms, *, strain: float, relax_internal: bool
+) -> np.ndarray:
+    """:func:`lammps_elastic_constants` for a LAMMPS file oracle, else finite strains."""
+    if isinstance(calculator, LammpsCalculator) and calculator.potential_file is not None:
+        return lammps_elastic_constants(
+            atoms,
+            pair_style=calculator.pair_style,
+            potential_file=calculator.potential_file,
+            elements=calculator.elements,
+            relax_internal=relax_internal,
+            strain=strain,
+        )
+    return finite_strain_elastic_constants(
+        calculator, atoms, strain=strain, relax_internal=relax_internal
+    )
+
+
+def cubic_constants(c: np.ndarray) -> dict[str, float]:
+    """C11, C12, C44 (same unit as ``c``): averages over the cubic-equivalent entries."""
+    return {
+        "C11": float(np.mean([c[i, i] for i in range(3)])),
+        "C12": float(np.mean([c[0, 1], c[1, 0], c[0, 2], c[2, 0], c[1, 2], c[2, 1]])),
+        "C44": float(np.mean([c[i, i] for i in range(3, 6)])),
+    }
+
+
+def surface_figures(
+    calculator,
+    *,
+    structure: str,
+    element: str,
+    a: float,
+    miller,
+    cutoff: float,
+    fmax: float = 1e-4,
+    max_steps: int = 10000,
+) -> dict[str, Any]:
+    """Relaxed surface energy and surface stress of the ``miller`` plane, any ASE calculator.
+
+    The slab (module docstring) has whole oriented cells at least ``max(15 Å, 3 cutoff)``
+    thick and ``2 cutoff + 1 Å`` wide, and ``max(12 Å, 2 cutoff + 2 Å)`` of vacuum.
+
+    Returns:
+        ``energy_J_per_m2`` (γ), ``stress_J_per_m2`` (the mean of the two in-plane
+        ``f_αα``), ``stress_xx_yy_J_per_m2``, ``n_atoms``, ``area_A2``, ``a_A``,
+        ``max_force_eV_per_A``, ``steps``, ``converged``.
+    """
+    rows = surface_orientation(miller)
+    lattice = LatticeSpec(structure=structure, element=element, a=float(a))
+    period = lattice.build(1, orientation=rows).cell.lengths()
+    width, thickness = 2.0 * cutoff + 1.0, max(15.0, 3.0 * cutoff)
+    reps = np.maximum(1, np.ceil(np.array([width, width, thickness]) / period)).astype(int)
+    bulk = lattice.build(tuple(int(r) for r in reps), orientation=rows)
+    bulk.calc = calculator
+    n = len(bulk)
+    e_bulk = float(bulk.get_potential_energy()) / n
+    slab = bulk.copy()
+    slab.calc = None
+    vacuum = max(12.0, 2.0 * cutoff + 2.0)
+    cell = slab.cell.array.copy()
+    cell[2, 2] += vacuum
+    slab.set_cell(cell, scale_atoms=False)
+    slab.positions = slab.positions + np.array([0.0, 0.0, 0.5 * vacuum])
+    relaxed, energy, worst, steps = relax_fixed_cell(
+        slab, calculator, fmax=fmax, max_steps=max_steps
+    )
+    relaxed = relaxed.copy()
+    relaxed.calc = calculator
+    area = float(np.linalg.norm(np.cross(cell[0], cell[1])))
+    virial = relaxed.get_stress(voigt=False) * relaxed.get_volume()  # V σ, eV
+    f = np.array([virial[0, 0], virial[1, 1]]) / (2.0 * area) * J_PER_M2
+    return {
+        "energy_J_per_m2": (energy - n * e_bulk) / (2.0 * area) * J_PER_M2,
+        "stress_J_per_m2": float(f.mean()),
+        "stress_xx_yy_J_per_m2": f.tolist(),
+        "n_atoms": n,
+        "area_A2": area,
+        "a_A": float(a),
+        "max_force_eV_per_A": float(worst),
+        "steps": int(steps),
+        "converged": bool(worst <= fmax),
+    }
+
+
+# --------------------------------------------------------------------------- all of it
+
+
+def _timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def _dataset_section(potential_calc, oracle, frames, *, oracle_on_dataset: bool, times):
+    pot, times["dataset_potential_s"] = _timed(dataset_errors, potential_calc, frames)
+    orc = None
+    if oracle_on_dataset:
+        orc, times["dataset_oracle_s"] = _timed(dataset_errors, oracle, frames)
+
+    def pair(p: dict, o: dict | None) -> dict:
+        keys = ("force_rmse_eV_per_A", "force_rmse_meV_per_A", "energy_rmse_eV_per_atom")
+        keys += ("energy_rmse_meV_per_atom", "energy_rmse_offset_removed_meV_per_atom")
+        out: dict[str, Any] = {"frames": p["frames"], "force_labels": p["force_labels"]}
+        for key in keys:
+            if o is None or p[key] is None or o[key] is None:
+                out[key] = {"potential": p[key], "oracle": None if o is None else o[key]}
+            else:
+                out[key] = compare(p[key], o[key])
+        return out
+
+    section = pair(pot, orc)
+    section["per_config_type"] = {
+        t: pair(v, None if orc is None else orc["per_config_type"][t])
+        for t, v in pot["per_config_type"].items()
+    }
+    section["uncertainty"] = pot["uncertainty"]
+    return section
+
+
+def validate(
+    potential,
+    oracle,
+    *,
+    dataset: str | Path | Sequence[Atoms] | None = None,
+    structure: str = "fcc",
+    element: str | None = None,
+    a_guess: float | None = None,
+    vacancy_size: int = 4,
+    fmax: float = 1e-4,
+    strain: float = 1e-5,
+    oracle_on_dataset: bool = True,
+    thresholds: Thresholds = Thresholds(),
+    device: str = "cpu",
+    surfaces: bool = True,
+) -> dict[str, Any]:
+    """All figures of the module docstring for ``potential`` and ``oracle``, JSON-able.
+
+    Args:
+        potential: a project potential (``cutoff``, ``elements``, site energies).
+        oracle: any ASE calculator giving energy, forces and stress.
+        dataset: a dataset file or its frames; None skips the dataset figures.
+        structure: cubic lattice of the crystal figures (``fcc``, ``bcc``, ``diamond``).
+        element: its element; default ``potential.elements[0]``.
+        a_guess: centre of the lattice-constant scan (Å); default ASE's reference value.
+        vacancy_size: repeats of the cubic cell of the vacancy supercell (4: 256 fcc sites).
+        fmax: force tolerance of the vacancy relaxations, eV/Å.
+        strain: finite strain of the oracle's elastic constants.
+        oracle_on_dataset: also evaluate the oracle on every frame (its errors against the
+            labels: zero when it labelled them).
+        thresholds: what ``targets`` compares against.
+        device: torch device of the potential.
+        surfaces: also the (100), (110), (111) surface energies and stresses (reported,
+            no target; both sides use the potential's cutoff to size the slabs).
+
+    Returns:
+        ``potential``, ``oracle``, ``lattice``, ``settings``, ``dataset`` (or None),
+        ``lattice_constant``, ``elastic_constants`` (C11, C12, C44 and the 6×6 matrices),
+        ``vacancy_formation``, ``surfaces`` (with ``surfaces``: per plane ``"100"``,
+        ``"110"``, ``"111"``, ``energy`` and ``stress`` in J/m² and their ``details``),
+        ``targets`` (booleans; None where a figure is missing),
+        ``thresholds`` and ``wall_time_s``. Paired figures are :func:`compare` dicts.
+    """
+    element = element or potential.elements[0]
+    if structure not in CUBIC_STRUCTURES:
+        raise ValueError(f"validate: structure {structure!r} not one of {CUBIC_STRUCTURES}")
+    guess = a_guess if a_guess is not None else _guess_a(structure, element, potential)
+    calc = Calculator(potential, device=device)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    report: dict[str, Any] = {
+        "potential": {
+            "type": type(potential).__name__,
+            "source": str(getattr(potential, "source", "")),
+            "elements": list(potential.elements),
+            "cutoff_A": float(potential.cutoff),
+        },
+        "oracle": {"name": oracle_name(oracle)},
+        "lattice": {"structure": structure, "element": element},
+        "settings": {
+            "a_guess_A": guess,
+            "a_guess_origin": "user" if a_guess is not None else "default",
+            "vacancy_size": vacancy_size,
+            "fmax_eV_per_A": fmax,
+            "strain": strain,
+            "device": device,
+        },
+        "dataset": None,
+    }
+    if dataset is not None:
+        frames = read_dataset(dataset) if isinstance(dataset, str | Path) else list(dataset)
+        section = _dataset_section(
+            calc, oracle, frames, oracle_on_dataset=oracle_on_dataset, times=times
+        )
+        section["path"] = str(dataset) if isinstance(dataset, str | Path) else None
+        report["dataset"] = section
+
+    kw = {"structure": structure, "element": element, "a_guess": guess}
+    a_pot, times["lattice_constant_potential_s"] = _timed(equilibrium_lattice_constant, calc, **kw)
+    a_orc, times["lattice_constant_oracle_s"] = _timed(equilibrium_lattice_constant, oracle, **kw)
+    report["lattice_constant"] = {"unit": "Å", **compare(a_pot, a_orc)}
+
+    cb = CauchyBorn(potential, unit_cell(structure, element=element, a=a_pot), device=device)
+    c_pot, times["elastic_potential_s"] = _timed(cb.elastic_constants)
+    relax_internal = len(unit_cell(structure, element=element, a=a_orc)) > 1
+    c_orc, times["elastic_oracle_s"] = _timed(
+        oracle_elastic_constants,
+        oracle,
+        crystal(structure, element=element, a=a_orc),
+        strain=strain,
+        relax_internal=relax_internal,
+    )
+    cp, co = cubic_constants(c_pot), cubic_constants(c_orc)
+    report["elastic_constants"] = {
+        "unit": "GPa",
+        **{k: compare(cp[k], co[k]) for k in cp},
+        "voigt_potential": c_pot.tolist(),
+        "voigt_oracle": c_orc.tolist(),
+    }
+
+    kw = {"structure": structure, "element": element, "size": vacancy_size, "fmax": fmax}
+    v_pot, times["vacancy_potential_s"] = _timed(vacancy_formation_energy, calc, a=a_pot, **kw)
+    v_orc, times["vacancy_oracle_s"] = _timed(vacancy_formation_energy, oracle, a=a_orc, **kw)
+    v_pot, v_orc = v_pot.as_dict(), v_orc.as_dict()
+    report["vacancy_formation"] = {
+        "unit": "eV",
+        **compare(v_pot["formation_energy_eV"], v_orc["formation_energy_eV"]),
+        "details": {"potential": v_pot, "oracle": v_orc},
+    }
+    if surfaces:
+        report["surfaces"] = {"unit": "J/m²"}
+        for miller in SURFACES:
+            kw = {"structure": structure, "element": element, "miller": miller, "fmax": fmax}
+            name = "".join(str(k) for k in miller)
+            cut = float(potential.cutoff)
+            s_pot, times[f"surface_{name}_potential_s"] = _timed(
+                surface_figures, calc, a=a_pot, cutoff=cut, **kw
+            )
+            s_orc, times[f"surface_{name}_oracle_s"] = _timed(
+                surface_figures, oracle, a=a_orc, cutoff=cut, **kw
+            )
+            report["surfaces"][name] = {
+                "energy": compare(s_pot["energy_J_per_m2"], s_orc["energy_J_per_m2"]),
+                "stress": compare(s_pot["stress_J_per_m2"], s_orc["stress_J_per_m2"]),
+                "details": {"potential": s_pot, "oracle": s_orc},
+            }
+    report["targets"] = _targets(report, thresholds)
+    report["thresholds"] = asdict(thresholds)
+    times["total_s"] = time.perf_counter() - start
+    report["wall_time_s"] = times
+    return report
+
+
+def _targets(report: dict[str, Any], th: Thresholds) -> dict[str, bool | None]:
+    ds = report["dataset"]
+
+    def below(entry, limit):
+        value = None if ds is None else ds[entry]["potential"]
+        return None if value is None else bool(value <= limit)
+
+    out: dict[str, bool | None] = {
+        "force_rmse": below("force_rmse_meV_per_A", th.force_rmse_meV_per_A),
+        "energy_rmse": below("energy_rmse_meV_per_atom", th.energy_rmse_meV_per_atom),
+        "lattice_constant": bool(
+            abs(report["lattice_constant"]["relative_difference"]) <= th.lattice_constant_rel
+        ),
+    }
+    for key in ("C11", "C12", "C44"):
+        rel = report["elastic_constants"][key]["relative_difference"]
+        out[key] = bool(rel is not None and abs(rel) <= th.elastic_rel)
+    out["vacancy_formation"] = bool(abs(report["vacancy_formation"]["difference"]) <= th.vacancy_eV)
+    unc = None if ds is None else ds["uncertainty"]
+    ratio = None if unc is None else unc["ratio"]
+    out["calibrated_spread"] = (
+        None if ratio is None else bool(1.0 / th.spread_factor <= ratio <= th.spread_factor)
+    )
+    decided = [v for v in out.values() if v is not None]
+    out["all"] = bool(decided) and all(decided)
+    return out

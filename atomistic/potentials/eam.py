@@ -1,0 +1,312 @@
+"""Embedded-atom method from LAMMPS tabulated files, reproducing ``pair_style eam/alloy|eam/fs``.
+
+Site energy of atom ``i`` (element ``a``), neighbours ``j`` (element ``b``) within ``r_cut``:
+
+    ε_i = F_a(ρ_i) + ½ Σ_j φ_ab(r_ij),        ρ_i = Σ_j ρ_{b→a}(r_ij)
+
+==================  ==============================================================
+symbol              code
+==================  ==============================================================
+``F_a``             ``_spline(self.frho, a, ρ/Δρ)`` (+ linear beyond ``ρ_max`` as LAMMPS)
+``ρ_{b→a}``         alloy: density table of ``b``; fs: table ``(b, a)`` of the file
+``r φ_ab``          ``_spline(self.z2r, pair(a, b), r/Δr)``, then ``/ r``
+==================  ==============================================================
+
+Tables are interpolated with LAMMPS's own piecewise cubic (five-point derivative estimates at
+the knots, ``PairEAM::interpolate``), so energies and forces agree with LAMMPS to round-off.
+That interpolant is C¹: second derivatives (Cauchy–Born tangents, Hessians) are exact within a
+table segment and jump at the knots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from atomistic.neighbours import Graph
+from atomistic.potentials.files import find_potential_file
+
+__all__ = ["EAM", "EAMFileError", "lammps_spline_coefficients"]
+
+
+class EAMFileError(ValueError):
+    """A tabulated EAM file is malformed."""
+
+
+def lammps_spline_coefficients(f: np.ndarray) -> np.ndarray:
+    """Cubic coefficients ``(n, 4)`` = ``[c3, c4, c5, c6]`` per knot, as ``PairEAM::interpolate``.
+
+    On segment ``m`` with local coordinate ``p ∈ [0, 1]`` the value is
+    ``((c3 p + c4) p + c5) p + c6``. Knot slopes ``c5`` (per knot spacing) use one-sided or
+    centred differences at the ends and the five-point stencil inside.
+    """
+    f = np.asarray(f, dtype=np.float64)
+    n = f.size
+    if n < 5:
+        raise EAMFileError(f"a table needs at least 5 points, got {n}")
+    s = np.empty(n)
+    s[0] = f[1] - f[0]
+    s[1] = 0.5 * (f[2] - f[0])
+    s[n - 2] = 0.5 * (f[n - 1] - f[n - 3])
+    s[n - 1] = f[n - 1] - f[n - 2]
+    s[2 : n - 2] = ((f[0 : n - 4] - f[4:n]) + 8.0 * (f[3 : n - 1] - f[1 : n - 3])) / 12.0
+    c = np.zeros((n, 4))
+    c[:, 3] = f
+    c[:, 2] = s
+    df = f[1:] - f[:-1]
+    c[:-1, 1] = 3.0 * df - 2.0 * s[:-1] - s[1:]
+    c[:-1, 0] = s[:-1] + s[1:] - 2.0 * df
+    return c
+
+
+def _locate(n: int, x: torch.Tensor):
+    """Segment ``m`` and local coordinate ``p`` as LAMMPS: ``p ≤ 1`` on the last segment."""
+    m = torch.clamp(torch.floor(x).to(torch.int64), min=0, max=n - 2)
+    p = x - m.to(x.dtype)
+    beyond = p > 1.0
+    return m, torch.clamp(p, max=1.0), beyond
+
+
+class _SplineSlope(torch.autograd.Function):
+    """``dv/dx`` of :class:`_Spline`; its own derivative makes the tangent exact."""
+
+    @staticmethod
+    def forward(ctx, table, which, x):
+        m, p, beyond = _locate(table.shape[1], x)
+        c = table[which, m]
+        pe = p[:, None]
+        d = (3.0 * c[..., 0] * pe + 2.0 * c[..., 1]) * pe + c[..., 2]
+        dd = 6.0 * c[..., 0] * pe + 2.0 * c[..., 1]
+        z = torch.zeros((), dtype=x.dtype, device=x.device)
+        ctx.save_for_backward(torch.where(beyond[:, None], z, dd))
+        return torch.where(beyond[:, None], z, d)
+
+    @staticmethod
+    def backward(ctx, g):
+        (dd,) = ctx.saved_tensors
+        return None, None, (g * dd).sum(dim=1)
+
+
+class _Spline(torch.autograd.Function):
+    """LAMMPS cubic tables, value and slope in one pass.
+
+    ``table`` is ``(T, n, K, 4)``: ``K`` tables evaluated together at the same abscissa.
+    Returns ``(E, K)`` values; the slope is kept for the backward pass, and recomputed
+    differentiably when a graph of the gradient is asked for (tangents, Hessian products).
+    """
+
+    @staticmethod
+    def forward(ctx, table, which, x):
+        m, p, beyond = _locate(table.shape[1], x)
+        c = table[which, m]
+        pe = p[:, None]
+        v = ((c[..., 0] * pe + c[..., 1]) * pe + c[..., 2]) * pe + c[..., 3]
+        d = (3.0 * c[..., 0] * pe + 2.0 * c[..., 1]) * pe + c[..., 2]
+        d = torch.where(beyond[:, None], torch.zeros((), dtype=x.dtype, device=x.device), d)
+        ctx.save_for_backward(table, which, x, d)
+        return v
+
+    @staticmethod
+    def backward(ctx, g):
+        table, which, x, d = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            d = _SplineSlope.apply(table, which, x)
+        return None, None, (g * d).sum(dim=1)
+
+
+def _spline(table: torch.Tensor, which: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Evaluate ``K`` LAMMPS cubic tables ``(T, n, K, 4)`` at ``x`` (in knot spacings).
+
+    Returns ``(E, K)``. As in LAMMPS, the local coordinate is clamped to ≤ 1 on the last
+    segment, and below the first knot segment 0 is extrapolated.
+    """
+    return _Spline.apply(table, which, x)
+
+
+def _tokens(path: Path) -> tuple[list[str], list[str]]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"EAM potential file not found: {path}") from None
+    if len(lines) < 6:
+        raise EAMFileError(f"{path}: too short for an EAM setfl file")
+    return lines[3:5], " ".join(lines[5:]).split()
+
+
+class EAM(torch.nn.Module):
+    """Tabulated EAM potential (``eam/alloy`` setfl or ``eam/fs`` Finnis–Sinclair files).
+
+    Build with :meth:`from_file`. Attributes ``elements``, ``cutoff`` (Å), ``masses`` (amu),
+    ``lattice_constants`` (Å) and ``lattice_types`` come from the file.
+    """
+
+    #: ``ε_i = F(Σ_j ρ(r_ij)) + ½ Σ_j φ(r_ij)`` uses only the pairs that contain ``i``
+    site_local = True
+
+    def __init__(
+        self,
+        *,
+        elements: tuple[str, ...],
+        frho: np.ndarray,
+        rhor: np.ndarray,
+        z2r: np.ndarray,
+        drho: float,
+        dr: float,
+        cutoff: float,
+        finnis_sinclair: bool,
+        source: str = "EAM",
+        masses: tuple[float, ...] = (),
+        lattice_constants: tuple[float, ...] = (),
+        lattice_types: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.elements = tuple(elements)
+        self.cutoff = float(cutoff)
+        self.drho = float(drho)
+        self.dr = float(dr)
+        self.rhomax = (frho.shape[1] - 1) * self.drho
+        self.finnis_sinclair = finnis_sinclair
+        self.source = source
+        self.masses = tuple(masses)
+        self.lattice_constants = tuple(lattice_constants)
+        self.lattice_types = tuple(lattice_types)
+
+        def coeffs(tables: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.stack([lammps_spline_coefficients(t) for t in tables]))
+
+        n_el = len(self.elements)
+        rho_c, z2r_c = coeffs(rhor), coeffs(z2r)
+
+        def density(centre: int, neighbour: int) -> torch.Tensor:
+            return rho_c[neighbour * n_el + centre] if finnis_sinclair else rho_c[neighbour]
+
+        def pair(a: int, b: int) -> torch.Tensor:
+            hi, lo = max(a, b), min(a, b)
+            return z2r_c[hi * (hi + 1) // 2 + lo]
+
+        # One table per ordered species pair (a, b) = (centre i, neighbour j), K entries:
+        # [ρ_{b→a}, ρ_{a→b}, r·φ_ab]; with one element ρ is shared: [ρ, r·φ].
+        tables = []
+        for a in range(n_el):
+            for b in range(n_el):
+                k = (
+                    [density(a, b), pair(a, b)]
+                    if n_el == 1 and not finnis_sinclair
+                    else [density(a, b), density(b, a), pair(a, b)]
+                )
+                tables.append(torch.stack(k, dim=1))
+        self.register_buffer("pair_tables", torch.stack(tables))
+        frho_c = coeffs(frho)
+        self.register_buffer("frho", frho_c[:, :, None, :])
+        last = frho_c[:, -2]  # segment ending at ρ_max; dF/dp at p = 1, per Δρ
+        self.register_buffer(
+            "frho_end_slope", (3.0 * last[:, 0] + 2.0 * last[:, 1] + last[:, 2]) / self.drho
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, format: str | None = None, elements=None) -> EAM:
+        """Read a LAMMPS ``eam/alloy`` (setfl) or ``eam/fs`` file.
+
+        Args:
+            path: the file; a bare name is also looked up in the potentials shipped with the
+                ``lammps`` package.
+            format: ``"alloy"`` or ``"fs"``; by default from the suffix (``.fs`` → fs).
+            elements: optional subset of the file's elements to check for presence.
+
+        Raises:
+            FileNotFoundError: the file does not exist (the message names it).
+            EAMFileError: the file is malformed.
+            ValueError: an element of ``elements`` is not in the file.
+        """
+        path = find_potential_file(path)
+        fmt = format or ("fs" if path.name.endswith(".fs") else "alloy")
+        if fmt not in ("alloy", "fs"):
+            raise ValueError(f"EAM format {fmt!r} unknown; allowed: alloy, fs")
+        header, tok = _tokens(path)
+        try:
+            head = header[0].split()
+            n_el = int(head[0])
+            names = tuple(head[1 : 1 + n_el])
+            nrho_s, drho_s, nr_s, dr_s, cut_s = header[1].split()[:5]
+            nrho, drho, nr, dr, cut = (
+                int(nrho_s),
+                float(drho_s),
+                int(nr_s),
+                float(dr_s),
+                float(cut_s),
+            )
+        except (IndexError, ValueError) as err:
+            raise EAMFileError(f"{path}: bad header lines 4-5 ({err})") from None
+        if len(names) != n_el:
+            raise EAMFileError(f"{path}: line 4 names {len(names)} elements, expected {n_el}")
+        pos = 0
+
+        def take(k: int) -> np.ndarray:
+            nonlocal pos
+            if pos + k > len(tok):
+                raise EAMFileError(f"{path}: file ends early (needs {pos + k} values)")
+            out = np.array(tok[pos : pos + k], dtype=np.float64)
+            pos += k
+            return out
+
+        frho, rhor, masses, alat, ltype = [], [], [], [], []
+        try:
+            for _ in range(n_el):
+                masses.append(float(tok[pos + 1]))
+                alat.append(float(tok[pos + 2]))
+                ltype.append(tok[pos + 3])
+                pos += 4
+                frho.append(take(nrho))
+                for _ in range(n_el if fmt == "fs" else 1):
+                    rhor.append(take(nr))
+            z2r = [take(nr) for a in range(n_el) for _ in range(a + 1)]
+        except (IndexError, ValueError) as err:
+            raise EAMFileError(f"{path}: malformed tables ({err})") from None
+        if elements is not None:
+            missing = [e for e in elements if e not in names]
+            if missing:
+                raise ValueError(
+                    f"{path}: element(s) {', '.join(missing)} not in file; "
+                    f"it has {', '.join(names)}"
+                )
+        return cls(
+            elements=names,
+            frho=np.array(frho),
+            rhor=np.array(rhor),
+            z2r=np.array(z2r),
+            drho=drho,
+            dr=dr,
+            cutoff=cut,
+            finnis_sinclair=fmt == "fs",
+            source=str(path),
+            masses=tuple(masses),
+            lattice_constants=tuple(alat),
+            lattice_types=tuple(ltype),
+        )
+
+    def forward(self, graph: Graph) -> torch.Tensor:
+        """Site energies ``(n,)`` in eV."""
+        r = torch.linalg.vector_norm(graph.vectors, dim=1)
+        keep = r < self.cutoff
+        if not bool(keep.all()):
+            idx = keep.nonzero()[:, 0]
+            i, j, r = graph.i[idx], graph.j[idx], r[idx]
+        else:
+            i, j = graph.i, graph.j
+        n_el = len(self.elements)
+        which = graph.species[i] * n_el + graph.species[j] if n_el > 1 else torch.zeros_like(i)
+        v = _spline(self.pair_tables, which, r * (1.0 / self.dr))
+        rho_i, rho_j = (v[:, 0], v[:, 0]) if v.shape[1] == 2 else (v[:, 0], v[:, 1])
+        half_phi = 0.5 * v[:, -1] / r
+        zeros = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device)
+        rho = zeros.index_add(0, i, rho_i).index_add(0, j, rho_j)
+        pair = zeros.index_add(0, i, half_phi).index_add(0, j, half_phi)
+        return self._embedding(graph.species, rho) + pair
+
+    def _embedding(self, species: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+        f = _spline(self.frho, species, rho * (1.0 / self.drho))[:, 0]
+        # LAMMPS continues F linearly past the table with the slope at ρ_max.
+        over = torch.clamp(rho - self.rhomax, min=0.0)
+        return f + self.frho_end_slope[species] * over

@@ -1,0 +1,139 @@
+"""The potential protocol and what follows from site energies.
+
+A potential is a ``torch.nn.Module`` that maps a :class:`~atomistic.neighbours.Graph` to
+per-atom site energies ``ε_i`` (shape ``(n,)``, eV). It must give zero weight to pairs longer
+than its ``cutoff`` (lists carry a skin). Everything else is derived here:
+
+==========================  ==================================================
+quantity                    code
+==========================  ==================================================
+``E = Σ_i ε_i``             ``energies.sum()``
+``g_e = ∂E/∂r_e``           one autograd pass to the pair vectors
+``F_i = Σ_{e: i→·} g_e − Σ_{e: ·→i} g_e``  two ``index_add_``
+``V σ = Σ_e sym(r_e ⊗ g_e)``  ``vectors.T @ g``
+``W_i = ½ Σ_{e∋i} sym(r_e ⊗ g_e)``   per-atom virial (eV), ``Σ_i W_i = V σ``
+==========================  ==================================================
+
+The stress follows ASE's sign: positive in tension, ``σ = (1/V) ∂E/∂ε``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from atomistic.neighbours import Graph
+
+__all__ = [
+    "Potential",
+    "PotentialFileError",
+    "UnknownElementError",
+    "evaluate",
+    "interaction_range",
+    "species_indices",
+]
+
+
+class UnknownElementError(ValueError):
+    """An atom's element is not described by the potential."""
+
+
+class PotentialFileError(ValueError):
+    """A potential file cannot be read (unknown suffix or kind, wrong format or version)."""
+
+
+@runtime_checkable
+class Potential(Protocol):
+    """What every potential provides.
+
+    Attributes:
+        cutoff: interaction range ``r_cut`` in Å.
+        elements: chemical symbols, in the order used by ``Graph.species``.
+
+    Optional attribute ``site_local`` (default False): True when ``ε_i`` depends only on the
+    pairs that contain atom ``i`` (pair potentials, EAM, Stillinger–Weber, descriptor-based
+    networks); callers may then drop the pairs between atoms whose site energies they do not
+    need. A message-passing model, where ``ε_i`` sees its neighbours' pairs, must leave it
+    False.
+    """
+
+    cutoff: float
+    elements: tuple[str, ...]
+
+    def __call__(self, graph: Graph) -> torch.Tensor:  # pragma: no cover - protocol
+        """Return the site energies ``(n,)`` in eV."""
+        ...
+
+
+def species_indices(symbols, elements, *, source: str = "potential") -> torch.Tensor:
+    """Map chemical symbols to indices in ``elements``.
+
+    Raises:
+        UnknownElementError: a symbol is not in ``elements``; the message names ``source``.
+    """
+    lookup = {e: k for k, e in enumerate(elements)}
+    missing = sorted({s for s in symbols if s not in lookup})
+    if missing:
+        raise UnknownElementError(
+            f"{source}: element(s) {', '.join(missing)} not described; it has {', '.join(elements)}"
+        )
+    return torch.tensor([lookup[s] for s in symbols], dtype=torch.int64)
+
+
+def interaction_range(potential) -> float:
+    """How far in Å an atom's site energy reaches: ``receptive_field``, else ``cutoff``.
+
+    Neighbour lists use ``cutoff``; geometry that must give atoms a full environment (the
+    pad of a coupled problem, shells of held atoms) uses this range.
+    """
+    return float(getattr(potential, "receptive_field", potential.cutoff))
+
+
+def _sym(m: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (m + m.transpose(-1, -2))
+
+
+def evaluate(
+    potential,
+    graph: Graph,
+    *,
+    forces: bool = True,
+    virial: bool = False,
+    per_atom_virial: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Energy, site energies, forces and virials from one forward and one backward pass.
+
+    Args:
+        potential: a :class:`Potential`.
+        graph: the atoms and their pairs.
+        forces: compute forces ``(n, 3)`` in eV/Å.
+        virial: compute the total virial ``V σ`` ``(3, 3)`` in eV.
+        per_atom_virial: compute per-atom virials ``(n, 3, 3)`` in eV.
+
+    Returns:
+        dict with ``energy`` (scalar), ``energies`` ``(n,)`` and, as asked, ``forces``,
+        ``virial`` and ``virials``. Returned tensors are detached.
+    """
+    need_grad = forces or virial or per_atom_virial
+    vectors = graph.vectors.detach().requires_grad_(need_grad)
+    energies = potential(graph.with_vectors(vectors))
+    energy = energies.sum()
+    out = {"energy": energy.detach(), "energies": energies.detach()}
+    if not need_grad:
+        return out
+    (g,) = torch.autograd.grad(energy, vectors)
+    if forces:
+        f = torch.zeros((graph.n_atoms, 3), dtype=g.dtype, device=g.device)
+        f.index_add_(0, graph.i, g)
+        f.index_add_(0, graph.j, g, alpha=-1.0)
+        out["forces"] = f
+    if virial:
+        out["virial"] = _sym(vectors.detach().T @ g)
+    if per_atom_virial:
+        w = _sym(vectors.detach()[:, :, None] * g[:, None, :]) * 0.5
+        wa = torch.zeros((graph.n_atoms, 3, 3), dtype=g.dtype, device=g.device)
+        wa.index_add_(0, graph.i, w)
+        wa.index_add_(0, graph.j, w)
+        out["virials"] = wa
+    return out

@@ -1,0 +1,99 @@
+"""Case-file sections shared by every kind of case, and the small value checks they use.
+
+Kind-specific sections live in :mod:`multiscale.config` (``vacancy-formation``) and
+:mod:`multiscale.config.coupled` (``coupled``); both build on what is here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from multiscale.config.schema import option
+
+__all__ = [
+    "LATTICE_NAMES",
+    "KindSection",
+    "OutputSection",
+    "PotentialSection",
+    "RunSection",
+    "all_positive",
+    "at_least_one",
+    "lattice_names",
+    "positive",
+]
+
+#: Lattice names; the same as ``atomistic.lattice.LATTICES`` (a test keeps them equal), kept
+#: here so that checking a case file does not import torch.
+LATTICE_NAMES = ("bcc", "diamond", "fcc", "hcp")
+
+#: Every ``case.kind``.
+CASE_KINDS = ("vacancy-formation", "coupled")
+
+
+def lattice_names() -> tuple[str, ...]:
+    """The allowed ``lattice.structure`` values."""
+    return LATTICE_NAMES
+
+
+def positive(value: float | str | None) -> str | None:
+    """Check for a number: finite and > 0 (strings such as ``"auto"`` pass)."""
+    if isinstance(value, int | float) and not (value > 0 and math.isfinite(value)):
+        return "must be finite and > 0"
+    return None
+
+
+def non_negative(value: float) -> str | None:
+    """Check for a number: finite and >= 0."""
+    if not (value >= 0 and math.isfinite(value)):
+        return "must be finite and >= 0"
+    return None
+
+
+def all_positive(values: tuple[float, ...] | None) -> str | None:
+    """Check for an array of numbers: each finite and > 0."""
+    if values is not None and not all(v > 0 and math.isfinite(v) for v in values):
+        return "entries must all be finite and > 0"
+    return None
+
+
+def at_least_one(value: int) -> str | None:
+    """Check for a count: >= 1."""
+    return "must be >= 1" if value < 1 else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindSection:
+    """``[case] kind`` alone: read first, to pick the sections of that kind."""
+
+    kind: Literal["vacancy-formation", "coupled"] = option(
+        doc="what to compute: vacancy-formation (periodic cell) or coupled (atoms + continuum)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PotentialSection:
+    """``[potential]``: the interatomic potential."""
+
+    kind: Literal["eam", "sw", "mlip", "mace"] = option(
+        "eam",
+        doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file; "
+        "mlip: network potential or committee saved by multiscale train (.pt); "
+        "mace: MACE model file (torch.save of the module, needs pip install multiscale[mace])",
+    )
+    file: str = option(doc="potential file; case folder first, then the lammps potentials")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    """``[run]``: where the work runs."""
+
+    device: Literal["auto", "cpu", "cuda"] = option("auto", doc="auto: CUDA when present")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSection:
+    """``[output]``: where results go."""
+
+    directory: str = option("output", doc="output folder, relative to the case folder")

@@ -1,0 +1,206 @@
+"""The ``coupled`` case kind: atoms near the defect, a Cauchy–Born continuum elsewhere.
+
+==============  =====================================================================
+module          holds
+==============  =====================================================================
+``setup``       the case turned into objects (:func:`resolve`), checks that need the
+                potential
+``sites``       the lattice sites of the coupled atoms and of the reference
+``run``         the load steps (:func:`run`)
+``outputs``     ``summary.json``, atoms, continuum fields, reference files
+``reference``   the fully atomistic reference (``multiscale reference``)
+``compare``     ``reference_error``: a run against its reference
+==============  =====================================================================
+
+MPI: every rank loads the case and builds the distributed problem (the atoms live on rank 0);
+only rank 0 prints, logs and writes files, except the continuum fields (a collective write).
+The reference is fully atomistic and runs on rank 0; other ranks wait for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multiscale.config import Case
+from multiscale.config.schema import ORIGIN_DEFAULT, ORIGIN_SET
+from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK
+from multiscale.kinds import Finished
+from multiscale.kinds.coupled.setup import CoupledSetup, resolve_setup
+from multiscale.progress import Reporter
+
+__all__ = ["describe", "reference", "resolve", "run", "write"]
+
+
+def resolve(case: Case, *, comm: Any = None) -> CoupledSetup:
+    """:func:`multiscale.kinds.coupled.setup.resolve_setup`."""
+    return resolve_setup(case, comm=comm)
+
+
+def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = None) -> list[str]:
+    """Lines describing a resolved coupled case (``check`` and the run log)."""
+    s = setup
+    domain, lattice, hs = s.domain, s.lattice, s.handshake
+    if domain.half_size is not None:
+        k = 3 if s.dimension == "3d" else 2
+        size = " x ".join(f"{2 * h:g}" for h in domain.half_size[:k]) + " Å"
+    else:
+        size = f"radius {domain.radius:g} Å"
+    defect = "none" if s.void_radius is None else f"void of radius {s.void_radius:g} Å"
+    boundary = "u = (F - I) X"
+    if s.dislocation is not None:
+        b, c = s.dislocation.burgers, s.dislocation.center
+        defect = (
+            f"dislocation along z, b = {(np.round(b, 6) + 0.0).tolist()} Å "
+            f"(|b| {np.linalg.norm(b):.4f} Å), line at [{c[0]:.4f}, {c[1]:.4f}] Å"
+        )
+        boundary = "u = (F - I) X + anisotropic Volterra field of the dislocation"
+    slab = f", slab period {lattice.period:.4f} Å along z" if lattice.period else ""
+    overridden = [k for k, o in case.origins.items() if o == ORIGIN_SET]
+    defaults = [
+        k
+        for k, o in case.origins.items()
+        if o == ORIGIN_DEFAULT and _value(case, k) is not None  # skip keys of other choices
+    ]
+    rows = "default" if lattice.orientation is None else lattice.orientation.tolist()
+    pot = s.potential
+    reach = "" if pot.range == pot.cutoff else f", range r_cut {pot.range:.4g} Å"
+    m, c = s.mesh, s.coupling
+    return [
+        f"case       {case.file} (coupled, {s.dimension})",
+        f"lattice    {lattice.structure} {lattice.element}, a {lattice.a:.6f} Å, "
+        f"orientation {rows}{slab}",
+        f"potential  {pot.file} (cutoff {pot.cutoff:.4g} Å{reach})",
+        f"geometry   outer {domain.outer} {size}; core R {hs.core_radius:g} Å, handshake "
+        f"{hs.width:.4g} Å, pad {hs.pad_width:.4g} Å (atoms to {hs.atom_radius:.4g} Å)",
+        f"mesh       h_min {m.h_min:.4g} Å, h_max {m.h_max:.4g} Å, growth {m.growth:g}",
+        f"defect     {defect}",
+        f"boundary   {boundary}, F - I = {s.loading.strain.tolist()}, "
+        f"{s.loading.steps} load step(s)",
+        f"coupling   kappa {c.kappa:.4g} eV/Å² (mu_V {c.shear_modulus:.4g} eV/Å³), ghost-force "
+        f"correction {'on' if c.ghost_force_correction else 'off'}",
+        f"device     {pot.device}",
+        f"output     {case.output_dir(output)}",
+        f"--set      {', '.join(overridden) or '-'}",
+        f"defaults   {', '.join(defaults) or '-'}",
+    ]
+
+
+def _value(case: Case, key: str) -> Any:
+    section, name = key.split(".", 1)
+    return getattr(getattr(case.config, section), name)
+
+
+def run(case: Case, setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Any:
+    """Solve the load steps (:func:`multiscale.kinds.coupled.run.run_coupled`)."""
+    from multiscale.kinds.coupled.run import run_coupled
+
+    return run_coupled(setup, comm=comm, reporter=reporter)
+
+
+def write(
+    case: Case,
+    setup: CoupledSetup,
+    result: Any,
+    *,
+    out: Path,
+    output_override: str | None,
+    comm: Any,
+    reporter: Reporter,
+) -> Finished:
+    """Compare with ``out/reference`` when there is one, then write every output.
+
+    Collective: the comparison, the continuum fields and the atoms gather over ``comm``;
+    rank 0 writes the files.
+    """
+    from multiscale.kinds.coupled.compare import reference_error
+    from multiscale.kinds.coupled.outputs import (
+        REFERENCE_DIR,
+        coupled_atoms,
+        coupled_summary,
+        read_reference,
+        write_continuum,
+        write_coupled_outputs,
+    )
+
+    run = result
+    reference_data = read_reference(out)  # every rank reads it: the comparison is collective
+    error = None
+    if reference_data is not None:
+        error = reference_error(run, *reference_data, path=str(out / REFERENCE_DIR))
+        if "skipped" in error:
+            reporter.info(f"multiscale: warning: reference_error skipped: {error['skipped']}")
+        else:
+            reporter.info(
+                f"against the reference: energy error {error['energy_error_eV']:.3e} eV, "
+                f"strain error {error['strain_error_rel']:.3e} (relative)"
+            )
+    write_continuum(run, out=out)  # collective
+    atoms = coupled_atoms(run)  # collective
+    summary = coupled_summary(run, case, reference_error=error, atoms=atoms)
+    if comm.rank == 0:
+        write_coupled_outputs(
+            case, run, atoms=atoms, out=out, summary=summary, output_override=output_override
+        )
+    lines = [
+        f"coupled energy: {summary['energy_eV']:.8f} eV, relaxation "
+        f"{summary['relaxation_energy_eV']:+.6e} eV ({summary['status']}, "
+        f"max|f| {summary['max_force_eV_per_A']:.2e} eV/Å, {run.wall_time_s:.1f} s)",
+        f"outputs: {out}",
+    ]
+    warning = None
+    if not run.converged:
+        warning = (
+            f"load step {run.last.step} stopped at max|f| = {run.max_force:.2e} eV/Å > "
+            f"solver.fmax = {setup.solver.fmax:g} ({run.last.reason}); raise "
+            "solver.max_iterations or loading.steps"
+        )
+    return Finished(
+        summary=summary,
+        lines=lines,
+        warning=warning,
+        converged=summary["status"] == "converged",
+    )
+
+
+def reference(
+    case: Case, setup: CoupledSetup, *, out: Path, output_override: str | None, comm: Any
+) -> int:
+    """``multiscale reference``: relax the fully atomistic problem on rank 0 and write
+    ``out/reference``; returns the exit code (every rank)."""
+    import sys
+
+    from multiscale import version
+    from multiscale.kinds.coupled.outputs import REFERENCE_DIR, write_reference_outputs
+    from multiscale.kinds.coupled.reference import run_reference
+    from multiscale.outputs import resolved_toml
+
+    code = EXIT_OK
+    if comm.rank == 0:
+        folder = out / REFERENCE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        options = setup.reference
+        with Reporter(folder / "log.txt") as reporter:
+            reporter.log("\n".join(describe(case, setup, output=output_override)))
+            reporter.log("parameters (origin after #):\n" + resolved_toml(case, version=version()))
+            result = run_reference(setup, reporter=reporter)
+            summary = write_reference_outputs(
+                case, setup, result, out=out, output_override=output_override
+            )
+            reporter.log(f"outputs written to {folder}")
+        print(
+            f"reference energy: {result.energy:.8f} eV, relaxation "
+            f"{result.relaxation_energy:+.6e} eV ({summary['status']}, {summary['n_atoms']} "
+            f"atoms, max|F| {result.max_force:.2e} eV/Å, {result.wall_time_s:.1f} s)"
+        )
+        print(f"outputs: {folder}")
+        if not result.converged:
+            print(
+                f"multiscale: warning: the reference stopped at max|F| = {result.max_force:.2e}"
+                f" eV/Å > reference.fmax = {options.fmax:g}; raise reference.max_steps",
+                file=sys.stderr,
+            )
+            code = EXIT_NOT_CONVERGED
+    return int(comm.bcast(code, root=0))

@@ -1,0 +1,89 @@
+"""Lattice sites of a coupled case: for the coupled atoms and for the fully atomistic reference.
+
+Both come from the same infinite lattice registered at the origin (a site sits there), with
+the same orientation, so a site has the same reference position ``X`` in both and the
+reference can be compared site by site. In 2.5d the sites form a slab periodic along ``z``
+with the lattice period; in 3d they are a finite cluster.
+
+The void removes the sites within ``defect.radius`` of the origin (of the ``z`` axis in
+2.5d, where the void is a cylindrical hole through the slab).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from multiscale.kinds.coupled.setup import CoupledSetup
+
+__all__ = ["coupled_sites", "reference_sites", "remove_defect"]
+
+
+def _cluster(setup: CoupledSetup, region: Any) -> Any:
+    from atomistic.lattice import finite_cluster
+
+    return finite_cluster(
+        setup.structure,
+        element=setup.element,
+        a=setup.a,
+        region=region,
+        orientation=setup.orientation,
+        periodic_axes=(2,) if setup.dimension == "2.5d" else (),
+    )
+
+
+def _round(setup: CoupledSetup, radius: float) -> Any:
+    from atomistic.regions import Cylinder, Sphere
+
+    if setup.dimension == "2.5d":
+        return Cylinder(center=(0.0, 0.0, 0.0), radius=radius, axis=2)
+    return Sphere(center=(0.0, 0.0, 0.0), radius=radius)
+
+
+def remove_defect(setup: CoupledSetup, atoms: Any) -> Any:
+    """The sites of ``atoms`` that the defect leaves (a copy)."""
+    if setup.void_radius is None:
+        return atoms.copy()
+    k = 2 if setup.dimension == "2.5d" else 3
+    return atoms[np.linalg.norm(atoms.positions[:, :k], axis=1) > setup.void_radius]
+
+
+def coupled_sites(setup: CoupledSetup) -> tuple[Any, Any]:
+    """Sites of the coupled atoms, with the defect and without (for the ghost-force correction).
+
+    Returns:
+        ``(atoms, perfect)``: ASE ``Atoms`` of every site within ``atom_radius`` (plus one
+        Å), the defect applied, and the same sites of the perfect lattice (for a
+        dislocation, whose sites are the perfect lattice's, ``r_cut`` further out).
+    """
+    perfect = _cluster(setup, _round(setup, setup.atom_radius + 1.0))
+    if setup.dislocation is not None:
+        # the ghost-force correction at the Volterra predictor subtracts the fully atomistic
+        # forces of these sites: they must reach 2 r_cut beyond the free atoms
+        return perfect, _cluster(setup, _round(setup, setup.atom_radius + setup.cutoff + 1.0))
+    return remove_defect(setup, perfect), perfect
+
+
+def reference_sites(setup: CoupledSetup, *, shell: float) -> tuple[Any, np.ndarray]:
+    """Sites of the fully atomistic reference: the outer domain and a held shell around it.
+
+    Args:
+        setup: the resolved case.
+        shell: thickness in Å of the shell of held sites outside the domain (``>= r_cut``,
+            so that every free atom has a full neighbourhood).
+
+    Returns:
+        ``(atoms, free)``: the sites with the defect applied, and ``(n,)`` True for the
+        sites strictly inside the outer domain (the free atoms).
+    """
+    from atomistic.regions import Box
+
+    if setup.half_size is not None:
+        half = setup.half_size + shell  # inf along z in 2.5d stays inf
+        region = Box(lo=-half, hi=half)
+    else:
+        assert setup.radius is not None
+        region = _round(setup, setup.radius + shell)
+    atoms = remove_defect(setup, _cluster(setup, region))
+    return atoms, setup.inside(atoms.positions)

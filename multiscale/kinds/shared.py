@@ -1,0 +1,137 @@
+"""What every case kind needs from its case file: the potential, the device, the lattice
+constant and the output folder, each turned from keys into objects with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from multiscale.config import Case
+from multiscale.config.schema import toml_value
+from multiscale.errors import CaseError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "case_device",
+    "case_lattice_constant",
+    "find_case_potential_file",
+    "load_case_potential",
+    "output_folder",
+]
+
+
+def find_case_potential_file(case: Case) -> Path:
+    """Find ``potential.file``: as given if absolute, else in the case folder, then in LAMMPS's.
+
+    Raises:
+        CaseError: the file is in none of those places (the message names them).
+    """
+    from atomistic.potentials import PotentialFileNotFoundError, find_potential_file
+
+    assert case.config.potential is not None
+    name = case.config.potential.file
+    try:
+        return find_potential_file(name, folders=[case.folder])
+    except PotentialFileNotFoundError as err:
+        where = case.where("potential.file")
+        looked = ", ".join(err.looked)
+        raise CaseError(
+            f"{where}: potential.file = {toml_value(name)} not found (looked in {looked})"
+        ) from None
+
+
+def load_case_potential(case: Case) -> tuple[Any, Path]:
+    """Build the potential of a case and check that it describes the lattice's element.
+
+    Returns:
+        The potential (a torch module with ``elements`` and ``cutoff``) and its file.
+
+    Raises:
+        CaseError: missing or malformed file, or ``lattice.element`` not in the file.
+    """
+    from atomistic.potentials import load_potential
+
+    section, lattice = case.config.potential, case.config.lattice
+    assert section is not None and lattice is not None
+    path = find_case_potential_file(case)
+    try:
+        potential = load_potential(path, kind=section.kind)
+    except ImportError as err:  # an optional dependency (mace-torch) is missing
+        raise CaseError(
+            f"{case.where('potential.kind')}: potential.kind = {toml_value(section.kind)} "
+            f"cannot be used: {err}"
+        ) from err
+    except (ValueError, OSError) as err:
+        raise CaseError(
+            f"{case.where('potential.file')}: potential.file = {toml_value(section.file)} "
+            f"cannot be read as potential.kind = {toml_value(section.kind)}: {err}"
+        ) from err
+    if lattice.element not in potential.elements:
+        raise CaseError(
+            f"{case.where('lattice.element')}: lattice.element = {toml_value(lattice.element)} "
+            f"is not in potential file {path.name} (it has {', '.join(potential.elements)})"
+        )
+    return potential, path
+
+
+def case_device(case: Case) -> torch.device:
+    """The torch device of ``run.device``.
+
+    Raises:
+        CaseError: CUDA asked for on a machine without it.
+    """
+    from atomistic.device import DeviceError, resolve_device
+
+    assert case.config.run is not None
+    try:
+        return resolve_device(case.config.run.device)
+    except DeviceError as err:
+        raise CaseError(f"{case.where('run.device')}: run.device: {err}") from None
+
+
+def case_lattice_constant(case: Case, potential: Any, *, device: Any, comm: Any = None) -> float:
+    """``lattice.a``, or with ``"relax"`` the potential's equilibrium lattice constant.
+
+    Args:
+        case: the loaded case.
+        potential: its potential.
+        device: the torch device to compute on.
+        comm: MPI communicator; the relaxed value is computed on rank 0 and broadcast, so
+            every rank builds the same lattice. None: serial.
+    """
+    from atomistic.equilibrium import equilibrium_lattice_constant
+
+    lattice = case.config.lattice
+    assert lattice is not None
+    if lattice.a != "relax":
+        return float(lattice.a)
+    a = None
+    if comm is None or comm.rank == 0:
+        a = equilibrium_lattice_constant(
+            structure=lattice.structure,
+            element=lattice.element,
+            potential=potential,
+            device=device,
+        )
+    return float(a if comm is None else comm.bcast(a, root=0))
+
+
+def output_folder(case: Case, override: str | None) -> Path:
+    """The output folder (``--output`` or ``output.directory``), created.
+
+    Raises:
+        CaseError: it cannot be created (the message names the key or ``--output``).
+    """
+    out = case.output_dir(override)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = (
+            "--output"
+            if override is not None
+            else f"{case.where('output.directory')}: output.directory"
+        )
+        raise CaseError(f"{where}: cannot create the output folder {out} ({err.strerror})") from err
+    return out

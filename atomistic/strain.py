@@ -1,10 +1,11 @@
-"""Error of a coupled solution against the fully atomistic reference of the same problem.
+"""Errors of an approximate solution (a coupled one) against a reference on lattice sites.
 
-Energy:
+Energy (:func:`energy_error`):
 
     energy_error = |ΔE_coupled − ΔE_reference|,   ΔE = E(solution) − E(homogeneous predictor)
 
-Strain (the a/c literature's W^{1,2}-type error, measured on the reference sites):
+Strain (:func:`strain_error`; the a/c literature's W^{1,2}-type error, measured on the
+reference sites):
 
     G_i = argmin_G Σ_{j ∈ N(i)} |u_j − u_i − G (X_j − X_i)|²
         = [Σ_j (u_j − u_i) ⊗ r_ij] [Σ_j r_ij ⊗ r_ij]⁻¹,       r_ij = X_j − X_i
@@ -19,7 +20,8 @@ symbol                 code
                        held ones included
 ``i``                  the free reference sites
 ``u^ref``              the reference displacements
-``u^c``                the coupled field at the reference sites (:func:`coupled_displacements`):
+``u^c``                the coupled field at the reference sites
+                       (:meth:`coupling.system.CoupledSystem.displacement_at`):
                        the atom's displacement where the site is a coupled free or pad
                        atom, else the FE field interpolated there, else (outside the
                        polyhedral mesh near a curved boundary, or in the held shell) the
@@ -39,7 +41,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "coupled_displacements",
+    "SHELL_FACTOR",
+    "energy_error",
     "extend_displacements",
     "match_sites",
     "site_gradients",
@@ -53,7 +56,6 @@ SHELL_FACTOR = 1.1
 
 
 def _pairs(positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc) -> tuple:
-    import dolfinx_solver  # noqa: F401  - before petsc4py, which coupling imports
     import vesin
 
     from atomistic.neighbours import vesin_box
@@ -208,67 +210,17 @@ def extend_displacements(
     return u
 
 
-def _points_in_mesh(V: Any, points: np.ndarray, *, tol: float = 1e-10) -> np.ndarray:
-    """``(n,)`` True for points in an owned cell of some rank (collective).
-
-    The test is that of :func:`coupling.interpolation.p1_interpolation_matrix` (barycentric
-    coordinates ``>= −tol``), so every point kept here can be interpolated there.
-    """
-    import dolfinx
-    from mpi4py import MPI
-
-    mesh = V.mesh
-    tdim, gdim = mesh.topology.dim, mesh.geometry.dim
-    q = np.ascontiguousarray(points, dtype=np.float64).copy()
-    if gdim == 2:
-        q[:, 2] = 0.0
-    owned = np.arange(mesh.topology.index_map(tdim).size_local, dtype=np.int32)
-    tree = dolfinx.geometry.bb_tree(mesh, tdim, entities=owned)
-    candidates = dolfinx.geometry.compute_collisions_points(tree, q)
-    point_of = np.repeat(np.arange(len(q)), np.diff(candidates.offsets))
-    cells = candidates.array.astype(np.int64)
-    found = np.zeros(len(q), dtype=np.int32)
-    if len(cells):
-        coords = V.tabulate_dof_coordinates()[:, :gdim]
-        vertices = coords[V.dofmap.list[cells]]  # (m, d+1, d)
-        T = np.swapaxes(vertices[:, 1:] - vertices[:, :1], 1, 2)
-        lam = np.linalg.solve(T, (q[point_of, :gdim] - vertices[:, 0])[..., None])[..., 0]
-        lam = np.concatenate([1.0 - lam.sum(axis=1, keepdims=True), lam], axis=1)
-        found[point_of[np.all(lam >= -tol, axis=1)]] = 1
-    mesh.comm.Allreduce(MPI.IN_PLACE, found, op=MPI.MAX)
-    return found.astype(bool)
-
-
-def coupled_displacements(
-    system: Any, points: np.ndarray, *, far_field: Any, period: float | None = None
-) -> np.ndarray:
-    """The coupled solution's displacement at ``points`` (collective; every rank gets all).
+def energy_error(approximation: float, reference: float) -> dict[str, float]:
+    """The error of a relaxation energy ``ΔE = E(solution) − E(predictor)`` against a reference.
 
     Args:
-        system: a :class:`coupling.system.CoupledSystem` (its current state ``system.z``).
-        points: ``(n, 3)`` lattice sites in Å (same lattice and registry as the atoms).
-        far_field: ``X (n, 3) -> u (n, 3)``, used outside the mesh.
-        period: slab period along ``z`` in Å (2.5d), None in 3d.
+        approximation: ``ΔE`` of the approximate (coupled) solution, eV.
+        reference: ``ΔE`` of the reference, eV.
 
     Returns:
-        ``(n, 3)`` displacements in Å: atom, else FE interpolant (plus the system's background
-        field, e.g. a dislocation's Volterra field), else ``far_field``.
+        ``energy_error_eV`` ``|ΔE − ΔE_ref|`` and ``energy_error_rel``
+        ``|ΔE − ΔE_ref| / |ΔE_ref|`` (``nan`` when the reference does not relax).
     """
-    from coupling.interpolation import p1_interpolation_matrix
-
-    points = np.asarray(points, dtype=float)
-    u = np.asarray(far_field(points), dtype=float).reshape(-1, 3).copy()
-    atom_u = system.atom_displacements()
-    index = match_sites(points, system.positions, period=period)
-    on_atom = index >= 0
-    u[on_atom] = atom_u[index[on_atom]]
-    rest = np.flatnonzero(~on_atom)
-    if len(rest):
-        lay = system.model.layout
-        inside = rest[_points_in_mesh(system.problem.V, points[rest])]
-        if len(inside):
-            I = p1_interpolation_matrix(system.problem.V, points[inside])
-            u[inside] = lay.allsum(I @ lay.fe_of(system.z)).reshape(-1, 3)
-            if system.background is not None:  # the FE field is the correction to it
-                u[inside] += system.background[0](points[inside])
-    return u
+    diff = abs(float(approximation) - float(reference))
+    rel = diff / abs(float(reference)) if reference != 0 else float("nan")
+    return {"energy_error_eV": diff, "energy_error_rel": rel}

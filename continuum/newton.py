@@ -1,13 +1,13 @@
 """Standalone Newton minimisation of a pure-continuum :class:`HyperelasticProblem`.
 
-=============================================  =====================================
+=============================================  ==============================================
 step                                           code
-=============================================  =====================================
+=============================================  ==============================================
 ``u|_D = g`` (Dirichlet values)                ``problem.apply_dirichlet_values``
 ``K δu = −R`` on the free DOFs (MUMPS LU)      ``ksp.solve``
-``E(u + α δu) ≤ E(u) + c α R·δu`` (Armijo)     backtracking on the energy
+``E(u + α δu) ≤ E(u) + c α R·δu`` (Armijo)     ``line_search.backtracking_line_search``
 stop when ``‖R_free‖ ≤ max(atol, rtol ‖R_0‖)``  ``residual_norm``
-=============================================  =====================================
+=============================================  ==============================================
 
 The coupled atomistic–continuum problem is minimised by ``coupling``; this is for continuum-only
 problems (reference solutions, tests and users).
@@ -15,21 +15,34 @@ problems (reference solutions, tests and users).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-import dolfinx_solver  # noqa: F401  (orders MPI ahead of the compiled bindings)
 import numpy as np
 from dolfinx import fem
 from dolfinx.fem import petsc as fem_petsc
+from mpi4py import MPI
 from petsc4py import PETSc
 
-if TYPE_CHECKING:
-    from continuum.problem import HyperelasticProblem
+from continuum.line_search import backtracking_line_search
 
-__all__ = ["NewtonError", "newton_solve"]
+__all__ = ["NewtonError", "NewtonProblem", "newton_solve"]
 
-_ARMIJO = 1e-4
-_MAX_BACKTRACKS = 30
+
+class NewtonProblem(Protocol):
+    """What :func:`newton_solve` needs of a problem (:class:`~continuum.problem.HyperelasticProblem`
+    provides it)."""
+
+    V: fem.FunctionSpace
+    u: fem.Function
+    comm: MPI.Comm
+
+    def apply_dirichlet_values(self) -> None: ...
+    def increment_bcs(self) -> list[fem.DirichletBC]: ...
+    def energy(self) -> float: ...
+    def residual(self, *, out: PETSc.Vec | None = None) -> PETSc.Vec: ...
+    def tangent(
+        self, *, out: PETSc.Mat | None = None, bcs: list[fem.DirichletBC] | None = None
+    ) -> PETSc.Mat: ...
 
 
 class NewtonError(RuntimeError):
@@ -47,7 +60,7 @@ def _lu_solver(comm, A: PETSc.Mat) -> PETSc.KSP:
 
 
 def newton_solve(
-    problem: HyperelasticProblem,
+    problem: NewtonProblem,
     *,
     rtol: float = 1e-10,
     atol: float = 1e-10,
@@ -105,7 +118,7 @@ def newton_solve(
                 du.x.petsc_vec.scale(-1.0 / max(norm, 1e-300))
                 du.x.scatter_forward()
                 slope = b.dot(du.x.petsc_vec)
-            energy = _line_search(problem, du, energy, slope)
+            energy = _line_search(problem, du, bcs, energy=energy, slope=slope, norm=norm)
             iterations += 1
     finally:
         for obj in (ksp, A, b):
@@ -120,20 +133,37 @@ def newton_solve(
     }
 
 
-def _line_search(problem: HyperelasticProblem, du: fem.Function, energy0: float, slope: float):
-    """Backtrack ``u ← u0 + α δu`` until Armijo holds; returns the new energy (eV)."""
+def _line_search(
+    problem: NewtonProblem,
+    du: fem.Function,
+    bcs: list[fem.DirichletBC],
+    *,
+    energy: float,
+    slope: float,
+    norm: float,
+) -> float:
+    """``u ← u0 + α δu`` by the shared backtracking line search; returns the new energy (eV)."""
     u = problem.u
     u0 = u.x.array.copy()
-    slack = 1e-12 * max(abs(energy0), 1.0)  # energy round-off near convergence
-    alpha = 1.0
-    for _ in range(_MAX_BACKTRACKS):
+
+    def trial(alpha: float) -> float:
         u.x.array[:] = u0 + alpha * du.x.array
-        energy = problem.energy()
-        if np.isfinite(energy) and energy <= energy0 + _ARMIJO * alpha * slope + slack:
-            return energy
-        alpha *= 0.5
+        return problem.energy()
+
+    def gradient_decreased() -> bool:
+        r = problem.residual()
+        fem_petsc.set_bc(r, bcs)
+        smaller = r.norm() < norm
+        r.destroy()
+        return bool(smaller)
+
+    step = backtracking_line_search(
+        trial, energy=energy, slope=slope, gradient_decreased=gradient_decreased
+    )
+    if step.accepted:
+        return step.energy
     u.x.array[:] = u0
     raise NewtonError(
         f"line search failed: no decrease of the energy along the Newton direction "
-        f"(E0 = {energy0:.12g} eV, slope = {slope:.3g} eV)"
+        f"(E0 = {energy:.12g} eV, slope = {slope:.3g} eV)"
     )

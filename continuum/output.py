@@ -25,7 +25,6 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-import dolfinx_solver  # noqa: F401  (orders MPI ahead of the compiled bindings)
 import numpy as np
 from dolfinx import fem, io
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-import dolfinx_solver  # noqa: F401  (orders MPI ahead of the compiled bindings)
 import numpy as np
 import ufl
 from dolfinx import fem

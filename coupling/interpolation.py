@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from mpi4py import MPI
 
-__all__ = ["PointOutsideMeshError", "p1_interpolation_matrix"]
+__all__ = ["PointOutsideMeshError", "p1_interpolation_matrix", "points_in_mesh"]
 
 
 class PointOutsideMeshError(ValueError):
@@ -33,6 +33,61 @@ def _barycentric(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
     T = np.swapaxes(vertices[:, 1:] - vertices[:, :1], 1, 2)  # (m, d, d)
     lam = np.linalg.solve(T, (points - vertices[:, 0])[..., None])[..., 0]
     return np.concatenate([1.0 - lam.sum(axis=1, keepdims=True), lam], axis=1)
+
+
+def _locate(
+    V: dolfinx.fem.FunctionSpace, points: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each point's first owned cell that contains it (barycentric coordinates ``>= −tol``).
+
+    Returns:
+        ``(hit, cell_nodes, lam)``: per point the row into ``cell_nodes``/``lam`` of its
+        containing candidate (−1: none on this rank), the candidates' local nodes ``(m, d+1)``
+        and barycentric coordinates ``(m, d+1)``.
+    """
+    mesh = V.mesh
+    tdim, gdim = mesh.topology.dim, mesh.geometry.dim
+    n = len(points)
+    n_owned_cells = mesh.topology.index_map(tdim).size_local
+    tree = dolfinx.geometry.bb_tree(mesh, tdim, entities=np.arange(n_owned_cells, dtype=np.int32))
+    query = points.copy()
+    if gdim == 2:
+        query[:, 2] = 0.0
+    candidates = dolfinx.geometry.compute_collisions_points(tree, query)
+    point_of = np.repeat(np.arange(n), np.diff(candidates.offsets))
+    cells = candidates.array.astype(np.int64)
+    coords = V.tabulate_dof_coordinates()[:, :gdim]
+    cell_nodes = V.dofmap.list[cells]  # (m, d+1) local node indices
+    lam = (
+        _barycentric(coords[cell_nodes], points[point_of, :gdim])
+        if len(cells)
+        else np.zeros((0, tdim + 1))
+    )
+    inside = np.flatnonzero(np.all(lam >= -tol, axis=1))
+    hit = np.full(n, -1, dtype=np.int64)
+    first = np.unique(point_of[inside], return_index=True)
+    hit[first[0]] = inside[first[1]]
+    return hit, cell_nodes, lam
+
+
+def _owners(comm: MPI.Comm, found: np.ndarray) -> np.ndarray:
+    """The lowest rank that found each point (``comm.size``: none)."""
+    owner = np.where(found, comm.rank, comm.size).astype(np.int32)
+    comm.Allreduce(MPI.IN_PLACE, owner, op=MPI.MIN)
+    return owner
+
+
+def points_in_mesh(
+    V: dolfinx.fem.FunctionSpace, points: np.ndarray, *, tol: float = 1e-10
+) -> np.ndarray:
+    """``(n,)`` True for the points inside an owned cell of some rank (collective).
+
+    The test is that of :func:`p1_interpolation_matrix`, so every point kept here can be
+    interpolated there.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+    hit, _, _ = _locate(V, points, tol)
+    return _owners(V.mesh.comm, hit >= 0) < V.mesh.comm.size
 
 
 def p1_interpolation_matrix(
@@ -52,47 +107,17 @@ def p1_interpolation_matrix(
     Raises:
         PointOutsideMeshError: some point lies in no cell on any rank.
     """
-    mesh = V.mesh
-    comm = mesh.comm
-    tdim = mesh.topology.dim
-    gdim = mesh.geometry.dim
+    comm = V.mesh.comm
     points = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
     n = len(points)
-    n_owned_cells = mesh.topology.index_map(tdim).size_local
-    tree = dolfinx.geometry.bb_tree(mesh, tdim, entities=np.arange(n_owned_cells, dtype=np.int32))
-    query = points.copy()
-    if gdim == 2:
-        query[:, 2] = 0.0
-    candidates = dolfinx.geometry.compute_collisions_points(tree, query)
-    counts = np.diff(candidates.offsets)
-    point_of = np.repeat(np.arange(n), counts)
-    cells = candidates.array.astype(np.int64)
-
-    dofs = V.dofmap.list  # (n_cells, d+1) local node indices
-    coords = V.tabulate_dof_coordinates()[:, :gdim]
-    cell_nodes = dofs[cells]
-    lam = (
-        _barycentric(coords[cell_nodes], points[point_of, :gdim])
-        if len(cells)
-        else np.zeros((0, tdim + 1))
-    )
-    inside = np.all(lam >= -tol, axis=1)
-    # first containing candidate per point
-    hit = np.full(n, -1, dtype=np.int64)
-    idx = np.flatnonzero(inside)
-    first = np.unique(point_of[idx], return_index=True)
-    hit[first[0]] = idx[first[1]]
-    found = hit >= 0
-
-    rank = comm.rank
-    owner = np.where(found, rank, comm.size).astype(np.int32)
-    comm.Allreduce(MPI.IN_PLACE, owner, op=MPI.MIN)
+    hit, cell_nodes, lam = _locate(V, points, tol)
+    owner = _owners(comm, hit >= 0)
     if np.any(owner == comm.size):
         bad = np.flatnonzero(owner == comm.size)
         raise PointOutsideMeshError(
             f"{len(bad)} point(s) lie outside the mesh, e.g. {points[bad[0]].tolist()} Å"
         )
-    mine = np.flatnonzero(owner == rank)
+    mine = np.flatnonzero(owner == comm.rank)
     pairs = hit[mine]
     nodes = cell_nodes[pairs]  # (m, d+1)
     weights = lam[pairs]

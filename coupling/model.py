@@ -30,7 +30,10 @@ lattice is then an exact equilibrium (the patch test).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,7 +42,7 @@ from petsc4py import PETSc
 
 from coupling.layout import MonolithicLayout
 
-__all__ = ["BlendedModel", "EnergyParts"]
+__all__ = ["BlendedModel", "Correction", "EnergyParts", "SplitState"]
 
 
 @dataclass(kw_only=True)
@@ -57,11 +60,45 @@ class EnergyParts:
 
 
 @dataclass(kw_only=True)
-class _State:
-    u_atoms: np.ndarray  # (n_A + n_P, 3) on every rank
-    U_local: np.ndarray  # (n_fe_local,)
-    gap: np.ndarray  # (n_H, 3): u_H − I_H U
+class SplitState:
+    """A monolithic state split into what each term of the energy needs.
+
+    Attributes:
+        u_atoms: ``(n_A + n_P, 3)`` displacements of free then pad atoms, on every rank.
+        U_local: ``(n_fe_local,)`` FE displacements with ghosts.
+        gap: ``(n_H, 3)`` ``u_H − I_H U`` of the handshake atoms.
+    """
+
+    u_atoms: np.ndarray
+    U_local: np.ndarray
+    gap: np.ndarray
     parts: EnergyParts = field(default_factory=EnergyParts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Correction:
+    """The ghost-force correction term ``−⟨g, z − z_g⟩`` of the energy.
+
+    Attributes:
+        gradient: ``g``, the ghost forces removed (a monolithic vector).
+        anchor: ``z_g``, the state the term is measured from (it shifts the energy by a
+            constant, never the forces).
+    """
+
+    gradient: PETSc.Vec
+    anchor: PETSc.Vec
+
+    def copy(self) -> Correction:
+        """A deep copy (the vectors are copied)."""
+        return Correction(gradient=self.gradient.copy(), anchor=self.anchor.copy())
+
+    def energy(self, z: PETSc.Vec) -> float:
+        """``−⟨g, z − z_g⟩`` in eV."""
+        d = z.copy()
+        d.axpy(-1.0, self.anchor)
+        value = -self.gradient.dot(d)
+        d.destroy()
+        return float(value)
 
 
 class BlendedModel:
@@ -109,9 +146,8 @@ class BlendedModel:
         self.refresh_dirichlet()
         self.pad_offset = np.zeros((self.n_pad, 3))
         self.penalty_offset = np.zeros((len(self.penalty_atoms), 3))
-        self.correction: PETSc.Vec | None = None
-        self.predictor: PETSc.Vec | None = None
-        self._state: _State | None = None
+        self._correction: Correction | None = None
+        self._state: SplitState | None = None
         self._state_key: np.ndarray | None = None
         self._tangent: PETSc.Mat | None = None
         self._tangent_matrix: PETSc.Mat | None = None  # reused storage (same sparsity)
@@ -130,7 +166,11 @@ class BlendedModel:
         self._state_key = None
 
     # -- state -----------------------------------------------------------------------------
-    def _split(self, z: PETSc.Vec) -> _State:
+    def split(self, z: PETSc.Vec) -> SplitState:
+        """``z`` split into atoms, FE field and handshake gaps (cached per state; collective).
+
+        Also leaves the problem's FE function at ``z``'s FE block.
+        """
         key = z.getArray(readonly=True)
         hit = self._state is not None and np.array_equal(self._state_key, key)
         # every rank must take the same branch: the miss path is collective
@@ -144,16 +184,20 @@ class BlendedModel:
         u_pad = lay.allsum(self.I_P @ U_local).reshape(-1, 3) + self.pad_offset
         u_H_fe = lay.allsum(self.I_H @ U_local).reshape(-1, 3) + self.penalty_offset
         gap = u_free[self.penalty_atoms] - u_H_fe
-        self._state = _State(u_atoms=np.vstack([u_free, u_pad]), U_local=U_local, gap=gap)
+        self._state = SplitState(u_atoms=np.vstack([u_free, u_pad]), U_local=U_local, gap=gap)
         self._state_key = key.copy()
         self._tangent = None
         return self._state
 
-    def _atoms_call(self, method: str, *args):
+    def _atoms_call(self, method: str, *args: Any) -> Any:
         result = getattr(self.atoms, method)(*args) if self.comm.rank == 0 else None
         return self.comm.bcast(result, root=0)
 
-    def _assemble(
+    def atoms_energy_gradient(self, u_atoms: np.ndarray) -> tuple[float, np.ndarray]:
+        """``Σ β ε`` (eV) and its gradient ``(n_A + n_P, 3)`` (eV/Å), on every rank."""
+        return self._atoms_call("energy_gradient", u_atoms)
+
+    def assemble(
         self,
         atom_part: np.ndarray,
         fe_owned: np.ndarray,
@@ -173,36 +217,33 @@ class BlendedModel:
     # -- energy and gradient --------------------------------------------------------------
     def energy_parts(self, z: PETSc.Vec) -> EnergyParts:
         """Each term of ``E`` at ``z`` (eV); the correction term is 0 until it is set."""
-        s = self._split(z)
-        e_atoms, _ = self._atoms_call("energy_gradient", s.u_atoms)
+        s = self.split(z)
+        e_atoms, _ = self.atoms_energy_gradient(s.u_atoms)
         parts = EnergyParts(
             atoms=e_atoms,
             continuum=self.problem.energy(),
             penalty=0.5 * self.kappa * float(np.sum(s.gap**2)),
         )
-        if self.correction is not None:
-            d = z.copy()
-            d.axpy(-1.0, self.predictor)
-            parts.correction = -self.correction.dot(d)
+        if self._correction is not None:
+            parts.correction = self._correction.energy(z)
         return parts
 
     def energy_gradient(self, z: PETSc.Vec, g: PETSc.Vec) -> float:
         """Write ``∇E(z)`` into ``g`` and return ``E(z)`` in eV."""
-        s = self._split(z)
-        e_atoms, grad = self._atoms_call("energy_gradient", s.u_atoms)
+        s = self.split(z)
+        e_atoms, grad = self.atoms_energy_gradient(s.u_atoms)
         residual = self.problem.residual()
         fe_owned = residual.getArray(readonly=True)[: self.layout.n_fe_owned].copy()
-        self._assemble(grad[: self.n_free], fe_owned, grad[self.n_free :], s.gap, g)
+        self.assemble(grad[: self.n_free], fe_owned, grad[self.n_free :], s.gap, g)
         energy = e_atoms + self.problem.energy() + 0.5 * self.kappa * float(np.sum(s.gap**2))
-        if self.correction is not None:
-            d = z.copy()
-            d.axpy(-1.0, self.predictor)
-            energy -= self.correction.dot(d)
-            g.axpy(-1.0, self.correction)
-        self._zero_dirichlet(g)
+        if self._correction is not None:
+            energy += self._correction.energy(z)
+            g.axpy(-1.0, self._correction.gradient)
+        self.zero_dirichlet(g)
         return energy
 
-    def _zero_dirichlet(self, g: PETSc.Vec) -> None:
+    def zero_dirichlet(self, g: PETSc.Vec) -> None:
+        """Zero the entries of the Dirichlet FE DOFs of ``g``."""
         g.getArray()[self.layout.n_atom_dofs + self.bc_owned] = 0.0
 
     # -- Hessian ---------------------------------------------------------------------------
@@ -215,7 +256,7 @@ class BlendedModel:
         Each state's matrix is assembled into the same storage: a matrix returned earlier is
         overwritten.
         """
-        self._split(z)
+        self.split(z)
         if self._tangent is None:
             material = getattr(self.problem, "material", None)
             if material is not None:
@@ -226,10 +267,10 @@ class BlendedModel:
 
     def hessian_vector(self, z: PETSc.Vec, v: PETSc.Vec, out: PETSc.Vec) -> None:
         """``out = H(z) v``; the identity on Dirichlet DOFs."""
-        s = self._split(z)
+        s = self.split(z)
         lay = self.layout
         vz = v.copy()
-        self._zero_dirichlet(vz)
+        self.zero_dirichlet(vz)
         v_free = lay.atoms_of(vz)
         v_local = lay.fe_of(vz)
         v_pad = lay.allsum(self.I_P @ v_local).reshape(-1, 3)
@@ -240,20 +281,39 @@ class BlendedModel:
         x_fe.getArray()[:] = v_local[: lay.n_fe_owned]
         K.mult(x_fe, y_fe)
         fe_owned = y_fe.getArray(readonly=True).copy()
-        self._assemble(hv[: self.n_free], fe_owned, hv[self.n_free :], v_gap, out)
-        self._zero_dirichlet(out)
+        self.assemble(hv[: self.n_free], fe_owned, hv[self.n_free :], v_gap, out)
+        self.zero_dirichlet(out)
         rows = lay.n_atom_dofs + self.bc_owned
         out.getArray()[rows] = v.getArray(readonly=True)[rows]
 
     # -- ghost-force correction ------------------------------------------------------------
-    def set_ghost_force_correction(
+    @property
+    def correction(self) -> Correction | None:
+        """The correction term in force (None: off)."""
+        return self._correction
+
+    def set_correction(self, correction: Correction | None) -> None:
+        """Use ``correction`` (None: none) from now on."""
+        self._correction = correction
+
+    @contextmanager
+    def without_correction(self) -> Iterator[None]:
+        """The plain blended energy inside the block (the ghost forces show)."""
+        saved = self._correction
+        self._correction = None
+        try:
+            yield
+        finally:
+            self._correction = saved
+
+    def correction_gradient(
         self,
         predictor: PETSc.Vec,
         *,
         atom_gradient: np.ndarray,
         fe_mask_local: np.ndarray,
     ) -> PETSc.Vec:
-        """Store ``g_F = ∇E(z_F)`` of the defect-free lattice; returns it.
+        """``g_F = ∇E(z_F)`` with the atoms' part ``atom_gradient`` (collective).
 
         Args:
             predictor: ``z_F``, the homogeneous far-field state.
@@ -264,17 +324,14 @@ class BlendedModel:
             fe_mask_local: ``(n_fe_owned,)`` bool, False on DOFs whose force at the predictor
                 is physical (the outer boundary).
         """
-        self.correction = None
-        s = self._split(predictor)
+        s = self.split(predictor)
         residual = self.problem.residual()
         fe_owned = residual.getArray(readonly=True)[: self.layout.n_fe_owned].copy()
         g = self.layout.create_vec()
         grad = np.asarray(atom_gradient, dtype=np.float64).reshape(-1, 3)
-        self._assemble(grad[: self.n_free], fe_owned, grad[self.n_free :], s.gap, g)
-        self._zero_dirichlet(g)
+        self.assemble(grad[: self.n_free], fe_owned, grad[self.n_free :], s.gap, g)
+        self.zero_dirichlet(g)
         g.getArray()[self.layout.n_atom_dofs :] *= np.asarray(fe_mask_local, dtype=float)
-        self.predictor = predictor.copy()
-        self.correction = g
         return g
 
     def dof_coordinates(self) -> np.ndarray:

@@ -12,6 +12,10 @@ smooth test modes. ``M`` is SPD and factorised with MUMPS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 import vesin
@@ -19,7 +23,33 @@ from petsc4py import PETSc
 
 from atomistic.neighbours import vesin_box
 
-__all__ = ["atom_laplacian", "fit_laplacian_scale", "monolithic_matrix", "vesin_box"]
+if TYPE_CHECKING:
+    from coupling.layout import MonolithicLayout
+
+__all__ = ["PreconditionerData", "atom_laplacian", "fit_laplacian_scale", "monolithic_matrix"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreconditionerData:
+    """What the monolithic preconditioner needs beyond the FE tangent.
+
+    Attributes:
+        L: unit atom Laplacian over free then pad atoms (rank 0; None elsewhere).
+        mu: its scale in eV/Å² (every rank).
+        n_free: number of free atoms.
+        penalty_atoms: ``(n_H,)`` indices of handshake atoms among the free ones.
+        kappa: penalty stiffness in eV/Å².
+        pad_interpolation: local ``I_P``.
+        penalty_interpolation: local ``I_H``.
+    """
+
+    L: sp.csr_matrix | None
+    mu: float
+    n_free: int
+    penalty_atoms: np.ndarray
+    kappa: float
+    pad_interpolation: sp.csr_matrix
+    penalty_interpolation: sp.csr_matrix
 
 
 def atom_laplacian(
@@ -59,7 +89,9 @@ def atom_laplacian(
     return sp.kron(L, sp.identity(3), format="csr")
 
 
-def fit_laplacian_scale(hessian_vector, positions: np.ndarray, L: sp.csr_matrix) -> float:
+def fit_laplacian_scale(
+    hessian_vector: Callable[[np.ndarray], np.ndarray], positions: np.ndarray, L: sp.csr_matrix
+) -> float:
     """``μ`` so that ``μ L`` matches the Hessian on smooth shear waves (Rayleigh quotients).
 
     Args:
@@ -85,36 +117,26 @@ def fit_laplacian_scale(hessian_vector, positions: np.ndarray, L: sp.csr_matrix)
 
 def monolithic_matrix(
     *,
-    layout,
+    layout: MonolithicLayout,
     tangent: PETSc.Mat,
-    L: sp.csr_matrix | None,
-    mu: float,
-    n_free: int,
-    penalty_atoms: np.ndarray,
-    kappa: float,
-    pad_interpolation: sp.csr_matrix,
-    penalty_interpolation: sp.csr_matrix,
     dirichlet_rows: np.ndarray,
+    data: PreconditionerData,
 ) -> PETSc.Mat:
     """Assemble ``M`` (see the module docstring) as a distributed PETSc AIJ matrix.
 
     Args:
         layout: the :class:`~coupling.layout.MonolithicLayout`.
         tangent: assembled FE tangent ``K`` (DOLFINx layout, unconstrained).
-        L: unit atom Laplacian over free then pad atoms (rank 0; ignored elsewhere).
-        mu: Laplacian scale in eV/Å².
-        n_free: number of free atoms.
-        penalty_atoms: ``(n_H,)`` indices of handshake atoms among the free ones.
-        kappa: penalty stiffness in eV/Å².
-        pad_interpolation: local ``I_P``.
-        penalty_interpolation: local ``I_H``.
         dirichlet_rows: global monolithic indices of Dirichlet DOFs owned here.
+        data: the atom Laplacian, penalty and interpolation operators.
     """
+    L, mu, n_free, kappa = data.L, data.mu, data.n_free, data.kappa
+    penalty_atoms = data.penalty_atoms
     comm = layout.comm
     N = layout.size_global
     # global interpolation operators, gathered on rank 0 (small: a few entries per atom)
-    I_P = _gather_global(pad_interpolation, layout, N)
-    I_H = _gather_global(penalty_interpolation, layout, N)
+    I_P = _gather_global(data.pad_interpolation, layout, N)
+    I_H = _gather_global(data.penalty_interpolation, layout, N)
     M = PETSc.Mat().createAIJ(((layout.size_local, N), (layout.size_local, N)), bsize=3, comm=comm)
     M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
     M.setUp()

@@ -6,21 +6,64 @@ products + penalty; the preconditioner is the assembled matrix of
 :mod:`coupling.preconditioner`, applied by one GAMG cycle (3D meshes) or factorised by MUMPS
 LU (2D meshes). The Cauchy–Born tangent in the Hessian is kept per cell until the cell's
 deformation gradient moves by more than ``tangent_tolerance``. Convergence is judged on the
-largest atomic force and the largest FE nodal residual (both eV/Å).
+largest atomic force and the largest FE nodal residual (both eV/Å). The step length comes
+from the line search every Newton loop of the project shares
+(:func:`continuum.line_search.backtracking_line_search`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from petsc4py import PETSc
 
-from coupling.preconditioner import monolithic_matrix
+from continuum.line_search import backtracking_line_search
+from coupling.model import BlendedModel
+from coupling.preconditioner import PreconditionerData, monolithic_matrix
 
-__all__ = ["LINEAR_SOLVERS", "SolveResult", "solve"]
+__all__ = ["LINEAR_SOLVERS", "Progress", "SolveResult", "SolverOptions", "solve"]
 
 LINEAR_SOLVERS = ("auto", "gamg", "mumps")
+
+#: ``progress(iteration, energy, max_atom_force, max_fe_residual)`` after each Newton step.
+Progress = Callable[[int, float, float, float], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SolverOptions:
+    """How the monolithic problem is minimised.
+
+    Attributes:
+        fmax: tolerance in eV/Å on both the max atomic force and the max FE nodal residual.
+        max_iterations: Newton iteration limit.
+        linear_solver: how the preconditioner ``M`` is inverted: ``"gamg"`` (one algebraic
+            multigrid cycle, PETSc GAMG with the rigid-body modes of the atoms and nodes as
+            near-null space; PETSc options with the prefix ``multiscale_newton_gamg_`` tune
+            it), ``"mumps"`` (exact LU factorisation, METIS ordering) or ``"auto"``: GAMG on
+            3D meshes, whose factorisation fills in badly, MUMPS on 2D meshes, where it is
+            cheap and keeps CG counts lowest.
+        tangent_tolerance: the Hessian's continuum part keeps the Cauchy–Born tangent of a
+            cell until its deformation gradient has moved by more than this (largest entry)
+            from where the tangent was computed (0: exact tangent at every Newton step). The
+            Hessian error, ``~|∂A/∂F|·tol``, can only slow Newton; the minimiser is set by
+            the gradient, which is always exact.
+        max_krylov: CG iteration limit per Newton step.
+    """
+
+    fmax: float = 1e-6
+    max_iterations: int = 100
+    linear_solver: Literal["auto", "gamg", "mumps"] = "auto"
+    tangent_tolerance: float = 1e-2
+    max_krylov: int = 500
+
+    def __post_init__(self) -> None:
+        if self.linear_solver not in LINEAR_SOLVERS:
+            raise ValueError(
+                f"linear_solver must be one of {LINEAR_SOLVERS}, got {self.linear_solver!r}"
+            )
 
 
 @dataclass(kw_only=True)
@@ -55,177 +98,180 @@ class SolveResult:
 
 
 class _Shell:
-    def __init__(self, model, z_ref):
-        self.model, self.z_ref = model, z_ref
+    """The Hessian as a PETSc shell matrix, at the state the Newton loop is at."""
 
-    def mult(self, mat, x, y):
-        self.model.hessian_vector(self.z_ref[0], x, y)
+    def __init__(self, model: BlendedModel) -> None:
+        self.model = model
+        self.z: PETSc.Vec | None = None
+
+    def mult(self, mat: PETSc.Mat, x: PETSc.Vec, y: PETSc.Vec) -> None:
+        assert self.z is not None
+        self.model.hessian_vector(self.z, x, y)
+
+
+class _NewtonKrylov:
+    """The Krylov half of a Newton step: ``H d = −g`` by preconditioned CG.
+
+    The preconditioner (assembly and GAMG set-up or MUMPS factorisation) is the dearest
+    part, so it is kept while CG needs at most twice the iterations it took right after it
+    was built (and at most 30).
+    """
+
+    def __init__(self, model: BlendedModel, preconditioner: PreconditionerData, kind: str):
+        lay = model.layout
+        self.model, self.data, self.kind = model, preconditioner, kind
+        self.shell = _Shell(model)
+        self.H = PETSc.Mat().createPython(
+            ((lay.size_local, lay.size_global),) * 2, self.shell, comm=lay.comm
+        )
+        self.H.setUp()
+        self.dirichlet_local = (lay.n_atom_dofs + model.bc_owned).astype(np.int64)
+        self.dirichlet_rows = (self.dirichlet_local + _ownership_start(lay)).astype(PETSc.IntType)
+        self.ksp = PETSc.KSP().create(lay.comm)
+        self.ksp.setType("cg")
+        self.ksp.setOptionsPrefix("multiscale_newton_")
+        self.M: PETSc.Mat | None = None
+        self.inner: PETSc.PC | None = None
+        self.last, self.builds, self.total = 0, 0, 0
+        self.fresh: int | None = None
+        self.negative_curvature = 0
+
+    def direction(self, z: PETSc.Vec, g: PETSc.Vec, d: PETSc.Vec, rtol: float, max_it: int):
+        """Write the Newton direction at ``z`` (gradient ``g``) into ``d``; returns ``g·d``."""
+        self.shell.z = z
+        if self.M is None or self.fresh is None or self.last > max(2 * self.fresh, 30):
+            self._build(z)
+        else:
+            self.ksp.setOperators(self.H, self.M)
+        self.ksp.setTolerances(rtol=rtol, atol=0.0, max_it=max_it)
+        g.scale(-1.0)
+        self.ksp.solve(g, d)
+        g.scale(-1.0)
+        self.last = self.ksp.getIterationNumber()
+        self.total += self.last
+        if self.fresh is None:
+            self.fresh = self.last
+        slope = g.dot(d)
+        if self.ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT:
+            self.negative_curvature += 1
+        if not slope < 0:
+            # CG stops at the iterate before a negative-curvature direction (Steihaug); that
+            # iterate is a descent direction unless CG stopped at once
+            self.ksp.getPC().apply(g, d)
+            d.scale(-1.0)
+            slope = g.dot(d)
+        return slope
+
+    def _build(self, z: PETSc.Vec) -> None:
+        for obj in (self.M, self.inner):
+            if obj is not None:
+                obj.destroy()
+        self.M = monolithic_matrix(
+            layout=self.model.layout,
+            tangent=self.model.tangent(z),
+            dirichlet_rows=self.dirichlet_rows,
+            data=self.data,
+        )
+        self.ksp.setOperators(self.H, self.M)
+        self.inner = _set_preconditioner(
+            self.ksp, self.M, kind=self.kind, model=self.model, dirichlet_local=self.dirichlet_local
+        )
+        self.fresh = None
+        self.builds += 1
+
+    def destroy(self) -> None:
+        for obj in (self.ksp, self.inner, self.H, self.M):
+            if obj is not None:
+                obj.destroy()
 
 
 def solve(
-    model,
+    model: BlendedModel,
     z: PETSc.Vec,
     *,
-    fmax: float = 1e-6,
-    max_iterations: int = 100,
-    preconditioner: dict,
-    linear_solver: str = "auto",
-    tangent_tolerance: float = 1e-2,
-    max_krylov: int = 500,
-    progress=None,
+    preconditioner: PreconditionerData,
+    options: SolverOptions | None = None,
+    progress: Progress | None = None,
 ) -> SolveResult:
     """Minimise ``model`` from ``z`` (updated in place) by line-search Newton–CG.
 
     Each Newton step solves ``H d = −g`` with preconditioned CG to a relative tolerance
-    ``min(0.1, sqrt(|g|))`` (inexact Newton). The preconditioner (assembly and GAMG setup or
-    MUMPS factorisation) is kept while CG needs at most twice the iterations it took right
-    after it was built (and at most 30). On negative curvature, CG stops at the
-    iterate before it (Steihaug); if that is not a descent direction, the preconditioned
-    gradient ``−M⁻¹g`` is used. A backtracking
-    (Armijo) line search on the energy follows; close to round-off, where energy
-    differences are noise, a step that lowers the gradient norm is accepted.
+    (:func:`_forcing`, inexact Newton). On negative curvature, CG stops at the iterate
+    before it (Steihaug); if that is not a descent direction, the preconditioned gradient
+    ``−M⁻¹g`` is used. The shared backtracking line search then picks the step.
 
     Args:
-        model: :class:`~coupling.model.BlendedModel`.
+        model: the blended energy.
         z: the initial state; holds the minimiser on return.
-        fmax: tolerance in eV/Å on both the max atomic force and the max FE nodal residual.
-        max_iterations: Newton iteration limit.
-        preconditioner: keyword arguments of :func:`~coupling.preconditioner.monolithic_matrix`
-            other than ``layout``, ``tangent`` and ``dirichlet_rows`` (``L``, ``mu``, ...).
-        linear_solver: how ``M`` is inverted: ``"gamg"`` (one algebraic multigrid cycle,
-            PETSc GAMG with the rigid-body modes of the atoms and nodes as near-null space;
-            PETSc options with the prefix ``multiscale_newton_gamg_`` tune it), ``"mumps"``
-            (exact LU factorisation, METIS ordering) or ``"auto"``: GAMG on 3D meshes, whose
-            factorisation fills in badly (31 s of an 83 s solve at 77k DOFs), MUMPS on 2D
-            meshes, where it is cheap and keeps CG counts lowest.
-        tangent_tolerance: the Hessian's continuum part keeps the Cauchy–Born tangent of a
-            cell until its deformation gradient has moved by more than this (largest entry)
-            from where the tangent was computed (0: exact tangent at every Newton step). The
-            Hessian error, ``~|∂A/∂F|·tol``, slows Newton at most slightly (at 1e-2: no
-            change on the void, 21 / 441 against 21 / 449 Newton / CG on the edge
-            dislocation); the minimiser is set by the gradient, which is always exact.
-        max_krylov: CG iteration limit per Newton step.
-        progress: optional callable ``(iteration, energy, f_atoms, f_fe)``.
+        preconditioner: what :func:`~coupling.preconditioner.monolithic_matrix` needs beyond
+            the tangent.
+        options: tolerances and the linear solver; defaults of :class:`SolverOptions`.
+        progress: called after each Newton step.
     """
-    lay = model.layout
-    comm = lay.comm
-    z_ref = [z]
-    H = PETSc.Mat().createPython(
-        ((lay.size_local, lay.size_global),) * 2, _Shell(model, z_ref), comm=comm
-    )
-    H.setUp()
-    dirichlet_rows = (lay.n_atom_dofs + model.bc_owned + _ownership_start(lay)).astype(
-        PETSc.IntType
-    )
-    ksp = PETSc.KSP().create(comm)
-    ksp.setType("cg")
-    ksp.setOptionsPrefix("multiscale_newton_")
-    g, d, trial, g_trial = (lay.create_vec() for _ in range(4))
+    opts = options or SolverOptions()
+    kind = opts.linear_solver
+    if kind == "auto":
+        kind = "gamg" if model.layout.V.mesh.topology.dim == 3 else "mumps"
+    newton = _NewtonKrylov(model, preconditioner, kind)
+    g, d, trial, g_trial = (model.layout.create_vec() for _ in range(4))
     history: list[tuple[float, float, float]] = []
-    krylov = 0
     energy = model.energy_gradient(z, g)
-    it = 0
-    M = inner = None
-    if linear_solver == "auto":
-        linear_solver = "gamg" if lay.V.mesh.topology.dim == 3 else "mumps"
-    dirichlet_local = (lay.n_atom_dofs + model.bc_owned).astype(np.int64)
-    last_krylov, fresh_krylov, rebuilds, negative_curvature = 0, None, 0, 0
-    gnorm_prev = None
-    reason = "DIVERGED_MAXITS"
+    it, gnorm_prev, reason = 0, None, "DIVERGED_MAXITS"
     saved_tolerance = model.tangent_tolerance
-    model.tangent_tolerance = tangent_tolerance
+    model.tangent_tolerance = opts.tangent_tolerance
     try:
         while True:
             fa, ff = model.max_forces(g)
             history.append((energy, fa, ff))
             if progress is not None:
                 progress(it, energy, fa, ff)
-            if fa < fmax and ff < fmax:
+            if fa < opts.fmax and ff < opts.fmax:
                 reason = "CONVERGED"
                 break
-            if it >= max_iterations:
+            if it >= opts.max_iterations:
                 break
             it += 1
-            z_ref[0] = z
-            if M is None or last_krylov > max(2 * fresh_krylov, 30):
-                # the factorisation is the dearest step: keep it while CG still converges fast
-                for obj in (M, inner):
-                    if obj is not None:
-                        obj.destroy()
-                M = monolithic_matrix(
-                    layout=lay,
-                    tangent=model.tangent(z),
-                    dirichlet_rows=dirichlet_rows,
-                    **preconditioner,
-                )
-                ksp.setOperators(H, M)
-                inner = _set_preconditioner(
-                    ksp, M, kind=linear_solver, model=model, dirichlet_local=dirichlet_local
-                )
-                fresh_krylov = None
-                rebuilds += 1
-            else:
-                ksp.setOperators(H, M)
             gnorm = g.norm()
-            ksp.setTolerances(
-                rtol=_forcing(gnorm, gnorm_prev, max(fa, ff) / fmax), atol=0.0, max_it=max_krylov
-            )
+            rtol = _forcing(gnorm, gnorm_prev, max(fa, ff) / opts.fmax)
             gnorm_prev = gnorm
-            g.scale(-1.0)
-            ksp.solve(g, d)
-            g.scale(-1.0)
-            last_krylov = ksp.getIterationNumber()
-            krylov += last_krylov
-            if fresh_krylov is None:
-                fresh_krylov = last_krylov
-            slope = g.dot(d)
-            if ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT:
-                negative_curvature += 1
-            if not slope < 0:
-                # CG stops at the iterate before a negative-curvature direction (Steihaug); that
-                # iterate is a descent direction unless CG stopped at once
-                ksp.getPC().apply(g, d)
-                d.scale(-1.0)
-                slope = g.dot(d)
-            alpha, accepted = 1.0, False
-            for _ in range(30):
+            slope = newton.direction(z, g, d, rtol, opts.max_krylov)
+
+            def at(alpha: float) -> float:
                 z.copy(trial)
                 trial.axpy(alpha, d)
-                e_trial = model.energy_gradient(trial, g_trial)
-                if e_trial <= energy + 1e-4 * alpha * slope:
-                    accepted = True
-                elif abs(e_trial - energy) <= 1e-12 * max(1.0, abs(energy)) and (
-                    g_trial.norm() < gnorm
-                ):
-                    accepted = True  # energy differences are round-off here; trust the gradient
-                if accepted:
-                    break
-                alpha *= 0.5
-            if not accepted:
+                return model.energy_gradient(trial, g_trial)
+
+            step = backtracking_line_search(
+                at,
+                energy=energy,
+                slope=slope,
+                gradient_decreased=lambda: g_trial.norm() < gnorm,  # noqa: B023 - this step's
+            )
+            if not step.accepted:
                 reason = "DIVERGED_LINE_SEARCH"
                 break
             trial.copy(z)
             g_trial.copy(g)
-            energy = e_trial
+            energy = step.energy
     finally:
         model.tangent_tolerance = saved_tolerance
     fa, ff = model.max_forces(g)
     result = SolveResult(
-        converged=bool(fa < fmax and ff < fmax),
+        converged=bool(fa < opts.fmax and ff < opts.fmax),
         newton_iterations=it,
-        krylov_iterations=int(krylov),
+        krylov_iterations=int(newton.total),
         max_atom_force=fa,
         max_fe_residual=ff,
         energy=float(energy),
         reason=reason,
-        preconditioner_builds=rebuilds,
-        negative_curvature_steps=negative_curvature,
-        linear_solver=linear_solver,
+        preconditioner_builds=newton.builds,
+        negative_curvature_steps=newton.negative_curvature,
+        linear_solver=kind,
         history=history,
     )
-    for obj in (ksp, inner, H, M, g, d, trial, g_trial):
-        if obj is not None:
-            obj.destroy()
+    newton.destroy()
+    for vec in (g, d, trial, g_trial):
+        vec.destroy()
     return result
 
 
@@ -243,7 +289,9 @@ def _forcing(gnorm: float, gnorm_prev: float | None, excess: float) -> float:
     return float(max(eta, 0.1 / max(excess, 1.0), 1e-10))
 
 
-def _set_preconditioner(ksp, M, *, kind: str, model, dirichlet_local: np.ndarray):
+def _set_preconditioner(
+    ksp: PETSc.KSP, M: PETSc.Mat, *, kind: str, model: BlendedModel, dirichlet_local: np.ndarray
+) -> PETSc.PC | None:
     """Point ``ksp``'s preconditioner at ``M``: GAMG (wrapped, see :class:`_DirichletPC`) or
     MUMPS LU. Returns the inner GAMG ``PC`` to destroy later, or None."""
     pc = ksp.getPC()
@@ -271,7 +319,7 @@ def _set_preconditioner(ksp, M, *, kind: str, model, dirichlet_local: np.ndarray
     inner.setType("gamg")
     # our defaults, unless given as PETSc options: SOR inside the Chebyshev smoother keeps
     # the CG counts flat as the mesh is refined below the lattice spacing (point Jacobi,
-    # PETSc's default, does not: 24, 26, 43 CG iterations at h_min = 2.6, 1.8, 1.3 Å)
+    # PETSc's default, does not)
     options = PETSc.Options(prefix)
     added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
     for key in added:
@@ -304,7 +352,7 @@ class _DirichletPC:
         self.inner, self.rows = inner, rows
         self.work: PETSc.Vec | None = None
 
-    def apply(self, pc, x: PETSc.Vec, y: PETSc.Vec) -> None:
+    def apply(self, pc: PETSc.PC, x: PETSc.Vec, y: PETSc.Vec) -> None:
         if self.work is None:
             self.work = x.duplicate()
         x.copy(self.work)
@@ -312,7 +360,7 @@ class _DirichletPC:
         self.inner.apply(self.work, y)
         y.getArray()[self.rows] = x.getArray(readonly=True)[self.rows]
 
-    def destroy(self, pc=None) -> None:
+    def destroy(self, pc: PETSc.PC | None = None) -> None:
         if self.work is not None:
             self.work.destroy()
             self.work = None

@@ -1,79 +1,157 @@
-"""Build a coupled problem from atoms, a handshake and a mesh, and solve it in load steps.
+"""A coupled problem: atoms, handshake, continuum and the blended energy, with its state.
 
-The atoms passed in are the lattice sites (defect already applied) of at least the core,
-the handshake and the pad; sites farther out are dropped. Free atoms (core and handshake)
-are unknowns; pad atoms follow the FE field. Boundary conditions act on the FE outer
-boundary: a homogeneous far-field ``F`` (``u = (F − I) X``) or a displacement function.
+The atoms passed to :func:`build_coupled_system` are the lattice sites (defect already
+applied) of at least the core, the handshake and the pad; sites farther out are dropped.
+Free atoms (core and handshake) are unknowns; pad atoms follow the FE field. Boundary
+conditions act on the FE outer boundary: a homogeneous far-field ``F`` (``u = (F − I) X``)
+or a displacement function. A background field (a dislocation's Volterra field) may be
+carried: the FE unknown is then the continuous correction to it.
+
+A :class:`~coupling.state.CoupledState` taken from one system (:meth:`CoupledSystem.snapshot`)
+restores it exactly, or starts another system built on a refined mesh, a grown region or a
+new potential (:meth:`CoupledSystem.restore`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import dolfinx
 import numpy as np
 import torch
 import vesin
+from ase import Atoms
 from petsc4py import PETSc
-from scipy.spatial import cKDTree
 
-from atomistic.regions import REGION_CORE, REGION_FAR, REGION_HANDSHAKE, REGION_PAD
+from atomistic.neighbours import vesin_box
+from atomistic.potentials.protocol import Potential
+from atomistic.regions import REGION_CORE, REGION_HANDSHAKE, REGION_PAD
+from atomistic.strain import match_sites
+from continuum.problem import HyperelasticProblem
 from coupling.blended_atoms import BlendedAtoms
+from coupling.correction import GhostForceCorrection
+from coupling.fields import Background, Displacement, homogeneous
 from coupling.handshake import Handshake
-from coupling.interpolation import p1_interpolation_matrix
-from coupling.model import BlendedModel
-from coupling.preconditioner import atom_laplacian, fit_laplacian_scale, vesin_box
-from coupling.solver import SolveResult, solve
+from coupling.interpolation import p1_interpolation_matrix, points_in_mesh
+from coupling.model import BlendedModel, Correction, EnergyParts
+from coupling.preconditioner import PreconditionerData, atom_laplacian, fit_laplacian_scale
+from coupling.solver import Progress, SolveResult, SolverOptions, solve
+from coupling.state import CoupledState, capture, restore_state
 
-__all__ = ["CoupledSystem", "build_coupled_system"]
+__all__ = [
+    "AtomSet",
+    "Background",
+    "CoupledSystem",
+    "Displacement",
+    "build_coupled_system",
+    "homogeneous",
+]
 
-Displacement = Callable[[np.ndarray], np.ndarray]  # X (n, 3) -> u (n, 3)
 
-
-@dataclass(kw_only=True)
-class CoupledSystem:
-    """Everything needed to minimise, inspect and write one coupled problem.
+@dataclass(frozen=True, kw_only=True)
+class AtomSet:
+    """The atoms of a coupled problem, free (core and handshake) first, then pad.
 
     Attributes:
-        model: the blended energy.
-        z: current state ``(u_A, U)``.
-        problem: the continuum problem.
-        handshake: the geometry.
-        positions: ``(n_A + n_P, 3)`` reference sites, free atoms first.
+        positions: ``(n_A + n_P, 3)`` reference sites in Å.
         symbols: their chemical symbols.
         beta: ``(n_A + n_P,)`` blending weights.
-        region: ``(n_A + n_P,)`` region codes (core, handshake, pad).
-        n_free: number of free atoms.
-        preconditioner: arguments of the monolithic preconditioner.
-        ghost_force_correction: whether the correction is applied.
-        fe_correction_mask: ``(n_fe_owned,)`` False on outer-boundary DOFs.
-        perfect_atoms: β-weighted defect-free lattice (rank 0) for the ghost-force correction.
-        perfect_site: ``(n_A + n_P,)`` index of each site in ``perfect_atoms`` (−1: none).
-        background: ``(displacement, gradient)`` of the background field, if any.
-        site_atoms: lattice sites (ASE ``Atoms``) of the fully atomistic crystal used by
-            :meth:`update_correction`.
+        region: ``(n_A + n_P,)`` region codes (:mod:`atomistic.regions`).
+        n_free: number of free atoms ``n_A``.
+        cell: ``(3, 3)`` cell rows in Å, used along periodic axes (a 2.5D slab).
+        pbc: three bools.
     """
 
-    model: BlendedModel
-    z: PETSc.Vec
-    problem: object
-    handshake: Handshake
     positions: np.ndarray
     symbols: list[str]
     beta: np.ndarray
     region: np.ndarray
     n_free: int
-    preconditioner: dict
-    ghost_force_correction: bool
-    fe_correction_mask: np.ndarray
-    perfect_atoms: BlendedAtoms | None
-    perfect_site: np.ndarray
-    background: tuple | None = None
-    site_atoms: object = None
-    _full_lattice: tuple | None = None
-    _site_interpolation: object = None
-    _continuum_anchor: np.ndarray | None = None
+    cell: np.ndarray
+    pbc: tuple[bool, bool, bool]
+
+    @property
+    def n_pad(self) -> int:
+        """Number of pad atoms ``n_P``."""
+        return len(self.positions) - self.n_free
+
+
+class CoupledSystem:
+    """Everything needed to minimise, inspect and write one coupled problem.
+
+    Build it with :func:`build_coupled_system`.
+
+    Attributes:
+        model: the blended energy.
+        problem: the continuum problem.
+        handshake: the geometry.
+        atoms: the free and pad atoms.
+        preconditioner: what the monolithic preconditioner needs beyond the tangent.
+        correction: the ghost-force correction, or None when it is off.
+        z: the current state ``(u_A, U)``.
+        predictor: the state of the homogeneous far-field predictor of the current load
+            (None until :meth:`set_boundary`).
+        boundary: ``(displacement, predictor)`` of the current load, as given to
+            :meth:`set_boundary` (None until then).
+        background: the background field, or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: BlendedModel,
+        problem: HyperelasticProblem,
+        handshake: Handshake,
+        atoms: AtomSet,
+        preconditioner: PreconditionerData,
+        correction: GhostForceCorrection | None,
+    ) -> None:
+        self.model = model
+        self.problem = problem
+        self.handshake = handshake
+        self.atoms = atoms
+        self.preconditioner = preconditioner
+        self.correction = correction
+        self.z: PETSc.Vec = model.layout.create_vec()
+        self.predictor: PETSc.Vec | None = None
+        self.boundary: tuple[Displacement, Displacement] | None = None
+        self.background: Background | None = None
+
+    # -- what the atoms are ----------------------------------------------------------------
+    @property
+    def positions(self) -> np.ndarray:
+        """``(n_A + n_P, 3)`` reference sites, free atoms first."""
+        return self.atoms.positions
+
+    @property
+    def symbols(self) -> list[str]:
+        """Chemical symbols of the free and pad atoms."""
+        return self.atoms.symbols
+
+    @property
+    def beta(self) -> np.ndarray:
+        """``(n_A + n_P,)`` blending weights."""
+        return self.atoms.beta
+
+    @property
+    def region(self) -> np.ndarray:
+        """``(n_A + n_P,)`` region codes."""
+        return self.atoms.region
+
+    @property
+    def n_free(self) -> int:
+        """Number of free atoms."""
+        return self.atoms.n_free
+
+    @property
+    def slab_period(self) -> float | None:
+        """Period along ``z`` of a 2.5D slab (the cell's ``z`` length), None otherwise."""
+        return float(self.atoms.cell[2, 2]) if self.atoms.pbc[2] else None
+
+    @property
+    def comm(self) -> object:
+        """The MPI communicator of the mesh."""
+        return self.model.comm
 
     # -- states ----------------------------------------------------------------------------
     def state_from(self, displacement: Displacement) -> PETSc.Vec:
@@ -93,14 +171,65 @@ class CoupledSystem:
         pad = lay.allsum(self.model.I_P @ U).reshape(-1, 3) + self.model.pad_offset
         return np.vstack([lay.atoms_of(z), pad])
 
+    def set_atom_displacements(self, u: np.ndarray) -> None:
+        """Put the free atoms of the current state at ``u`` ``(n_A, 3)`` (rank 0's is used)."""
+        self.model.layout.set_atoms(self.z, u)
+
+    def fe_displacements_at(self, points: np.ndarray, z: PETSc.Vec | None = None) -> np.ndarray:
+        """``(n, 3)`` FE field at ``points`` inside the mesh, background not added
+        (collective; every rank)."""
+        lay = self.model.layout
+        interp = p1_interpolation_matrix(self.problem.V, points)
+        return lay.allsum(interp @ lay.fe_of(self.z if z is None else z)).reshape(-1, 3)
+
+    def displacement_at(
+        self, points: np.ndarray, *, far_field: Displacement, period: float | None = None
+    ) -> np.ndarray:
+        """The solution's displacement at lattice sites (collective; every rank gets all).
+
+        Args:
+            points: ``(n, 3)`` lattice sites in Å (same lattice and registry as the atoms).
+            far_field: ``X (n, 3) -> u (n, 3)``, used outside the mesh.
+            period: slab period along ``z`` in Å (2.5D), None in 3D.
+
+        Returns:
+            ``(n, 3)`` displacements in Å: the atom's where the site is a free or pad atom,
+            else the FE field (plus the background) where the site is in the mesh, else
+            ``far_field``.
+        """
+        points = np.asarray(points, dtype=float)
+        u = np.asarray(far_field(points), dtype=float).reshape(-1, 3).copy()
+        index = match_sites(points, self.positions, period=period)
+        on_atom = index >= 0
+        u[on_atom] = self.atom_displacements()[index[on_atom]]
+        rest = np.flatnonzero(~on_atom)
+        if len(rest):
+            inside = rest[points_in_mesh(self.problem.V, points[rest])]
+            if len(inside):
+                u[inside] = self.fe_displacements_at(points[inside])
+                if self.background is not None:  # the FE field is the correction to it
+                    u[inside] += self.background.displacement(points[inside])
+        return u
+
+    def snapshot(self) -> CoupledState:
+        """The current state, valid beyond this system (see :meth:`restore`)."""
+        return capture(self)
+
+    def restore(self, state: CoupledState) -> None:
+        """Take ``state``: exactly (correction too) if it came from this system; else carry
+        it over (:func:`coupling.state.restore_state`): atoms by lattice site, the FE field
+        by interpolation between the meshes, new atoms from the field, and the correction
+        rebuilt at the state's load."""
+        restore_state(self, state)
+
+    # -- boundary, background, correction --------------------------------------------------
     def set_boundary(self, displacement: Displacement, *, predictor: Displacement) -> None:
         """Impose Dirichlet values on the outer boundary and reset the ghost-force correction.
 
         The correction is that of the defect-free lattice at the homogeneous predictor
-        (``∇E`` of the β-weighted perfect lattice and of the continuum at ``(F − I) X``), with
-        any background field (a dislocation's) left out: a dead load that passes the patch
-        test exactly and, being the same around the whole handshake, pushes no defect.
-        :meth:`update_correction` then recomputes it at a solution.
+        (:meth:`coupling.correction.GhostForceCorrection.reset`); :meth:`update_correction`
+        then recomputes it at a solution. With a background field the predictor's atoms
+        sit on it (``predictor(X) + u_bg(X)``) and its FE field (the correction) at 0.
 
         Args:
             displacement: ``X (n, 3) -> u (n, 3)`` on the outer boundary.
@@ -108,263 +237,178 @@ class CoupledSystem:
         """
         tag = self.problem.mesh_data.outer_tag
         self.problem.set_dirichlet(tag=tag, displacement=lambda X: displacement(X.T).T)
-        self.model.refresh_dirichlet()
-        z_bc = self.state_from(displacement)
-        arr = self.z.getArray()
+        self.boundary = (displacement, predictor)
         model = self.model
-        lay = model.layout
-        rows = lay.n_atom_dofs + model.bc_owned
-        arr[rows] = z_bc.getArray(readonly=True)[rows]
-        model.correction = None
-        self._continuum_anchor = None
+        model.refresh_dirichlet()
+        z_bc = self.state_from(displacement)
+        rows = model.layout.n_atom_dofs + model.bc_owned
+        self.z.getArray()[rows] = z_bc.getArray(readonly=True)[rows]
+        model.set_correction(None)
         background = self.background
         if background is not None:
-            self.set_background(None)
-        model.predictor = self.state_from(predictor)
-        if self.ghost_force_correction:
-            model.set_ghost_force_correction(
-                model.predictor,
-                atom_gradient=self._perfect_gradient(predictor),
-                fe_mask_local=self.fe_correction_mask,
-            )
-            # the continuum's share of the physical force at the predictor, ∫ P_F : ∇(w v)
-            # = residual + ∫ (P_F ∇w) · v: zero but for quadrature; update_correction
-            # measures the shares from it, so a homogeneous state keeps this exact correction
-            model._split(model.predictor)  # the FE field at the predictor
-            residual = self.problem.residual().getArray(readonly=True)[: lay.n_fe_owned]
-            self._continuum_anchor = residual + self.problem.weight_residual()
+            self._use_background(None)
+        self.predictor = self.state_from(predictor)
+        if self.correction is not None:
+            self.correction.reset(self, predictor, self.predictor)
         if background is not None:
-            self.set_background(*background)
-            # the predictor of a dislocation: atoms on its field, FE (the correction to it) at 0
-            z = self.state_from(predictor)
+            self._use_background(background)
             free = self.positions[: self.n_free]
-            lay.set_atoms(z, predictor(free) + background[0](free))
-            model.predictor = z
+            self.predictor = self.state_from(predictor)
+            model.layout.set_atoms(self.predictor, predictor(free) + background.displacement(free))
+            if model.correction is not None:  # measured from the dislocation's predictor
+                gradient = model.correction.gradient
+                model.set_correction(Correction(gradient=gradient, anchor=self.predictor.copy()))
+
+    def advance_load(self, previous: np.ndarray, current: np.ndarray) -> None:
+        """Move to the load ``F = current`` from ``F = previous``: add the homogeneous
+        increment ``(current − previous) X`` to atoms and nodes, then
+        :meth:`set_boundary` with ``(current − I) X`` as boundary and predictor."""
+        z = self.z.copy()
+        z.axpy(1.0, self.state_from(homogeneous(np.eye(3) + current - previous)))
+        self.z = z
+        self.set_boundary(homogeneous(current), predictor=homogeneous(current))
 
     def update_correction(self) -> float:
-        """Recompute the ghost-force correction at the current state ``z`` (one more pass).
-
-        The ghost force of a state is the blended gradient minus each unknown's share of the
-        physical forces at that state: an atom's share is ``β_i`` times its force in the fully
-        atomistic crystal (every site within ``2 r_cut`` displaced: free atoms as in ``z``,
-        the others by the FE field plus any background); an FE node's share is the
-        continuum residual tested with ``(1 − β) v``, i.e. the blended residual plus
-        ``∫ (P ∇w) · v`` (``w`` the continuum weight). The shares add up to the physical
-        force wherever atoms and continuum overlap, so subtracting the ghost force leaves a
-        consistent force balance. The continuum part is measured from the predictor's
-        exact discrete correction, so a homogeneous state still passes the patch test to
-        round-off. Repeated to a fixed point this is a force-based blending: the ghost
-        forces of the solution itself, not of a predictor whose core differs from it, are
-        removed. Needs ``site_atoms`` that reach ``2 r_cut`` beyond the free atoms and hold
-        no site in the continuum's hole (a dislocation's lattice; not a void).
-
-        Returns:
-            The largest change of the correction on any atom or node (eV/Å).
+        """Recompute the ghost-force correction at ``z`` (one more pass); returns the largest
+        change on any atom or node (eV/Å).
 
         Raises:
             RuntimeError: the correction is off or :meth:`set_boundary` was not called.
         """
-        if not self.ghost_force_correction or self._continuum_anchor is None:
+        if self.correction is None:
             raise RuntimeError("update_correction needs the correction on and set_boundary")
-        model = self.model
-        lay = model.layout
-        z = self.z
-        s = model._split(z)
-        _, grad = model._atoms_call("energy_gradient", s.u_atoms)
-        sites = self._site_displacements(z)
-        physical = self._atomistic_gradient(sites) if lay.rank == 0 else None
-        physical = model.comm.bcast(physical, root=0)
-        atoms = grad[: self.n_free] - self.beta[: self.n_free, None] * physical
-        continuum = self._continuum_anchor - self.problem.weight_residual()
-        g = lay.create_vec()
-        model._assemble(atoms, continuum, grad[self.n_free :], np.zeros_like(s.gap), g)
-        g.getArray()[lay.n_atom_dofs :] *= self.fe_correction_mask.astype(float)
-        model._zero_dirichlet(g)
-        change = g.copy()
-        change.axpy(-1.0, model.correction)
-        model.correction = g
-        model.predictor = z.copy()
-        return max(model.max_forces(change))
+        return self.correction.update(self)
 
-    def _site_displacements(self, z: PETSc.Vec) -> np.ndarray:
-        """Displacements of every site of ``site_atoms`` at ``z`` (collective; rank 0 uses
-        them): free atoms their own, the other sites the FE field plus any background."""
-        lay = self.model.layout
-        full, index = self._full_lattice_sites()
-        if self._site_interpolation is None:
-            X = np.asarray(full.reference) if lay.rank == 0 else None
-            X = self.model.comm.bcast(X, root=0)
-            others = np.ones(len(X), dtype=bool)
-            others[index] = False
-            interp = p1_interpolation_matrix(self.problem.V, X[others])
-            self._site_interpolation = (X, others, interp)
-        X, others, interp = self._site_interpolation
-        u = np.zeros_like(X)
-        u[others] = lay.allsum(interp @ lay.fe_of(z)).reshape(-1, 3)
-        if self.background is not None:
-            u[others] += self.background[0](X[others])
-        u[index] = lay.atoms_of(z)  # collective
-        return u
-
-    def _full_lattice_sites(self):
-        """``(sites, index)``: every site of ``site_atoms`` at β = 1 (rank 0; None elsewhere)
-        and the row of each free atom among them (every rank)."""
-        if self._full_lattice is None:
-            full = index = None
-            if self.model.comm.rank == 0:
-                blended = self.model.atoms
-                full = _blended_sites(
-                    self.site_atoms,
-                    np.ones(len(self.site_atoms)),
-                    potential=blended.potential,
-                    device=blended.device,
-                    dtype=blended.dtype,
-                )
-                dist, index = cKDTree(full.reference).query(
-                    self.positions[: self.n_free], distance_upper_bound=1e-6
-                )
-                if not np.all(np.isfinite(dist)):
-                    raise ValueError("site_atoms must contain every free atom's site")
-            index = self.model.comm.bcast(index, root=0)
-            self._full_lattice = (full, index)
-        return self._full_lattice
-
-    def _atomistic_gradient(self, sites: np.ndarray) -> np.ndarray:
-        """``(n_A, 3)`` gradient of the plain (β = 1) atomistic energy on the free atoms, with
-        the sites of ``site_atoms`` displaced by ``sites`` (rank 0): the forces the atoms
-        would feel in the fully atomistic crystal."""
-        full, index = self._full_lattice_sites()
-        _, grad = full.energy_gradient(sites)
-        full.release()
-        return grad[index]
-
-    def set_background(
-        self, displacement: Displacement | None, gradient: Callable | None = None
-    ) -> None:
-        """Carry a prescribed displacement field ``u_bg`` (e.g. a Volterra dislocation).
+    def set_background(self, background: Background | None) -> None:
+        """Carry a prescribed displacement field (a Volterra dislocation), or None.
 
         The FE unknown becomes the continuous correction ``U`` to ``u_bg``: the continuum
         sees ``F = I + ∇U + ∇u_bg`` and pad/handshake atoms are tied to ``U(X) + u_bg(X)``.
-        ``u_bg`` may jump across a branch cut by a lattice vector. Atoms keep absolute
-        displacements. The problem must be built with ``with_background=True``.
-
-        Args:
-            displacement: ``X (n, 3) -> u_bg (n, 3)`` in Å, or None to remove it.
-            gradient: ``X (n, 3) -> ∇u_bg (n, 3, 3)``.
+        Atoms keep absolute displacements. The problem must be built with
+        ``with_background=True``.
         """
+        self._use_background(background)
+
+    def _use_background(self, background: Background | None) -> None:
         model = self.model
-        if displacement is None:
+        if background is None:
             self.problem.set_background(gradient=None)
             model.set_offsets(
                 pad=np.zeros((model.n_pad, 3)), penalty=np.zeros((len(model.penalty_atoms), 3))
             )
-            self.background = None
-            return
-        self.problem.set_background(gradient=gradient)
-        X = self.positions
-        model.set_offsets(
-            pad=displacement(X[self.n_free :]), penalty=displacement(X[model.penalty_atoms])
-        )
-        self.background = (displacement, gradient)
+        else:
+            self.problem.set_background(gradient=background.gradient)
+            X = self.positions
+            model.set_offsets(
+                pad=background.displacement(X[self.n_free :]),
+                penalty=background.displacement(X[model.penalty_atoms]),
+            )
+        self.background = background
 
-    def _perfect_gradient(self, predictor: Displacement) -> np.ndarray:
-        """``∇ Σ β ε`` of the perfect lattice at ``predictor``, on this system's sites."""
-        grad = None
-        if self.model.comm.rank == 0:
-            perfect, site = self.perfect_atoms, self.perfect_site
-            _, g = perfect.energy_gradient(predictor(perfect.reference))
-            grad = np.zeros_like(self.positions)
-            grad[site >= 0] = g[site[site >= 0]]
-            perfect.release()
-        return self.model.comm.bcast(grad, root=0)
-
+    # -- solving and inspecting ------------------------------------------------------------
     def solve(
-        self,
-        *,
-        fmax: float = 1e-6,
-        max_iterations: int = 100,
-        linear_solver: str = "auto",
-        tangent_tolerance: float = 1e-2,
-        progress=None,
+        self, options: SolverOptions | None = None, *, progress: Progress | None = None
     ) -> SolveResult:
-        """Minimise from the current state (updated in place); the keywords are those of
-        :func:`coupling.solver.solve`."""
+        """Minimise from the current state (updated in place) by Newton–Krylov
+        (:func:`coupling.solver.solve`)."""
         return solve(
             self.model,
             self.z,
-            fmax=fmax,
-            max_iterations=max_iterations,
             preconditioner=self.preconditioner,
-            linear_solver=linear_solver,
-            tangent_tolerance=tangent_tolerance,
+            options=options,
             progress=progress,
         )
 
-    def ghost_forces(self) -> tuple[float, float]:
-        """Max ``|∇E|`` on atoms and FE nodes at the predictor, without correction (eV/Å)."""
-        if self.model.predictor is None:
+    def energy_parts(self, z: PETSc.Vec | None = None) -> EnergyParts:
+        """Each term of the blended energy at ``z`` (default: the current state), eV."""
+        return self.model.energy_parts(self.z if z is None else z)
+
+    def ghost_forces(self, *, within: float | None = None) -> tuple[float, float]:
+        """Ghost forces: max ``|∇E|`` at the predictor without the correction, eV/Å.
+
+        Args:
+            within: count only the free atoms within this distance (Å) of the handshake
+                (``d > R − within``: the atoms that see blending; deeper atoms feel only
+                the defect's true forces); None: every free atom.
+
+        Returns:
+            ``(atoms, fe)`` maxima over the free atoms and the free FE nodes.
+
+        Raises:
+            RuntimeError: :meth:`set_boundary` was not called.
+        """
+        if self.predictor is None:
             raise RuntimeError("set_boundary must be called first")
-        saved = self.model.correction
-        self.model.correction = None
-        g = self.model.layout.create_vec()
-        self.model.energy_gradient(self.model.predictor, g)
-        self.model.correction = saved
-        return self.model.max_forces(g)
+        model = self.model
+        g = model.layout.create_vec()
+        with model.without_correction():
+            model.energy_gradient(self.predictor, g)
+        _, fe = model.max_forces(g)
+        f = np.linalg.norm(model.layout.atoms_of(g), axis=1)
+        if within is not None:
+            d = self.handshake.distance(self.positions[: self.n_free])
+            f = f[d > self.handshake.core_radius - within]
+        return float(f.max(initial=0.0)), float(fe)
 
 
-def homogeneous(F: np.ndarray) -> Displacement:
-    """``X ↦ (F − I) X`` for a 3×3 ``F``."""
-    D = np.asarray(F, dtype=float) - np.eye(3)
-    return lambda X: np.asarray(X, dtype=float).reshape(-1, 3) @ D.T
+def _atom_set(atoms: Atoms, handshake: Handshake) -> AtomSet:
+    """The free and pad atoms among the sites of ``atoms``."""
+    X_all = np.asarray(atoms.positions, dtype=float)
+    codes_all = handshake.classify(X_all)
+    free = np.flatnonzero((codes_all == REGION_CORE) | (codes_all == REGION_HANDSHAKE))
+    pad = np.flatnonzero(codes_all == REGION_PAD)
+    order = np.concatenate([free, pad])
+    all_symbols = atoms.get_chemical_symbols()
+    return AtomSet(
+        positions=X_all[order],
+        symbols=[all_symbols[k] for k in order],
+        beta=handshake.beta(X_all[order]),
+        region=codes_all[order],
+        n_free=len(free),
+        cell=np.asarray(atoms.cell.array, dtype=float),
+        pbc=(bool(atoms.pbc[0]), bool(atoms.pbc[1]), bool(atoms.pbc[2])),
+    )
 
 
-def _perfect_lattice(perfect_atoms, X, handshake, *, potential, device, dtype, rank):
-    """β-weighted perfect lattice (rank 0) and the index of each of ``X`` in it (−1: none)."""
-    Xp = np.asarray(perfect_atoms.positions, dtype=float)
-    keep = handshake.classify(Xp) != REGION_FAR
-    Xp = Xp[keep]
-    dist, idx = cKDTree(Xp).query(X, distance_upper_bound=1e-6)
-    site = np.where(np.isfinite(dist), idx, -1)
-    atoms = None
-    if rank == 0:
-        atoms = _blended_sites(
-            perfect_atoms[np.flatnonzero(keep)],
-            handshake.beta(Xp),
-            potential=potential,
-            device=device,
-            dtype=dtype,
-        )
-    return atoms, site
-
-
-def _blended_sites(sites, beta, *, potential, device, dtype) -> BlendedAtoms:
-    """A :class:`BlendedAtoms` on the sites of an ASE ``Atoms`` (their cell and pbc)."""
-    return BlendedAtoms(
-        potential=potential,
-        reference_positions=np.asarray(sites.positions, dtype=float),
-        symbols=list(sites.get_chemical_symbols()),
-        beta=beta,
-        cell=np.asarray(sites.cell.array, dtype=float),
-        pbc=tuple(bool(p) for p in sites.pbc),
-        device=device,
-        dtype=dtype,
+def _preconditioner(
+    model: BlendedModel, atoms: AtomSet, blended: BlendedAtoms | None
+) -> PreconditionerData:
+    """The Exp Laplacian of the atoms, scaled to their Hessian at the reference state."""
+    X, beta, cell, pbc = atoms.positions, atoms.beta, atoms.cell, atoms.pbc
+    r_nn = _nearest_neighbour_distance(X, cell, pbc)
+    L = mu = None
+    if model.comm.rank == 0:
+        assert blended is not None
+        L = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn)
+        zero = np.zeros_like(X)
+        unshifted = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn, shift=0.0)
+        mu = fit_laplacian_scale(lambda v: blended.hessian_vector(zero, v), X, unshifted)
+        blended.release()
+    return PreconditionerData(
+        L=L,
+        mu=float(model.comm.bcast(mu, root=0)),
+        n_free=atoms.n_free,
+        penalty_atoms=model.penalty_atoms,
+        kappa=model.kappa,
+        pad_interpolation=model.I_P,
+        penalty_interpolation=model.I_H,
     )
 
 
 def build_coupled_system(
     *,
-    potential,
-    atoms,
+    potential: Potential,
+    atoms: Atoms,
     handshake: Handshake,
-    problem,
+    problem: HyperelasticProblem,
     kappa: float,
     ghost_force_correction: bool = True,
-    perfect_atoms=None,
-    device=None,
+    perfect_atoms: Atoms | None = None,
+    device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
     hessian_dtype: torch.dtype | None = None,
 ) -> CoupledSystem:
-    """Assemble a :class:`CoupledSystem`.
+    """Assemble a :class:`CoupledSystem` at zero displacement.
 
     Args:
         potential: project potential for the atoms (the continuum law is in ``problem``).
@@ -385,110 +429,74 @@ def build_coupled_system(
         hessian_dtype: torch dtype of the atoms' Hessian-vector products (default ``dtype``;
             see :class:`~coupling.blended_atoms.BlendedAtoms`).
     """
-    X_all = np.asarray(atoms.positions, dtype=float)
-    codes_all = handshake.classify(X_all)
-    free = np.flatnonzero((codes_all == REGION_CORE) | (codes_all == REGION_HANDSHAKE))
-    pad = np.flatnonzero(codes_all == REGION_PAD)
-    order = np.concatenate([free, pad])
-    X = X_all[order]
-    codes = codes_all[order]
-    beta = handshake.beta(X)
-    all_symbols = atoms.get_chemical_symbols()
-    symbols = [all_symbols[k] for k in order]
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    pbc = tuple(bool(p) for p in atoms.pbc)
-    n_free = len(free)
+    atom_set = _atom_set(atoms, handshake)
+    X, n_free = atom_set.positions, atom_set.n_free
     comm = problem.V.mesh.comm
     blended = None
     if comm.rank == 0:
         blended = BlendedAtoms(
             potential=potential,
             reference_positions=X,
-            symbols=symbols,
-            beta=beta,
-            cell=cell,
-            pbc=pbc,
+            symbols=atom_set.symbols,
+            beta=atom_set.beta,
+            cell=atom_set.cell,
+            pbc=atom_set.pbc,
             device=device,
             dtype=dtype,
             hessian_dtype=hessian_dtype,
         )
-    penalty_atoms = np.flatnonzero(codes[:n_free] == REGION_HANDSHAKE)
+    penalty_atoms = np.flatnonzero(atom_set.region[:n_free] == REGION_HANDSHAKE)
     model = BlendedModel(
         problem=problem,
         atoms=blended,
         n_free=n_free,
-        n_pad=len(pad),
+        n_pad=atom_set.n_pad,
         pad_interpolation=p1_interpolation_matrix(problem.V, X[n_free:]),
         penalty_atoms=penalty_atoms,
         penalty_interpolation=p1_interpolation_matrix(problem.V, X[penalty_atoms]),
         kappa=kappa,
     )
-    # preconditioner: Exp Laplacian scaled to the atomistic Hessian at the reference state
-    r_nn = _nearest_neighbour_distance(X, cell, pbc)
-    L = mu = None
-    if comm.rank == 0:
-        L = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn)
-        zero = np.zeros_like(X)
-        mu = fit_laplacian_scale(
-            lambda v: blended.hessian_vector(zero, v),
-            X,
-            atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn, shift=0.0),
-        )
-        blended.release()
-    mu = comm.bcast(mu, root=0)
-    perfect = perfect_site = None
+    preconditioner = _preconditioner(model, atom_set, blended)
+    correction = None
     if ghost_force_correction:
-        perfect, perfect_site = _perfect_lattice(
-            perfect_atoms if perfect_atoms is not None else atoms,
-            X,
-            handshake,
+        fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
+        outer = outer_boundary_dofs(problem)
+        fe_mask[outer[outer < len(fe_mask)]] = False
+        sites = perfect_atoms if perfect_atoms is not None else atoms
+        correction = GhostForceCorrection(
+            perfect_atoms=sites,
+            site_atoms=sites,
+            positions=X,
+            n_free=n_free,
+            handshake=handshake,
+            fe_mask=fe_mask,
             potential=potential,
             device=device,
             dtype=dtype,
             rank=comm.rank,
         )
-    fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
-    outer = outer_boundary_dofs(problem)
-    fe_mask[outer[outer < len(fe_mask)]] = False
-    system = CoupledSystem(
+    return CoupledSystem(
         model=model,
-        z=model.layout.create_vec(),
         problem=problem,
         handshake=handshake,
-        positions=X,
-        symbols=symbols,
-        beta=beta,
-        region=codes,
-        n_free=n_free,
-        preconditioner=dict(
-            L=L,
-            mu=mu,
-            n_free=n_free,
-            penalty_atoms=penalty_atoms,
-            kappa=kappa,
-            pad_interpolation=model.I_P,
-            penalty_interpolation=model.I_H,
-        ),
-        ghost_force_correction=ghost_force_correction,
-        fe_correction_mask=fe_mask,
-        perfect_atoms=perfect,
-        perfect_site=perfect_site,
-        site_atoms=perfect_atoms if perfect_atoms is not None else atoms,
+        atoms=atom_set,
+        preconditioner=preconditioner,
+        correction=correction,
     )
-    return system
 
 
-def outer_boundary_dofs(problem) -> np.ndarray:
+def outer_boundary_dofs(problem: HyperelasticProblem) -> np.ndarray:
     """Local unrolled FE DOF indices on the outer boundary facets."""
     md = problem.mesh_data
-    mesh = md.mesh
-    fdim = mesh.topology.dim - 1
+    fdim = md.mesh.topology.dim - 1
     facets = md.facet_tags.find(md.outer_tag)
     nodes = dolfinx.fem.locate_dofs_topological(problem.V, fdim, facets)
     return (3 * np.asarray(nodes, dtype=np.int64)[:, None] + np.arange(3)).ravel()
 
 
-def _nearest_neighbour_distance(X, cell, pbc) -> float:
+def _nearest_neighbour_distance(
+    X: np.ndarray, cell: np.ndarray, pbc: tuple[bool, bool, bool]
+) -> float:
     box, pbc3 = vesin_box(X, cell, pbc, 6.0)
     _, _, d = vesin.NeighborList(cutoff=6.0, full_list=False).compute(X, box, pbc3, "ijd")
     return float(d.min())

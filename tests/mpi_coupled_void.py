@@ -15,6 +15,7 @@ from continuum.geometry import Disk
 from continuum.mesh import graded_mesh
 from continuum.problem import HyperelasticProblem
 from coupling.handshake import Handshake
+from coupling.solver import SolverOptions
 from coupling.system import build_coupled_system, homogeneous
 
 A0 = 3.614925
@@ -45,7 +46,7 @@ system = build_coupled_system(
 F = np.diag([0.98, 1.01, 1.0])
 system.set_boundary(homogeneous(F), predictor=homogeneous(F))
 system.z = system.state_from(homogeneous(F))
-result = system.solve(fmax=1e-8)
+result = system.solve(SolverOptions(fmax=1e-8))
 u = system.atom_displacements()
 if comm.rank == 0:
     np.save(sys.argv[1], u)

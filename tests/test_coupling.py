@@ -19,6 +19,7 @@ from continuum.geometry import Ball, Box, Disk
 from continuum.mesh import graded_mesh
 from continuum.problem import HyperelasticProblem
 from coupling.handshake import Handshake, smootherstep
+from coupling.solver import SolverOptions
 from coupling.system import build_coupled_system, homogeneous
 
 A0 = 3.614925  # Cu_mishin1 stress-free lattice constant (tests/test_cauchy_born.py)
@@ -112,7 +113,7 @@ def perturbed(system, z, scale, seed=0):
     rng = np.random.default_rng(seed)
     p = lay.create_vec()
     p.setArray(scale * rng.standard_normal(p.getLocalSize()))
-    system.model._zero_dirichlet(p)
+    system.model.zero_dirichlet(p)
     out = z.copy()
     out.axpy(1.0, p)
     return out
@@ -146,7 +147,7 @@ def test_patch_test_with_ghost_force_correction(eam, law, mode):
         fa, ff = system.model.max_forces(g)
         assert fa < 1e-8 and ff < 1e-8, (k, fa, ff)
         system.z = perturbed(system, exact, 0.03, seed=k)
-        result = system.solve(fmax=1e-9, max_iterations=30)
+        result = system.solve(SolverOptions(fmax=1e-9, max_iterations=30))
         assert result.converged, result
         assert result.max_atom_force < 1e-8 and result.max_fe_residual < 1e-8
         diff = system.z.copy()
@@ -174,7 +175,7 @@ def test_correction_recomputed_at_a_homogeneous_state_still_passes_the_patch_tes
         system.z = exact.copy()
         assert system.update_correction() > 1e-4  # back from the perturbed state's correction
         system.z = perturbed(system, exact, 0.03, seed=k)
-        result = system.solve(fmax=1e-9, max_iterations=30)
+        result = system.solve(SolverOptions(fmax=1e-9, max_iterations=30))
         assert result.converged, result
         diff = system.z.copy()
         diff.axpy(-1.0, exact)
@@ -207,7 +208,7 @@ def test_gradient_and_hessian_match_finite_differences(eam, law, mode):
     rng = np.random.default_rng(7)
     d = lay.create_vec()
     d.setArray(rng.standard_normal(d.getLocalSize()))
-    model._zero_dirichlet(d)
+    model.zero_dirichlet(d)
     h = 1e-5
     zp, zm = z.copy(), z.copy()
     zp.axpy(h, d)

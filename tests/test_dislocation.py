@@ -122,15 +122,15 @@ def test_lattice_strain_of_the_volterra_field_matches_stroh(tmp_path):
     atoms = finite_cluster(
         "fcc",
         element="Cu",
-        a=setup.a,
-        orientation=setup.orientation,
+        a=setup.lattice.a,
+        orientation=setup.lattice.orientation,
         periodic_axes=(2,),
         region=Cylinder(center=(0.0, 0.0, 0.0), radius=60.0, axis=2),
     )
     X = atoms.positions
     u = disl.displacement(X)
-    cell, pbc = np.diag([1.0, 1.0, setup.period]), (False, False, True)
-    cutoff = 1.1 * setup.r_nn
+    cell, pbc = np.diag([1.0, 1.0, setup.lattice.period]), (False, False, True)
+    cutoff = 1.1 * setup.lattice.r_nn
     G = site_gradients(X, u, cutoff=cutoff, cell=cell, pbc=pbc, jump=disl.jump)
     G_naive = site_gradients(X, u, cutoff=cutoff, cell=cell, pbc=pbc)
     exact = disl.gradient(X)
@@ -141,7 +141,7 @@ def test_lattice_strain_of_the_volterra_field_matches_stroh(tmp_path):
     )
     # the fit of a 1/r field over a shell of radius r_nn is second-order accurate: ~(r_nn/r)²
     assert err.max() < 0.05, err.max()
-    near_cut = ring & (np.abs(X[:, 1] - disl.center[1]) < setup.r_nn) & (X[:, 0] < 0)
+    near_cut = ring & (np.abs(X[:, 1] - disl.center[1]) < setup.lattice.r_nn) & (X[:, 0] < 0)
     naive = np.linalg.norm(G_naive[near_cut] - exact[near_cut], axis=(1, 2))
     assert naive.min() > 0.1  # without removing the jump, sites by the cut are nonsense
 

@@ -52,7 +52,7 @@ def _resolved(case: Case, setup: CoupledSetup, out: Path, override: str | None, 
     if override is not None:
         notes["output.directory"] = "overridden by --output"
     values = {
-        "potential.file": str(setup.potential_file),
+        "potential.file": str(setup.potential.file),
         "output.directory": str(out.resolve()),
     }
     return resolved_toml(case, values=values, notes=notes, version=version())
@@ -62,16 +62,16 @@ def _case_record(case: Case, setup: CoupledSetup) -> dict[str, Any]:
     return {
         "kind": case.config.case.kind,
         "dimension": setup.dimension,
-        "structure": setup.structure,
-        "element": setup.element,
-        "lattice_constant_A": setup.a,
-        "potential": str(setup.potential_file),
-        "cutoff_A": setup.cutoff,
-        "slab_period_A": setup.period,
-        "strain": setup.strain.tolist(),
+        "structure": setup.lattice.structure,
+        "element": setup.lattice.element,
+        "lattice_constant_A": setup.lattice.a,
+        "potential": str(setup.potential.file),
+        "cutoff_A": setup.potential.range,
+        "slab_period_A": setup.lattice.period,
+        "strain": setup.loading.strain.tolist(),
         "void_radius_A": setup.void_radius,
         "problem": setup.problem_key(),
-        "device": setup.device,
+        "device": str(setup.potential.device),
         "multiscale_version": version(),
     }
 
@@ -100,8 +100,8 @@ def coupled_atoms(run: CoupledRun) -> Any:
     setup = run.setup
     cell = np.zeros((3, 3))
     pbc = (False, False, False)
-    if setup.period is not None:
-        cell = np.diag([0.0, 0.0, setup.period])
+    if setup.lattice.period is not None:
+        cell = np.diag([0.0, 0.0, setup.lattice.period])
         pbc = (False, False, True)
     atoms = Atoms(symbols=system.symbols, positions=X + u, cell=cell, pbc=pbc)
     atoms.set_array("region", np.asarray(system.region, dtype=int))
@@ -136,7 +136,7 @@ def dislocation_record(
             burgers=disl.burgers,
             center=disl.center,
             plane_spacing=disl.plane_spacing,
-            half_width=setup.core_radius + setup.handshake_width - 1.0,
+            half_width=setup.handshake.outer_radius - 1.0,
         )
     )
     return record
@@ -151,7 +151,7 @@ def coupled_summary(
     n_atoms = len(system.positions)
     summary: dict[str, Any] = {
         "status": "converged"
-        if run.converged and len(run.steps) == setup.steps
+        if run.converged and len(run.steps) == setup.loading.steps
         else "not_converged",
         "energy_eV": last.energy,
         "n_atoms": n_atoms,
@@ -172,14 +172,14 @@ def coupled_summary(
         "krylov_iterations": [s.krylov_iterations for s in run.steps],
         "load_steps": [s.as_dict() for s in run.steps],
         "load_factor_reached": last.load_factor,
-        "fmax_eV_per_A": case.config.solver.fmax,  # type: ignore[union-attr]
-        "kappa_eV_per_A2": setup.kappa,
-        "ghost_force_correction": setup.ghost_force_correction,
+        "fmax_eV_per_A": setup.solver.fmax,
+        "kappa_eV_per_A2": setup.coupling.kappa,
+        "ghost_force_correction": setup.coupling.ghost_force_correction,
         "correction_passes": [s.as_dict()["correction_passes"] for s in run.steps],
-        "core_radius_A": setup.core_radius,
-        "handshake_width_A": setup.handshake_width,
-        "pad_width_A": setup.pad_width,
-        "mpi_ranks": int(system.model.layout.comm.size),
+        "core_radius_A": setup.handshake.core_radius,
+        "handshake_width_A": setup.handshake.width,
+        "pad_width_A": setup.handshake.pad_width,
+        "mpi_ranks": int(system.model.comm.size),
         "build_time_s": run.build_time_s,
     }
     summary.update(_case_record(case, setup))
@@ -212,12 +212,9 @@ def write_coupled_outputs(
     write_json(out / "summary.json", summary)
 
 
-def reference_summary(
-    case: Case, setup: CoupledSetup, result: ReferenceResult, *, fmax: float
-) -> dict:
-    """The ``reference/summary.json`` of a reference run (relaxed to ``fmax`` eV/Å)."""
-    ref = case.config.reference
-    assert ref is not None
+def reference_summary(case: Case, setup: CoupledSetup, result: ReferenceResult) -> dict:
+    """The ``reference/summary.json`` of a reference run (relaxed to ``reference.fmax``)."""
+    ref = setup.reference
     summary: dict[str, Any] = {
         "status": "converged" if result.converged else "not_converged",
         "energy_eV": result.energy,
@@ -228,7 +225,7 @@ def reference_summary(
         "unrelaxed_energy_eV": result.unrelaxed_energy,
         "n_free_atoms": int(result.free.sum()),
         "n_held_atoms": int((~result.free).sum()),
-        "fmax_eV_per_A": fmax,
+        "fmax_eV_per_A": ref.fmax,
         "method": ref.method,
         "load_steps": result.steps,
     }
@@ -248,7 +245,6 @@ def write_reference_outputs(
     *,
     out: Path,
     output_override: str | None,
-    fmax: float,
 ) -> dict:
     """Write ``reference/atoms.extxyz``, ``reference/case.resolved.toml``, then the summary."""
     folder = out / REFERENCE_DIR
@@ -258,9 +254,10 @@ def write_reference_outputs(
         atoms,
         results={"energy": result.energy, "forces": atoms.get_forces()},
     )
+    fmax = setup.reference.fmax
     text = _resolved(case, setup, out, output_override, reference__fmax=f"used: {fmax:g}")
     write_text(folder / "case.resolved.toml", text)
-    summary = reference_summary(case, setup, result, fmax=fmax)
+    summary = reference_summary(case, setup, result)
     write_json(folder / "summary.json", summary)
     return summary
 

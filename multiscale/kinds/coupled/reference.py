@@ -15,11 +15,9 @@ Sites within 1e-6 Å of the boundary are held too, like the FE boundary nodes.
 
 Load steps are those of the coupled run: step ``k`` starts from the previous relaxed state
 plus the homogeneous increment and is relaxed at fixed held atoms with ``atomistic.relax``
-to ``reference.fmax`` (default: ``solver.fmax``). L-BFGS is cheap enough for that: the
-82 818-atom reference of ``cases/void-cu-3d`` reaches 1e-6 eV/Å in 102 force evaluations
-(1 min on 2 cores). A looser tolerance is a knob for big references, at a price: at 1e-4
-eV/Å that reference's relaxation energy is still 5e-5 eV off, comparable to the coupled
-error being measured.
+to ``reference.fmax`` (default: ``solver.fmax``). A looser tolerance is a knob for big
+references, at a price: the reference's relaxation energy is then off by about as much as
+the coupled error being measured (``cases/void-cu-3d/README.md``).
 
 ``relaxation_energy = E(relaxed) − E(boundary field everywhere)`` at the last step (the
 homogeneous state ``(F − I) X``, plus the Volterra field for a dislocation), with
@@ -74,75 +72,92 @@ class ReferenceResult:
         return self.energy - self.unrelaxed_energy
 
 
-def run_reference(
-    setup: CoupledSetup, *, reporter: Reporter, fmax: float, method: str, max_steps: int
-) -> ReferenceResult:
+def _step_start(
+    setup: CoupledSetup, k: int, X: np.ndarray, u: np.ndarray, free: np.ndarray
+) -> np.ndarray:
+    """Displacements that load step ``k`` starts from: the previous ones plus the homogeneous
+    increment (step 1: on the Volterra field of a dislocation), held atoms on the boundary."""
+    if k == 1 and setup.dislocation is not None:
+        u = setup.dislocation.displacement(X)
+    loading = setup.loading
+    start = u + X @ (loading.deformation(k) - loading.deformation(k - 1)).T
+    start[~free] = setup.boundary_displacement(k)(X[~free])
+    return start
+
+
+def _relax_step(
+    setup: CoupledSetup, k: int, atoms: Any, start: np.ndarray, free: np.ndarray, calc: Any,
+    reporter: Reporter,
+) -> tuple[Any, dict[str, Any], float]:  # fmt: skip
+    """Relax load step ``k`` from ``start``; returns the result, its record and the energy of
+    the boundary field everywhere."""
+    from atomistic.relax import relax
+
+    t0 = time.perf_counter()
+    X, options = atoms.positions, setup.reference
+    homogeneous = atoms.copy()
+    homogeneous.positions = X + setup.boundary_displacement(k)(X)
+    homogeneous.calc = calc
+    unrelaxed = float(homogeneous.get_potential_energy())
+    work = atoms.copy()
+    work.positions = X + start
+    work.calc = calc
+    label = f"reference load step {k}/{setup.loading.steps} ({options.method})"
+    result = relax(
+        work,
+        fmax=options.fmax,
+        method=options.method,
+        max_steps=options.max_steps,
+        fixed=~free,
+        progress=lambda n, e, f: reporter.progress(label, n, e, f),
+    )
+    record = {
+        "step": k,
+        "load_factor": setup.loading.factor(k),
+        "status": "converged" if result.converged else "not_converged",
+        "force_evaluations": result.steps,
+        "energy_eV": result.energy,
+        "relaxation_energy_eV": result.energy - unrelaxed,
+        "max_force_eV_per_A": result.max_force,
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    reporter.info(
+        f"{label}: {'converged' if result.converged else 'NOT converged'} after "
+        f"{result.steps} force evaluations, E = {result.energy:.8f} eV, relaxation "
+        f"{result.energy - unrelaxed:+.6e} eV, max|F| = {result.max_force:.2e} eV/Å"
+    )
+    return result, record, unrelaxed
+
+
+def run_reference(setup: CoupledSetup, *, reporter: Reporter) -> ReferenceResult:
     """Relax the fully atomistic version of a coupled case in load steps.
+
+    The relaxation's options are ``setup.reference`` (tolerance, method, budget).
 
     Args:
         setup: the resolved case.
         reporter: messages and progress.
-        fmax: tolerance on the largest free-atom force, eV/Å.
-        method: ``"lbfgs"`` or ``"fire"``.
-        max_steps: budget of force evaluations per load step.
     """
     from atomistic.calculator import Calculator
-    from atomistic.relax import relax
     from multiscale.kinds.coupled.sites import reference_sites
 
     start = time.perf_counter()
-    atoms, free = reference_sites(setup, shell=SHELL_FACTOR * setup.cutoff)
+    shell = SHELL_FACTOR * setup.potential.range
+    atoms, free = reference_sites(setup, shell=shell)
     X = atoms.positions.copy()
-    calc = Calculator(setup.potential, device=setup.device)
+    calc = Calculator(setup.potential.module, device=setup.potential.device)
     reporter.info(
         f"reference: {int(free.sum())} free + {int((~free).sum())} held atoms "
-        f"(shell {SHELL_FACTOR * setup.cutoff:.3f} Å), device {setup.device}"
+        f"(shell {shell:.3f} Å), device {setup.potential.device}"
     )
     u = np.zeros_like(X)
     records: list[dict[str, Any]] = []
-    result = None
-    unrelaxed = np.nan
-    for k in range(1, setup.steps + 1):
-        t0 = time.perf_counter()
-        boundary = setup.boundary_displacement(k)
-        if k == 1 and setup.dislocation is not None:
-            u = setup.dislocation.displacement(X)  # start on the Volterra field
-        step_start = u + X @ (setup.deformation(k) - setup.deformation(k - 1)).T
-        step_start[~free] = boundary(X[~free])
-        homogeneous = atoms.copy()
-        homogeneous.positions = X + boundary(X)
-        homogeneous.calc = calc
-        unrelaxed = float(homogeneous.get_potential_energy())
-        work = atoms.copy()
-        work.positions = X + step_start
-        work.calc = calc
-        label = f"reference load step {k}/{setup.steps} ({method})"
-        result = relax(
-            work,
-            fmax=fmax,
-            method=method,
-            max_steps=max_steps,
-            fixed=~free,
-            progress=lambda n, e, f, label=label: reporter.progress(label, n, e, f),
-        )
+    result, unrelaxed = None, np.nan
+    for k in range(1, setup.loading.steps + 1):
+        step_start = _step_start(setup, k, X, u, free)
+        result, record, unrelaxed = _relax_step(setup, k, atoms, step_start, free, calc, reporter)
+        records.append(record)
         u = result.atoms.positions - X
-        records.append(
-            {
-                "step": k,
-                "load_factor": setup.load_factor(k),
-                "status": "converged" if result.converged else "not_converged",
-                "force_evaluations": result.steps,
-                "energy_eV": result.energy,
-                "relaxation_energy_eV": result.energy - unrelaxed,
-                "max_force_eV_per_A": result.max_force,
-                "wall_time_s": time.perf_counter() - t0,
-            }
-        )
-        reporter.info(
-            f"{label}: {'converged' if result.converged else 'NOT converged'} after "
-            f"{result.steps} force evaluations, E = {result.energy:.8f} eV, relaxation "
-            f"{result.energy - unrelaxed:+.6e} eV, max|F| = {result.max_force:.2e} eV/Å"
-        )
         if not result.converged:
             break
     assert result is not None
@@ -150,13 +165,14 @@ def run_reference(
     out.set_array("reference_position", X)
     out.set_array("displacement", u)
     out.set_array("fixed", (~free).astype(int))
+    converged = all(r["status"] == "converged" for r in records)
     return ReferenceResult(
         atoms=out,
         free=free,
         energy=float(result.energy),
         unrelaxed_energy=unrelaxed,
         max_force=float(result.max_force),
-        converged=all(r["status"] == "converged" for r in records) and len(records) == setup.steps,
+        converged=converged and len(records) == setup.loading.steps,
         steps=records,
         wall_time_s=time.perf_counter() - start,
     )

@@ -24,11 +24,11 @@ def _cluster(setup: CoupledSetup, region: Any) -> Any:
     from atomistic.lattice import finite_cluster
 
     return finite_cluster(
-        setup.structure,
-        element=setup.element,
-        a=setup.a,
+        setup.lattice.structure,
+        element=setup.lattice.element,
+        a=setup.lattice.a,
         region=region,
-        orientation=setup.orientation,
+        orientation=setup.lattice.orientation,
         periodic_axes=(2,) if setup.dimension == "2.5d" else (),
     )
 
@@ -57,11 +57,12 @@ def coupled_sites(setup: CoupledSetup) -> tuple[Any, Any]:
         Å), the defect applied, and the same sites of the perfect lattice (for a
         dislocation, whose sites are the perfect lattice's, ``r_cut`` further out).
     """
-    perfect = _cluster(setup, _round(setup, setup.atom_radius + 1.0))
+    reach = setup.handshake.atom_radius
+    perfect = _cluster(setup, _round(setup, reach + 1.0))
     if setup.dislocation is not None:
         # the ghost-force correction at the Volterra predictor subtracts the fully atomistic
         # forces of these sites: they must reach 2 r_cut beyond the free atoms
-        return perfect, _cluster(setup, _round(setup, setup.atom_radius + setup.cutoff + 1.0))
+        return perfect, _cluster(setup, _round(setup, reach + setup.potential.range + 1.0))
     return remove_defect(setup, perfect), perfect
 
 
@@ -79,11 +80,12 @@ def reference_sites(setup: CoupledSetup, *, shell: float) -> tuple[Any, np.ndarr
     """
     from atomistic.regions import Box
 
-    if setup.half_size is not None:
-        half = setup.half_size + shell  # inf along z in 2.5d stays inf
+    dom = setup.domain
+    if dom.half_size is not None:
+        half = dom.half_size + shell  # inf along z in 2.5d stays inf
         region = Box(lo=-half, hi=half)
     else:
-        assert setup.radius is not None
-        region = _round(setup, setup.radius + shell)
+        assert dom.radius is not None
+        region = _round(setup, dom.radius + shell)
     atoms = remove_defect(setup, _cluster(setup, region))
-    return atoms, setup.inside(atoms.positions)
+    return atoms, dom.inside(atoms.positions)

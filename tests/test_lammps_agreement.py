@@ -2,7 +2,8 @@
 
 Tolerances (issue 2): energy per atom 1e-8 eV, forces 1e-6 eV/Å, stress 1e-4 GPa.
 Structures are randomly perturbed, triclinic, with vacancies; both EAM file formats
-(eam/alloy, eam/fs with two elements, so the density-table orientation is checked) and SW.
+(eam/alloy, eam/fs with two elements, so the density-table orientation is checked) and SW;
+compressed and expanded EAM lattices reach both ends of the F(ρ) tables.
 """
 
 import numpy as np
@@ -52,6 +53,32 @@ def _cu_triclinic_with_vacancy(rng):
 def test_eam_alloy_cu_mishin(potentials_dir, rng):
     f = potentials_dir / "Cu_mishin1.eam.alloy"
     _compare(_cu_triclinic_with_vacancy(rng), EAM.from_file(f), "eam/alloy", f, ["Cu"])
+
+
+# Ends of the tables, which ±3 % around a0 (as above) never reaches. Cu_mishin1 tabulates
+# F(ρ) up to ρ_max, where a lattice at 0.9 a0 is: about half the atoms of the rattled cell
+# lie beyond it (F continued linearly), and all of them at 0.75-0.85 a0. Expanded cells
+# (Cu 2.1 a0, Zr 1.7 a0; neighbours near the cutoff) give densities within the first two
+# knot spacings of F(ρ).
+@pytest.mark.parametrize(
+    "file, style, element, structure, scale",
+    [
+        ("Cu_mishin1.eam.alloy", "eam/alloy", "Cu", "fcc", 0.75),
+        ("Cu_mishin1.eam.alloy", "eam/alloy", "Cu", "fcc", 0.8),
+        ("Cu_mishin1.eam.alloy", "eam/alloy", "Cu", "fcc", 0.85),
+        ("Cu_mishin1.eam.alloy", "eam/alloy", "Cu", "fcc", 0.9),
+        ("Cu_mishin1.eam.alloy", "eam/alloy", "Cu", "fcc", 2.1),
+        ("Zr_mm.eam.fs", "eam/fs", "Zr", "hcp", 1.7),
+    ],
+)
+def test_eam_table_ends_match_lammps(potentials_dir, rng, file, style, element, structure, scale):
+    f = potentials_dir / file
+    if structure == "fcc":
+        atoms = bulk(element, "fcc", a=3.615 * scale).repeat((3, 3, 3))
+    else:
+        atoms = bulk(element, "hcp", a=3.23 * scale, c=5.17 * scale).repeat((3, 3, 2))
+    atoms = _strain_and_rattle(atoms, rng, strain=0.01, rattle=0.03 * scale)
+    _compare(atoms, EAM.from_file(f), style, f, [element])
 
 
 @pytest.mark.parametrize(

@@ -200,6 +200,23 @@ def test_calculator_forces_uncertainty():
     assert "forces_uncertainty" not in eam.results
 
 
+def test_committee_forces_uncertainty_is_the_calibrated_member_spread():
+    # u_i = c · sqrt(mean_m |F_m,i − F̄_i|²) with each member's forces from its own
+    # stand-alone potential (the plain Calculator path), not from the committee's pass
+    committee = randomise(
+        Committee(elements=("Cu", "Ni"), descriptor=SPEC, hidden=(8,), n_members=3)
+    )
+    committee.calibration = 1.9
+    atoms = rattled(("Cu", "Ni"))
+    F = np.stack([Calculator(committee.member(k), "cpu").get_forces(atoms) for k in range(3)])
+    spread = np.sqrt(((F - F.mean(0)) ** 2).sum(-1).mean(0))
+    assert spread.min() > 1e-3  # members differ on every atom
+    u = committee.forces_uncertainty(graph_of(atoms, committee))
+    np.testing.assert_allclose(u.numpy(), 1.9 * spread, rtol=1e-10)
+    u_calc = Calculator(committee, "cpu").get_property("forces_uncertainty", atoms)
+    np.testing.assert_allclose(u_calc, 1.9 * spread, rtol=1e-10)
+
+
 def test_triplet_counts_fcc():
     # the numbers quoted in ACSFSpec: 18 neighbours within 4 Å, 42 within 5 Å in fcc Cu
     atoms = crystal("fcc", element="Cu", a=3.615, size=(4, 4, 4))

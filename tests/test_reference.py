@@ -1,6 +1,7 @@
 """The fully atomistic reference and the error measures against it.
 
-The strain-error metric is checked on hand-computed examples; then ``multiscale reference``
+The strain-error metric is checked on hand-computed examples and on analytic fields on fcc
+(linear fields on a finite block, waves on a slab periodic along z); then ``multiscale reference``
 on a tiny 2.5D void writes its summary, and ``multiscale run`` of the same case reports
 ``reference_error`` against it (and skips it for a different problem).
 """
@@ -12,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from atomistic.strain import match_sites, site_gradients, strain_error
+from atomistic.strain import SHELL_FACTOR, match_sites, site_gradients, strain_error
 
 TINY_VOID = """
 [case]
@@ -129,6 +130,81 @@ def test_match_sites_modulo_the_slab_period():
     points = np.array([[1.0, 0.0, 1.5], [2.0, 1.0, -1e-7], [5.0, 5.0, 5.0]])
     assert match_sites(points, sites, period=3.0).tolist() == [1, 2, -1]
     assert match_sites(points, sites).tolist() == [1, -1, -1]
+
+
+A_CU = 3.615
+D_FAR = np.array([[0.01, 0.004, 0.0], [0.0, -0.005, 0.002], [0.003, 0.0, 0.0]])  # F − I
+
+
+def fcc_sites(n):
+    """fcc sites of an ``n[0] × n[1] × n[2]`` block of cubic cells, Å (lattice points
+    ``(i, j, k) a/2`` with ``i + j + k`` even)."""
+    idx = np.stack(np.meshgrid(*[np.arange(2 * m) for m in n], indexing="ij"), -1).reshape(-1, 3)
+    return 0.5 * A_CU * idx[idx.sum(1) % 2 == 0]
+
+
+def fcc_shell():
+    return SHELL_FACTOR * A_CU / np.sqrt(2)
+
+
+def test_linear_fields_on_an_fcc_block_give_exact_gradients_and_error():
+    # Every site of a finite fcc block, corners and edges included, has first-shell
+    # neighbours spanning 3D, so a linear field is fitted exactly there; the error of one
+    # linear field against another is then |H_c − H_ref| / |H_ref| (F − I cancels).
+    X = fcc_sites((3, 3, 3))
+    rng = np.random.default_rng(4)
+    H_ref, H_c = 0.01 * rng.standard_normal((2, 3, 3))
+    u_ref = X @ (D_FAR + H_ref).T + 0.3
+    u_c = X @ (D_FAR + H_c).T - 0.1
+    G = site_gradients(X, np.stack([u_ref, u_c]), cutoff=fcc_shell())
+    np.testing.assert_allclose(G[0], np.broadcast_to(D_FAR + H_ref, G[0].shape), atol=1e-14)
+    np.testing.assert_allclose(G[1], np.broadcast_to(D_FAR + H_c, G[1].shape), atol=1e-14)
+    mask = rng.random(len(X)) < 0.3
+    err = strain_error(
+        positions=X, reference=u_ref, approximation=u_c, strain=D_FAR, cutoff=fcc_shell(), mask=mask
+    )
+    assert err == pytest.approx(np.linalg.norm(H_c - H_ref) / np.linalg.norm(H_ref), rel=1e-12)
+
+
+def test_strain_error_of_waves_on_a_periodic_fcc_slab_is_the_hand_value():
+    """A slab periodic along z (as a 2.5D reference), open along x and y, and two waves:
+
+        u_ref = (F − I) X + ε sin(k x) e_y + η sin(k z) e_x,     k = 2π / (2a)
+        u_c   = (F − I) X + ε sin(k x + φ) e_y + η sin(k z) e_x
+
+    On a site with its full shell of 12 neighbours r_j (the open surfaces excluded) the
+    least-squares gradient of sin(k·X) e is e ⊗ [Σ_j sin(k·r_j) r_j] [Σ_j r_j ⊗ r_j]⁻¹ cos(k·X)
+    (the Σ_j (cos(k·r_j) − 1) r_j part cancels between r_j and −r_j); for fcc,
+    Σ_j r_j ⊗ r_j = 2a² I and Σ_j sin(k r_jx) r_j = 4a sin(ka/2) e_x, so the gradient is
+    (2/a) sin(ka/2) cos(k x) e ⊗ e_x = (2/a) cos(k x) e ⊗ e_x here. Over sites spread evenly
+    over whole periods in x and z (mean cos² = 1/2, and mean (cos(θ + φ) − cos θ)² = 1 − cos φ),
+    the error is ε · 2|sin(φ/2)| / sqrt(ε² + η²) = 0.6 for ε = 0.03, η = 0.04, φ = π/3.
+    """
+    X = fcc_sites((6, 6, 2))
+    D_SLAB = D_FAR * [1.0, 1.0, 0.0]  # 2.5D: u is periodic along z, F e_z = e_z
+    period = 2 * A_CU
+    cell, pbc = np.diag([1.0, 1.0, period]), (False, False, True)
+    k, eps, eta, phi = 2 * np.pi / period, 0.03, 0.04, np.pi / 3
+    x, z = X[:, 0], X[:, 2]
+    e_x, e_y = np.eye(3)[0], np.eye(3)[1]
+    u_ref = X @ D_SLAB.T + eps * np.outer(np.sin(k * x), e_y) + eta * np.outer(np.sin(k * z), e_x)
+    u_c = u_ref + eps * np.outer(np.sin(k * x + phi) - np.sin(k * x), e_y)
+    # a 2a × 2a block of cells in x and y, all of z, well inside the open faces
+    inner = (X[:, 0] >= 2 * A_CU) & (X[:, 0] < 4 * A_CU) & (X[:, 1] >= 2 * A_CU)
+    inner &= X[:, 1] < 4 * A_CU
+    assert inner.sum() == 2 * 2 * 2 * 4
+
+    G = site_gradients(X, u_ref, cutoff=fcc_shell(), cell=cell, pbc=pbc)
+    expected = np.broadcast_to(D_SLAB, (len(X), 3, 3)).copy()
+    expected[:, 1, 0] += eps * (2 / A_CU) * np.cos(k * x)
+    expected[:, 0, 2] += eta * (2 / A_CU) * np.cos(k * z)
+    np.testing.assert_allclose(G[inner], expected[inner], atol=1e-14)
+
+    kw = dict(positions=X, strain=D_SLAB, cutoff=fcc_shell(), cell=cell, pbc=pbc, mask=inner)
+    assert strain_error(reference=u_ref, approximation=u_c, **kw) == pytest.approx(0.6, rel=1e-12)
+    # and 1 for the homogeneous predictor, 0 for the reference itself
+    assert strain_error(reference=u_ref, approximation=X @ D_SLAB.T, **kw) == pytest.approx(1.0)
+    assert strain_error(reference=u_ref, approximation=u_ref, **kw) == 0.0
 
 
 # -- reference and run ------------------------------------------------------------------------

@@ -2,61 +2,18 @@
 
 The atomistic region is centred on the origin, which is a lattice site; so are the void and
 the outer domain. All lengths are in Å. Keys whose default is ``"auto"`` are resolved from the
-potential and the lattice when the case runs (:mod:`multiscale.kinds.coupled.setup`), and the value
-used is written next to them in ``case.resolved.toml``.
+potential and the lattice when the case runs (:mod:`multiscale.kinds.coupled.setup`), and the
+value used is written next to them in ``case.resolved.toml``.
 
-==================================  ===============================  ==========================
-key                                 allowed                          default
-==================================  ===============================  ==========================
-``case.kind``                       ``"coupled"``                    required
-``case.dimension``                  ``"3d"``, ``"2.5d"``             ``"3d"``
-``lattice.structure``               fcc, bcc, diamond, hcp           required
-``lattice.element``                 symbol in the potential file     required
-``lattice.a``                       Å, or ``"relax"``                ``"relax"``
-``lattice.orientation``             Miller rows for x, y, z          cubic axes
-``potential.kind``, ``.file``       as for every kind                ``"eam"``, required
-``geometry.outer``                  3d: box, ball; 2.5d: rectangle,  required
-                                    disk (centred on the origin)
-``geometry.size``                   box ``[Lx, Ly, Lz]``,            box, rectangle only
-                                    rectangle ``[Lx, Ly]`` (Å)
-``geometry.radius``                 ball or disk radius (Å)          ball, disk only
-``geometry.core_radius``            R (Å), β = 1 inside              required
-``geometry.handshake_width``        w (Å) or ``"auto"``              ``2·r_cut``
-``geometry.pad_width``              Å (≥ r_cut) or ``"auto"``        ``r_cut``
-``geometry.h_min``                  Å or ``"auto"``                  ``r_nn``
-``geometry.h_max``                  Å or ``"auto"``                  ``5·h_min``
-``geometry.growth``                 dh/dr                            ``0.25``
-``defect.kind``                     ``"none"``, ``"void"``,          ``"none"``
-                                    ``"dislocation"`` (2.5d)
-``defect.radius``                   void radius (Å)                  void only
-``defect.burgers``                  units of a, cubic axes           dislocation only
-``defect.center``                   ``[x, y]`` (Å)                   between planes near 0
-``boundary.kind``                   ``"homogeneous"``,               ``"homogeneous"``
-                                    ``"dislocation"``
-``boundary.strain``                 F − I, 3 rows of 3               zeros
-``loading.steps``                   ≥ 1                              ``1``
-``coupling.kappa``                  eV/Å² or ``"auto"``              ``μ_V·r_nn``
-``coupling.ghost_force_correction`` true, false                      ``true``
-``coupling.correction_passes``      ≥ 1 or ``"auto"``; > 1 needs     ``"auto"``: 8 with a
-                                    a dislocation                    dislocation, else 1
-``coupling.correction_tolerance``   eV/Å                             ``1e-3``
-``solver.fmax``                     eV/Å                             ``1e-6``
-``solver.max_iterations``           Newton steps per load step       ``100``
-``solver.linear_solver``            auto, gamg, mumps                ``"auto"``
-``solver.tangent_tolerance``        ≥ 0, largest entry of ΔF         ``1e-2``
-``solver.hessian_precision``        float32, float64                 ``"float32"``
-``reference.fmax``                  eV/Å or ``"solver"``             ``solver.fmax``
-``reference.method``                ``"lbfgs"``, ``"fire"``          ``"lbfgs"``
-``reference.max_steps``             evaluations per load step        ``20000``
-``run.device``                      auto, cpu, cuda                  ``"auto"``
-``output.directory``                relative to the case folder      ``"output"``
-==================================  ===============================  ==========================
+Each key is documented once, by its :func:`~multiscale.config.schema.option` declaration
+below; the table of keys in ``docs/case-coupled.md`` is generated from these declarations
+(``python -m multiscale.config.tables``). In the docs, ``r_cut`` is the potential's range (its
+cutoff; for MACE ``layers × cutoff``), ``r_nn`` the nearest-neighbour distance of the lattice
+and ``μ_V`` the Voigt average shear modulus of the Cauchy–Born elastic constants.
 
-``r_cut`` is the potential's range (its cutoff; for MACE ``layers × cutoff``), ``r_nn`` the
-nearest-neighbour distance of the lattice and ``μ_V`` the Voigt average shear modulus of the
-Cauchy–Born elastic constants. Checks that need the potential (the void at least ``2·r_cut``
-inside the core, the atoms inside the outer domain) are made by
-:func:`multiscale.kinds.coupled.setup.resolve_setup`, also by ``multiscale check``.
+Checks across keys that need no potential are made here (:func:`check_coupled`); those that
+need it (the void at least ``2·r_cut`` inside the core, the atoms inside the outer domain)
+by :func:`multiscale.kinds.coupled.setup.resolve_setup`, also run by ``multiscale check``.
 """
 
 from __future__ import annotations
@@ -100,11 +57,15 @@ OUTER_SHAPES = {"3d": ("box", "ball"), "2.5d": ("rectangle", "disk")}
 class CoupledCaseSection:
     """``[case]`` of a coupled problem."""
 
-    kind: Literal["coupled"] = option(doc="coupled: atoms near the defect, continuum elsewhere")
+    kind: Literal["coupled"] = option(
+        doc="what to compute; `coupled`: atoms near the defect, a Cauchy–Born continuum of the "
+        "same potential elsewhere, joined by a blended handshake"
+    )
     dimension: Literal["3d", "2.5d"] = option(
         "3d",
-        doc="3d: 3D mesh and a ball of atoms; 2.5d: 2D mesh (u has 3 components) and a "
-        "cylinder of atoms, periodic along z with the lattice period",
+        doc='`"3d"`: 3D tetrahedral mesh, a ball of atoms. `"2.5d"`: 2D triangle mesh carrying '
+        "a 3-component displacement, `F = I + [∂u/∂x, ∂u/∂y, 0]` (plane strain and "
+        "anti-plane), a cylinder of atoms in a slab periodic along `z` with the lattice period",
     )
 
 
@@ -118,11 +79,13 @@ class CoupledLatticeSection:
         "relax",
         unit="Å",
         check=positive,
-        doc='lattice constant; "relax" minimises the energy per atom under the potential',
+        doc='lattice constant; `"relax"`: minimise the energy per atom under the potential '
+        "(polished so that the Cauchy–Born stress vanishes to round-off)",
     )
     orientation: tuple[Miller, Miller, Miller] = option(
         ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
-        doc="Miller indices of the crystal directions along x, y, z (orthogonal, right-handed)",
+        doc="Miller indices `[[h,k,l], [h,k,l], [h,k,l]]` of the crystal directions along x, "
+        "y, z (orthogonal, right-handed; hcp: the default only)",
     )
 
 
@@ -131,40 +94,55 @@ class GeometrySection:
     """``[geometry]``: the outer domain, the atomistic core and its handshake, the mesh."""
 
     outer: Literal["box", "ball", "rectangle", "disk"] = option(
-        doc="outer domain centred on the origin; 3d: box or ball, 2.5d: rectangle or disk"
+        doc='outer domain, centred on the origin: `"box"` or `"ball"` in 3d, `"rectangle"` or '
+        '`"disk"` in 2.5d'
     )
     size: tuple[float, ...] | None = option(
         None,
         unit="Å",
         check=all_positive,
-        doc="edge lengths: [Lx, Ly, Lz] for a box, [Lx, Ly] for a rectangle",
+        doc="edge lengths of the outer domain: `[Lx, Ly, Lz]` for a box, `[Lx, Ly]` for a "
+        "rectangle (box and rectangle only)",
     )
     radius: float | None = option(
-        None, unit="Å", check=positive, doc="radius of a ball or disk outer domain"
+        None,
+        unit="Å",
+        check=positive,
+        doc="radius of a ball or disk outer domain (ball and disk only)",
     )
     core_radius: float = option(
-        unit="Å", check=positive, doc="radius R of the fully atomistic core (beta = 1)"
+        unit="Å",
+        check=positive,
+        doc="radius `R` of the fully atomistic core (β = 1); the mesh has a hole of this radius",
     )
     handshake_width: float | Literal["auto"] = option(
-        "auto", unit="Å", check=positive, doc='width w of the blended shell; "auto": 2 r_cut'
+        "auto",
+        unit="Å",
+        check=positive,
+        doc="width `w` of the blended shell around the core, in which β falls from 1 to 0 "
+        "(C², smootherstep)",
+        default_doc="`2 r_cut`",
     )
     pad_width: float | Literal["auto"] = option(
         "auto",
         unit="Å",
         check=positive,
-        doc='width of the pad of atoms slaved to the continuum, >= r_cut; "auto": r_cut',
+        doc="width of the pad of atoms outside the handshake that are slaved to the FE field; "
+        "must be ≥ `r_cut`",
+        default_doc="`r_cut`",
     )
     h_min: float | Literal["auto"] = option(
         "auto",
         unit="Å",
         check=positive,
-        doc='element size near the atoms; "auto": the nearest-neighbour distance',
+        doc="element size up to the outer edge of the atoms",
+        default_doc="`r_nn`",
     )
     h_max: float | Literal["auto"] = option(
-        "auto", unit="Å", check=positive, doc='largest element size; "auto": 5 h_min'
+        "auto", unit="Å", check=positive, doc="largest element size", default_doc="`5 h_min`"
     )
     growth: float = option(
-        0.25, check=positive, doc="slope dh/dr of the element size beyond the atoms"
+        0.25, check=positive, doc="slope `dh/dr` of the element size beyond the atoms"
     )
 
 
@@ -174,25 +152,29 @@ class DefectSection:
 
     kind: Literal["none", "void", "dislocation"] = option(
         "none",
-        doc="none: perfect crystal; void: remove the sites within defect.radius; "
-        "dislocation (2.5d): a straight dislocation along z with Burgers vector defect.burgers",
+        doc='`"none"`: perfect crystal; `"void"`: the sites within `defect.radius` are removed; '
+        '`"dislocation"` (2.5d only): a straight dislocation along z with Burgers vector '
+        '`defect.burgers` (needs `boundary.kind = "dislocation"`)',
     )
     radius: float | None = option(
         None,
         unit="Å",
         check=positive,
-        doc="void radius (a ball in 3d, a cylinder along z in 2.5d); void only",
+        doc="void only: the sites within this distance of the origin (in 2.5d of the z axis: "
+        "a cylinder) are removed",
     )
     burgers: Vector3 | None = option(
         None,
-        doc="dislocation only: Burgers vector in units of a along the cubic crystal axes, "
-        "e.g. [0.5, 0.5, 0.0] for a/2[110]; must be a lattice vector",
+        doc="dislocation only: Burgers vector in units of `a` along the cubic crystal axes, "
+        "e.g. `[0.5, 0.5, 0.0]` for a/2[110]; converted to the lab frame with "
+        "`lattice.orientation`; must be a lattice vector",
     )
     center: tuple[float, float] | None = option(
         None,
         unit="Å",
-        doc="dislocation only: [x, y] of the line; default: between the two lattice planes "
-        "normal to y nearest the origin and between two atomic columns along x",
+        doc="dislocation only: `[x, y]` of the line",
+        default_doc="midway between the two lattice planes normal to y, and the two atomic "
+        "columns along x, nearest the origin",
     )
 
 
@@ -208,13 +190,16 @@ class BoundarySection:
 
     kind: Literal["homogeneous", "dislocation"] = option(
         "homogeneous",
-        doc="homogeneous: u = (F - I) X on the outer boundary; dislocation: u = (F - I) X plus "
-        "the anisotropic linear-elastic (Stroh) field of the defect's dislocation",
+        doc='`"homogeneous"`: `u = (F − I) X` on the outer boundary; `"dislocation"`: '
+        "`u = (F − I) X + u_d(X)`, `u_d` the anisotropic linear-elastic (Stroh) Volterra "
+        "field of the defect's dislocation with the Cauchy–Born elastic constants (needs "
+        '`defect.kind = "dislocation"`, and vice versa)',
     )
     strain: tuple[Vector3, Vector3, Vector3] = option(
         ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
         check=_finite_rows,
-        doc="displacement gradient F - I, rows i, columns j = du_i/dX_j; 2.5d: third column 0",
+        doc="the displacement gradient `F − I`: row i, column j = `∂u_i/∂X_j`; in 2.5d the "
+        "third column must be zero",
     )
 
 
@@ -225,7 +210,8 @@ class LoadingSection:
     steps: int = option(
         1,
         check=at_least_one,
-        doc="load steps F_k = I + (k/steps)(F - I); each starts from the previous solution",
+        doc="load steps `F_k = I + (k/steps)(F − I)`; each starts from the previous solution "
+        "plus the homogeneous increment `(F_k − F_{k−1}) X`",
     )
 
 
@@ -243,16 +229,22 @@ class CouplingSection:
         "auto",
         unit="eV/Å²",
         check=positive,
-        doc='handshake penalty; "auto": Voigt shear modulus x nearest-neighbour distance',
+        doc="handshake penalty `κ` on the difference between atom and FE displacements",
+        default_doc="`μ_V r_nn`, the stiffness of a spring one bond long in the lattice's "
+        "Voigt shear modulus",
     )
     ghost_force_correction: bool = option(
-        True, doc="subtract the ghost forces of the homogeneous predictor (patch test exact)"
+        True,
+        doc="subtract the ghost forces of the homogeneous predictor, computed on the "
+        "defect-free lattice (the patch test is then exact)",
     )
     correction_passes: int | Literal["auto"] = option(
         "auto",
         check=_passes,
         doc="solves per load step; each pass after the first recomputes the ghost-force "
-        "correction at the previous solution (dislocations only)",
+        "correction at the previous solution. More than 1 needs a dislocation (the correction "
+        "is recomputed on the defect's full lattice, which a void lacks)",
+        default_doc="8 with a dislocation, else 1",
     )
     correction_tolerance: float = option(
         1e-3,
@@ -275,19 +267,22 @@ class SolverSection:
     max_iterations: int = option(100, check=at_least_one, doc="Newton iterations per load step")
     linear_solver: Literal["auto", "gamg", "mumps"] = option(
         "auto",
-        doc='preconditioner of the Newton-CG steps: "gamg" (algebraic multigrid), "mumps" '
-        '(exact LU), "auto": gamg in 3d, mumps in 2.5d',
+        doc='preconditioner of the CG inside each Newton step: `"gamg"` (one '
+        "algebraic-multigrid cycle; PETSc options with the prefix `multiscale_newton_gamg_` "
+        'tune it), `"mumps"` (exact LU), `"auto"`: gamg in 3d, mumps in 2.5d',
     )
     tangent_tolerance: float = option(
         1e-2,
         check=non_negative,
-        doc="the Cauchy-Born tangent of a cell is recomputed once its F moved by more than "
-        "this (largest entry); 0: exact tangent at every Newton step",
+        doc="a cell's Cauchy–Born tangent is recomputed once its `F` has moved by more than "
+        "this (largest entry) since; the gradient is always exact, so this changes only the "
+        "Newton path, not the answer; `0`: exact tangent at every Newton step",
     )
     hessian_precision: Literal["float32", "float64"] = option(
         "float32",
-        doc="precision of the atoms' Hessian-vector products, which only steer the Krylov "
-        "solver (energy and forces stay float64)",
+        doc="precision of the atoms' autograd Hessian-vector products inside CG. They only "
+        "steer the Krylov solver; energies, forces and the convergence test stay float64, so "
+        "the answer is the same",
     )
 
 
@@ -299,9 +294,14 @@ class ReferenceSection:
         "solver",
         unit="eV/Å",
         check=positive,
-        doc='tolerance on the max free-atom force; "solver": the same as solver.fmax',
+        doc="tolerance on the max free-atom force of `multiscale reference`",
+        default_doc="`solver.fmax`",
     )
-    method: Literal["lbfgs", "fire"] = option("lbfgs", doc="minimiser")
+    method: Literal["lbfgs", "fire"] = option(
+        "lbfgs",
+        doc='minimiser: `"lbfgs"` (scipy\'s L-BFGS-B, then L-BFGS on forces alone once energy '
+        'differences reach round-off) or `"fire"`',
+    )
     max_steps: int = option(
         20000, check=at_least_one, doc="budget of force evaluations per load step"
     )

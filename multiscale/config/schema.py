@@ -24,6 +24,7 @@ from multiscale.errors import CaseError
 
 __all__ = [
     "read_toml",
+    "summary",
     "ORIGIN_DEFAULT",
     "ORIGIN_SET",
     "ORIGIN_USER",
@@ -61,18 +62,36 @@ def option(
     unit: str | None = None,
     check: Callable[[Any], str | None] | None = None,
     choices: Callable[[], Sequence[str]] | None = None,
+    default_doc: str | None = None,
 ) -> Any:
     """Declare a case-file key.
 
+    The declaration is the key's only documentation: the key tables of ``README.md`` and
+    ``docs/`` are generated from it (:mod:`multiscale.config.tables`).
+
     Args:
         default: the value used when the key is absent; omit for a required key.
-        doc: one line saying what the key means (shown in ``case.resolved.toml``).
+        doc: what the key means, in Markdown (code spans for values and formulas); as many
+            sentences as it takes. The first sentence also explains a missing required key.
         unit: unit of a number, e.g. ``"Å"`` or ``"eV/Å"``.
         check: returns a problem (``"must be > 0"``) or None for a converted value.
         choices: returns the allowed strings, for lists that live in the library.
+        default_doc: what the default stands for when its value does not say it: what
+            ``"auto"`` becomes, or what an absent key (default None) means.
     """
-    meta = {"doc": doc, "unit": unit, "check": check, "choices": choices}
+    meta = {
+        "doc": doc,
+        "unit": unit,
+        "check": check,
+        "choices": choices,
+        "default_doc": default_doc,
+    }
     return dataclasses.field(default=default, metadata=meta)
+
+
+def summary(doc: str) -> str:
+    """The first sentence of a key's ``doc``, without Markdown code marks, for messages."""
+    return doc.split(". ", 1)[0].rstrip(".").replace("`", "")
 
 
 def toml_value(value: Any) -> str:
@@ -223,7 +242,7 @@ def build_section(cls: type, table: Any, *, prefix: str, ctx: Context) -> Any:
             values[name] = field.default
             ctx.origins[key] = ORIGIN_DEFAULT
         else:
-            ctx.fail(key, f"missing key '{key}' ({field.metadata['doc']})")
+            ctx.fail(key, f"missing key '{key}' ({summary(field.metadata['doc'])})")
     return cls(**values)
 
 

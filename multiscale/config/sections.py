@@ -1,6 +1,6 @@
 """Case-file sections shared by every kind of case, and the small value checks they use.
 
-Kind-specific sections live in :mod:`multiscale.config` (``vacancy-formation``) and
+Kind-specific sections live in :mod:`multiscale.config.vacancy` (``vacancy-formation``) and
 :mod:`multiscale.config.coupled` (``coupled``); both build on what is here.
 """
 
@@ -68,7 +68,8 @@ class KindSection:
     """``[case] kind`` alone: read first, to pick the sections of that kind."""
 
     kind: Literal["vacancy-formation", "coupled"] = option(
-        doc="what to compute: vacancy-formation (periodic cell) or coupled (atoms + continuum)"
+        doc='what to compute: `"vacancy-formation"` (periodic cell) or `"coupled"` (atoms and '
+        "continuum)"
     )
 
 
@@ -78,18 +79,24 @@ class PotentialSection:
 
     kind: Literal["eam", "sw", "mlip", "mace"] = option(
         "eam",
-        doc="eam: LAMMPS eam/alloy or eam/fs file; sw: LAMMPS Stillinger-Weber file; "
-        "mlip: network potential or committee saved by multiscale train (.pt); "
-        "mace: MACE model file (torch.save of the module, needs pip install multiscale[mace])",
+        doc='`"eam"`: a LAMMPS eam/alloy or eam/fs file; `"sw"`: a LAMMPS Stillinger–Weber '
+        'file; `"mlip"`: a network potential or committee saved by `multiscale train` (`.pt`, '
+        '`docs/train.md`); `"mace"`: a MACE `.model` file (the module saved with `torch.save`; '
+        "needs the `mace` extra, `pip install -e '.[mace]'`; `docs/mace.md`)",
     )
-    file: str = option(doc="potential file; case folder first, then the lammps potentials")
+    file: str = option(
+        doc="potential file: looked up in the case folder first, then among the potentials "
+        "shipped with the `lammps` package"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunSection:
     """``[run]``: where the work runs."""
 
-    device: Literal["auto", "cpu", "cuda"] = option("auto", doc="auto: CUDA when present")
+    device: Literal["auto", "cpu", "cuda"] = option(
+        "auto", doc='where torch runs; `"auto"`: CUDA when present, else the CPU'
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,9 @@ class CaseSection:
     """``[case]``: what to compute."""
 
     kind: Literal["vacancy-formation"] = option(
-        doc="what to compute; vacancy-formation: E_f = E_vac - (N-1)/N E_bulk, periodic cell"
+        doc='what to compute; `"vacancy-formation"`: the formation energy '
+        "`E_f = E_vac − (N−1)/N E_bulk` of a vacancy at the centre site of a periodic "
+        "supercell of `N` sites, relaxed at fixed cell"
     )
 
 
@@ -39,7 +41,7 @@ class LatticeSection:
         "relax",
         unit="Å",
         check=positive,
-        doc='lattice constant; "relax" minimises the energy per atom under the potential',
+        doc='lattice constant; `"relax"`: minimise the energy per atom under the potential',
     )
     size: tuple[int, int, int] = option(
         (5, 5, 5), check=_all_at_least_one, doc="supercell: conventional cells along x, y, z"
@@ -50,6 +52,8 @@ class LatticeSection:
 class RelaxSection:
     """``[relax]``: relaxation of atomic positions at fixed cell."""
 
-    method: Literal["lbfgs", "fire"] = option("lbfgs", doc="minimiser")
-    fmax: float = option(1e-4, unit="eV/Å", check=positive, doc="tolerance on max |force|")
+    method: Literal["lbfgs", "fire"] = option("lbfgs", doc="minimiser of the atomic positions")
+    fmax: float = option(
+        1e-4, unit="eV/Å", check=positive, doc="tolerance on the largest atomic force"
+    )
     max_steps: int = option(10000, check=positive, doc="budget of force evaluations")

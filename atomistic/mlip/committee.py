@@ -122,8 +122,8 @@ class Committee(NetworkPotential):
 
     Args:
         elements: chemical symbols, in the order of ``Graph.species``.
-        descriptor: :class:`~atomistic.mlip.acsf.ACSFSpec` or
-            :class:`~atomistic.mlip.moments.MomentSpec`, shared by all members.
+        descriptor: :class:`~atomistic.mlip.moments.MomentSpec` (default ``MomentSpec()``)
+            or :class:`~atomistic.mlip.acsf.ACSFSpec`, shared by all members.
         hidden: hidden-layer widths.
         activation: ``"silu"`` or ``"tanh"``.
         n_members: ``M`` (default 4).

@@ -1,8 +1,8 @@
 """A Behler–Parrinello neural-network potential: descriptors and one MLP per element.
 
-The descriptor is ACSF (:mod:`atomistic.mlip.acsf`, G2/G4) or moment tensors
-(:mod:`atomistic.mlip.moments`, the same three-body information in O(pairs)), chosen by the type
-of the ``descriptor`` spec.
+The descriptor is moment tensors (:mod:`atomistic.mlip.moments`, three-body information in
+O(pairs); the default, as in ``multiscale train``) or ACSF (:mod:`atomistic.mlip.acsf`, G2/G4,
+O(triplets)), chosen by the type of the ``descriptor`` spec.
 
 Site energy of atom ``i`` of element ``a`` (member ``m`` of a stack of ``M`` networks):
 
@@ -142,8 +142,8 @@ class NetworkPotential(torch.nn.Module):
 
     Args:
         elements: chemical symbols, in the order of ``Graph.species``.
-        descriptor: :class:`ACSFSpec` or :class:`MomentSpec` (``cutoff`` is the potential's
-            cutoff; default ``ACSFSpec()``).
+        descriptor: :class:`MomentSpec` or :class:`ACSFSpec` (``cutoff`` is the potential's
+            cutoff; default ``MomentSpec()``, the default of ``multiscale train``).
         hidden: hidden-layer widths.
         activation: ``"silu"`` or ``"tanh"``.
         n_members: stack size ``M``.
@@ -167,7 +167,7 @@ class NetworkPotential(torch.nn.Module):
         if not elements:
             raise ValueError("a network potential needs at least one element")
         self.elements = tuple(elements)
-        self.spec = descriptor if descriptor is not None else ACSFSpec()
+        self.spec = descriptor if descriptor is not None else MomentSpec()
         self.cutoff = float(self.spec.cutoff)
         self.hidden = tuple(int(h) for h in hidden)
         n_el = len(self.elements)
@@ -238,7 +238,7 @@ class MLIP(NetworkPotential):
 
     Args:
         elements: chemical symbols, in the order of ``Graph.species``.
-        descriptor: :class:`ACSFSpec` or :class:`MomentSpec`.
+        descriptor: :class:`MomentSpec` (default ``MomentSpec()``) or :class:`ACSFSpec`.
         hidden: hidden-layer widths.
         activation: ``"silu"`` or ``"tanh"``.
         seed: initialisation seed.

@@ -48,10 +48,10 @@ DescriptorSpec = ACSFSpec | MomentSpec
 
 
 def descriptor_spec_from_dict(data: dict[str, Any]) -> DescriptorSpec:
-    """Inverse of ``spec.to_dict()``: ``kind = "moments"`` or ACSF (no kind, older files)."""
-    if data.get("kind") == "moments":
+    """Inverse of ``spec.to_dict()``: ``kind = "moments"``, else ACSF (whose dict has no kind)."""
+    if data.get("kind") == MomentSpec.kind:
         return MomentSpec.from_dict(data)
-    return ACSFSpec.from_dict({k: v for k, v in data.items() if k != "kind"})
+    return ACSFSpec.from_dict(data)
 
 
 def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> torch.nn.Module:

@@ -40,6 +40,7 @@ __all__ = [
     "DescriptorSpec",
     "ElementNetworks",
     "NetworkPotential",
+    "architecture_from_dict",
     "descriptor_spec_from_dict",
 ]
 
@@ -52,6 +53,16 @@ def descriptor_spec_from_dict(data: dict[str, Any]) -> DescriptorSpec:
     if data.get("kind") == MomentSpec.kind:
         return MomentSpec.from_dict(data)
     return ACSFSpec.from_dict(data)
+
+
+def architecture_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`NetworkPotential.architecture` from :meth:`NetworkPotential.hyperparameters`."""
+    return {
+        "elements": tuple(data["elements"]),
+        "descriptor": descriptor_spec_from_dict(data["descriptor"]),
+        "hidden": tuple(data["hidden"]),
+        "activation": data["activation"],
+    }
 
 
 def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> torch.nn.Module:
@@ -192,8 +203,17 @@ class NetworkPotential(torch.nn.Module):
         """Number of stacked networks ``M``."""
         return self.networks.n_members
 
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments every stack size shares: elements, descriptor, layers."""
+        return {
+            "elements": self.elements,
+            "descriptor": self.spec,
+            "hidden": self.hidden,
+            "activation": self.networks.activation,
+        }
+
     def hyperparameters(self) -> dict[str, Any]:
-        """What is needed to rebuild the module before loading its state dict."""
+        """What is needed to rebuild the module before loading its state dict (plain values)."""
         return {
             "elements": list(self.elements),
             "descriptor": self.spec.to_dict(),

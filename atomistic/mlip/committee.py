@@ -131,6 +131,8 @@ class Committee(NetworkPotential):
         calibration: the factor ``c`` of the calibrated spread.
     """
 
+    calibration_factor: torch.Tensor
+
     def __init__(
         self,
         *,

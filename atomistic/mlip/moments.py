@@ -182,7 +182,10 @@ class MomentDescriptor(RadialDescriptor):
         radial = torch.bmm(onehot.to(r.dtype).transpose(1, 2), g2).reshape(n, -1)
         return torch.cat([radial, self._table_invariants(vec, species, valid)], dim=1)
 
-    def _table_invariants(self, vec, species, valid) -> torch.Tensor:
+    def _table_invariants(
+        self, vec: torch.Tensor, species: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``I`` from neighbour vectors ``(n, Z, 3)``, their elements and validity ``(n, Z)``."""
         spec, n_el = self.spec, self.n_elements
         n, z = valid.shape
         k = n_el * self.angular_shift.numel()

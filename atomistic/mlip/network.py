@@ -26,12 +26,14 @@ one; :class:`atomistic.mlip.committee.Committee` is a stack of several sharing t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from atomistic.mlip.acsf import ACSF, ACSFSpec
 from atomistic.mlip.moments import MomentDescriptor, MomentSpec
+from atomistic.mlip.radial import RadialDescriptor
 from atomistic.neighbours import Graph
 
 __all__ = [
@@ -65,13 +67,17 @@ def architecture_from_dict(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> torch.nn.Module:
+def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> RadialDescriptor:
     if isinstance(spec, MomentSpec):
         return MomentDescriptor(spec, n_elements)
     return ACSF(spec, n_elements)
 
 
-ACTIVATIONS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh}
+#: The activation functions of the hidden layers, by name.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": torch.nn.functional.silu,
+    "tanh": torch.tanh,
+}
 
 
 class ElementNetworks(torch.nn.Module):
@@ -107,7 +113,8 @@ class ElementNetworks(torch.nn.Module):
         self.activation = activation
         self._act = ACTIVATIONS[activation]
         sizes = [n_inputs, *hidden, 1]
-        weights, biases = [], []
+        weights: list[torch.nn.Parameter] = []
+        biases: list[torch.nn.Parameter] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             w = torch.empty((n_members, n_elements, a, b), dtype=torch.float64)
             for m, seed in enumerate(seeds):
@@ -163,6 +170,14 @@ class NetworkPotential(torch.nn.Module):
 
     #: both descriptors of atom ``i`` are sums over the pairs that contain ``i``
     site_local = True
+
+    descriptor_mean: torch.Tensor
+    descriptor_std: torch.Tensor
+    energy_shift: torch.Tensor
+    energy_scale: torch.Tensor
+    #: set by :func:`~atomistic.mlip.serialization.load_network`: the file's metadata and path
+    metadata: dict[str, Any]
+    source: str
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ from ase import Atoms
 from atomistic.mlip.batches import Batch, fit_statistics, make_batch, split_indices
 from atomistic.mlip.committee import Committee, fit_calibration, force_spread, member_forces
 from atomistic.mlip.jacobian import (
+    DescriptorJacobian,
     descriptor_jacobian,
     energies_and_forces,
     supports_jacobian,
@@ -146,7 +147,14 @@ def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def _batches(frames, ids, potential, config, shuffle_seed) -> list[Batch]:
+def _batches(
+    frames: Sequence[Atoms],
+    ids: Sequence[int],
+    potential: NetworkPotential,
+    config: TrainingConfig,
+    shuffle_seed: int | None,
+) -> list[Batch]:
+    """Batches of ``config.batch_size`` frames ``ids`` (shuffled first with a seed given)."""
     ids = list(ids)
     if shuffle_seed is not None:
         ids = [ids[k] for k in np.random.default_rng(shuffle_seed).permutation(len(ids))]
@@ -169,7 +177,7 @@ def _member_terms(
 ) -> dict[str, torch.Tensor]:
     """Per-member squared errors of one batch: energies ``(M, C)``, forces ``(M, n)``, …"""
     if batch.cache is not None:
-        return _cached_terms(potential, batch, create_graph=create_graph)
+        return _cached_terms(potential, batch, batch.cache, create_graph=create_graph)
     vectors = batch.graph.vectors.detach().requires_grad_(True)
     graph = batch.graph.with_vectors(vectors)
     energies, forces, g = member_forces(
@@ -183,9 +191,10 @@ def _member_terms(
     return out
 
 
-def _cached_terms(potential, batch: Batch, *, create_graph: bool) -> dict[str, torch.Tensor]:
-    """As :func:`_member_terms`, through the cached descriptor Jacobians."""
-    cache = batch.cache
+def _cached_terms(
+    potential: NetworkPotential, batch: Batch, cache: DescriptorJacobian, *, create_graph: bool
+) -> dict[str, torch.Tensor]:
+    """As :func:`_member_terms`, through the batch's cached descriptor Jacobians."""
     energies, forces, g = energies_and_forces(
         potential, cache, batch.graph.species, create_graph=create_graph
     )
@@ -208,7 +217,10 @@ def _stress_error(w: torch.Tensor, frame: torch.Tensor, batch: Batch) -> torch.T
     return ((virial / batch.volume[:, None] - batch.stress) ** 2).sum(-1)
 
 
-def _squared_errors(energies, forces, batch: Batch) -> dict[str, torch.Tensor]:
+def _squared_errors(
+    energies: torch.Tensor, forces: torch.Tensor, batch: Batch
+) -> dict[str, torch.Tensor]:
+    """Per-member squared errors of frame energies per atom and of forces, and the means."""
     n_members, n_frames = energies.shape[0], batch.n_frames
     e_frame = energies.new_zeros((n_members, n_frames)).index_add(1, batch.atom_frame, energies)
     d_e = (e_frame - batch.energy) / batch.n_atoms
@@ -521,7 +533,9 @@ def train(
     return TrainingResult(potential=_cpu64(model), metrics=metrics, history=run.history)
 
 
-def _fingerprint(config: TrainingConfig, frames: Sequence[Atoms], model) -> dict[str, Any]:
+def _fingerprint(
+    config: TrainingConfig, frames: Sequence[Atoms], model: NetworkPotential
+) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote the state: the settings (less
     :data:`_RESUMABLE_CHANGES`), the model's shapes and a digest of the frames' labels."""
     digest = hashlib.sha256()
@@ -585,7 +599,14 @@ def _cpu64(model: NetworkPotential) -> NetworkPotential:
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
 
 
-def _final_metrics(model, train_b, val_b, test_b, config) -> dict[str, Any]:
+def _final_metrics(
+    model: NetworkPotential,
+    train_b: Sequence[Batch],
+    val_b: Sequence[Batch],
+    test_b: Sequence[Batch],
+    config: TrainingConfig,
+) -> dict[str, Any]:
+    """Errors on the three sets; a committee is calibrated on validation (else train)."""
     sets = {
         "train": evaluate_set(model, train_b, config=config),
         "validation": evaluate_set(model, val_b, config=config),

@@ -131,7 +131,7 @@ def compare(potential: float, oracle: float) -> dict[str, float | None]:
     }
 
 
-def oracle_name(calculator) -> str:
+def oracle_name(calculator: AseCalculator) -> str:
     """A short label: ``lammps eam/alloy Cu_mishin1.eam.alloy``, else the class name."""
     if isinstance(calculator, LammpsCalculator):
         file = "" if calculator.potential_file is None else " " + calculator.potential_file.name
@@ -159,7 +159,7 @@ def _rmse_figures(force_sq: float, n_forces: int, e_per_atom: np.ndarray) -> dic
     }
 
 
-def dataset_errors(calculator, frames: Sequence[Atoms]) -> dict[str, Any]:
+def dataset_errors(calculator: AseCalculator, frames: Sequence[Atoms]) -> dict[str, Any]:
     """Errors of any ASE calculator against the labels of a dataset.
 
     Args:
@@ -214,21 +214,23 @@ def dataset_errors(calculator, frames: Sequence[Atoms]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- crystal
 
 
-def _guess_a(structure: str, element: str, potential=None) -> float:
+def _guess_a(structure: str, element: str, potential: Potential | None = None) -> float:
     """ASE's reference lattice constant when its structure matches, else the EAM file's."""
     ref = reference_states[atomic_numbers[element]]
-    if ref is not None and ref.get("symmetry") == structure and "a" in ref:
-        return float(ref["a"])
-    constants = getattr(potential, "lattice_constants", ())
-    if element in getattr(potential, "elements", ()) and constants:
-        return float(constants[list(potential.elements).index(element)])
+    a = ref.get("a") if ref is not None and ref.get("symmetry") == structure else None
+    if isinstance(a, int | float):
+        return float(a)
+    constants: Sequence[float] = getattr(potential, "lattice_constants", ())
+    elements: Sequence[str] = getattr(potential, "elements", ())
+    if element in elements and constants:
+        return float(constants[list(elements).index(element)])
     raise ValueError(
         f"no lattice constant to start from for {structure} {element}; pass a_guess (Å)"
     )
 
 
 def finite_strain_elastic_constants(
-    calculator, atoms: Atoms, *, strain: float = 1e-5, relax_internal: bool = False
+    calculator: AseCalculator, atoms: Atoms, *, strain: float = 1e-5, relax_internal: bool = False
 ) -> np.ndarray:
     """6×6 Voigt elastic constants (GPa) of any ASE calculator by central differences.
 
@@ -255,14 +257,16 @@ def finite_strain_elastic_constants(
             )
             strained.calc = calculator
             if relax_internal:
-                strained = relax(strained, fmax=1e-8).atoms
+                relaxed = relax(strained, fmax=1e-8).atoms
+                assert isinstance(relaxed, Atoms)  # RelaxResult.atoms is annotated as object
+                strained = relaxed
             stresses.append(np.array(strained.get_stress(voigt=True)))
         c[:, k] = (stresses[0] - stresses[1]) / (2.0 * strain)
     return c / units.GPa
 
 
 def oracle_elastic_constants(
-    calculator, atoms: Atoms, *, strain: float, relax_internal: bool
+    calculator: AseCalculator, atoms: Atoms, *, strain: float, relax_internal: bool
 ) -> np.ndarray:
     """:func:`lammps_elastic_constants` for a LAMMPS file oracle, else finite strains."""
     if isinstance(calculator, LammpsCalculator) and calculator.potential_file is not None:
@@ -289,12 +293,12 @@ def cubic_constants(c: np.ndarray) -> dict[str, float]:
 
 
 def surface_figures(
-    calculator,
+    calculator: AseCalculator,
     *,
     structure: str,
     element: str,
     a: float,
-    miller,
+    miller: Sequence[int],
     cutoff: float,
     fmax: float = 1e-4,
     max_steps: int = 10000,
@@ -458,8 +462,8 @@ def _surfaces_section(sides: _Sides, a_pot: float, a_orc: float, *, fmax: float)
     section: dict[str, Any] = {"unit": "J/m²"}
     cut = float(sides.potential.cutoff)
     for miller in SURFACES:
-        kw = {"structure": sides.structure, "element": sides.element, "miller": miller}
-        kw |= {"fmax": fmax, "cutoff": cut}
+        kw: dict[str, Any] = {"structure": sides.structure, "element": sides.element}
+        kw |= {"miller": miller, "fmax": fmax, "cutoff": cut}
         name = "".join(str(k) for k in miller)
         pot = sides.timed(f"surface_{name}_potential_s", surface_figures, sides.calc, a=a_pot, **kw)
         orc = sides.timed(f"surface_{name}_oracle_s", surface_figures, sides.oracle, a=a_orc, **kw)
@@ -559,9 +563,10 @@ def validate(
 
 
 def _targets(report: dict[str, Any], th: Thresholds) -> dict[str, bool | None]:
+    """The booleans of ``targets``: each figure within its threshold (None: not computed)."""
     ds = report["dataset"]
 
-    def below(entry, limit):
+    def below(entry: str, limit: float) -> bool | None:
         value = None if ds is None else ds[entry]["potential"]
         return None if value is None else bool(value <= limit)
 

@@ -110,8 +110,11 @@ class _Relaxable(Protocol):
 
 @dataclass(frozen=True)
 class _Draw:
-    """What each generator gets besides its section: the host lattice, the random stream of
-    its kind, the oracle's relaxation and the clusters' buffer width (Å)."""
+    """What each generator gets besides its section.
+
+    The host lattice, the random stream of its kind, the oracle's relaxation and the
+    clusters' buffer width (Å).
+    """
 
     lattice: LatticeSpec
     rng: np.random.Generator

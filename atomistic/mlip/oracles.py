@@ -341,6 +341,7 @@ class LammpsCalculator(Calculator):
         (eV/Å): LAMMPS can stop early (line search), so check ``fmax`` against your need.
 
         Args:
+            atoms: the configuration (not changed).
             etol: relative energy tolerance (LAMMPS ``etol``; 0 disables it).
             ftol: force tolerance, eV/Å, on the 2-norm of the global force vector.
             maxiter: most minimiser iterations.

@@ -114,8 +114,10 @@ class TrainingConfig:
 
 
 class TrainingStateError(ValueError):
-    """A training state that cannot be resumed: missing, unreadable, or written by a run
-    with other settings or other frames."""
+    """A training state that cannot be resumed.
+
+    It is missing or unreadable, or was written by a run with other settings or frames.
+    """
 
 
 #: Settings that may differ between the run that wrote a state and the run resuming it.
@@ -175,7 +177,7 @@ def _batches(
 def _member_terms(
     potential: NetworkPotential, batch: Batch, *, create_graph: bool, batched: bool
 ) -> dict[str, torch.Tensor]:
-    """Per-member squared errors of one batch: energies ``(M, C)``, forces ``(M, n)``, …"""
+    """Per-member squared errors of one batch: energies ``(M, C)``, forces ``(M, n)``, etc."""
     if batch.cache is not None:
         return _cached_terms(potential, batch, batch.cache, create_graph=create_graph)
     vectors = batch.graph.vectors.detach().requires_grad_(True)
@@ -536,8 +538,11 @@ def train(
 def _fingerprint(
     config: TrainingConfig, frames: Sequence[Atoms], model: NetworkPotential
 ) -> dict[str, Any]:
-    """What a resumed run must share with the run that wrote the state: the settings (less
-    :data:`_RESUMABLE_CHANGES`), the model's shapes and a digest of the frames' labels."""
+    """What a resumed run must share with the run that wrote the state.
+
+    That is the settings (less :data:`_RESUMABLE_CHANGES`), the model's shapes and a digest
+    of the frames' labels.
+    """
     digest = hashlib.sha256()
     for atoms in frames:
         digest.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())

@@ -239,7 +239,7 @@ def surface_slab(
         rng: random generator.
         max_strain: with ``> 0``, a random in-plane strain first: the ``xx``, ``yy``, ``xy``
             block of :func:`random_strain` (spectral norm ``≤ max_strain``), recorded in
-            ``info['strain']``; 0 draws nothing, so the random stream is that of older sets.
+            ``info['strain']``; 0 leaves the strain out and draws nothing for it from ``rng``.
         periodic: ``pbc`` all True (the vacuum must then exceed the potential's cutoff): the
             slab is the same, and a labeller gives it a stress, whose in-plane part is the
             surface stress (``V σ_αα / 2A``) that training can then fit.

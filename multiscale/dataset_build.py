@@ -8,14 +8,18 @@ count of one kind leaves the configurations of the others as they were.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
 
 from atomistic.mlip.configurations import (
     LatticeSpec,
+    Relax,
     cluster_around,
     interstitial_cell,
     relaxer,
@@ -25,14 +29,24 @@ from atomistic.mlip.configurations import (
     vacancy_cell,
     void_cell,
 )
-from atomistic.mlip.oracles import OracleSpec, make_oracle, oracle_cutoff
-from multiscale.config.dataset import GENERATOR_KINDS, DatasetConfig
+from atomistic.mlip.oracles import LammpsCalculator, OracleSpec, make_oracle, oracle_cutoff
+from multiscale.config.dataset import (
+    GENERATOR_KINDS,
+    BulkSection,
+    ClusterSection,
+    DatasetConfig,
+    InterstitialSection,
+    ShearSection,
+    SurfaceSection,
+    VacancySection,
+    VoidSection,
+)
 from multiscale.errors import CaseError
 
 __all__ = ["build_oracle", "generate", "summary"]
 
 
-def build_oracle(config: DatasetConfig):
+def build_oracle(config: DatasetConfig) -> tuple[Calculator, str]:
     """The oracle calculator of ``[oracle]`` and its name for ``info['oracle']``.
 
     ``oracle.file`` is looked up next to the config file first, then among the potentials
@@ -55,7 +69,7 @@ def build_oracle(config: DatasetConfig):
     except (OSError, ValueError) as err:
         raise CaseError(f"{where} = {section.file!r}: {err}") from None
     element = config.lattice.element
-    if section.kind == "lammps" and element not in calculator.elements:
+    if isinstance(calculator, LammpsCalculator) and element not in calculator.elements:
         raise CaseError(
             f"{config.file}: lattice.element = {element!r} is not among the oracle's elements "
             f"{calculator.elements}"
@@ -71,7 +85,8 @@ def build_oracle(config: DatasetConfig):
     return calculator, spec.name
 
 
-def _r_buffer(config: DatasetConfig, calculator, lattice: LatticeSpec) -> float:
+def _r_buffer(config: DatasetConfig, calculator: Calculator, lattice: LatticeSpec) -> float:
+    """``generators.cluster.r_buffer`` in Å; ``"auto"``: twice the oracle's cutoff."""
     value = config.generators.cluster.r_buffer
     if value != "auto":
         return float(value)
@@ -84,7 +99,126 @@ def _r_buffer(config: DatasetConfig, calculator, lattice: LatticeSpec) -> float:
     return 2.0 * cutoff
 
 
-def generate(config: DatasetConfig, calculator) -> list[Atoms]:
+class _Relaxable(Protocol):
+    """A generator section with a ``relax`` switch."""
+
+    @property
+    def relax(self) -> bool:
+        """Relax with the oracle before rattling."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """What each generator gets besides its section.
+
+    The host lattice, the random stream of its kind, the oracle's relaxation and the
+    clusters' buffer width (Å).
+    """
+
+    lattice: LatticeSpec
+    rng: np.random.Generator
+    relax: Relax
+    r_buffer: float
+
+    def relax_if(self, section: _Relaxable) -> Relax | None:
+        """The relaxation when ``section.relax`` asks for it, else None."""
+        return self.relax if section.relax else None
+
+
+def _bulk(s: BulkSection, i: int, d: _Draw) -> Atoms:
+    return strained_bulk(
+        d.lattice, size=s.size, max_strain=s.max_strain, rattle=s.rattle, rng=d.rng
+    )
+
+
+def _vacancy(s: VacancySection, i: int, d: _Draw) -> Atoms:
+    return vacancy_cell(
+        d.lattice,
+        size=s.size,
+        vacancies=s.vacancies,
+        rattle=s.rattle,
+        rng=d.rng,
+        relax=d.relax_if(s),
+    )
+
+
+def _interstitial(s: InterstitialSection, i: int, d: _Draw) -> Atoms:
+    return interstitial_cell(
+        d.lattice,
+        size=s.size,
+        site=s.site,
+        interstitials=s.interstitials,
+        rattle=s.rattle,
+        rng=d.rng,
+        relax=d.relax_if(s),
+    )
+
+
+def _surface(s: SurfaceSection, i: int, d: _Draw) -> Atoms:
+    return surface_slab(
+        d.lattice,
+        miller=s.miller[i % len(s.miller)],
+        thickness=s.thickness,
+        width=s.width,
+        vacuum=s.vacuum,
+        rattle=s.rattle,
+        rng=d.rng,
+        max_strain=s.max_strain,
+        periodic=s.periodic,
+    )
+
+
+def _shear(s: ShearSection, i: int, d: _Draw) -> Atoms:
+    return sheared_cell(
+        d.lattice,
+        size=s.size,
+        max_shear=s.max_shear,
+        rattle=s.rattle,
+        rng=d.rng,
+        systems=s.systems,
+    )
+
+
+def _cluster(s: ClusterSection, i: int, d: _Draw) -> Atoms:
+    return cluster_around(
+        d.lattice,
+        s.around[i % len(s.around)],
+        r_core=s.r_core,
+        r_buffer=d.r_buffer,
+        rattle=s.rattle,
+        rng=d.rng,
+        relax=d.relax_if(s),
+        miller=s.miller,
+    )
+
+
+def _void(s: VoidSection, i: int, d: _Draw) -> Atoms:
+    return void_cell(
+        d.lattice,
+        size=s.size,
+        radius=s.radius,
+        max_strain=s.max_strain,
+        rattle=s.rattle,
+        rng=d.rng,
+        relax=d.relax_if(s),
+    )
+
+
+#: The ``i``-th configuration of each kind from its section and draw.
+_BUILDERS: dict[str, Callable[[Any, int, _Draw], Atoms]] = {
+    "bulk": _bulk,
+    "vacancy": _vacancy,
+    "interstitial": _interstitial,
+    "surface": _surface,
+    "shear": _shear,
+    "cluster": _cluster,
+    "void": _void,
+}
+assert tuple(_BUILDERS) == GENERATOR_KINDS
+
+
+def generate(config: DatasetConfig, calculator: Calculator) -> list[Atoms]:
     """Every configuration the config asks for, unlabelled, in :data:`GENERATOR_KINDS` order."""
     lat = config.lattice
     lattice = LatticeSpec(structure=lat.structure, element=lat.element, a=lat.a)
@@ -94,78 +228,8 @@ def generate(config: DatasetConfig, calculator) -> list[Atoms]:
     out: list[Atoms] = []
     for k, kind in enumerate(GENERATOR_KINDS):
         section = getattr(g, kind)
-        rng = np.random.default_rng([config.seed, k])
-        for i in range(section.count):
-            if kind == "bulk":
-                atoms = strained_bulk(
-                    lattice,
-                    size=section.size,
-                    max_strain=section.max_strain,
-                    rattle=section.rattle,
-                    rng=rng,
-                )
-            elif kind == "vacancy":
-                atoms = vacancy_cell(
-                    lattice,
-                    size=section.size,
-                    vacancies=section.vacancies,
-                    rattle=section.rattle,
-                    rng=rng,
-                    relax=relax if section.relax else None,
-                )
-            elif kind == "interstitial":
-                atoms = interstitial_cell(
-                    lattice,
-                    size=section.size,
-                    site=section.site,
-                    interstitials=section.interstitials,
-                    rattle=section.rattle,
-                    rng=rng,
-                    relax=relax if section.relax else None,
-                )
-            elif kind == "surface":
-                atoms = surface_slab(
-                    lattice,
-                    miller=section.miller[i % len(section.miller)],
-                    thickness=section.thickness,
-                    width=section.width,
-                    vacuum=section.vacuum,
-                    rattle=section.rattle,
-                    rng=rng,
-                    max_strain=section.max_strain,
-                    periodic=section.periodic,
-                )
-            elif kind == "shear":
-                atoms = sheared_cell(
-                    lattice,
-                    size=section.size,
-                    max_shear=section.max_shear,
-                    rattle=section.rattle,
-                    rng=rng,
-                    systems=section.systems,
-                )
-            elif kind == "void":
-                atoms = void_cell(
-                    lattice,
-                    size=section.size,
-                    radius=section.radius,
-                    max_strain=section.max_strain,
-                    rattle=section.rattle,
-                    rng=rng,
-                    relax=relax if section.relax else None,
-                )
-            else:
-                atoms = cluster_around(
-                    lattice,
-                    section.around[i % len(section.around)],
-                    r_core=section.r_core,
-                    r_buffer=r_buffer,
-                    rattle=section.rattle,
-                    rng=rng,
-                    relax=relax if section.relax else None,
-                    miller=section.miller,
-                )
-            out.append(atoms)
+        draw = _Draw(lattice, np.random.default_rng([config.seed, k]), relax, r_buffer)
+        out.extend(_BUILDERS[kind](section, i, draw) for i in range(section.count))
     return out
 
 

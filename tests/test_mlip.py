@@ -218,7 +218,8 @@ def test_committee_forces_uncertainty_is_the_calibrated_member_spread():
 
 
 def test_triplet_counts_fcc():
-    # the numbers quoted in ACSFSpec: 18 neighbours within 4 Å, 42 within 5 Å in fcc Cu
+    # the triplet counts quoted in ACSFSpec: 18 neighbours within 4 Å, 42 within 5 Å in fcc Cu
+    # (the counts quoted in MomentSpec), so 18·17/2 and 42·41/2 pairs of them per atom
     atoms = crystal("fcc", element="Cu", a=3.615, size=(4, 4, 4))
     for r_a, per_atom in ((4.0, 153), (5.0, 861)):
         model = MLIP(elements=("Cu",), descriptor=ACSFSpec(cutoff=r_a))

@@ -256,6 +256,22 @@ def test_multiscale_train_bad_key_is_one_line_exit_2(tmp_path, capsys):
     assert "silu" in capsys.readouterr().err
 
 
+def test_multiscale_train_cuda_without_cuda_is_one_line_exit_2(
+    tmp_path, frames, capsys, monkeypatch
+):
+    from atomistic.mlip.dataset import write_dataset
+    from multiscale.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    write_dataset(tmp_path / "data.extxyz", frames)
+    (tmp_path / "train.toml").write_text(SMALL_COMMITTEE + 'device = "cuda"\n')
+    assert main(["train", str(tmp_path / "train.toml"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "train.toml" in err and "training.device" in err and "CUDA" in err
+    assert not (tmp_path / "potential.pt").exists()
+
+
 def test_resumed_training_equals_the_uninterrupted_run(frames, tmp_path):
     from atomistic import TrainingStateError
 

@@ -204,3 +204,16 @@ def test_train_config_selects_the_descriptor(tmp_path):
     )
     with pytest.raises(CaseError, match="angular_eta"):
         load_train_config(tmp_path / "bad.toml")
+
+
+def test_library_defaults_are_the_train_config_defaults():
+    """``MLIP``/``Committee`` without a descriptor build what ``[model]`` defaults to."""
+    from atomistic import MLIP
+    from multiscale.config.train import ModelSection
+
+    section = ModelSection()
+    assert section.spec() == MomentSpec()
+    for model in (MLIP(elements=("Cu",)), Committee(elements=("Cu",), n_members=2)):
+        assert model.spec == section.spec()
+        assert model.hidden == section.hidden
+        assert model.networks.activation == section.activation

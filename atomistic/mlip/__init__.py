@@ -5,6 +5,7 @@ module                      what it holds
 ==========================  ===============================================================
 ``network``                 :class:`MLIP` (one network per element on a descriptor)
 ``acsf``, ``moments``       the descriptors (Behler–Parrinello ACSF, moment tensors)
+``radial``                  what both descriptors share: cutoff functions, G2, settings
 ``jacobian``                descriptor Jacobians for force training
 ``committee``               :class:`Committee`: members in one batched pass, calibrated spread
 ``serialization``           save and load network potentials (``.pt``)

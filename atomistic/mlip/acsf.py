@@ -13,9 +13,7 @@ neighbour pair ``{j, k}`` counts once (half of Behler's double sum over ``j ≠ 
 ==================================  =========================================================
 quantity                            code
 ==================================  =========================================================
-``f(r)`` cosine, C¹                 ``½ (cos(π r/r_c) + 1)``
-``f(r)`` polynomial, C²             ``1 − x³ (10 − 15x + 6x²)``, ``x = r/r_c``
-G2 (half list, both ends)           two ``index_add_`` into rows ``i·n_el + s_j``
+``f(r)``, G2                        :mod:`atomistic.mlip.radial` (shared with the moments)
 triplets ``(i; j, k)``              full list sorted by centre, ``repeat_interleave``
 G4                                  ``index_add_`` into rows ``i·n_pairs + pair(s_j, s_k)``
 ==================================  =========================================================
@@ -26,25 +24,19 @@ respect to ``graph.vectors``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from atomistic.mlip.radial import RadialDescriptor, RadialSpec, cutoff_function
 from atomistic.neighbours import Graph
 
 __all__ = ["ACSF", "ACSFSpec", "cutoff_function", "triplets"]
 
-CUTOFF_FUNCTIONS = ("cosine", "polynomial")
-
-
-def _default_radial_shifts() -> tuple[float, ...]:
-    return tuple(round(1.5 + 0.5 * k, 6) for k in range(8))
-
 
 @dataclass(frozen=True, kw_only=True)
-class ACSFSpec:
+class ACSFSpec(RadialSpec):
     """Hyper-parameters of the descriptor (all lengths in Å).
 
     Attributes:
@@ -58,48 +50,15 @@ class ACSFSpec:
         cutoff_function: ``"polynomial"`` (C²) or ``"cosine"`` (C¹).
     """
 
-    cutoff: float = 5.0
-    angular_cutoff: float | None = None
-    radial_eta: tuple[float, ...] = (2.0,)
-    radial_shift: tuple[float, ...] = field(default_factory=_default_radial_shifts)
+    label: ClassVar[str] = "ACSF"
+
     angular_eta: tuple[float, ...] = (0.005, 0.05)
     zeta: tuple[float, ...] = (1.0, 2.0, 4.0)
-    cutoff_function: str = "polynomial"
 
     def __post_init__(self) -> None:
-        if self.cutoff <= 0:
-            raise ValueError(f"ACSF cutoff must be positive, got {self.cutoff}")
-        if self.angular_cutoff is not None and not 0 < self.angular_cutoff <= self.cutoff:
-            raise ValueError(
-                f"ACSF angular_cutoff must be in (0, cutoff={self.cutoff}], got "
-                f"{self.angular_cutoff}"
-            )
-        if len(self.radial_eta) not in (1, len(self.radial_shift)):
-            raise ValueError(
-                f"ACSF radial_eta has {len(self.radial_eta)} values; give one or one per "
-                f"radial_shift ({len(self.radial_shift)})"
-            )
-        if not self.radial_shift:
-            raise ValueError("ACSF radial_shift must not be empty")
+        super().__post_init__()
         if any(z < 1 for z in self.zeta):
             raise ValueError(f"ACSF zeta values must be >= 1, got {list(self.zeta)}")
-        if self.cutoff_function not in CUTOFF_FUNCTIONS:
-            raise ValueError(
-                f"ACSF cutoff_function {self.cutoff_function!r} unknown; allowed: "
-                f"{', '.join(CUTOFF_FUNCTIONS)}"
-            )
-
-    @property
-    def r_angular(self) -> float:
-        """The angular cutoff ``r_a`` in Å."""
-        if self.angular_cutoff is None:
-            return 0.8 * self.cutoff
-        return float(self.angular_cutoff)
-
-    @property
-    def n_radial(self) -> int:
-        """G2 functions per neighbour element."""
-        return len(self.radial_shift)
 
     @property
     def n_angular(self) -> int:
@@ -110,23 +69,6 @@ class ACSFSpec:
         """Descriptor length ``D`` for ``n_elements`` elements."""
         n_pairs = n_elements * (n_elements + 1) // 2
         return n_elements * self.n_radial + n_pairs * self.n_angular
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, floats, strings) for saving."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ACSFSpec:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-def cutoff_function(r: torch.Tensor, r_cut: float, kind: str) -> torch.Tensor:
-    """Smooth cutoff ``f(r)``: 1 at 0, 0 with zero slope from ``r_cut`` on (shape of ``r``)."""
-    x = torch.clamp(r * (1.0 / r_cut), max=1.0)
-    if kind == "cosine":
-        return 0.5 * (torch.cos(math.pi * x) + 1.0)
-    return 1.0 - x**3 * (10.0 + x * (-15.0 + 6.0 * x))
 
 
 def triplets(centre: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +95,7 @@ def triplets(centre: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, torch.Te
     return first, second
 
 
-class ACSF(torch.nn.Module):
+class ACSF(RadialDescriptor):
     """ACSF descriptors ``(n, D)`` from a :class:`Graph`; see the module docstring.
 
     Feature order: G2 blocks by neighbour element (``n_el × n_radial``), then G4 blocks by
@@ -164,15 +106,15 @@ class ACSF(torch.nn.Module):
         n_elements: number of elements (``graph.species`` runs over ``range(n_elements)``).
     """
 
+    spec: ACSFSpec
+    angular_eta: torch.Tensor
+    zeta: torch.Tensor
+    lambdas: torch.Tensor
+    pair_index: torch.Tensor
+
     def __init__(self, spec: ACSFSpec, n_elements: int) -> None:
-        super().__init__()
-        self.spec = spec
-        self.n_elements = int(n_elements)
+        super().__init__(spec, n_elements)
         self.n_pairs = self.n_elements * (self.n_elements + 1) // 2
-        self.n_features = spec.n_features(self.n_elements)
-        eta = list(spec.radial_eta) * (spec.n_radial if len(spec.radial_eta) == 1 else 1)
-        self.register_buffer("radial_eta", torch.tensor(eta, dtype=torch.float64))
-        self.register_buffer("radial_shift", torch.tensor(spec.radial_shift, dtype=torch.float64))
         self.register_buffer("angular_eta", torch.tensor(spec.angular_eta, dtype=torch.float64))
         self.register_buffer("zeta", torch.tensor(spec.zeta, dtype=torch.float64))
         self.register_buffer("lambdas", torch.tensor([1.0, -1.0], dtype=torch.float64))
@@ -185,9 +127,6 @@ class ACSF(torch.nn.Module):
                 k += 1
         self.register_buffer("pair_index", pair)
 
-    def extra_repr(self) -> str:
-        return f"n_elements={self.n_elements}, n_features={self.n_features}, spec={self.spec}"
-
     def forward(self, graph: Graph) -> torch.Tensor:
         """Descriptors ``(n, D)`` in the dtype of ``graph.vectors``."""
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
@@ -196,20 +135,14 @@ class ACSF(torch.nn.Module):
         if not bool(keep.all()):
             idx = keep.nonzero()[:, 0]
             i, j, v, r = i[idx], j[idx], v[idx], r[idx]
-        radial = self._radial(graph, i, j, r)
+        radial = self.radial(graph, i, j, r)
         angular = self._angular(graph, i, j, v, r)
         return torch.cat([radial, angular], dim=1)
 
-    def _radial(self, graph: Graph, i, j, r) -> torch.Tensor:
-        spec, n_el = self.spec, self.n_elements
-        fc = cutoff_function(r, spec.cutoff, spec.cutoff_function)
-        g = torch.exp(-self.radial_eta * (r[:, None] - self.radial_shift) ** 2) * fc[:, None]
-        s = graph.species
-        out = torch.zeros((graph.n_atoms * n_el, spec.n_radial), dtype=r.dtype, device=r.device)
-        out = out.index_add(0, i * n_el + s[j], g).index_add(0, j * n_el + s[i], g)
-        return out.view(graph.n_atoms, n_el * spec.n_radial)
-
-    def _angular(self, graph: Graph, i, j, v, r) -> torch.Tensor:
+    def _angular(
+        self, graph: Graph, i: torch.Tensor, j: torch.Tensor, v: torch.Tensor, r: torch.Tensor
+    ) -> torch.Tensor:
+        """G4 ``(n, n_pairs·n_angular)`` from the pairs within ``r_cut`` (half list)."""
         spec = self.spec
         r_a = spec.r_angular
         if r_a < spec.cutoff:

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from ase import Atoms
 
+from atomistic.mlip.jacobian import DescriptorJacobian
 from atomistic.neighbours import Graph, NeighbourList
 from atomistic.potentials.protocol import species_indices
+
+if TYPE_CHECKING:
+    from atomistic.mlip.network import NetworkPotential
 
 __all__ = ["Batch", "FrameLabelError", "fit_statistics", "make_batch", "split_indices"]
 
@@ -62,7 +66,7 @@ class Batch:
     stress: torch.Tensor
     has_stress: torch.Tensor
     volume: torch.Tensor
-    cache: Any = None
+    cache: DescriptorJacobian | None = None
 
     @property
     def n_frames(self) -> int:
@@ -125,7 +129,7 @@ def make_batch(
         n_atoms.append(len(atoms))
         offset += len(atoms)
 
-    def t(x, dt=dtype):
+    def t(x: Any, dt: torch.dtype = dtype) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=dt, device=device)
 
     graph = Graph(
@@ -175,7 +179,7 @@ def split_indices(
 
 
 @torch.no_grad()
-def fit_statistics(model, batches: Sequence[Batch]) -> None:
+def fit_statistics(model: NetworkPotential, batches: Sequence[Batch]) -> None:
     """Fit the normalisation of a network potential to training batches, in place.
 
     Descriptor mean and standard deviation per element (std floored at 1e-8·max, absent

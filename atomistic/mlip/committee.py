@@ -122,14 +122,16 @@ class Committee(NetworkPotential):
 
     Args:
         elements: chemical symbols, in the order of ``Graph.species``.
-        descriptor: :class:`~atomistic.mlip.acsf.ACSFSpec` or
-            :class:`~atomistic.mlip.moments.MomentSpec`, shared by all members.
+        descriptor: :class:`~atomistic.mlip.moments.MomentSpec` (default ``MomentSpec()``)
+            or :class:`~atomistic.mlip.acsf.ACSFSpec`, shared by all members.
         hidden: hidden-layer widths.
         activation: ``"silu"`` or ``"tanh"``.
         n_members: ``M`` (default 4).
         seeds: initialisation seed per member (default ``0 … M−1``).
         calibration: the factor ``c`` of the calibrated spread.
     """
+
+    calibration_factor: torch.Tensor
 
     def __init__(
         self,
@@ -183,13 +185,7 @@ class Committee(NetworkPotential):
 
     def member(self, k: int) -> MLIP:
         """Member ``k`` as a stand-alone :class:`MLIP` (a copy)."""
-        hp = self.hyperparameters()
-        model = MLIP(
-            elements=self.elements,
-            descriptor=self.spec,
-            hidden=self.hidden,
-            activation=hp["activation"],
-        )
+        model = MLIP(**self.architecture())
         state = {
             name: value[k : k + 1] if name.startswith("networks.") else value
             for name, value in self.state_dict().items()
@@ -209,19 +205,10 @@ class Committee(NetworkPotential):
             ValueError: the members differ in elements, descriptor, layers or normalisation.
         """
         first = members[0]
-        hp = first.hyperparameters()
-        for other in members[1:]:
-            ohp = other.hyperparameters()
-            if {**ohp, "n_members": 0} != {**hp, "n_members": 0}:
-                raise ValueError("committee members must share elements, descriptor and layers")
-        out = cls(
-            elements=first.elements,
-            descriptor=first.spec,
-            hidden=first.hidden,
-            activation=hp["activation"],
-            n_members=sum(m.n_members for m in members),
-            calibration=calibration,
-        )
+        if any(m.architecture() != first.architecture() for m in members[1:]):
+            raise ValueError("committee members must share elements, descriptor and layers")
+        n_members = sum(m.n_members for m in members)
+        out = cls(**first.architecture(), n_members=n_members, calibration=calibration)
         states = [m.state_dict() for m in members]
         merged = {}
         for name, value in states[0].items():

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
 from ase.geometry import get_distances
 
 from atomistic.defects import interstitial
@@ -79,11 +80,17 @@ class LatticeSpec:
     element: str
     a: float
 
-    def build(self, size: int | Sequence[int], orientation=None) -> Atoms:
-        """A periodic crystal of ``size`` oriented cells (:func:`~atomistic.lattice.crystal`)."""
-        return crystal(
-            self.structure, element=self.element, a=self.a, size=size, orientation=orientation
-        )
+    def build(
+        self,
+        size: int | Sequence[int],
+        orientation: Sequence[Sequence[int]] | np.ndarray | None = None,
+    ) -> Atoms:
+        """A periodic crystal of ``size`` oriented cells (:func:`~atomistic.lattice.crystal`).
+
+        ``orientation``: Miller axes of ``x``, ``y``, ``z`` as rows (default: the cube axes).
+        """
+        rows = None if orientation is None else np.asarray(orientation).tolist()
+        return crystal(self.structure, element=self.element, a=self.a, size=size, orientation=rows)
 
 
 def _clean(atoms: Atoms, config_type: str) -> Atoms:
@@ -232,7 +239,7 @@ def surface_slab(
         rng: random generator.
         max_strain: with ``> 0``, a random in-plane strain first: the ``xx``, ``yy``, ``xy``
             block of :func:`random_strain` (spectral norm ``≤ max_strain``), recorded in
-            ``info['strain']``; 0 draws nothing, so the random stream is that of older sets.
+            ``info['strain']``; 0 leaves the strain out and draws nothing for it from ``rng``.
         periodic: ``pbc`` all True (the vacuum must then exceed the potential's cutoff): the
             slab is the same, and a labeller gives it a stress, whose in-plane part is the
             surface stress (``V σ_αα / 2A``) that training can then fit.
@@ -337,7 +344,7 @@ def void_cell(
 
 def defect_cluster(
     parent: Atoms,
-    centre: Sequence[float],
+    centre: Sequence[float] | np.ndarray,
     *,
     r_core: float,
     r_buffer: float,
@@ -354,7 +361,7 @@ def defect_cluster(
         ``arrays['parent_index']`` (index of each atom in ``parent``), ``info['centre']``.
     """
     radius = r_core + r_buffer
-    centre = np.asarray(centre, dtype=float)
+    origin = np.asarray(centre, dtype=float)
     pbc = np.asarray(parent.pbc, dtype=bool)
     n_parent = len(parent)
     if pbc.any():
@@ -362,12 +369,12 @@ def defect_cluster(
         heights = 1.0 / np.linalg.norm(np.linalg.inv(parent.cell.array).T, axis=1)
         reps = np.where(pbc, np.floor(2.0 * radius / heights).astype(int) + 1, 1)
         parent = parent.repeat(tuple(int(r) for r in reps))
-    vectors, lengths = get_distances(centre[None], parent.positions, parent.cell, parent.pbc)
+    vectors, lengths = get_distances(origin[None], parent.positions, parent.cell, parent.pbc)
     vectors, lengths = vectors[0], lengths[0]
     inside = lengths <= radius
-    cluster = Atoms(numbers=parent.numbers[inside], positions=centre + vectors[inside], pbc=False)
+    cluster = Atoms(numbers=parent.numbers[inside], positions=origin + vectors[inside], pbc=False)
     cluster.info["config_type"] = config_type
-    cluster.info["centre"] = centre
+    cluster.info["centre"] = origin
     cluster.arrays["force_mask"] = lengths[inside] <= r_core
     cluster.arrays["parent_index"] = np.flatnonzero(inside) % n_parent
     return cluster
@@ -428,7 +435,7 @@ def cluster_around(
     )
 
 
-def relaxer(calculator, *, fmax: float = 0.01, steps: int = 500) -> Relax:
+def relaxer(calculator: Calculator, *, fmax: float = 0.01, steps: int = 500) -> Relax:
     """A positions-only relaxation with ``calculator``, as a function ``Atoms → Atoms``.
 
     Uses the calculator's own ``minimize`` (e.g. :class:`~atomistic.mlip.oracles.LammpsCalculator`;

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator
 
 __all__ = [
     "DatasetError",
@@ -48,7 +49,7 @@ class DatasetError(ValueError):
     """A frame lacks a label, or a dataset file cannot be read as one."""
 
 
-def label(atoms: Atoms, calculator, *, oracle: str) -> Atoms:
+def label(atoms: Atoms, calculator: Calculator, *, oracle: str) -> Atoms:
     """Label one configuration with an oracle (any ASE calculator).
 
     Args:
@@ -86,7 +87,7 @@ def label(atoms: Atoms, calculator, *, oracle: str) -> Atoms:
 
 def label_all(
     configurations: Iterable[Atoms],
-    calculator,
+    calculator: Calculator,
     *,
     oracle: str,
     progress: Callable[[int], None] | None = None,

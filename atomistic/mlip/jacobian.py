@@ -24,13 +24,19 @@ and one ``bmm``, not through the descriptor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 import torch
 
+from atomistic.mlip.moments import NeighbourTable
 from atomistic.neighbours import Graph
+
+if TYPE_CHECKING:
+    from atomistic.mlip.network import NetworkPotential
 
 __all__ = [
     "DescriptorJacobian",
+    "TableDescriptor",
     "descriptor_jacobian",
     "energies_and_forces",
     "supports_jacobian",
@@ -54,12 +60,28 @@ class DescriptorJacobian:
     neighbour: torch.Tensor
 
 
-def supports_jacobian(descriptor: torch.nn.Module) -> bool:
+class TableDescriptor(Protocol):
+    """A descriptor whose row ``i`` is computed from atom ``i``'s padded neighbour vectors."""
+
+    def neighbour_table(self, graph: Graph, radius: float | None = None) -> NeighbourTable:
+        """The full neighbour list within ``radius`` (default ``r_cut``), padded per atom."""
+        ...
+
+    def from_table(self, table: NeighbourTable) -> torch.Tensor:
+        """Descriptors ``(n, D)`` from the table."""
+        ...
+
+
+def supports_jacobian(
+    descriptor: torch.nn.Module | TableDescriptor,
+) -> TypeGuard[TableDescriptor]:
     """True when ``descriptor`` has the per-atom table path (``neighbour_table``/``from_table``)."""
     return hasattr(descriptor, "neighbour_table") and hasattr(descriptor, "from_table")
 
 
-def descriptor_jacobian(descriptor: torch.nn.Module, graph: Graph) -> DescriptorJacobian:
+def descriptor_jacobian(
+    descriptor: torch.nn.Module | TableDescriptor, graph: Graph
+) -> DescriptorJacobian:
     """Descriptors of ``graph`` and their per-atom Jacobians (no graph kept).
 
     Raises:
@@ -91,7 +113,11 @@ def descriptor_jacobian(descriptor: torch.nn.Module, graph: Graph) -> Descriptor
 
 
 def energies_and_forces(
-    potential, cache: DescriptorJacobian, species: torch.Tensor, *, create_graph: bool
+    potential: NetworkPotential,
+    cache: DescriptorJacobian,
+    species: torch.Tensor,
+    *,
+    create_graph: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Member site energies, forces and neighbour-vector gradients from a cached Jacobian.
 

@@ -22,7 +22,7 @@ quantity                            code
 ==================================  =========================================================
 monomials ``r̂^α``                   ``_monomials``: degree ``l`` from slices of degree ``l − 1``
 neighbours within ``r_a``            full list padded to ``(n, Z)``, ``Z`` the largest degree
-G2                                  ``index_add_`` over the half list, both ends
+G2, ``f(r)``                        :mod:`atomistic.mlip.radial` (as in ACSF)
 ``M``                               ``bmm`` of (element one-hot ⊗ ``R_n``) with monomials, × weights
 ``I``                               ``bmm`` ``M Mᵀ`` per ``l`` (loop over ``l ≤ L`` only)
 ==================================  =========================================================
@@ -34,12 +34,12 @@ There is no Python loop over atoms or pairs; the output is differentiable with r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
-from atomistic.mlip.acsf import CUTOFF_FUNCTIONS, cutoff_function
+from atomistic.mlip.radial import RadialDescriptor, RadialSpec, broadcast, cutoff_function
 from atomistic.neighbours import Graph
 
 __all__ = ["MomentDescriptor", "MomentSpec", "NeighbourTable", "monomial_exponents"]
@@ -62,16 +62,12 @@ class NeighbourTable:
     neighbour: torch.Tensor
 
 
-def _default_radial_shifts() -> tuple[float, ...]:
-    return tuple(round(1.5 + 0.5 * k, 6) for k in range(8))
-
-
 def _default_angular_shifts() -> tuple[float, ...]:
     return (2.5, 3.0, 3.5)
 
 
 @dataclass(frozen=True, kw_only=True)
-class MomentSpec:
+class MomentSpec(RadialSpec):
     """Hyper-parameters of the moment-tensor descriptor (lengths in Å).
 
     Attributes:
@@ -87,69 +83,23 @@ class MomentSpec:
         cutoff_function: ``"polynomial"`` (C²) or ``"cosine"`` (C¹).
     """
 
-    cutoff: float = 5.0
-    angular_cutoff: float | None = None
-    radial_eta: tuple[float, ...] = (2.0,)
-    radial_shift: tuple[float, ...] = field(default_factory=_default_radial_shifts)
+    label: ClassVar[str] = "moment"
+    kind: ClassVar[str | None] = "moments"
+
     angular_eta: tuple[float, ...] = (2.0,)
     angular_shift: tuple[float, ...] = field(default_factory=_default_angular_shifts)
     max_l: int = 3
-    cutoff_function: str = "polynomial"
 
     def __post_init__(self) -> None:
-        if self.cutoff <= 0:
-            raise ValueError(f"moment cutoff must be positive, got {self.cutoff}")
-        if self.angular_cutoff is not None and not 0 < self.angular_cutoff <= self.cutoff:
-            raise ValueError(
-                f"moment angular_cutoff must be in (0, cutoff={self.cutoff}], got "
-                f"{self.angular_cutoff}"
-            )
-        for name, eta, shift in (
-            ("radial", self.radial_eta, self.radial_shift),
-            ("angular", self.angular_eta, self.angular_shift),
-        ):
-            if not shift:
-                raise ValueError(f"moment {name}_shift must not be empty")
-            if len(eta) not in (1, len(shift)):
-                raise ValueError(
-                    f"moment {name}_eta has {len(eta)} values; give one or one per "
-                    f"{name}_shift ({len(shift)})"
-                )
+        super().__post_init__()
+        self._check_widths("angular", self.angular_eta, self.angular_shift)
         if not 0 <= self.max_l <= 8:
             raise ValueError(f"moment max_l must be in 0 … 8, got {self.max_l}")
-        if self.cutoff_function not in CUTOFF_FUNCTIONS:
-            raise ValueError(
-                f"moment cutoff_function {self.cutoff_function!r} unknown; allowed: "
-                f"{', '.join(CUTOFF_FUNCTIONS)}"
-            )
-
-    @property
-    def r_angular(self) -> float:
-        """The cutoff ``r_a`` of the moments in Å."""
-        if self.angular_cutoff is None:
-            return 0.8 * self.cutoff
-        return float(self.angular_cutoff)
-
-    @property
-    def n_radial(self) -> int:
-        """G2 functions per neighbour element."""
-        return len(self.radial_shift)
 
     def n_features(self, n_elements: int) -> int:
         """Descriptor length ``D`` for ``n_elements`` elements."""
         k = n_elements * len(self.angular_shift)
         return n_elements * self.n_radial + (self.max_l + 1) * k * (k + 1) // 2
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, floats, strings) for saving, with ``kind = "moments"``."""
-        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        return {"kind": "moments", **out}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MomentSpec:
-        """Inverse of :meth:`to_dict`."""
-        data = {k: v for k, v in data.items() if k != "kind"}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def monomial_exponents(max_l: int) -> list[tuple[int, int, int, int]]:
@@ -162,7 +112,7 @@ def monomial_exponents(max_l: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
-class MomentDescriptor(torch.nn.Module):
+class MomentDescriptor(RadialDescriptor):
     """Moment-tensor descriptors ``(n, D)`` from a :class:`Graph`; see the module docstring.
 
     Feature order: G2 blocks by neighbour element (``n_el × n_radial``), then for each
@@ -174,17 +124,19 @@ class MomentDescriptor(torch.nn.Module):
         n_elements: number of elements (``graph.species`` runs over ``range(n_elements)``).
     """
 
+    spec: MomentSpec
+    angular_eta: torch.Tensor
+    angular_shift: torch.Tensor
+    exponents: torch.Tensor
+    weight: torch.Tensor
+    pair_rows: torch.Tensor
+    pair_cols: torch.Tensor
+
     def __init__(self, spec: MomentSpec, n_elements: int) -> None:
-        super().__init__()
-        self.spec = spec
-        self.n_elements = int(n_elements)
-        self.n_features = spec.n_features(self.n_elements)
+        super().__init__(spec, n_elements)
         f64 = torch.float64
-        eta = list(spec.radial_eta) * (spec.n_radial if len(spec.radial_eta) == 1 else 1)
-        self.register_buffer("radial_eta", torch.tensor(eta, dtype=f64))
-        self.register_buffer("radial_shift", torch.tensor(spec.radial_shift, dtype=f64))
         n_ang = len(spec.angular_shift)
-        eta = list(spec.angular_eta) * (n_ang if len(spec.angular_eta) == 1 else 1)
+        eta = broadcast(spec.angular_eta, n_ang)
         self.register_buffer("angular_eta", torch.tensor(eta, dtype=f64))
         self.register_buffer("angular_shift", torch.tensor(spec.angular_shift, dtype=f64))
         exps = monomial_exponents(spec.max_l)
@@ -202,23 +154,11 @@ class MomentDescriptor(torch.nn.Module):
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
 
-    def extra_repr(self) -> str:
-        return f"n_elements={self.n_elements}, n_features={self.n_features}, spec={self.spec}"
-
     def forward(self, graph: Graph) -> torch.Tensor:
         """Descriptors ``(n, D)`` in the dtype of ``graph.vectors``."""
-        return torch.cat([self._radial(graph), self._invariants(graph)], dim=1)
-
-    def _radial(self, graph: Graph) -> torch.Tensor:
-        """G2 ``(n, n_el·n_radial)`` from the half list (a few numbers per pair)."""
-        spec, n_el = self.spec, self.n_elements
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
-        fc = cutoff_function(r, spec.cutoff, spec.cutoff_function)
-        g = torch.exp(-self.radial_eta * (r[:, None] - self.radial_shift) ** 2) * fc[:, None]
-        s, i, j = graph.species, graph.i, graph.j
-        out = torch.zeros((graph.n_atoms * n_el, spec.n_radial), dtype=r.dtype, device=r.device)
-        out = out.index_add(0, i * n_el + s[j], g).index_add(0, j * n_el + s[i], g)
-        return out.view(graph.n_atoms, n_el * spec.n_radial)
+        radial = self.radial(graph, graph.i, graph.j, r)
+        return torch.cat([radial, self._invariants(graph)], dim=1)
 
     def _invariants(self, graph: Graph) -> torch.Tensor:
         """``I`` ``(n, (L+1)·K(K+1)/2)`` from the padded full list within ``r_a``."""
@@ -242,7 +182,10 @@ class MomentDescriptor(torch.nn.Module):
         radial = torch.bmm(onehot.to(r.dtype).transpose(1, 2), g2).reshape(n, -1)
         return torch.cat([radial, self._table_invariants(vec, species, valid)], dim=1)
 
-    def _table_invariants(self, vec, species, valid) -> torch.Tensor:
+    def _table_invariants(
+        self, vec: torch.Tensor, species: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``I`` from neighbour vectors ``(n, Z, 3)``, their elements and validity ``(n, Z)``."""
         spec, n_el = self.spec, self.n_elements
         n, z = valid.shape
         k = n_el * self.angular_shift.numel()

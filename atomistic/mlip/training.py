@@ -43,6 +43,7 @@ from ase import Atoms
 from atomistic.mlip.batches import Batch, fit_statistics, make_batch, split_indices
 from atomistic.mlip.committee import Committee, fit_calibration, force_spread, member_forces
 from atomistic.mlip.jacobian import (
+    DescriptorJacobian,
     descriptor_jacobian,
     energies_and_forces,
     supports_jacobian,
@@ -113,14 +114,18 @@ class TrainingConfig:
 
 
 class TrainingStateError(ValueError):
-    """A training state that cannot be resumed: missing, unreadable, or written by a run
-    with other settings or other frames."""
+    """A training state that cannot be resumed.
+
+    It is missing or unreadable, or was written by a run with other settings or frames.
+    """
 
 
 #: Settings that may differ between the run that wrote a state and the run resuming it.
 _RESUMABLE_CHANGES = ("epochs", "patience", "checkpoint", "state", "min_learning_rate")
 _STATE_FORMAT = "multiscale-training-state"
 _STATE_VERSION = 1
+#: The three sets of :func:`~atomistic.mlip.batches.split_indices`, in its order.
+_SET_NAMES = ("train", "validation", "test")
 
 
 @dataclass(kw_only=True)
@@ -144,7 +149,14 @@ def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def _batches(frames, ids, potential, config, shuffle_seed) -> list[Batch]:
+def _batches(
+    frames: Sequence[Atoms],
+    ids: Sequence[int],
+    potential: NetworkPotential,
+    config: TrainingConfig,
+    shuffle_seed: int | None,
+) -> list[Batch]:
+    """Batches of ``config.batch_size`` frames ``ids`` (shuffled first with a seed given)."""
     ids = list(ids)
     if shuffle_seed is not None:
         ids = [ids[k] for k in np.random.default_rng(shuffle_seed).permutation(len(ids))]
@@ -165,9 +177,9 @@ def _batches(frames, ids, potential, config, shuffle_seed) -> list[Batch]:
 def _member_terms(
     potential: NetworkPotential, batch: Batch, *, create_graph: bool, batched: bool
 ) -> dict[str, torch.Tensor]:
-    """Per-member squared errors of one batch: energies ``(M, C)``, forces ``(M, n)``, …"""
+    """Per-member squared errors of one batch: energies ``(M, C)``, forces ``(M, n)``, etc."""
     if batch.cache is not None:
-        return _cached_terms(potential, batch, create_graph=create_graph)
+        return _cached_terms(potential, batch, batch.cache, create_graph=create_graph)
     vectors = batch.graph.vectors.detach().requires_grad_(True)
     graph = batch.graph.with_vectors(vectors)
     energies, forces, g = member_forces(
@@ -181,9 +193,10 @@ def _member_terms(
     return out
 
 
-def _cached_terms(potential, batch: Batch, *, create_graph: bool) -> dict[str, torch.Tensor]:
-    """As :func:`_member_terms`, through the cached descriptor Jacobians."""
-    cache = batch.cache
+def _cached_terms(
+    potential: NetworkPotential, batch: Batch, cache: DescriptorJacobian, *, create_graph: bool
+) -> dict[str, torch.Tensor]:
+    """As :func:`_member_terms`, through the batch's cached descriptor Jacobians."""
     energies, forces, g = energies_and_forces(
         potential, cache, batch.graph.species, create_graph=create_graph
     )
@@ -206,7 +219,10 @@ def _stress_error(w: torch.Tensor, frame: torch.Tensor, batch: Batch) -> torch.T
     return ((virial / batch.volume[:, None] - batch.stress) ** 2).sum(-1)
 
 
-def _squared_errors(energies, forces, batch: Batch) -> dict[str, torch.Tensor]:
+def _squared_errors(
+    energies: torch.Tensor, forces: torch.Tensor, batch: Batch
+) -> dict[str, torch.Tensor]:
+    """Per-member squared errors of frame energies per atom and of forces, and the means."""
     n_members, n_frames = energies.shape[0], batch.n_frames
     e_frame = energies.new_zeros((n_members, n_frames)).index_add(1, batch.atom_frame, energies)
     d_e = (e_frame - batch.energy) / batch.n_atoms
@@ -294,6 +310,11 @@ def evaluate_set(
     }
 
 
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with tuples as lists (JSON and ``torch.load`` round trips keep them equal)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k not in ("spread", "error")}
 
@@ -305,6 +326,149 @@ def _bootstrap(n_members: int, n_frames: int, *, seed: int, enabled: bool) -> to
     rng = np.random.default_rng([seed, 1])
     counts = rng.multinomial(n_frames, np.full(n_frames, 1.0 / n_frames), size=n_members)
     return torch.as_tensor(counts, dtype=torch.float64)
+
+
+@dataclass(kw_only=True)
+class _Sets:
+    """The frames of one run as batches, and the bootstrap weights of the training batches."""
+
+    ids: tuple[list[int], list[int], list[int]]
+    train: list[Batch]
+    validation: list[Batch]
+    test: list[Batch]
+    weights: list[torch.Tensor]
+
+
+def _training_sets(
+    model: NetworkPotential,
+    frames: Sequence[Atoms],
+    config: TrainingConfig,
+    *,
+    fit_normalisation: bool,
+) -> _Sets:
+    """Split and batch the frames, cache descriptor Jacobians, fit the normalisation."""
+    ids = split_indices(len(frames), config.split, seed=config.seed)
+    train_b = _batches(frames, ids[0], model, config, shuffle_seed=config.seed)
+    val_b = _batches(frames, ids[1], model, config, shuffle_seed=None)
+    test_b = _batches(frames, ids[2], model, config, shuffle_seed=None)
+    if config.cache_descriptors and supports_jacobian(model.descriptor):
+        for b in (*train_b, *val_b, *test_b):  # once per batch: positions are fixed
+            b.cache = descriptor_jacobian(model.descriptor, b.graph)
+    if fit_normalisation:
+        fit_statistics(model, train_b)
+    position = {k: n for n, k in enumerate(ids[0])}
+    boot = _bootstrap(model.n_members, len(ids[0]), seed=config.seed, enabled=config.bootstrap)
+    boot = boot.to(device=config.device, dtype=_dtype(config.dtype))
+    weights = [boot[:, [position[int(k)] for k in b.frame_ids]] for b in train_b]
+    return _Sets(ids=ids, train=train_b, validation=val_b, test=test_b, weights=weights)
+
+
+class _Run:
+    """One training run: the model, its batches, the optimiser and how far it has come.
+
+    ``epoch`` counts the epochs done; ``best_*`` are the lowest validation loss so far, the
+    epoch that reached it and the weights it had then.
+    """
+
+    def __init__(
+        self,
+        model: NetworkPotential,
+        sets: _Sets,
+        config: TrainingConfig,
+        fingerprint: dict[str, Any],
+    ) -> None:
+        self.model, self.sets, self.config, self.fingerprint = model, sets, config, fingerprint
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimiser,
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.min_learning_rate,
+        )
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.epoch_times: list[float] = []
+        self.best_loss, self.best_epoch = math.inf, -1
+        self.best_model = copy.deepcopy(model.state_dict())
+
+    @property
+    def stalled(self) -> bool:
+        """True once ``patience`` epochs have passed without a new best validation loss."""
+        return self.epoch - self.best_epoch >= self.config.patience
+
+    def resume(self) -> None:
+        """Continue from the training state in ``config.state`` (checked against this run)."""
+        saved = _read_state(self.config, self.fingerprint)
+        self.model.load_state_dict(saved["model"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.schedule.load_state_dict(saved["scheduler"])
+        self.best_loss, self.best_epoch = saved["best_loss"], saved["best_epoch"]
+        self.best_model = saved["best_model"]
+        self.history, self.epoch_times = list(saved["history"]), list(saved["epoch_times"])
+        self.epoch = saved["epoch"]
+
+    def step(self, epoch: int) -> dict[str, float]:
+        """Train epoch ``epoch`` (0-based), validate, keep the best, save; the history row."""
+        t0 = time.perf_counter()
+        train_loss = self._train_epoch(epoch)
+        val_b = self.sets.validation
+        val_loss = (
+            evaluate_set(self.model, val_b, config=self.config)["loss"] if val_b else train_loss
+        )
+        self.schedule.step(val_loss)
+        self.epoch_times.append(time.perf_counter() - t0)
+        self.epoch = epoch + 1
+        row = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "validation_loss": val_loss,
+            "learning_rate": self.optimiser.param_groups[0]["lr"],
+        }
+        self.history.append(row)
+        if val_loss < self.best_loss:
+            self._keep_best(val_loss)
+        if self.config.state is not None:
+            _write_state(self.config.state, self._state())
+        return row
+
+    def _train_epoch(self, epoch: int) -> float:
+        """One pass over the training batches in the seeded order of ``epoch``; mean loss."""
+        config, batches = self.config, self.sets.train
+        order = torch.randperm(
+            len(batches), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        )
+        total = 0.0
+        for k in order.tolist():
+            self.optimiser.zero_grad(set_to_none=True)
+            loss = batch_loss(self.model, batches[k], config=config, weights=self.sets.weights[k])
+            loss.backward()
+            self.optimiser.step()
+            total += float(loss.detach())
+        return total / len(batches)
+
+    def _keep_best(self, loss: float) -> None:
+        """Record the current weights as the best (and write the checkpoint, if any)."""
+        self.best_loss, self.best_epoch = loss, self.epoch
+        self.best_model = copy.deepcopy(self.model.state_dict())
+        if self.config.checkpoint is not None:
+            save_potential(
+                _cpu64(self.model), self.config.checkpoint, metadata={"epoch": self.epoch}
+            )
+
+    def _state(self) -> dict[str, Any]:
+        """Everything :meth:`resume` needs, for :func:`_write_state`."""
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best_model": self.best_model,
+            "history": self.history,
+            "epoch_times": self.epoch_times,
+            "fingerprint": self.fingerprint,
+        }
 
 
 def train(
@@ -342,111 +506,43 @@ def train(
     config = config or TrainingConfig()
     start = time.perf_counter()
     model = copy.deepcopy(potential).to(device=config.device, dtype=_dtype(config.dtype))
-    ids = split_indices(len(frames), config.split, seed=config.seed)
-    train_b = _batches(frames, ids[0], model, config, shuffle_seed=config.seed)
-    val_b = _batches(frames, ids[1], model, config, shuffle_seed=None)
-    test_b = _batches(frames, ids[2], model, config, shuffle_seed=None)
-    if config.cache_descriptors and supports_jacobian(model.descriptor):
-        for b in (*train_b, *val_b, *test_b):  # once per batch: positions are fixed
-            b.cache = descriptor_jacobian(model.descriptor, b.graph)
-    if fit_normalisation:
-        fit_statistics(model, train_b)
-    position = {k: n for n, k in enumerate(ids[0])}
-    boot = _bootstrap(model.n_members, len(ids[0]), seed=config.seed, enabled=config.bootstrap)
-    boot = boot.to(device=config.device, dtype=_dtype(config.dtype))
-    batch_weights = [boot[:, [position[int(k)] for k in b.frame_ids]] for b in train_b]
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser,
-        factor=config.lr_factor,
-        patience=config.lr_patience,
-        min_lr=config.min_learning_rate,
-    )
-    history: list[dict[str, float]] = []
-    best = (math.inf, -1, copy.deepcopy(model.state_dict()))
-    epoch_times: list[float] = []
-    fingerprint = _fingerprint(config, frames, model)
-    first, stopped = 0, False
+    sets = _training_sets(model, frames, config, fit_normalisation=fit_normalisation)
+    run = _Run(model, sets, config, _fingerprint(config, frames, model))
     if resume:
-        saved = _read_state(config, fingerprint)
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        schedule.load_state_dict(saved["scheduler"])
-        best = (saved["best_loss"], saved["best_epoch"], saved["best_model"])
-        history, epoch_times = list(saved["history"]), list(saved["epoch_times"])
-        first = saved["epoch"]
-        stopped = first - best[1] >= config.patience
-    for epoch in range(first, config.epochs):
-        if stopped:
-            break
-        t0 = time.perf_counter()
-        order = torch.randperm(
-            len(train_b), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
-        )
-        total = 0.0
-        for k in order.tolist():
-            optimiser.zero_grad(set_to_none=True)
-            loss = batch_loss(model, train_b[k], config=config, weights=batch_weights[k])
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach())
-        train_loss = total / len(train_b)
-        val_loss = evaluate_set(model, val_b, config=config)["loss"] if val_b else train_loss
-        schedule.step(val_loss)
-        epoch_times.append(time.perf_counter() - t0)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "validation_loss": val_loss,
-            "learning_rate": optimiser.param_groups[0]["lr"],
-        }
-        history.append(row)
-        if val_loss < best[0]:
-            best = (val_loss, epoch + 1, copy.deepcopy(model.state_dict()))
-            if config.checkpoint is not None:
-                save_potential(_cpu64(model), config.checkpoint, metadata={"epoch": epoch + 1})
-        if config.state is not None:
-            _write_state(
-                config.state,
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "scheduler": schedule.state_dict(),
-                    "best_loss": best[0],
-                    "best_epoch": best[1],
-                    "best_model": best[2],
-                    "history": history,
-                    "epoch_times": epoch_times,
-                    "fingerprint": fingerprint,
-                },
-            )
-        if progress is not None:
-            progress(row)
-        if epoch + 1 - best[1] >= config.patience:
-            break
-    model.load_state_dict(best[2])
-    metrics = _final_metrics(model, train_b, val_b, test_b, config)
+        run.resume()
+    first = run.epoch
+    if not (resume and run.stalled):
+        for epoch in range(first, config.epochs):
+            row = run.step(epoch)
+            if progress is not None:
+                progress(row)
+            if run.stalled:
+                break
+    model.load_state_dict(run.best_model)
+    metrics = _final_metrics(model, sets.train, sets.validation, sets.test, config)
     metrics.update(
         {
-            "n_frames": {"train": len(ids[0]), "validation": len(ids[1]), "test": len(ids[2])},
+            "n_frames": {name: len(ids) for name, ids in zip(_SET_NAMES, sets.ids, strict=True)},
             "members": model.n_members,
-            "epochs": len(history),
-            "best_epoch": best[1],
+            "epochs": len(run.history),
+            "best_epoch": run.best_epoch,
             "resumed_from_epoch": first if resume else None,
             "wall_time_s": time.perf_counter() - start,
-            "time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else 0.0,
-            "config": {
-                k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()
-            },
+            "time_per_epoch_s": float(np.mean(run.epoch_times)) if run.epoch_times else 0.0,
+            "config": _plain(asdict(config)),
         }
     )
-    return TrainingResult(potential=_cpu64(model), metrics=metrics, history=history)
+    return TrainingResult(potential=_cpu64(model), metrics=metrics, history=run.history)
 
 
-def _fingerprint(config: TrainingConfig, frames: Sequence[Atoms], model) -> dict[str, Any]:
-    """What a resumed run must share with the run that wrote the state: the settings (less
-    :data:`_RESUMABLE_CHANGES`), the model's shapes and a digest of the frames' labels."""
+def _fingerprint(
+    config: TrainingConfig, frames: Sequence[Atoms], model: NetworkPotential
+) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote the state.
+
+    That is the settings (less :data:`_RESUMABLE_CHANGES`), the model's shapes and a digest
+    of the frames' labels.
+    """
     digest = hashlib.sha256()
     for atoms in frames:
         digest.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
@@ -456,11 +552,7 @@ def _fingerprint(config: TrainingConfig, frames: Sequence[Atoms], model) -> dict
         forces = atoms.arrays.get("forces")
         if forces is not None:
             digest.update(np.asarray(forces, dtype=np.float64).tobytes())
-    settings = {
-        k: (list(v) if isinstance(v, tuple) else v)
-        for k, v in asdict(config).items()
-        if k not in _RESUMABLE_CHANGES
-    }
+    settings = _plain({k: v for k, v in asdict(config).items() if k not in _RESUMABLE_CHANGES})
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     return {"settings": settings, "model": shapes, "frames": [len(frames), digest.hexdigest()]}
 
@@ -512,7 +604,14 @@ def _cpu64(model: NetworkPotential) -> NetworkPotential:
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
 
 
-def _final_metrics(model, train_b, val_b, test_b, config) -> dict[str, Any]:
+def _final_metrics(
+    model: NetworkPotential,
+    train_b: Sequence[Batch],
+    val_b: Sequence[Batch],
+    test_b: Sequence[Batch],
+    config: TrainingConfig,
+) -> dict[str, Any]:
+    """Errors on the three sets; a committee is calibrated on validation (else train)."""
     sets = {
         "train": evaluate_set(model, train_b, config=config),
         "validation": evaluate_set(model, val_b, config=config),

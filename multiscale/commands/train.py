@@ -13,6 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from atomistic.mlip.network import NetworkPotential
+    from atomistic.mlip.training import TrainingConfig, TrainingResult
+    from multiscale.config.train import TrainConfig
 
 HELP = "train an MLIP or a committee on labelled frames (see docs/train.md)"
 
@@ -60,7 +69,8 @@ class _EpochLine:
             sys.stderr.flush()
 
 
-def _read_frames(config, key: str, names) -> list:
+def _read_frames(config: TrainConfig, key: str, names: Sequence[str]) -> list[Atoms]:
+    """The frames of the datasets ``names``; a bad file is a :class:`CaseError` naming ``key``."""
     from atomistic.mlip.dataset import DatasetError, read_dataset
     from multiscale.errors import CaseError
 
@@ -73,38 +83,36 @@ def _read_frames(config, key: str, names) -> list:
     return frames
 
 
-def main(args: argparse.Namespace) -> int:
-    """Train; returns 0 (bad input raises :class:`~multiscale.errors.CaseError`)."""
-    from multiscale.config.train import load_train_config
+def _device(config: TrainConfig) -> str:
+    """``training.device`` resolved (``auto``: CUDA when present); CaseError if absent."""
+    from atomistic.device import DeviceError, resolve_device
     from multiscale.errors import CaseError
-    from multiscale.outputs import write_json
 
-    config = load_train_config(args.config)
+    try:
+        return str(resolve_device(config.training.device))
+    except DeviceError as err:
+        raise CaseError(f"{config.file}: training.device: {err}") from None
 
-    import torch
 
-    from atomistic import MLIP, Committee, UnknownElementError, load_potential
-    from atomistic.mlip.batches import FrameLabelError
-    from atomistic.mlip.network import NetworkPotential
-    from atomistic.mlip.serialization import save_potential
-    from atomistic.mlip.training import TrainingConfig, TrainingStateError, fine_tune, train
+def _settings(config: TrainConfig, *, resume: bool) -> TrainingConfig:
+    """The library's :class:`TrainingConfig` for the training file.
 
-    frames = _read_frames(config, "data.files", config.data.files)
-    if len(frames) < 1:
-        raise CaseError(f"{config.file}: data.files hold no frames")
-    t, m = config.training, config.model
-    device = t.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise CaseError(f'{config.file}: training.device = "cuda" but no CUDA device is present')
+    Raises:
+        CaseError: no CUDA device for ``training.device = "cuda"``, or ``--resume`` with
+            nowhere the state was saved.
+    """
+    from atomistic.mlip.training import TrainingConfig
+    from multiscale.errors import CaseError
+
+    device = _device(config)
     checkpoint, state = config.output.checkpoint, config.output.state_name()
-    if args.resume and state is None:
+    if resume and state is None:
         raise CaseError(
             f"{config.file}: --resume needs [output] state or [output] checkpoint "
             "(where the stopped run saved its training state)"
         )
-    settings = TrainingConfig(
+    t = config.training
+    return TrainingConfig(
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
@@ -122,65 +130,115 @@ def main(args: argparse.Namespace) -> int:
         checkpoint=None if checkpoint is None else str(config.path(checkpoint)),
         state=None if state is None else str(config.path(state)),
     )
-    line = _EpochLine(t.epochs, enabled=not args.quiet)
+
+
+def _new_model(config: TrainConfig, frames: Sequence[Atoms]) -> NetworkPotential:
+    """A fresh network (or committee) as ``[model]`` and ``[committee]`` describe it.
+
+    The elements default to those in the frames; member ``k`` is seeded with
+    ``1000 · data.seed + k``.
+    """
+    from atomistic import MLIP, Committee
+
+    m = config.model
+    elements = m.elements or tuple(sorted({s for f in frames for s in f.get_chemical_symbols()}))
+    common = {
+        "elements": elements,
+        "descriptor": m.spec(),
+        "hidden": m.hidden,
+        "activation": m.activation,
+    }
+    members = config.committee.members
+    seeds = tuple(config.data.seed * 1000 + k for k in range(members))
+    if members > 1:
+        return Committee(n_members=members, seeds=seeds, **common)
+    return MLIP(seed=seeds[0], **common)
+
+
+def _fit(
+    config: TrainConfig,
+    frames: list[Atoms],
+    settings: TrainingConfig,
+    *,
+    progress: _EpochLine,
+    resume: bool,
+) -> TrainingResult:
+    """Fine-tune ``training.fine_tune_from`` with replay, else train a new model."""
+    from atomistic import load_potential
+    from atomistic.mlip.network import NetworkPotential
+    from atomistic.mlip.training import fine_tune, train
+    from multiscale.errors import CaseError
+
+    t = config.training
+    if t.fine_tune_from is None:
+        model = _new_model(config, frames)
+        return train(model, frames, config=settings, progress=progress, resume=resume)
+    base = load_potential(config.path(t.fine_tune_from))
+    if not isinstance(base, NetworkPotential):
+        raise CaseError(
+            f"{config.file}: training.fine_tune_from = {t.fine_tune_from} is not a "
+            "network potential (.pt saved by multiscale train)"
+        )
+    old = _read_frames(config, "training.replay_files", t.replay_files)
+    return fine_tune(
+        base, frames, old, replay=t.replay, config=settings, progress=progress, resume=resume
+    )
+
+
+def _write_results(config: TrainConfig, result: TrainingResult) -> dict[str, Any]:
+    """Save the potential and the metrics JSON (each atomically); the metrics written."""
+    from atomistic.mlip.serialization import save_potential
+    from multiscale.outputs import write_json
+
+    metrics = dict(result.metrics)
+    metrics["data_files"] = [str(config.path(n)) for n in config.data.files]
+    metrics["fine_tuned_from"] = config.training.fine_tune_from
+    potential_path = config.path(config.output.potential)
+    metrics["potential"] = str(potential_path)
+    save_potential(result.potential, potential_path, metadata=metrics)
+    write_json(config.path(config.output.metrics), {**metrics, "history": result.history})
+    return metrics
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    """One line: members, epochs, and the errors on the test set (else the training set)."""
+    name = "test" if metrics["test"].get("n_frames") else "train"
+    errors = metrics[name]
+    calibration = metrics.get("calibration")
+    return (
+        f"trained {metrics['members']} member(s), {metrics['epochs']} epochs "
+        f"({metrics['time_per_epoch_s']:.3g} s each): {name} force RMSE "
+        f"{errors['force_rmse_eV_per_A']:.4g} eV/Å, energy RMSE "
+        f"{errors['energy_rmse_eV_per_atom']:.4g} eV/atom"
+        + (f", calibration {calibration:.3g}" if calibration is not None else "")
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Train; returns 0 (bad input raises :class:`~multiscale.errors.CaseError`)."""
+    from multiscale.config.train import load_train_config
+    from multiscale.errors import CaseError
+
+    config = load_train_config(args.config)
+
+    from atomistic import UnknownElementError
+    from atomistic.mlip.batches import FrameLabelError
+    from atomistic.mlip.training import TrainingStateError
+
+    frames = _read_frames(config, "data.files", config.data.files)
+    if len(frames) < 1:
+        raise CaseError(f"{config.file}: data.files hold no frames")
+    settings = _settings(config, resume=args.resume)
+    line = _EpochLine(config.training.epochs, enabled=not args.quiet)
     try:
-        if t.fine_tune_from is not None:
-            base = load_potential(config.path(t.fine_tune_from))
-            if not isinstance(base, NetworkPotential):
-                raise CaseError(
-                    f"{config.file}: training.fine_tune_from = {t.fine_tune_from} is not a "
-                    "network potential (.pt saved by multiscale train)"
-                )
-            old = _read_frames(config, "training.replay_files", t.replay_files)
-            result = fine_tune(
-                base,
-                frames,
-                old,
-                replay=t.replay,
-                config=settings,
-                progress=line,
-                resume=args.resume,
-            )
-        else:
-            elements = m.elements or tuple(
-                sorted({s for f in frames for s in f.get_chemical_symbols()})
-            )
-            spec = m.spec()
-            common = {
-                "elements": elements,
-                "descriptor": spec,
-                "hidden": m.hidden,
-                "activation": m.activation,
-            }
-            members = config.committee.members
-            seeds = tuple(config.data.seed * 1000 + k for k in range(members))
-            model = (
-                Committee(n_members=members, seeds=seeds, **common)
-                if members > 1
-                else MLIP(seed=seeds[0], **common)
-            )
-            result = train(model, frames, config=settings, progress=line, resume=args.resume)
+        result = _fit(config, frames, settings, progress=line, resume=args.resume)
     except (FrameLabelError, UnknownElementError) as err:
         raise CaseError(f"{config.file}: data.files: {err}") from None
     except TrainingStateError as err:
         raise CaseError(f"{config.file}: --resume: {err}") from None
     finally:
         line.close()
-    metrics = dict(result.metrics)
-    metrics["data_files"] = [str(config.path(n)) for n in config.data.files]
-    metrics["fine_tuned_from"] = t.fine_tune_from
-    potential_path = config.path(config.output.potential)
-    metrics["potential"] = str(potential_path)
-    save_potential(result.potential, potential_path, metadata=metrics)
-    write_json(config.path(config.output.metrics), {**metrics, "history": result.history})
-    test = metrics["test"] if metrics["test"].get("n_frames") else metrics["train"]
-    name = "test" if metrics["test"].get("n_frames") else "train"
-    print(
-        f"trained {metrics['members']} member(s), {metrics['epochs']} epochs "
-        f"({metrics['time_per_epoch_s']:.3g} s each): {name} force RMSE "
-        f"{test['force_rmse_eV_per_A']:.4g} eV/Å, energy RMSE "
-        f"{test['energy_rmse_eV_per_atom']:.4g} eV/atom"
-        + (f", calibration {metrics['calibration']:.3g}" if "calibration" in metrics else "")
-    )
-    print(f"wrote {potential_path} and {config.path(config.output.metrics)}")
+    metrics = _write_results(config, result)
+    print(_summary(metrics))
+    print(f"wrote {metrics['potential']} and {config.path(config.output.metrics)}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from multiscale.config.schema import Context, build_section, option, read_toml, toml_value
-from multiscale.config.sections import positive
+from multiscale.config.sections import at_least_one, non_negative, positive
 
 __all__ = [
     "GENERATOR_KINDS",
@@ -29,8 +29,7 @@ def _count(value: int) -> str | None:
     return "must be >= 0" if value < 0 else None
 
 
-def _non_negative(value: float) -> str | None:
-    return "must be finite and >= 0" if not (value >= 0 and math.isfinite(value)) else None
+_non_negative = non_negative
 
 
 def _strain(value: float) -> str | None:
@@ -42,8 +41,7 @@ def _sizes(value: int | tuple[int, ...]) -> str | None:
     return "entries must be >= 1" if any(s < 1 for s in sizes) else None
 
 
-def _at_least_one(value: int) -> str | None:
-    return "must be >= 1" if value < 1 else None
+_at_least_one = at_least_one
 
 
 def _millers(value: tuple[tuple[int, int, int], ...]) -> str | None:

@@ -7,13 +7,12 @@ documented in ``docs/train.md``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from multiscale.config.schema import Context, build_section, option, read_toml
-from multiscale.config.sections import all_positive, at_least_one, positive
+from multiscale.config.sections import all_positive, at_least_one, non_negative, positive
 
 __all__ = ["TrainConfig", "load_train_config"]
 
@@ -24,8 +23,7 @@ def _fractions(value: tuple[float, float, float]) -> str | None:
     return None
 
 
-def _non_negative(value: int | float) -> str | None:
-    return "must be finite and >= 0" if not (value >= 0 and math.isfinite(value)) else None
+_non_negative = non_negative
 
 
 def _zetas(value: tuple[float, ...]) -> str | None:
@@ -97,11 +95,11 @@ class ModelSection:
             "radial_shift": self.radial_shift,
             "cutoff_function": self.cutoff_function,
         }
+        if self.angular_eta is not None:  # else each descriptor's own default
+            common["angular_eta"] = self.angular_eta
         if self.descriptor == "acsf":
-            eta = {} if self.angular_eta is None else {"angular_eta": self.angular_eta}
-            return ACSFSpec(zeta=self.zeta, **eta, **common)
-        eta = {} if self.angular_eta is None else {"angular_eta": self.angular_eta}
-        return MomentSpec(angular_shift=self.angular_shift, max_l=self.max_l, **eta, **common)
+            return ACSFSpec(zeta=self.zeta, **common)
+        return MomentSpec(angular_shift=self.angular_shift, max_l=self.max_l, **common)
 
 
 @dataclass(frozen=True, kw_only=True)

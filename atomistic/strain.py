@@ -34,9 +34,11 @@ the exact answer and 1 for the homogeneous predictor (no relaxation at all); it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "coupled_displacements",
@@ -51,8 +53,15 @@ __all__ = [
 #: bcc 2/√3 ≈ 1.155, diamond √(8/3) ≈ 1.633, hcp √2).
 SHELL_FACTOR = 1.1
 
+#: ``jump(X_i (k, 3), X_j (k, 3)) -> (k, 3)``: a known jump of the displacement across bonds.
+Jump = Callable[[np.ndarray, np.ndarray], ArrayLike]
+#: ``far_field(X (n, 3)) -> u (n, 3)``, in Å.
+FarField = Callable[[np.ndarray], ArrayLike]
 
-def _pairs(positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc) -> tuple:
+
+def _pairs(
+    positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import dolfinx_solver  # noqa: F401  - before petsc4py, which coupling imports
     import vesin
 
@@ -71,8 +80,8 @@ def site_gradients(
     *,
     cutoff: float,
     cell: np.ndarray | None = None,
-    pbc=(False, False, False),
-    jump: Any = None,
+    pbc: ArrayLike = (False, False, False),
+    jump: Jump | None = None,
 ) -> np.ndarray:
     """Least-squares displacement gradient of every site over its neighbour shell.
 
@@ -118,8 +127,8 @@ def strain_error(
     cutoff: float,
     mask: np.ndarray | None = None,
     cell: np.ndarray | None = None,
-    pbc=(False, False, False),
-    jump: Any = None,
+    pbc: ArrayLike = (False, False, False),
+    jump: Jump | None = None,
 ) -> float:
     """``sqrt(Σ_i |G^c_i − G^ref_i|²) / sqrt(Σ_i |G^ref_i − (F − I)|²)`` over ``mask``.
 
@@ -130,7 +139,9 @@ def strain_error(
         strain: ``(3, 3)`` far-field ``F − I``.
         cutoff: neighbour-shell radius in Å (e.g. ``SHELL_FACTOR · r_nn``).
         mask: ``(n,)`` sites that are summed over (the free reference sites); all by default.
-        cell, pbc, jump: as for :func:`site_gradients`.
+        cell: as for :func:`site_gradients`.
+        pbc: as for :func:`site_gradients`.
+        jump: as for :func:`site_gradients`.
 
     Returns:
         The relative strain error; ``nan`` when the reference is homogeneous.
@@ -184,11 +195,13 @@ def extend_displacements(
     sites: np.ndarray,
     displacements: np.ndarray,
     *,
-    far_field: Any,
+    far_field: FarField,
     period: float | None = None,
 ) -> np.ndarray:
-    """A solution known on ``sites`` carried to ``points``: its own value where a point is one
-    of its sites, else ``far_field`` (e.g. a smaller atomistic domain inside a bigger one).
+    """A solution known on ``sites`` carried to ``points``.
+
+    Its own value where a point is one of its sites, else ``far_field`` (e.g. a smaller
+    atomistic domain inside a bigger one).
 
     Args:
         points: ``(n, 3)`` lattice sites in Å.
@@ -208,6 +221,8 @@ def extend_displacements(
     return u
 
 
+# The FE space and the coupled system below are dolfinx and ``coupling`` objects, typed ``Any``:
+# atomistic depends on neither (DESIGN.md §4), not even for its types.
 def _points_in_mesh(V: Any, points: np.ndarray, *, tol: float = 1e-10) -> np.ndarray:
     """``(n,)`` True for points in an owned cell of some rank (collective).
 
@@ -240,7 +255,7 @@ def _points_in_mesh(V: Any, points: np.ndarray, *, tol: float = 1e-10) -> np.nda
 
 
 def coupled_displacements(
-    system: Any, points: np.ndarray, *, far_field: Any, period: float | None = None
+    system: Any, points: np.ndarray, *, far_field: FarField, period: float | None = None
 ) -> np.ndarray:
     """The coupled solution's displacement at ``points`` (collective; every rank gets all).
 

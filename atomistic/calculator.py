@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
+from ase import Atoms
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import all_changes
 from ase.data import chemical_symbols
@@ -11,8 +15,8 @@ from ase.data import chemical_symbols
 from atomistic.device import resolve_device
 from atomistic.memory import retain_freed_memory
 from atomistic.mlip.committee import Committee, force_spread, member_forces
-from atomistic.neighbours import NeighbourList, build_graph
-from atomistic.potentials.protocol import evaluate, species_indices
+from atomistic.neighbours import Graph, NeighbourList, build_graph
+from atomistic.potentials.protocol import Potential, evaluate, species_indices
 
 __all__ = ["Calculator"]
 
@@ -33,10 +37,11 @@ class Calculator(_AseCalculator):
     ``c · sqrt(mean_m |F_m − F̄|²)``; other potentials do not give it.
 
     Args:
-        potential: a module that returns site energies from a graph.
+        potential: a project potential (site energies from a graph).
         device: ``"cpu"``, ``"cuda"`` or None (CUDA when present).
         dtype: ``torch.float64`` (default) or ``torch.float32``.
         skin: neighbour-list skin in Å; the list is reused while atoms move less than skin/2.
+        **kwargs: passed on to ASE's ``Calculator``.
 
     On Linux the first calculator switches glibc to keeping freed memory
     (:func:`atomistic.memory.retain_freed_memory`): several times faster on big systems, at
@@ -55,12 +60,12 @@ class Calculator(_AseCalculator):
 
     def __init__(
         self,
-        potential,
+        potential: Potential,
         device: str | torch.device | None = None,
         *,
         dtype: torch.dtype = torch.float64,
         skin: float = 0.5,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         retain_freed_memory()
@@ -71,22 +76,43 @@ class Calculator(_AseCalculator):
         self._species_key: np.ndarray | None = None
         self._species: torch.Tensor | None = None
 
-    def _species_for(self, atoms) -> torch.Tensor:
+    def _species_for(self, atoms: Atoms) -> torch.Tensor:
         # Compare atomic numbers as an array: no per-atom Python work on every step.
         numbers = atoms.numbers
-        if self._species_key is None or not np.array_equal(numbers, self._species_key):
+        species = self._species
+        if (
+            species is None
+            or self._species_key is None
+            or not np.array_equal(numbers, self._species_key)
+        ):
             symbols = np.array(chemical_symbols)[numbers]
-            self._species = species_indices(
+            species = species_indices(
                 symbols.tolist(),
                 self.potential.elements,
                 source=getattr(self.potential, "source", "potential"),
             ).to(self.device)
+            self._species = species
             self._species_key = numbers.copy()
-        return self._species
+        return species
 
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Compute ``properties`` for ``atoms`` into ``self.results`` (ASE's interface).
+
+        Args:
+            atoms: the atoms; None: the ones of the last calculation.
+            properties: the properties asked for; energies and forces are always computed,
+                stresses when ``stress`` or ``stresses`` is asked for.
+            system_changes: what changed since the last calculation (ASE's list).
+        """
         super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
+        atoms = self.atoms  # ASE's copy of the atoms given, or those of the last calculation
+        if atoms is None:
+            raise ValueError("Calculator.calculate: no atoms given and none calculated before")
         want_stress = "stress" in properties or "stresses" in properties
         pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)
         cell = torch.as_tensor(atoms.cell.array, dtype=self.dtype, device=self.device)
@@ -117,7 +143,9 @@ class Calculator(_AseCalculator):
             self.results["stress"] = w.sum(axis=0)[_VOIGT_A, _VOIGT_B] / vol
 
 
-def _committee_results(committee: Committee, graph, *, per_atom_virial: bool) -> dict:
+def _committee_results(
+    committee: Committee, graph: Graph, *, per_atom_virial: bool
+) -> dict[str, torch.Tensor]:
     """Mean energy, forces and virials, and the calibrated spread, from one member pass.
 
     The mean's forces and virials are linear in the edge gradients, so they follow from the

@@ -20,18 +20,24 @@ ion); ``relaxed=False`` keeps the basis affine (clamped ion). For simple lattice
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 import torch
 import vesin
+from ase import Atoms
 
 from atomistic.device import resolve_device
 from atomistic.neighbours import Graph
-from atomistic.potentials.protocol import species_indices
+from atomistic.potentials.protocol import Potential, species_indices
 
 __all__ = ["CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
 
 EV_PER_A3_TO_GPA = 160.21766208
 _VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+
+#: Reference pairs of the unit cell: ``i (E,)``, ``j (E,)`` and ``X_j − X_i + S·C0`` ``(E, 3)``.
+_Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def voigt_from_tangent(A: np.ndarray) -> np.ndarray:
@@ -59,10 +65,10 @@ class CauchyBorn:
 
     def __init__(
         self,
-        potential,
-        unit_cell_atoms,
+        potential: Potential,
+        unit_cell_atoms: Atoms,
         *,
-        device=None,
+        device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float64,
         shift_tol: float = 1e-10,
         chunk: int | None = 2048,
@@ -87,7 +93,7 @@ class CauchyBorn:
         self.chunk = chunk
 
     # -- pair geometry -------------------------------------------------------------------
-    def _reference_pairs(self, F: torch.Tensor):
+    def _reference_pairs(self, F: torch.Tensor) -> _Pairs:
         """Reference pairs long enough that no pair within the cutoff is missed for any ``F``."""
         smin = float(torch.linalg.svdvals(F.detach().double()).min())
         if smin <= 0:
@@ -103,7 +109,7 @@ class CauchyBorn:
             t(d0, self.dtype),
         )
 
-    def _site_energy_density(self, F, p, pairs) -> torch.Tensor:
+    def _site_energy_density(self, F: torch.Tensor, p: torch.Tensor, pairs: _Pairs) -> torch.Tensor:
         """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
         i, j, d0 = pairs
         m, k, E = F.shape[0], self.n_basis, i.shape[0]
@@ -121,7 +127,9 @@ class CauchyBorn:
         return self.potential(graph).reshape(m, k).sum(dim=1) / self.volume
 
     # -- shift relaxation ----------------------------------------------------------------
-    def _free_shift_hessian(self, W, q):
+    def _free_shift_hessian(
+        self, W: torch.Tensor, q: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient ``(m, s)`` and Hessian ``(m, s, s)`` of ``Σ W`` in the free shifts ``q``."""
         (g,) = torch.autograd.grad(W.sum(), q, create_graph=True)
         g = g.reshape(q.shape[0], -1)
@@ -131,7 +139,7 @@ class CauchyBorn:
         ]
         return g, torch.stack(rows, dim=1)
 
-    def _relax_shifts(self, F: torch.Tensor, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    def _relax_shifts(self, F: torch.Tensor, pairs: _Pairs) -> tuple[torch.Tensor, torch.Tensor]:
         """Relaxed free shifts ``(m, k-1, 3)`` and ``W_pp`` ``(m, s, s)`` (per volume) there."""
         m = F.shape[0]
         q = torch.zeros((m, self.n_basis - 1, 3), dtype=self.dtype, device=self.device)
@@ -150,13 +158,33 @@ class CauchyBorn:
         )
 
     # -- public --------------------------------------------------------------------------
-    def evaluate(self, F, *, relaxed: bool = True, tangent: bool = True):
+    @overload
+    def evaluate(
+        self, F: np.ndarray | torch.Tensor, *, relaxed: bool = ..., tangent: Literal[True] = ...
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def evaluate(
+        self, F: np.ndarray | torch.Tensor, *, relaxed: bool = ..., tangent: Literal[False]
+    ) -> tuple[torch.Tensor, torch.Tensor, None]: ...
+
+    @overload
+    def evaluate(
+        self, F: np.ndarray | torch.Tensor, *, relaxed: bool = ..., tangent: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
+
+    def evaluate(
+        self, F: np.ndarray | torch.Tensor, *, relaxed: bool = True, tangent: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``W (m,)``, ``P (m,3,3)`` and, if asked, ``A (m,3,3,3,3)`` as torch tensors.
 
         Args:
             F: ``(m, 3, 3)`` deformation gradients (array or tensor).
             relaxed: relax the basis shifts for each ``F`` (relaxed ion).
             tangent: also return the tangent ``∂P/∂F``.
+
+        Returns:
+            ``(W, P, A)`` in eV/Å³; ``A`` is None without ``tangent``.
         """
         F = torch.as_tensor(
             np.asarray(F) if not torch.is_tensor(F) else F, dtype=self.dtype, device=self.device
@@ -171,9 +199,12 @@ class CauchyBorn:
             self._evaluate(F[s : s + step], pairs, relaxed=relaxed, tangent=tangent)
             for s in range(0, F.shape[0], step)
         ]
-        return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts, strict=True))
+        W, P, A = zip(*parts, strict=True)
+        return torch.cat(W), torch.cat(P), None if A[0] is None else torch.cat(A)
 
-    def _evaluate(self, F: torch.Tensor, pairs, *, relaxed: bool, tangent: bool):
+    def _evaluate(
+        self, F: torch.Tensor, pairs: _Pairs, *, relaxed: bool, tangent: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`evaluate` for one batch, with the reference ``pairs`` of all of them."""
         m = F.shape[0]
         shifts = relaxed and self.n_basis > 1
@@ -203,12 +234,12 @@ class CauchyBorn:
             A = A - corr.reshape(m, 3, 3, 3, 3)
         return W.detach(), P.detach(), A.detach()
 
-    def __call__(self, F: np.ndarray):
+    def __call__(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The material-law form ``law(F) -> (W, P, A)`` on NumPy arrays (relaxed)."""
         W, P, A = self.evaluate(F, relaxed=True, tangent=True)
         return W.cpu().numpy(), P.cpu().numpy(), A.cpu().numpy()
 
-    def stress(self, F: np.ndarray):
+    def stress(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(W, P)`` on NumPy arrays without the tangent (relaxed; much cheaper).
 
         A continuum material calls this for energies and residuals and ``law(F)`` only when

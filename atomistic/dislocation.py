@@ -92,8 +92,11 @@ def dissociation(
     """Positions of the two partials of a dislocation from its slip profile.
 
     Args:
-        positions, displacements, burgers, center, plane_spacing: as for
-            :func:`slip_profile`.
+        positions: ``(n, 3)`` reference sites in Å, as for :func:`slip_profile`.
+        displacements: ``(n, 3)`` their displacements in Å, as for :func:`slip_profile`.
+        burgers: ``(3,)`` Burgers vector in Å.
+        center: ``(2,)`` position of the line in Å.
+        plane_spacing: spacing of the lattice planes normal to ``y`` in Å.
         half_width: the profile is sampled on ``c_x ± half_width`` (inside the atoms), Å.
         samples: number of samples.
 

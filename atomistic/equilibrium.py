@@ -17,19 +17,21 @@ lattice plane spacings              the smallest positive coordinate of a site p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
 
 from atomistic.calculator import Calculator
 from atomistic.cauchy_born import CauchyBorn
 from atomistic.defects import vacancy
 from atomistic.lattice import crystal, unit_cell
-from atomistic.relax import relax_fixed_cell
+from atomistic.potentials.protocol import Potential
+from atomistic.relax import Progress, relax_fixed_cell
 
 __all__ = [
     "NEAREST_NEIGHBOUR_FACTOR",
@@ -54,7 +56,9 @@ def nearest_neighbour_distance(structure: str, a: float) -> float:
     return float(NEAREST_NEIGHBOUR_FACTOR[structure] * a)
 
 
-def _scan(energy_per_atom: Callable[[float], float], grid: np.ndarray, what: str):
+def _scan(
+    energy_per_atom: Callable[[float], float], grid: np.ndarray, what: str
+) -> tuple[int, float, float]:
     energies = np.array([energy_per_atom(a) for a in grid])
     k = int(np.argmin(energies))
     if k in (0, len(grid) - 1):
@@ -66,11 +70,11 @@ def _scan(energy_per_atom: Callable[[float], float], grid: np.ndarray, what: str
 
 
 def equilibrium_lattice_constant(
-    calculator: Any = None,
+    calculator: BaseCalculator | None = None,
     *,
     structure: str,
     element: str,
-    potential: torch.nn.Module | None = None,
+    potential: Potential | None = None,
     device: str | torch.device | None = None,
     a_guess: float | None = None,
     span: float = 0.1,
@@ -139,10 +143,22 @@ def equilibrium_lattice_constant(
 
 
 def lattice_plane_spacings(
-    structure: str, element: str, a: float, orientation: np.ndarray | None
+    structure: str,
+    element: str,
+    a: float,
+    orientation: Sequence[Sequence[int]] | np.ndarray | None,
 ) -> np.ndarray:
-    """``(3,)`` spacing (Å) of the lattice planes normal to x, y, z: the smallest positive
-    coordinate of a site along each axis (a site sits at the origin)."""
+    """``(3,)`` spacing (Å) of the lattice planes normal to x, y, z.
+
+    The spacing along an axis is the smallest positive coordinate of a site along it (a site
+    sits at the origin).
+
+    Args:
+        structure: the lattice name.
+        element: chemical symbol.
+        a: lattice constant in Å.
+        orientation: Miller axes as in :func:`~atomistic.lattice.crystal`.
+    """
     block = crystal(structure, element=element, a=a, orientation=orientation)
     out = np.empty(3)
     for k in range(3):
@@ -194,7 +210,7 @@ class VacancyFormation:
 
 
 def vacancy_formation_energy(
-    calculator: Any,
+    calculator: BaseCalculator,
     *,
     structure: str,
     element: str,
@@ -203,7 +219,7 @@ def vacancy_formation_energy(
     fmax: float = 1e-4,
     max_steps: int = 10000,
     method: str = "lbfgs",
-    progress: Callable[[int, float, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> VacancyFormation:
     """``E_f = E_vac − (N − 1)/N E_bulk`` with any ASE calculator, relaxed at fixed cell.
 
@@ -215,7 +231,9 @@ def vacancy_formation_energy(
 
     Args:
         calculator: an ASE calculator.
-        structure, element, a: the lattice (``a`` in Å).
+        structure: the lattice name.
+        element: chemical symbol.
+        a: lattice constant in Å.
         size: conventional cells along x, y, z (one number: the same along each).
         fmax: force tolerance in eV/Å.
         max_steps: budget of force evaluations of the relaxation.

@@ -90,7 +90,7 @@ def _symbols(structure: str, element: str | Sequence[str]) -> list[str]:
 
 
 def _check_orientation(
-    structure: str, orientation: Sequence[Sequence[int]] | None
+    structure: str, orientation: Sequence[Sequence[int]] | np.ndarray | None
 ) -> np.ndarray | None:
     """Return the ``(3, 3)`` int orientation (rows = Miller axes x, y, z), or ``None``."""
     if structure == "hcp":
@@ -169,7 +169,7 @@ def crystal(
     element: str | Sequence[str],
     a: float,
     c: float | None = None,
-    orientation: Sequence[Sequence[int]] | None = None,
+    orientation: Sequence[Sequence[int]] | np.ndarray | None = None,
     size: int | Sequence[int] = (1, 1, 1),
 ) -> Atoms:
     """Build a periodic crystal in an orthogonal cell.
@@ -232,7 +232,7 @@ def unit_cell(
     element: str | Sequence[str],
     a: float,
     c: float | None = None,
-    orientation: Sequence[Sequence[int]] | None = None,
+    orientation: Sequence[Sequence[int]] | np.ndarray | None = None,
 ) -> Atoms:
     """Build the smallest periodic cell, for Cauchy–Born.
 
@@ -286,7 +286,7 @@ def finite_cluster(
     a: float,
     region: Region,
     c: float | None = None,
-    orientation: Sequence[Sequence[int]] | None = None,
+    orientation: Sequence[Sequence[int]] | np.ndarray | None = None,
     periodic_axes: Sequence[int] = (),
     shift: Sequence[float] = (0.0, 0.0, 0.0),
 ) -> Atoms:

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import vesin
+from numpy.typing import ArrayLike
 
 __all__ = ["Graph", "NeighbourList", "build_graph", "vesin_box"]
 
 
 def vesin_box(
-    positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float
+    positions: np.ndarray, cell: np.ndarray, pbc: ArrayLike, cutoff: float
 ) -> tuple[np.ndarray, list[bool]]:
     """``(box, pbc)`` to hand vesin, fast for every mix of periodic and open axes.
 
@@ -36,6 +37,9 @@ def vesin_box(
         cell: ``(3, 3)`` cell rows (used along periodic axes).
         pbc: bool or three bools.
         cutoff: the list's cutoff in Å (skin included).
+
+    Returns:
+        The ``(3, 3)`` box rows and the three periodic flags to pass to vesin.
     """
     pbc3 = [bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), 3)]
     if not any(pbc3):
@@ -94,6 +98,16 @@ class Graph:
         )
 
 
+#: Cached tensors of a list on one device and dtype: ``(i, j, shifts or None, (cell, S·cell)
+#: or None)``; ``shifts`` is None when every shift is zero.
+_TorchPairs = tuple[
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor | None,
+    tuple[torch.Tensor, torch.Tensor] | None,
+]
+
+
 class NeighbourList:
     """A reusable half neighbour list with a skin.
 
@@ -112,16 +126,20 @@ class NeighbourList:
         self._vesin = vesin.NeighborList(cutoff=self.cutoff + self.skin, full_list=False)
         self._ref_positions: np.ndarray | None = None
         self._ref_cell: np.ndarray | None = None
-        self._ref_pbc: tuple[bool, bool, bool] | None = None
+        self._ref_pbc: tuple[bool, ...] | None = None
         self.i = np.zeros(0, dtype=np.int64)
         self.j = np.zeros(0, dtype=np.int64)
         self.shifts = np.zeros((0, 3), dtype=np.int64)
         self.n_builds = 0
-        self._torch_cache: dict = {}
+        self._torch_cache: dict[tuple[torch.device, torch.dtype], _TorchPairs] = {}
 
-    def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc) -> bool:
+    def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: ArrayLike) -> bool:
         """Whether the stored list may have lost a pair within ``cutoff``."""
-        if self._ref_positions is None or positions.shape != self._ref_positions.shape:
+        if (
+            self._ref_positions is None
+            or self._ref_cell is None
+            or positions.shape != self._ref_positions.shape
+        ):
             return True
         if tuple(bool(p) for p in np.broadcast_to(pbc, 3)) != self._ref_pbc:
             return True
@@ -132,7 +150,7 @@ class NeighbourList:
         moved = np.max(np.sum((positions - self._ref_positions) ** 2, axis=1), initial=0.0)
         return bool(moved > (0.5 * self.skin) ** 2)
 
-    def update(self, positions: np.ndarray, cell: np.ndarray, pbc) -> bool:
+    def update(self, positions: np.ndarray, cell: np.ndarray, pbc: ArrayLike) -> bool:
         """Rebuild the list if needed. Returns True when it was rebuilt.
 
         Args:
@@ -168,9 +186,9 @@ class NeighbourList:
         if key not in self._torch_cache:
             i = torch.from_numpy(self.i).to(cell.device)
             j = torch.from_numpy(self.j).to(cell.device)
-            shifts = torch.from_numpy(self.shifts).to(device=cell.device, dtype=cell.dtype)
+            s = torch.from_numpy(self.shifts).to(device=cell.device, dtype=cell.dtype)
             nonzero = bool(self.shifts.any())
-            self._torch_cache[key] = (i, j, shifts if nonzero else None, None)
+            self._torch_cache[key] = (i, j, s if nonzero else None, None)
         i, j, shifts, cached = self._torch_cache[key]
         if shifts is None:
             return i, j, torch.zeros((1, 3), dtype=cell.dtype, device=cell.device)
@@ -193,7 +211,7 @@ def build_graph(
     cell: torch.Tensor,
     species: torch.Tensor,
     neighbours: NeighbourList,
-    pbc=True,
+    pbc: ArrayLike = True,
 ) -> Graph:
     """Update ``neighbours`` for ``positions`` and return the graph with torch pair vectors.
 

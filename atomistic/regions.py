@@ -201,7 +201,10 @@ class Cylinder:
 
 
 def carve(
-    atoms: Atoms, region: Region, *, pbc: Sequence[bool] | bool = (False, False, False)
+    atoms: Atoms,
+    region: Region,
+    *,
+    pbc: bool | Sequence[bool] | np.ndarray = (False, False, False),
 ) -> Atoms:
     """Return a copy of ``atoms`` holding only the atoms inside ``region``.
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.optimize
 from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
 
 __all__ = ["RelaxResult", "relax", "METHODS"]
 
 METHODS = ("lbfgs", "fire")
+
+#: ``progress(step, energy_eV, fmax_eV_per_A)``, called after each force evaluation.
+Progress = Callable[[int, float, float], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +39,7 @@ class RelaxResult:
         converged: whether ``max_force <= fmax``.
     """
 
-    atoms: object
+    atoms: Atoms
     energy: float
     max_force: float
     steps: int
@@ -46,7 +49,7 @@ class RelaxResult:
 class _Objective:
     """Energy and forces of the free coordinates, counting evaluations."""
 
-    def __init__(self, atoms, free: np.ndarray, progress) -> None:
+    def __init__(self, atoms: Atoms, free: np.ndarray, progress: Progress | None) -> None:
         self.atoms = atoms
         self.free = free
         self.progress = progress
@@ -70,13 +73,13 @@ class _Objective:
 
 
 def relax(
-    atoms,
+    atoms: Atoms,
     *,
     fmax: float,
     method: str = "lbfgs",
     max_steps: int = 10000,
     fixed: np.ndarray | None = None,
-    progress: Callable[[int, float, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> RelaxResult:
     """Relax positions at fixed cell with the calculator attached to ``atoms``.
 
@@ -116,7 +119,7 @@ class _Stop(Exception):
 
 
 def _lbfgs(obj: _Objective, x0: np.ndarray, *, fmax: float, max_steps: int) -> None:
-    """scipy's L-BFGS-B, then :func:`_lbfgs_forces` from where its line search gives up.
+    """SciPy's L-BFGS-B, then :func:`_lbfgs_forces` from where its line search gives up.
 
     scipy's line search needs energy differences. Near a tight tolerance on a large system
     they sink below the round-off of the total energy (1e5 atoms at 1e-6 eV/Å: changes of
@@ -124,7 +127,7 @@ def _lbfgs(obj: _Objective, x0: np.ndarray, *, fmax: float, max_steps: int) -> N
     force-only iteration carries on from the last accepted point instead.
     """
 
-    def fun(x):
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
         obj.set(x)
         if obj.fmax() <= fmax or obj.calls >= max_steps:
             raise _Stop
@@ -249,18 +252,26 @@ def _fire(
 
 def relax_fixed_cell(
     atoms: Atoms,
-    calculator: Any,
+    calculator: BaseCalculator,
     *,
     fmax: float,
     max_steps: int = 10000,
     method: str = "lbfgs",
-    progress: Callable[[int, float, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Atoms, float, float, int]:
     """Relax positions at fixed cell with any ASE calculator.
 
     A calculator with its own ``minimize`` (:class:`~atomistic.mlip.oracles.LammpsCalculator`:
     LAMMPS ``minimize``, cg) uses it first; :func:`relax` with ``method`` finishes the job if
     that stopped above ``fmax``, and does all of it for any other calculator.
+
+    Args:
+        atoms: the atoms to relax.
+        calculator: an ASE calculator; it is attached to the atoms relaxed.
+        fmax: force tolerance in eV/Å.
+        max_steps: budget of force evaluations of :func:`relax`.
+        method: ``"lbfgs"`` or ``"fire"``, for :func:`relax`.
+        progress: as for :func:`relax`.
 
     Returns:
         ``(atoms, energy, max_force, steps)``: the relaxed atoms, their energy (eV), largest
@@ -280,4 +291,3 @@ def relax_fixed_cell(
         atoms = result.atoms
         energy, worst, steps = result.energy, result.max_force, steps + result.steps
     return atoms, float(energy), float(worst), int(steps)
-

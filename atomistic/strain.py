@@ -36,9 +36,11 @@ the exact answer and 1 for the homogeneous predictor (no relaxation at all); it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "SHELL_FACTOR",
@@ -54,8 +56,15 @@ __all__ = [
 #: bcc 2/√3 ≈ 1.155, diamond √(8/3) ≈ 1.633, hcp √2).
 SHELL_FACTOR = 1.1
 
+#: ``jump(X_i (k, 3), X_j (k, 3)) -> (k, 3)``: a known jump of the displacement across bonds.
+Jump = Callable[[np.ndarray, np.ndarray], ArrayLike]
+#: ``far_field(X (n, 3)) -> u (n, 3)``, in Å.
+FarField = Callable[[np.ndarray], ArrayLike]
 
-def _pairs(positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc) -> tuple:
+
+def _pairs(
+    positions: np.ndarray, cutoff: float, cell: np.ndarray | None, pbc: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import vesin
 
     from atomistic.neighbours import vesin_box
@@ -73,8 +82,8 @@ def site_gradients(
     *,
     cutoff: float,
     cell: np.ndarray | None = None,
-    pbc=(False, False, False),
-    jump: Any = None,
+    pbc: ArrayLike = (False, False, False),
+    jump: Jump | None = None,
 ) -> np.ndarray:
     """Least-squares displacement gradient of every site over its neighbour shell.
 
@@ -120,8 +129,8 @@ def strain_error(
     cutoff: float,
     mask: np.ndarray | None = None,
     cell: np.ndarray | None = None,
-    pbc=(False, False, False),
-    jump: Any = None,
+    pbc: ArrayLike = (False, False, False),
+    jump: Jump | None = None,
 ) -> float:
     """``sqrt(Σ_i |G^c_i − G^ref_i|²) / sqrt(Σ_i |G^ref_i − (F − I)|²)`` over ``mask``.
 
@@ -132,7 +141,9 @@ def strain_error(
         strain: ``(3, 3)`` far-field ``F − I``.
         cutoff: neighbour-shell radius in Å (e.g. ``SHELL_FACTOR · r_nn``).
         mask: ``(n,)`` sites that are summed over (the free reference sites); all by default.
-        cell, pbc, jump: as for :func:`site_gradients`.
+        cell: as for :func:`site_gradients`.
+        pbc: as for :func:`site_gradients`.
+        jump: as for :func:`site_gradients`.
 
     Returns:
         The relative strain error; ``nan`` when the reference is homogeneous.
@@ -186,11 +197,13 @@ def extend_displacements(
     sites: np.ndarray,
     displacements: np.ndarray,
     *,
-    far_field: Any,
+    far_field: FarField,
     period: float | None = None,
 ) -> np.ndarray:
-    """A solution known on ``sites`` carried to ``points``: its own value where a point is one
-    of its sites, else ``far_field`` (e.g. a smaller atomistic domain inside a bigger one).
+    """A solution known on ``sites`` carried to ``points``.
+
+    Its own value where a point is one of its sites, else ``far_field`` (e.g. a smaller
+    atomistic domain inside a bigger one).
 
     Args:
         points: ``(n, 3)`` lattice sites in Å.

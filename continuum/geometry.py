@@ -9,8 +9,9 @@ facets after the boolean cut).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,12 +39,16 @@ class Shape(Protocol):
         """Axis-aligned bounding box ``(lo, hi)``, each of shape ``(3,)`` in Å."""
         ...
 
-    def add_to_occ(self, occ) -> int:
-        """Add the shape to a gmsh OCC kernel and return the entity tag."""
+    def add_to_occ(self, occ: Any) -> int:
+        """Add the shape to a gmsh OCC kernel and return the entity tag.
+
+        Args:
+            occ: ``gmsh.model.occ`` (gmsh ships no type information).
+        """
         ...
 
 
-def _point(values, dim: int, name: str) -> np.ndarray:
+def _point(values: Sequence[float], dim: int, name: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
         raise GeometryError(f"{name} must be {dim} finite numbers, got {values!r}")
@@ -74,17 +79,21 @@ class Disk:
 
     @property
     def dim(self) -> int:
+        """Topological dimension: 2."""
         return 2
 
     @property
     def centroid(self) -> np.ndarray:
+        """The centre, ``(3,)`` in Å with ``z = 0``."""
         return _point(self.center, 2, "Disk.center")
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bounding square ``(lo, hi)``, each ``(3,)`` in Å (``z = 0``)."""
         r = np.array([self.radius, self.radius, 0.0])
         return self.centroid - r, self.centroid + r
 
-    def add_to_occ(self, occ) -> int:
+    def add_to_occ(self, occ: Any) -> int:
+        """Add the disk to ``gmsh.model.occ``; returns its tag."""
         x, y, _ = self.centroid
         return occ.addDisk(x, y, 0.0, self.radius, self.radius)
 
@@ -108,17 +117,21 @@ class Rectangle:
 
     @property
     def dim(self) -> int:
+        """Topological dimension: 2."""
         return 2
 
     @property
     def centroid(self) -> np.ndarray:
+        """The centre, ``(3,)`` in Å with ``z = 0``."""
         lo, hi = self.bounds()
         return 0.5 * (lo + hi)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The corners ``(lo, hi)``, each ``(3,)`` in Å (``z = 0``)."""
         return _point(self.lo, 2, "Rectangle.lo"), _point(self.hi, 2, "Rectangle.hi")
 
-    def add_to_occ(self, occ) -> int:
+    def add_to_occ(self, occ: Any) -> int:
+        """Add the rectangle to ``gmsh.model.occ``; returns its tag."""
         lo, hi = self.bounds()
         dx, dy, _ = hi - lo
         return occ.addRectangle(lo[0], lo[1], 0.0, dx, dy)
@@ -142,16 +155,20 @@ class Ball:
 
     @property
     def dim(self) -> int:
+        """Topological dimension: 3."""
         return 3
 
     @property
     def centroid(self) -> np.ndarray:
+        """The centre, ``(3,)`` in Å."""
         return _point(self.center, 3, "Ball.center")
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bounding cube ``(lo, hi)``, each ``(3,)`` in Å."""
         return self.centroid - self.radius, self.centroid + self.radius
 
-    def add_to_occ(self, occ) -> int:
+    def add_to_occ(self, occ: Any) -> int:
+        """Add the ball to ``gmsh.model.occ``; returns its tag."""
         x, y, z = self.centroid
         return occ.addSphere(x, y, z, self.radius)
 
@@ -175,17 +192,21 @@ class Box:
 
     @property
     def dim(self) -> int:
+        """Topological dimension: 3."""
         return 3
 
     @property
     def centroid(self) -> np.ndarray:
+        """The centre, ``(3,)`` in Å."""
         lo, hi = self.bounds()
         return 0.5 * (lo + hi)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The corners ``(lo, hi)``, each ``(3,)`` in Å."""
         return _point(self.lo, 3, "Box.lo"), _point(self.hi, 3, "Box.hi")
 
-    def add_to_occ(self, occ) -> int:
+    def add_to_occ(self, occ: Any) -> int:
+        """Add the box to ``gmsh.model.occ``; returns its tag."""
         lo, hi = self.bounds()
         return occ.addBox(*lo, *(hi - lo))
 

@@ -41,7 +41,7 @@ _VOIGT_INDEX = np.array([[0, 5, 4], [5, 1, 3], [4, 3, 2]])
 class ConstitutiveLaw(Protocol):
     """Hyperelastic law evaluated on a batch of deformation gradients."""
 
-    def __call__(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, F: np.ndarray, /) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Energy density, first Piola stress and tangent.
 
         Args:
@@ -139,21 +139,23 @@ def isotropic_stiffness(
     given = {k for k, v in {"E": E, "nu": nu, "lam": lam, "mu": mu}.items() if v is not None}
     if len(given) != 2:
         raise ValueError(f"give exactly two of E, nu, lam, mu; got {sorted(given) or 'none'}")
-    if given == {"E", "nu"}:
-        lam = E * nu / ((1 + nu) * (1 - 2 * nu))
-        mu = E / (2 * (1 + nu))
-    elif given == {"E", "mu"}:
-        lam = mu * (E - 2 * mu) / (3 * mu - E)
-    elif given == {"mu", "nu"}:
-        lam = 2 * mu * nu / (1 - 2 * nu)
-    elif given == {"lam", "nu"}:
-        mu = lam * (1 - 2 * nu) / (2 * nu)
-    elif given == {"E", "lam"}:
+    # exactly two are given: each branch is one pair
+    if E is not None and nu is not None:
+        lame, shear = E * nu / ((1 + nu) * (1 - 2 * nu)), E / (2 * (1 + nu))
+    elif E is not None and mu is not None:
+        lame, shear = mu * (E - 2 * mu) / (3 * mu - E), mu
+    elif mu is not None and nu is not None:
+        lame, shear = 2 * mu * nu / (1 - 2 * nu), mu
+    elif lam is not None and nu is not None:
+        lame, shear = lam, lam * (1 - 2 * nu) / (2 * nu)
+    elif lam is not None and mu is not None:
+        lame, shear = lam, mu
+    else:  # E and lam
         raise ValueError("the pair (E, lam) is not supported; give E with nu or mu")
     C = np.zeros((6, 6))
-    C[:3, :3] = lam
-    C[np.arange(3), np.arange(3)] = lam + 2 * mu
-    C[np.arange(3, 6), np.arange(3, 6)] = mu
+    C[:3, :3] = lame
+    C[np.arange(3), np.arange(3)] = lame + 2 * shear
+    C[np.arange(3, 6), np.arange(3, 6)] = shear
     return C
 
 

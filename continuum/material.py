@@ -24,14 +24,14 @@ equation                                code
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import basix
 import basix.ufl
 import numpy as np
 import ufl
 from dolfinx import fem
 from dolfinx.mesh import CellType, Mesh
+
+from continuum.laws import ConstitutiveLaw
 
 __all__ = ["LawError", "QuadratureMaterial", "quadrature_space"]
 
@@ -90,7 +90,7 @@ class QuadratureMaterial:
         *,
         u: fem.Function,
         deformation_gradient: ufl.core.expr.Expr,
-        law: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+        law: ConstitutiveLaw,
         degree: int,
         cellwise: bool = True,
         tangent_tolerance: float = 0.0,
@@ -104,7 +104,7 @@ class QuadratureMaterial:
         )
         self._dofs = {k: f.function_space.dofmap.list[self._cells] for k, f in self._fields()}
         cell_type = mesh.basix_cell()
-        points, _ = basix.make_quadrature(cell_type, degree)
+        points = np.asarray(basix.make_quadrature(cell_type, degree)[0])
         self.n_points = points.shape[0]
         self._cellwise = (
             cellwise
@@ -128,7 +128,7 @@ class QuadratureMaterial:
         self.law_calls = 0
         self.tangent_evaluations = 0
 
-    def _fields(self):
+    def _fields(self) -> tuple[tuple[str, fem.Function], ...]:
         return (("W", self.W), ("P", self.P), ("A", self.A))
 
     @property
@@ -167,7 +167,9 @@ class QuadratureMaterial:
         """Force the next :meth:`update` to call the law (``F`` changed other than via ``u``)."""
         self._state = None
 
-    def _call(self, F: np.ndarray, *, tangent: bool):
+    def _call(
+        self, F: np.ndarray, *, tangent: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The law on ``F`` ``(n, 3, 3)``; for the tangent, once per distinct ``F``.
 
         For the tangent, rows whose entries agree to :data:`SAME_F` (round-off: a homogeneous
@@ -239,7 +241,7 @@ class QuadratureMaterial:
     def _store_tangent(self, cells: np.ndarray, F: np.ndarray, A: np.ndarray) -> None:
         """Remember ``A`` computed at ``F`` (both of the ``cells`` selected by a mask)."""
         m = F.shape[1]
-        if self._A is None or self._A.shape[1] != m:
+        if self._A is None or self._A_at is None or self._A.shape[1] != m:
             self._A = np.zeros((self.n_cells, m, 81))
             self._A_at = np.full((self.n_cells, m, 9), np.nan)
         self._A[cells] = A.reshape(-1, m, 81)
@@ -255,20 +257,23 @@ class QuadratureMaterial:
         """
         self.update()
         F = self._F_cells
+        assert F is not None  # set by update()
         m = F.shape[1]
         if self._pending_A is not None:
             self._store_tangent(np.ones(self.n_cells, dtype=bool), F, self._pending_A)
             self._pending_A = None
-        if self._A is None or self._A.shape[1] != m:
+        if self._A is None or self._A_at is None or self._A.shape[1] != m:
             stale = np.ones(self.n_cells, dtype=bool)
         else:
             moved = np.abs(F.reshape(self.n_cells, m, 9) - self._A_at).max(axis=(1, 2))
             stale = ~(moved <= self.tangent_tolerance)  # NaN (never computed) is stale
         if stale.any():
             _, _, A = self._call(F[stale].reshape(-1, 3, 3), tangent=True)
+            assert A is not None  # asked for
             self._store_tangent(stale, F[stale], A)
             self.tangent_evaluations += int(stale.sum())
         if not self._A_scattered:
+            assert self._A is not None  # stored above (every cell is stale at first)
             self.scatter(self.A, self._A)
             self._A_scattered = True
 

@@ -57,7 +57,7 @@ class MeshData:
 def _size_field(
     focus: np.ndarray, *, focus_radius: float, h_min: float, h_max: float, growth: float
 ) -> str:
-    """gmsh MathEval expression of ``clamp(h_min + growth (d − focus_radius), h_min, h_max)``."""
+    """Gmsh MathEval expression of ``clamp(h_min + growth (d − focus_radius), h_min, h_max)``."""
     num = lambda v: f"{float(v):.17g}"
     cx, cy, cz = (num(c) for c in focus)
     dist = f"Sqrt((x-({cx}))^2+(y-({cy}))^2+(z-({cz}))^2)"
@@ -83,7 +83,8 @@ def _build_model(*, outer: Shape, hole: Shape | None, size: str) -> None:
     occ.synchronize()
     boundary = gmsh.model.getBoundary([(dim, b) for b in bodies], combined=True, oriented=False)
     tol = 1e-6 * max(1.0, float(np.ptp(np.concatenate(outer.bounds()))))
-    inner, outer_ents = [], []
+    inner: list[int] = []
+    outer_ents: list[int] = []
     for d, tag in boundary:
         bbox = gmsh.model.getBoundingBox(d, abs(tag))
         is_inner = hole is not None and _is_inside(bbox, hole, tol)
@@ -209,12 +210,16 @@ def graded_mesh(
         error = comm.bcast(error, root=0)
         if error is not None:
             raise MeshError(f"gmsh could not mesh outer={outer!r}, hole={hole!r}: {error}")
-        partitioner = create_cell_partitioner(GhostMode.shared_facet, 2)
+        # dolfinx registers create_cell_partitioner(mode, max_links) with
+        # functools.singledispatch; mypy sees only create_cell_partitioner(part, mode, max_links)
+        partitioner = create_cell_partitioner(GhostMode.shared_facet, 2)  # type: ignore[call-arg]
         data = dolfinx_gmsh.model_to_mesh(
             gmsh.model if comm.rank == 0 else None, comm, 0, gdim=dim, partitioner=partitioner
         )
     finally:
         if session is not None:
             session.close()
+    if data.facet_tags is None:  # pragma: no cover - the model always has facet groups
+        raise MeshError(f"gmsh gave no facet markers for outer={outer!r}, hole={hole!r}")
     inner_tag = INNER_TAG if hole is not None else None
     return MeshData(mesh=data.mesh, facet_tags=data.facet_tags, inner_tag=inner_tag, dim=dim)

@@ -15,7 +15,7 @@ problems (reference solutions, tests and users).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypedDict, cast
 
 import numpy as np
 from dolfinx import fem
@@ -25,7 +25,7 @@ from petsc4py import PETSc
 
 from continuum.line_search import backtracking_line_search
 
-__all__ = ["NewtonError", "NewtonProblem", "newton_solve"]
+__all__ = ["NewtonError", "NewtonProblem", "NewtonResult", "newton_solve"]
 
 
 class NewtonProblem(Protocol):
@@ -49,8 +49,33 @@ class NewtonError(RuntimeError):
     """The line search found no decrease of the energy along the search direction."""
 
 
-def _lu_solver(comm, A: PETSc.Mat) -> PETSc.KSP:
-    ksp = PETSc.KSP().create(comm)
+class NewtonResult(TypedDict):
+    """What :func:`newton_solve` returns (norms in eV/Å over the free DOFs, energy in eV).
+
+    Attributes:
+        converged: the free residual norm reached the tolerance.
+        iterations: Newton steps taken.
+        residual_norm: the final free residual norm.
+        initial_residual_norm: the free residual norm at the start.
+        energy: the final energy.
+    """
+
+    converged: bool
+    iterations: int
+    residual_norm: float
+    initial_residual_norm: float
+    energy: float
+
+
+def _norm(v: PETSc.Vec) -> float:
+    # petsc4py types ``norm`` as ``float | tuple[float, float]`` for every norm type; the
+    # default 2-norm is one number
+    return cast(float, v.norm())
+
+
+def _lu_solver(comm: MPI.Comm, A: PETSc.Mat) -> PETSc.KSP:
+    # petsc4py's stub names only PETSc.Comm; create() takes an mpi4py communicator as well
+    ksp = PETSc.KSP().create(comm)  # type: ignore[arg-type]
     ksp.setOperators(A)
     ksp.setType(PETSc.KSP.Type.PREONLY)
     pc = ksp.getPC()
@@ -65,7 +90,7 @@ def newton_solve(
     rtol: float = 1e-10,
     atol: float = 1e-10,
     max_iter: int = 50,
-) -> dict:
+) -> NewtonResult:
     """Minimise ``problem.energy()`` over the free DOFs, starting from ``problem.u``.
 
     Dirichlet values are written into ``u`` first; the increments vanish on constrained DOFs.
@@ -96,7 +121,7 @@ def newton_solve(
         while True:
             problem.residual(out=b)
             fem_petsc.set_bc(b, bcs)
-            norm = b.norm()
+            norm = _norm(b)
             if iterations == 0:
                 norm0 = norm
             if norm <= max(atol, rtol * norm0):
@@ -111,13 +136,13 @@ def newton_solve(
             ksp.solve(b, du.x.petsc_vec)
             du.x.scatter_forward()
             b.scale(-1.0)
-            slope = b.dot(du.x.petsc_vec)  # R·δu, eV
+            slope = b.dot(du.x.petsc_vec).real  # R·δu, eV (real PETSc: ``.real`` is the value)
             if not slope < 0.0:  # not a descent direction (non-convex law): steepest descent
                 with b.localForm() as local, du.x.petsc_vec.localForm() as d:
                     local.copy(d)
                 du.x.petsc_vec.scale(-1.0 / max(norm, 1e-300))
                 du.x.scatter_forward()
-                slope = b.dot(du.x.petsc_vec)
+                slope = b.dot(du.x.petsc_vec).real
             energy = _line_search(problem, du, bcs, energy=energy, slope=slope, norm=norm)
             iterations += 1
     finally:
@@ -153,7 +178,7 @@ def _line_search(
     def gradient_decreased() -> bool:
         r = problem.residual()
         fem_petsc.set_bc(r, bcs)
-        smaller = r.norm() < norm
+        smaller = _norm(r) < norm
         r.destroy()
         return bool(smaller)
 

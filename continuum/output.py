@@ -94,7 +94,7 @@ def _move_into_place(tmp: pathlib.Path, directory: pathlib.Path, names: list[str
 def write_fields(
     *,
     problem: HyperelasticProblem,
-    directory: str | os.PathLike,
+    directory: str | os.PathLike[str],
     time: float = 0.0,
     beta: Callable[[np.ndarray], np.ndarray] | None = None,
     stem: str = "continuum",
@@ -116,11 +116,11 @@ def write_fields(
     nodes = _node_fields(problem, beta)
     cells = _cell_fields(problem)
     names = [f"{stem}_nodes.bp", f"{stem}_cells.bp", f"{stem}.xdmf", f"{stem}.h5"]
-    tmp = None
+    made = None
     if comm.rank == 0:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{stem}-", dir=directory)
-    tmp = pathlib.Path(comm.bcast(tmp, root=0))
+        made = tempfile.mkdtemp(prefix=f".{stem}-", dir=directory)
+    tmp = pathlib.Path(comm.bcast(made, root=0))
     for name, functions in zip(names[:2], (nodes, cells), strict=True):
         with io.VTXWriter(comm, tmp / name, functions) as vtx:
             vtx.write(time)

@@ -28,14 +28,22 @@ import ufl
 from dolfinx import fem
 from dolfinx.fem import petsc as fem_petsc
 from mpi4py import MPI
+from numpy.typing import ArrayLike
 from petsc4py import PETSc
 
 from continuum.laws import ConstitutiveLaw
 from continuum.material import QuadratureMaterial, quadrature_space
 from continuum.mesh import MeshData
-from continuum.newton import newton_solve
+from continuum.newton import NewtonResult, newton_solve
 
 __all__ = ["HyperelasticProblem"]
+
+# Targeted ``type: ignore`` comments below, where a third-party annotation is wrong:
+# (1) dolfinx registers ``assemble_vector(b, L)`` and ``assemble_matrix(A, a, ...)`` with
+#     functools.singledispatch; mypy sees only the undecorated ``assemble_vector(L, ...)`` and
+#     ``assemble_matrix(a, bcs, ...)``.
+# (2) petsc4py's stub types ``InsertMode.ADD`` etc. as ``int``, but ``ghostUpdate``'s arguments
+#     as the ``InsertMode`` and ``ScatterMode`` classes.
 
 Mode = Literal["3d", "2.5d"]
 VectorField = Callable[[np.ndarray], np.ndarray]
@@ -46,7 +54,7 @@ def _homogeneous(F: np.ndarray) -> VectorField:
     return lambda X: H @ X
 
 
-def _as_field(value, *, name: str) -> VectorField | np.ndarray:
+def _as_field(value: ArrayLike | VectorField, *, name: str) -> VectorField | np.ndarray:
     if callable(value):
         return value
     arr = np.asarray(value, dtype=np.float64)
@@ -126,6 +134,8 @@ class HyperelasticProblem:
         self._weight_gradient = fem.Function(
             quadrature_space(mesh, quadrature_degree, (3,)), name="weight_gradient"
         )
+        #: the last tangent assembled and its key (see :meth:`tangent`)
+        self._assembled_tangent: tuple[PETSc.Mat, tuple[int, tuple[int, ...]]] | None = None
         self.set_weight(weight=weight)
         self._dx = ufl.Measure("dx", domain=mesh, metadata={"quadrature_degree": quadrature_degree})
         self._ds = ufl.Measure("ds", domain=mesh, subdomain_data=mesh_data.facet_tags)
@@ -146,7 +156,7 @@ class HyperelasticProblem:
         self._dirichlet: dict[int, tuple[np.ndarray, fem.Function]] = {}
 
     # -- kinematics ---------------------------------------------------------------------------
-    def _grad3(self, v) -> ufl.core.expr.Expr:
+    def _grad3(self, v: ufl.core.expr.Expr) -> ufl.core.expr.Expr:
         """``∇v`` embedded as a 3×3 matrix (third column zero in 2.5D)."""
         g = ufl.grad(v)
         if self.mode == "3d":
@@ -212,7 +222,7 @@ class HyperelasticProblem:
         m.scatter(self._weight_gradient, gradient.reshape(m.n_cells, m.n_points, 3))
         self._assembled_tangent = None
 
-    def add_traction(self, *, tag: int, traction) -> None:
+    def add_traction(self, *, tag: int, traction: ArrayLike | VectorField) -> None:
         """Apply a dead-load traction on the facets marked ``tag`` (external work ``∫ t·u ds``).
 
         Calling again with the same tag replaces that tag's traction.
@@ -225,15 +235,18 @@ class HyperelasticProblem:
         self._check_tag(tag)
         value = _as_field(traction, name="traction")
         old = self._tractions.get(tag)
+        t: fem.Constant | fem.Function
         if callable(value):
-            t = old if isinstance(old, fem.Function) else fem.Function(self.V, name="traction")
-            t.interpolate(value)
-            t.x.scatter_forward()
+            f = old if isinstance(old, fem.Function) else fem.Function(self.V, name="traction")
+            f.interpolate(value)
+            f.x.scatter_forward()
+            t = f
         else:
             if value.shape != (3,):
                 raise ValueError(f"a constant traction must have shape (3,), got {value.shape}")
-            t = old if isinstance(old, fem.Constant) else fem.Constant(self.mesh, value)
-            t.value[:] = value
+            c = old if isinstance(old, fem.Constant) else fem.Constant(self.mesh, value)
+            c.value[:] = value
+            t = c
         if t is not old:
             self._tractions[tag] = t
             self._energy_form = self._residual_form = None  # recompile with the new term
@@ -254,7 +267,7 @@ class HyperelasticProblem:
         if count == 0:
             raise ValueError(f"no facets are marked with tag {tag}")
 
-    def set_dirichlet(self, *, tag: int, displacement) -> None:
+    def set_dirichlet(self, *, tag: int, displacement: ArrayLike | VectorField) -> None:
         """Prescribe the displacement on the facets marked ``tag``.
 
         Args:
@@ -267,6 +280,7 @@ class HyperelasticProblem:
         ``u`` by :meth:`apply_dirichlet_values`.
         """
         self._check_tag(tag)
+        field: VectorField
         if callable(displacement):
             field = displacement
         else:
@@ -321,9 +335,9 @@ class HyperelasticProblem:
         b = fem_petsc.create_vector(self.V) if out is None else out
         with b.localForm() as local:
             local.set(0.0)
-        fem_petsc.assemble_vector(b, self._forms()[1])
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        fem_petsc.assemble_vector(b, self._forms()[1])  # type: ignore[arg-type]  # (1)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)  # type: ignore[arg-type]  # (2)
+        b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)  # type: ignore[arg-type]  # (2)
         return b
 
     def weight_residual(self) -> np.ndarray:
@@ -336,8 +350,8 @@ class HyperelasticProblem:
         b = fem_petsc.create_vector(self.V)
         with b.localForm() as local:
             local.set(0.0)
-        fem_petsc.assemble_vector(b, self._weight_residual_form)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        fem_petsc.assemble_vector(b, self._weight_residual_form)  # type: ignore[arg-type]  # (1)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)  # type: ignore[arg-type]  # (2)
         n = self.n_owned_nodes * 3
         out = b.getArray(readonly=True)[:n].copy()
         b.destroy()
@@ -361,13 +375,14 @@ class HyperelasticProblem:
         # and conditions): a Newton step whose deformation stayed within the material's
         # tangent tolerance everywhere reuses the matrix instead of assembling it again
         key = (self.material.tangent_version, tuple(id(bc) for bc in bcs or []))
-        last = getattr(self, "_assembled_tangent", None)
+        last = self._assembled_tangent
         same = out is not None and last is not None and last[0] is out and last[1] == key
-        if not self.mesh.comm.allreduce(not same, op=MPI.LOR):
+        reuse = not self.mesh.comm.allreduce(not same, op=MPI.LOR)  # collective: every rank
+        if reuse and out is not None:  # reuse implies ``same`` here, so ``out`` is given
             return out
         A = fem_petsc.create_matrix(self._tangent_form) if out is None else out
         A.zeroEntries()
-        fem_petsc.assemble_matrix(A, self._tangent_form, bcs=bcs or [])
+        fem_petsc.assemble_matrix(A, self._tangent_form, bcs=bcs or [])  # type: ignore[arg-type, misc]  # (1)
         A.assemble()
         self._assembled_tangent = (A, key)
         return A
@@ -389,7 +404,9 @@ class HyperelasticProblem:
         """
         return self.material.quadrature_points()
 
-    def solve(self, *, rtol: float = 1e-10, atol: float = 1e-10, max_iter: int = 50) -> dict:
+    def solve(
+        self, *, rtol: float = 1e-10, atol: float = 1e-10, max_iter: int = 50
+    ) -> NewtonResult:
         """Minimise the energy with Newton's method (see :func:`continuum.newton.newton_solve`).
 
         Returns:

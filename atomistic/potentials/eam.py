@@ -20,7 +20,9 @@ table segment and jump at the knots.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +63,7 @@ def lammps_spline_coefficients(f: np.ndarray) -> np.ndarray:
     return c
 
 
-def _locate(n: int, x: torch.Tensor):
+def _locate(n: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Segment ``m`` and local coordinate ``p`` as LAMMPS: ``p ≤ 1`` on the last segment."""
     m = torch.clamp(torch.floor(x).to(torch.int64), min=0, max=n - 2)
     p = x - m.to(x.dtype)
@@ -72,8 +74,11 @@ def _locate(n: int, x: torch.Tensor):
 class _SplineSlope(torch.autograd.Function):
     """``dv/dx`` of :class:`_Spline`; its own derivative makes the tangent exact."""
 
+    # ``ctx`` is torch's C context object, typed ``Any`` as in ``torch.autograd.Function``
     @staticmethod
-    def forward(ctx, table, which, x):
+    def forward(
+        ctx: Any, table: torch.Tensor, which: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         m, p, beyond = _locate(table.shape[1], x)
         c = table[which, m]
         pe = p[:, None]
@@ -84,7 +89,7 @@ class _SplineSlope(torch.autograd.Function):
         return torch.where(beyond[:, None], z, d)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, torch.Tensor]:
         (dd,) = ctx.saved_tensors
         return None, None, (g * dd).sum(dim=1)
 
@@ -98,7 +103,9 @@ class _Spline(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table, which, x):
+    def forward(
+        ctx: Any, table: torch.Tensor, which: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         m, p, beyond = _locate(table.shape[1], x)
         c = table[which, m]
         pe = p[:, None]
@@ -109,7 +116,7 @@ class _Spline(torch.autograd.Function):
         return v
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, torch.Tensor]:
         table, which, x, d = ctx.saved_tensors
         if torch.is_grad_enabled():
             d = _SplineSlope.apply(table, which, x)
@@ -140,10 +147,31 @@ class EAM(torch.nn.Module):
 
     Build with :meth:`from_file`. Attributes ``elements``, ``cutoff`` (Å), ``masses`` (amu),
     ``lattice_constants`` (Å) and ``lattice_types`` come from the file.
+
+    Args:
+        elements: chemical symbols, in the order used by ``Graph.species``.
+        frho: ``F(ρ)`` tables, one row per element, on the grid ``k·drho``, eV.
+        rhor: density tables on the grid ``k·dr``: one row per element (alloy) or per
+            ordered element pair (fs).
+        z2r: ``r·φ(r)`` tables (eV·Å) on the grid ``k·dr``, one row per unordered element
+            pair ``(a, b)``, ``b ≤ a``, in the file's order.
+        drho: spacing of the ``ρ`` grid.
+        dr: spacing of the ``r`` grid, Å.
+        cutoff: interaction range in Å.
+        finnis_sinclair: the density tables are those of an ``eam/fs`` file.
+        source: name used in messages (the file path when read from a file).
+        masses: atomic masses in amu, per element.
+        lattice_constants: lattice constants in Å, per element.
+        lattice_types: lattice names, per element.
     """
 
     #: ``ε_i = F(Σ_j ρ(r_ij)) + ½ Σ_j φ(r_ij)`` uses only the pairs that contain ``i``
     site_local = True
+
+    # buffers (registered in ``__init__``)
+    pair_tables: torch.Tensor
+    frho: torch.Tensor
+    frho_end_slope: torch.Tensor
 
     def __init__(
         self,
@@ -206,7 +234,13 @@ class EAM(torch.nn.Module):
         )
 
     @classmethod
-    def from_file(cls, path: str | Path, *, format: str | None = None, elements=None) -> EAM:
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        elements: Sequence[str] | None = None,
+    ) -> EAM:
         """Read a LAMMPS ``eam/alloy`` (setfl) or ``eam/fs`` file.
 
         Args:

@@ -97,7 +97,12 @@ class MACEPotential(torch.nn.Module):
     #: message passing: ``ε_i`` sees the pairs of its neighbours
     site_local = False
 
-    def __init__(self, model: torch.nn.Module, *, head: str | None = None, source: str = "MACE"):
+    # buffer (registered in ``__init__``)
+    head_index: torch.Tensor
+
+    def __init__(
+        self, model: torch.nn.Module, *, head: str | None = None, source: str = "MACE"
+    ) -> None:
         super().__init__()
         require_mace()
         missing = [
@@ -109,10 +114,10 @@ class MACEPotential(torch.nn.Module):
                 f"{', '.join(missing) or 'torch.nn.Module'})"
             )
         self.model = model
-        numbers = [int(z) for z in model.atomic_numbers]
+        numbers = [int(z) for z in _tensor_attribute(model, "atomic_numbers")]
         self.elements = tuple(chemical_symbols[z] for z in numbers)
-        self.cutoff = float(model.r_max)
-        self.receptive_field = int(model.num_interactions) * self.cutoff
+        self.cutoff = float(_tensor_attribute(model, "r_max"))
+        self.receptive_field = int(_tensor_attribute(model, "num_interactions")) * self.cutoff
         self.source = source
         heads = [str(h) for h in getattr(model, "heads", None) or ["Default"]]
         self.head = _pick_head(heads, head, source)
@@ -178,6 +183,12 @@ class MACEPotential(torch.nn.Module):
         }
         out = self.model(data, training=False, compute_force=False)
         return out["node_energy"].to(v.dtype)
+
+
+def _tensor_attribute(model: torch.nn.Module, name: str) -> torch.Tensor:
+    """A MACE attribute held as a buffer (``atomic_numbers``, ``r_max``, ``num_interactions``)."""
+    value = getattr(model, name)
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
 
 
 def _pick_head(heads: list[str], head: str | None, source: str) -> str:

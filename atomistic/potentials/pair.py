@@ -12,6 +12,7 @@ All elements listed share one set of parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -20,7 +21,7 @@ from atomistic.neighbours import Graph
 __all__ = ["LennardJones", "Morse", "PairPotential"]
 
 
-def _elements(element) -> tuple[str, ...]:
+def _elements(element: str | Sequence[str]) -> tuple[str, ...]:
     els = (element,) if isinstance(element, str) else tuple(element)
     if not els or not all(isinstance(e, str) and e for e in els):
         raise ValueError(f"element must be a symbol or a sequence of symbols, got {element!r}")
@@ -40,7 +41,12 @@ class PairPotential(torch.nn.Module):
     """Base class: a radial pair energy ``φ(r)`` truncated at ``cutoff``.
 
     Subclasses implement :meth:`phi` on tensors (``r`` strictly positive) and set
-    ``cutoff``, ``elements`` and ``source``.
+    ``source``.
+
+    Args:
+        cutoff: truncation radius in Å.
+        shift: subtract ``φ(cutoff)`` so that the energy is continuous.
+        element: symbol, or tuple of symbols that share the parameters.
     """
 
     cutoff: float
@@ -49,7 +55,7 @@ class PairPotential(torch.nn.Module):
     #: ``ε_i`` uses only the pairs that contain ``i`` (see :mod:`atomistic.potentials.protocol`)
     site_local = True
 
-    def __init__(self, *, cutoff: float, shift: bool, element) -> None:
+    def __init__(self, *, cutoff: float, shift: bool, element: str | Sequence[str]) -> None:
         super().__init__()
         self.elements = _elements(element)
         self.cutoff = _positive("cutoff", cutoff, type(self).__name__)
@@ -79,6 +85,7 @@ class PairPotential(torch.nn.Module):
         return energies.index_add(0, graph.i, half).index_add(0, graph.j, half)
 
     def extra_repr(self) -> str:
+        """The source and the elements, for ``repr``."""
         return f"{self.source}, elements={self.elements}"
 
 
@@ -93,8 +100,17 @@ class LennardJones(PairPotential):
         element: symbol, or tuple of symbols that share the parameters.
     """
 
+    epsilon: torch.Tensor
+    sigma: torch.Tensor
+
     def __init__(
-        self, *, epsilon: float, sigma: float, cutoff: float, shift: bool = False, element="X"
+        self,
+        *,
+        epsilon: float,
+        sigma: float,
+        cutoff: float,
+        shift: bool = False,
+        element: str | Sequence[str] = "X",
     ) -> None:
         super().__init__(cutoff=cutoff, shift=shift, element=element)
         name = "LennardJones"
@@ -110,6 +126,7 @@ class LennardJones(PairPotential):
         )
 
     def phi(self, r: torch.Tensor) -> torch.Tensor:
+        """``φ(r)`` in eV."""
         eps = self.epsilon.to(r.dtype)
         s6 = (self.sigma.to(r.dtype) / r) ** 6
         return 4.0 * eps * (s6 * s6 - s6)
@@ -127,6 +144,10 @@ class Morse(PairPotential):
         element: symbol, or tuple of symbols that share the parameters.
     """
 
+    D: torch.Tensor
+    alpha: torch.Tensor
+    r0: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -135,7 +156,7 @@ class Morse(PairPotential):
         r0: float,
         cutoff: float,
         shift: bool = False,
-        element="X",
+        element: str | Sequence[str] = "X",
     ) -> None:
         super().__init__(cutoff=cutoff, shift=shift, element=element)
         name = "Morse"
@@ -150,5 +171,6 @@ class Morse(PairPotential):
         )
 
     def phi(self, r: torch.Tensor) -> torch.Tensor:
+        """``φ(r)`` in eV."""
         x = torch.exp(-self.alpha.to(r.dtype) * (r - self.r0.to(r.dtype)))
         return self.D.to(r.dtype) * (x * x - 2.0 * x)

@@ -19,7 +19,8 @@ The stress follows ASE's sign: positive in tension, ``σ = (1/V) ∂E/∂ε``.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, Self, runtime_checkable
 
 import torch
 
@@ -56,6 +57,9 @@ class Potential(Protocol):
     networks); callers may then drop the pairs between atoms whose site energies they do not
     need. A message-passing model, where ``ε_i`` sees its neighbours' pairs, must leave it
     False.
+
+    A potential is a ``torch.nn.Module``: :meth:`to` is the module's, with which the
+    calculators and Cauchy–Born move its buffers and parameters to their device and dtype.
     """
 
     cutoff: float
@@ -65,9 +69,25 @@ class Potential(Protocol):
         """Return the site energies ``(n,)`` in eV."""
         ...
 
+    def to(  # pragma: no cover - protocol
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Self:
+        """Return the potential with its tensors on ``device`` and in ``dtype``."""
+        ...
 
-def species_indices(symbols, elements, *, source: str = "potential") -> torch.Tensor:
+
+def species_indices(
+    symbols: Sequence[str], elements: Sequence[str], *, source: str = "potential"
+) -> torch.Tensor:
     """Map chemical symbols to indices in ``elements``.
+
+    Args:
+        symbols: one chemical symbol per atom.
+        elements: the potential's symbols, in the order of ``Graph.species``.
+        source: the potential's name in messages.
+
+    Returns:
+        ``(n,)`` int64 indices into ``elements``.
 
     Raises:
         UnknownElementError: a symbol is not in ``elements``; the message names ``source``.
@@ -81,7 +101,7 @@ def species_indices(symbols, elements, *, source: str = "potential") -> torch.Te
     return torch.tensor([lookup[s] for s in symbols], dtype=torch.int64)
 
 
-def interaction_range(potential) -> float:
+def interaction_range(potential: Potential) -> float:
     """How far in Å an atom's site energy reaches: ``receptive_field``, else ``cutoff``.
 
     Neighbour lists use ``cutoff``; geometry that must give atoms a full environment (the
@@ -95,7 +115,7 @@ def _sym(m: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(
-    potential,
+    potential: Potential,
     graph: Graph,
     *,
     forces: bool = True,

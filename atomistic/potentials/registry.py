@@ -16,12 +16,12 @@ table. Loaders are imported only when used, so naming a kind costs no import of 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from atomistic.potentials.protocol import PotentialFileError
+from atomistic.potentials.protocol import Potential, PotentialFileError
 
 __all__ = ["POTENTIAL_KINDS", "PotentialKind", "kind_of_file", "load_potential"]
 
@@ -42,13 +42,14 @@ class PotentialKind:
     loader: str
     description: str
 
-    def load(self, path: str | Path) -> torch.nn.Module:
+    def load(self, path: str | Path) -> Potential:
         """Build the potential stored in ``path``."""
         module, attribute = self.loader.split(":")
-        obj = importlib.import_module(module)
+        obj: Any = importlib.import_module(module)  # looked up by name: typed by ``loader``
         for part in attribute.split("."):
             obj = getattr(obj, part)
-        return obj(Path(path))
+        load: Callable[[Path], Potential] = obj
+        return load(Path(path))
 
 
 #: ``kind`` → :class:`PotentialKind`, in the order messages list them.
@@ -97,7 +98,7 @@ def kind_of_file(path: str | Path) -> PotentialKind:
     raise PotentialFileError(f"{path}: suffix unknown; allowed: {known}")
 
 
-def load_potential(path: str | Path, *, kind: str | None = None) -> torch.nn.Module:
+def load_potential(path: str | Path, *, kind: str | None = None) -> Potential:
     """Load any project potential from a file.
 
     Args:

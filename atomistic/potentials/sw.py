@@ -81,7 +81,7 @@ class SWEntry:
         return r
 
 
-def read_sw_file(path) -> list[tuple[tuple[str, str, str], SWEntry]]:
+def read_sw_file(path: str | Path) -> list[tuple[tuple[str, str, str], SWEntry]]:
     """Read every entry of a LAMMPS ``.sw`` file, in file order.
 
     Raises:
@@ -151,6 +151,10 @@ class StillingerWeber(torch.nn.Module):
     #: ``ε_i`` (pairs and angles centred on ``i``) uses only the pairs that contain ``i``
     site_local = True
 
+    # buffers (registered in ``__init__``)
+    pair_params: torch.Tensor
+    triplet_params: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -199,7 +203,7 @@ class StillingerWeber(torch.nn.Module):
         self.cutoff = cutoff
 
     @classmethod
-    def from_file(cls, path, elements: Sequence[str] | None = None) -> StillingerWeber:
+    def from_file(cls, path: str | Path, elements: Sequence[str] | None = None) -> StillingerWeber:
         """Read a LAMMPS ``.sw`` file.
 
         Args:
@@ -240,6 +244,7 @@ class StillingerWeber(torch.nn.Module):
         return cls(entries=entries, elements=elements, source=str(path))
 
     def extra_repr(self) -> str:
+        """The source, the elements and the cutoff, for ``repr``."""
         return f"{self.source}, elements={self.elements}, cutoff={self.cutoff:.6g}"
 
     def forward(self, graph: Graph) -> torch.Tensor:

@@ -37,7 +37,6 @@ the exact answer and 1 for the homogeneous predictor (no relaxation at all); it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike

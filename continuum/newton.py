@@ -29,20 +29,36 @@ __all__ = ["NewtonError", "NewtonProblem", "NewtonResult", "newton_solve"]
 
 
 class NewtonProblem(Protocol):
-    """What :func:`newton_solve` needs of a problem (:class:`~continuum.problem.HyperelasticProblem`
-    provides it)."""
+    """What :func:`newton_solve` needs of a problem.
+
+    :class:`~continuum.problem.HyperelasticProblem` provides it.
+    """
 
     V: fem.FunctionSpace
     u: fem.Function
     comm: MPI.Comm
 
-    def apply_dirichlet_values(self) -> None: ...
-    def increment_bcs(self) -> list[fem.DirichletBC]: ...
-    def energy(self) -> float: ...
-    def residual(self, *, out: PETSc.Vec | None = None) -> PETSc.Vec: ...
+    def apply_dirichlet_values(self) -> None:
+        """Write the Dirichlet values into ``u``."""
+        ...
+
+    def increment_bcs(self) -> list[fem.DirichletBC]:
+        """Homogeneous conditions on the Dirichlet DOFs, for the Newton increments."""
+        ...
+
+    def energy(self) -> float:
+        """The energy at ``u`` in eV."""
+        ...
+
+    def residual(self, *, out: PETSc.Vec | None = None) -> PETSc.Vec:
+        """The gradient at ``u`` in eV/Å, Dirichlet conditions not applied."""
+        ...
+
     def tangent(
         self, *, out: PETSc.Mat | None = None, bcs: list[fem.DirichletBC] | None = None
-    ) -> PETSc.Mat: ...
+    ) -> PETSc.Mat:
+        """The assembled Hessian at ``u`` (identity rows and columns on ``bcs``)."""
+        ...
 
 
 class NewtonError(RuntimeError):

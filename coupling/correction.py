@@ -36,6 +36,7 @@ import torch
 from petsc4py import PETSc
 from scipy.spatial import cKDTree
 
+from atomistic.potentials.protocol import Potential
 from atomistic.regions import REGION_FAR
 from coupling.blended_atoms import BlendedAtoms
 from coupling.interpolation import p1_interpolation_matrix
@@ -53,7 +54,7 @@ def blended_sites(
     sites: Any,
     beta: np.ndarray,
     *,
-    potential: torch.nn.Module,
+    potential: Potential,
     device: str | torch.device | None,
     dtype: torch.dtype,
 ) -> BlendedAtoms:
@@ -96,7 +97,7 @@ class GhostForceCorrection:
         n_free: int,
         handshake: Handshake,
         fe_mask: np.ndarray,
-        potential: torch.nn.Module,
+        potential: Potential,
         device: str | torch.device | None,
         dtype: torch.dtype,
         rank: int,
@@ -125,8 +126,11 @@ class GhostForceCorrection:
 
     # -- first pass --------------------------------------------------------------------------
     def reset(self, system: SystemView, predictor: Displacement, z_predictor: PETSc.Vec):
-        """The first pass: the defect-free lattice's correction at ``z_predictor`` (the
-        homogeneous predictor ``predictor`` without background), set on the model."""
+        """Set the first pass's correction on the model.
+
+        It is the defect-free lattice's correction at ``z_predictor``, the homogeneous
+        predictor ``predictor`` without background.
+        """
         model = system.model
         g = model.correction_gradient(
             z_predictor,
@@ -187,8 +191,11 @@ class GhostForceCorrection:
         return max(model.max_forces(change))
 
     def _site_displacements(self, system: SystemView, z: PETSc.Vec) -> np.ndarray:
-        """Displacements of every site of ``site_atoms`` at ``z`` (collective; rank 0 uses
-        them): free atoms their own, the other sites the FE field plus any background."""
+        """Displacements of every site of ``site_atoms`` at ``z`` (collective).
+
+        Free atoms their own, the other sites the FE field plus any background; rank 0
+        uses them.
+        """
         lay = system.model.layout
         _, index = self._full_lattice_sites(system)
         if self._site_interpolation is None:
@@ -207,8 +214,12 @@ class GhostForceCorrection:
         return u
 
     def _full_lattice_sites(self, system: SystemView) -> tuple[BlendedAtoms | None, np.ndarray]:
-        """``(sites, index)``: every site of ``site_atoms`` at β = 1 (rank 0; None elsewhere)
-        and the row of each free atom among them (every rank)."""
+        """Every site of ``site_atoms`` at β = 1, and where the free atoms are among them.
+
+        Returns:
+            ``(sites, index)``: the sites (rank 0; None elsewhere) and the row of each free
+            atom among them (every rank).
+        """
         if self._full_lattice is None:
             full = index = None
             if system.model.comm.rank == 0:
@@ -229,9 +240,11 @@ class GhostForceCorrection:
         return self._full_lattice
 
     def _atomistic_gradient(self, sites: np.ndarray) -> np.ndarray:
-        """``(n_A, 3)`` gradient of the plain (β = 1) atomistic energy on the free atoms, with
-        the sites of ``site_atoms`` displaced by ``sites`` (rank 0): the forces the atoms
-        would feel in the fully atomistic crystal."""
+        """The forces the free atoms would feel in the fully atomistic crystal (rank 0).
+
+        ``(n_A, 3)`` gradient of the plain (β = 1) atomistic energy on the free atoms, with
+        the sites of ``site_atoms`` displaced by ``sites``.
+        """
         assert self._full_lattice is not None
         full, index = self._full_lattice
         assert full is not None

@@ -88,8 +88,11 @@ class Handshake:
         return 1.0 - self.beta(x)
 
     def classify(self, x: np.ndarray) -> np.ndarray:
-        """Region code ``(n,)`` of each point (:data:`atomistic.regions.REGION_CORE`,
-        ``REGION_HANDSHAKE``, ``REGION_PAD`` or ``REGION_FAR``)."""
+        """Region code ``(n,)`` of each point.
+
+        One of :data:`atomistic.regions.REGION_CORE`, ``REGION_HANDSHAKE``, ``REGION_PAD``
+        and ``REGION_FAR``.
+        """
         d = self.distance(x)
         code = np.full(d.shape, REGION_FAR, dtype=np.int64)
         code[d <= self.atom_radius] = REGION_PAD

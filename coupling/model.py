@@ -56,6 +56,7 @@ class EnergyParts:
 
     @property
     def total(self) -> float:
+        """The whole blended energy, eV."""
         return self.atoms + self.continuum + self.penalty + self.correction
 
 
@@ -96,7 +97,7 @@ class Correction:
         """``−⟨g, z − z_g⟩`` in eV."""
         d = z.copy()
         d.axpy(-1.0, self.anchor)
-        value = -self.gradient.dot(d)
+        value = -self.gradient.dot(d).real
         d.destroy()
         return float(value)
 
@@ -172,11 +173,16 @@ class BlendedModel:
         Also leaves the problem's FE function at ``z``'s FE block.
         """
         key = z.getArray(readonly=True)
-        hit = self._state is not None and np.array_equal(self._state_key, key)
+        hit = (
+            self._state is not None
+            and self._state_key is not None
+            and np.array_equal(self._state_key, key)
+        )
         # every rank must take the same branch: the miss path is collective
         if self.comm.size > 1:
             hit = bool(self.comm.allreduce(hit, op=MPI.LAND))
         if hit:
+            assert self._state is not None
             return self._state
         lay = self.layout
         u_free = lay.atoms_of(z)
@@ -277,7 +283,7 @@ class BlendedModel:
         v_gap = v_free[self.penalty_atoms] - lay.allsum(self.I_H @ v_local).reshape(-1, 3)
         hv = self._atoms_call("hessian_vector", s.u_atoms, np.vstack([v_free, v_pad]))
         K = self.tangent(z)
-        x_fe, y_fe = K.createVecs()
+        x_fe, y_fe = K.createVecRight(), K.createVecLeft()
         x_fe.getArray()[:] = v_local[: lay.n_fe_owned]
         K.mult(x_fe, y_fe)
         fe_owned = y_fe.getArray(readonly=True).copy()
@@ -335,8 +341,10 @@ class BlendedModel:
         return g
 
     def dof_coordinates(self) -> np.ndarray:
-        """``(size_local / 3, 3)`` reference positions (Å) of the owned DOF triples of ``z``:
-        the free atoms (rank 0) then the owned FE nodes."""
+        """``(size_local / 3, 3)`` reference positions (Å) of the owned DOF triples of ``z``.
+
+        The free atoms (on rank 0) come first, then the owned FE nodes.
+        """
         nodes = self.problem.dof_coordinates()[: self.layout.n_fe_owned // 3]
         atoms = self.atoms.reference[: self.n_free] if self.comm.rank == 0 else np.zeros((0, 3))
         return np.ascontiguousarray(np.vstack([atoms, nodes]), dtype=np.float64)

@@ -67,11 +67,12 @@ def solve_with_passes(
     progress: Progress | None = None,
     report: Callable[[str], None] | None = None,
 ) -> PassesOutcome:
-    """Solve, then recompute the correction at the solution and solve again, until it
-    changes by less than ``passes.tolerance`` (at most ``passes.passes`` solves).
+    """Solve, recompute the correction at the solution, solve again, until it settles.
 
-    If the change grows from one recomputation to the next while still above the tolerance,
-    the passes are not contracting: the first pass's solution and correction are restored.
+    It settles when it changes by less than ``passes.tolerance``; at most
+    ``passes.passes`` solves are made. If the change grows from one recomputation to the
+    next while still above the tolerance, the passes are not contracting: the first pass's
+    solution and correction are restored.
 
     Args:
         system: the coupled system, its boundary and first correction set.

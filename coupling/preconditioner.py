@@ -138,7 +138,9 @@ def monolithic_matrix(
     I_P = _gather_global(data.pad_interpolation, layout, N)
     I_H = _gather_global(data.penalty_interpolation, layout, N)
     M = PETSc.Mat().createAIJ(((layout.size_local, N), (layout.size_local, N)), bsize=3, comm=comm)
-    M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)
+    # petsc4py's stub types the enums of Mat.Option and InsertMode as int, and the index
+    # and value arguments as Sequences where arrays are what PETSc takes
+    M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)  # type: ignore[arg-type]
     M.setUp()
     ai, aj, av = tangent.getValuesCSR()
     r0 = tangent.getOwnershipRange()[0]
@@ -165,7 +167,7 @@ def monolithic_matrix(
         c = blocks.tocoo()
         _add_coo(M, c.row, c.col, c.data)
     M.assemble()
-    M.zeroRowsColumns(np.asarray(dirichlet_rows, dtype=PETSc.IntType), diag=1.0)
+    M.zeroRowsColumns(np.asarray(dirichlet_rows, dtype=PETSc.IntType), diag=1.0)  # type: ignore[arg-type]
     return M
 
 
@@ -193,4 +195,5 @@ def _add_coo(M: PETSc.Mat, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray)
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     for s, e in zip(starts, ends, strict=True):
-        M.setValues(rows[s : s + 1], cols[s:e], vals[s:e], addv=PETSc.InsertMode.ADD_VALUES)
+        add = PETSc.InsertMode.ADD_VALUES
+        M.setValues(rows[s : s + 1], cols[s:e], vals[s:e], addv=add)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from petsc4py import PETSc
@@ -151,7 +151,7 @@ class _NewtonKrylov:
         self.total += self.last
         if self.fresh is None:
             self.fresh = self.last
-        slope = g.dot(d)
+        slope = float(g.dot(d).real)
         if self.ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT:
             self.negative_curvature += 1
         if not slope < 0:
@@ -159,7 +159,7 @@ class _NewtonKrylov:
             # iterate is a descent direction unless CG stopped at once
             self.ksp.getPC().apply(g, d)
             d.scale(-1.0)
-            slope = g.dot(d)
+            slope = float(g.dot(d).real)
         return slope
 
     def _build(self, z: PETSc.Vec) -> None:
@@ -231,7 +231,7 @@ def solve(
             if it >= opts.max_iterations:
                 break
             it += 1
-            gnorm = g.norm()
+            gnorm = _norm(g)
             rtol = _forcing(gnorm, gnorm_prev, max(fa, ff) / opts.fmax)
             gnorm_prev = gnorm
             slope = newton.direction(z, g, d, rtol, opts.max_krylov)
@@ -245,7 +245,7 @@ def solve(
                 at,
                 energy=energy,
                 slope=slope,
-                gradient_decreased=lambda: g_trial.norm() < gnorm,  # noqa: B023 - this step's
+                gradient_decreased=lambda: _norm(g_trial) < gnorm,  # noqa: B023 - this step's
             )
             if not step.accepted:
                 reason = "DIVERGED_LINE_SEARCH"
@@ -275,6 +275,12 @@ def solve(
     return result
 
 
+def _norm(v: PETSc.Vec) -> float:
+    # petsc4py types ``norm`` as ``float | tuple[float, float]`` for every norm type; the
+    # default 2-norm is one number
+    return cast(float, v.norm())
+
+
 def _forcing(gnorm: float, gnorm_prev: float | None, excess: float) -> float:
     """Relative CG tolerance of a Newton step (inexact Newton).
 
@@ -292,8 +298,11 @@ def _forcing(gnorm: float, gnorm_prev: float | None, excess: float) -> float:
 def _set_preconditioner(
     ksp: PETSc.KSP, M: PETSc.Mat, *, kind: str, model: BlendedModel, dirichlet_local: np.ndarray
 ) -> PETSc.PC | None:
-    """Point ``ksp``'s preconditioner at ``M``: GAMG (wrapped, see :class:`_DirichletPC`) or
-    MUMPS LU. Returns the inner GAMG ``PC`` to destroy later, or None."""
+    """Point ``ksp``'s preconditioner at ``M``.
+
+    GAMG (wrapped, see :class:`_DirichletPC`) or MUMPS LU. Returns the inner GAMG ``PC`` to
+    destroy later, or None.
+    """
     pc = ksp.getPC()
     if kind == "mumps":
         # METIS ordering: faster here than MUMPS Cholesky on these matrices
@@ -306,8 +315,12 @@ def _set_preconditioner(
         return None
     if kind != "gamg":
         raise ValueError(f"linear_solver must be one of {LINEAR_SOLVERS}, got {kind!r}")
+    # petsc4py's stub wants a Sequence and an int pair; it takes an array and PETSc's
+    # "decide" (None) for the global size
     coordinates = PETSc.Vec().createWithArray(
-        model.dof_coordinates().ravel(), size=(M.getLocalSize()[0], None), comm=M.getComm()
+        model.dof_coordinates().ravel(),  # type: ignore[arg-type]
+        size=(M.getLocalSize()[0], None),  # type: ignore[arg-type]
+        comm=M.getComm(),
     )
     coordinates.setBlockSize(3)
     M.setNearNullSpace(PETSc.NullSpace().createRigidBody(coordinates))
@@ -323,7 +336,7 @@ def _set_preconditioner(
     options = PETSc.Options(prefix)
     added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
     for key in added:
-        options[key] = _GAMG_DEFAULTS[key]
+        options.setValue(key, _GAMG_DEFAULTS[key])
     try:
         inner.setFromOptions()
         inner.setUp()

@@ -119,8 +119,11 @@ def restore_state(system: SystemView, state: CoupledState) -> None:
 
 
 def _fe_field(system: SystemView, state: CoupledState, boundary: Displacement) -> np.ndarray:
-    """The new system's FE field (local, with ghosts): the old one interpolated between the
-    meshes, the boundary displacement where a node is outside the old mesh."""
+    """The new system's FE field (local, with ghosts).
+
+    The old one interpolated between the meshes; the boundary displacement where a node is
+    outside the old mesh.
+    """
     V_new, V_old = system.problem.V, state.fe.function_space
     n_cells = V_new.mesh.topology.index_map(V_new.mesh.topology.dim).size_local
     cells = np.arange(n_cells, dtype=np.int32)

@@ -176,8 +176,10 @@ class CoupledSystem:
         self.model.layout.set_atoms(self.z, u)
 
     def fe_displacements_at(self, points: np.ndarray, z: PETSc.Vec | None = None) -> np.ndarray:
-        """``(n, 3)`` FE field at ``points`` inside the mesh, background not added
-        (collective; every rank)."""
+        """``(n, 3)`` FE field at ``points`` inside the mesh, background not added.
+
+        Collective; every rank gets all of them.
+        """
         lay = self.model.layout
         interp = p1_interpolation_matrix(self.problem.V, points)
         return lay.allsum(interp @ lay.fe_of(self.z if z is None else z)).reshape(-1, 3)
@@ -216,10 +218,13 @@ class CoupledSystem:
         return capture(self)
 
     def restore(self, state: CoupledState) -> None:
-        """Take ``state``: exactly (correction too) if it came from this system; else carry
-        it over (:func:`coupling.state.restore_state`): atoms by lattice site, the FE field
-        by interpolation between the meshes, new atoms from the field, and the correction
-        rebuilt at the state's load."""
+        """Take ``state``: exactly if it came from this system, else carried over.
+
+        Exactly means state, predictor and correction. Carried over
+        (:func:`coupling.state.restore_state`): atoms by lattice site, the FE field by
+        interpolation between the meshes, new atoms from the field, and the correction
+        rebuilt at the state's load.
+        """
         restore_state(self, state)
 
     # -- boundary, background, correction --------------------------------------------------
@@ -260,17 +265,21 @@ class CoupledSystem:
                 model.set_correction(Correction(gradient=gradient, anchor=self.predictor.copy()))
 
     def advance_load(self, previous: np.ndarray, current: np.ndarray) -> None:
-        """Move to the load ``F = current`` from ``F = previous``: add the homogeneous
-        increment ``(current − previous) X`` to atoms and nodes, then
-        :meth:`set_boundary` with ``(current − I) X`` as boundary and predictor."""
+        """Move from the load ``F = previous`` to ``F = current``.
+
+        Adds the homogeneous increment ``(current − previous) X`` to atoms and nodes, then
+        calls :meth:`set_boundary` with ``(current − I) X`` as boundary and predictor.
+        """
         z = self.z.copy()
         z.axpy(1.0, self.state_from(homogeneous(np.eye(3) + current - previous)))
         self.z = z
         self.set_boundary(homogeneous(current), predictor=homogeneous(current))
 
     def update_correction(self) -> float:
-        """Recompute the ghost-force correction at ``z`` (one more pass); returns the largest
-        change on any atom or node (eV/Å).
+        """Recompute the ghost-force correction at ``z`` (one more pass).
+
+        Returns:
+            The largest change on any atom or node (eV/Å).
 
         Raises:
             RuntimeError: the correction is off or :meth:`set_boundary` was not called.
@@ -309,8 +318,7 @@ class CoupledSystem:
     def solve(
         self, options: SolverOptions | None = None, *, progress: Progress | None = None
     ) -> SolveResult:
-        """Minimise from the current state (updated in place) by Newton–Krylov
-        (:func:`coupling.solver.solve`)."""
+        """Minimise from the current state, updated in place (:func:`coupling.solver.solve`)."""
         return solve(
             self.model,
             self.z,

@@ -61,8 +61,10 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def print_json(data: Mapping[str, Any], path: str | Path | None = None) -> None:
-    """Print ``data`` as indented JSON on stdout and, with ``path``, also write it there
-    atomically (what the benchmarks do with their result)."""
+    """Print ``data`` as indented JSON on stdout and, with ``path``, write it there too.
+
+    The file is written atomically; this is what the benchmarks do with their result.
+    """
     text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
     sys.stdout.write(text)
     sys.stdout.flush()

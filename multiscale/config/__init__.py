@@ -142,8 +142,11 @@ class Case:
         return f"--set {key}" if self.origins.get(key) == ORIGIN_SET else str(self.file)
 
     def output_dir(self, override: str | Path | None = None) -> Path:
-        """The output folder: ``override`` (as given, e.g. ``--output``) or ``output.directory``
-        relative to the case folder."""
+        """The output folder.
+
+        ``override`` as given (e.g. ``--output``), else ``output.directory`` relative to the
+        case folder.
+        """
         if override is not None:
             return Path(override)
         assert self.config.output is not None

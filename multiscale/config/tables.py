@@ -1,5 +1,6 @@
-"""Markdown tables of the case keys, generated from their :func:`~multiscale.config.schema.option`
-declarations.
+"""Markdown tables of the case keys, generated from their declarations.
+
+The declarations are the :func:`~multiscale.config.schema.option` fields of the sections.
 
 Each ``option(doc=...)`` is the one description of its key: the tables of the documentation
 are made from the dataclass fields of a kind's sections (:data:`multiscale.config.KINDS`) and

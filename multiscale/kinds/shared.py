@@ -1,5 +1,8 @@
-"""What every case kind needs from its case file: the potential, the device, the lattice
-constant and the output folder, each turned from keys into objects with one-line errors."""
+"""What every case kind needs from its case file, turned from keys into objects.
+
+The potential, the device, the lattice constant and the output folder, each with one-line
+errors that name the key.
+"""
 
 from __future__ import annotations
 

@@ -67,6 +67,7 @@ class VacancyResult:
 
     @property
     def converged(self) -> bool:
+        """The relaxation reached ``relax.fmax``."""
         return bool(self.formation.converged)
 
 

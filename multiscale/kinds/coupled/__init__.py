@@ -168,8 +168,10 @@ def write(
 def reference(
     case: Case, setup: CoupledSetup, *, out: Path, output_override: str | None, comm: Any
 ) -> int:
-    """``multiscale reference``: relax the fully atomistic problem on rank 0 and write
-    ``out/reference``; returns the exit code (every rank)."""
+    """``multiscale reference``: the fully atomistic problem, relaxed on rank 0.
+
+    Writes ``out/reference``; returns the exit code on every rank.
+    """
     import sys
 
     from multiscale import version

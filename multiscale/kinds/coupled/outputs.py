@@ -145,8 +145,10 @@ def dislocation_record(
 def coupled_summary(
     run: CoupledRun, case: Case, *, reference_error: dict | None, atoms: Any = None
 ) -> dict:
-    """The ``summary.json`` of a coupled run (``atoms`` from :func:`coupled_atoms`, needed for
-    a dislocation's partials)."""
+    """The ``summary.json`` of a coupled run.
+
+    ``atoms`` (from :func:`coupled_atoms`) is needed for a dislocation's partials.
+    """
     system, setup, last = run.system, run.setup, run.last
     n_atoms = len(system.positions)
     summary: dict[str, Any] = {
@@ -263,8 +265,10 @@ def write_reference_outputs(
 
 
 def read_reference(out: Path) -> tuple[dict, Any] | None:
-    """``(summary, atoms)`` of the reference in ``out/reference`` (atoms None if missing), or
-    None if there is no reference summary."""
+    """``(summary, atoms)`` of the reference in ``out/reference``.
+
+    ``atoms`` is None if its file is missing; the result is None if there is no summary.
+    """
     import ase.io
 
     folder = out / REFERENCE_DIR

@@ -69,14 +69,18 @@ class ReferenceResult:
 
     @property
     def relaxation_energy(self) -> float:
+        """``E(relaxed) − E(boundary field everywhere)``, eV."""
         return self.energy - self.unrelaxed_energy
 
 
 def _step_start(
     setup: CoupledSetup, k: int, X: np.ndarray, u: np.ndarray, free: np.ndarray
 ) -> np.ndarray:
-    """Displacements that load step ``k`` starts from: the previous ones plus the homogeneous
-    increment (step 1: on the Volterra field of a dislocation), held atoms on the boundary."""
+    """Displacements that load step ``k`` starts from.
+
+    The previous ones plus the homogeneous increment (at step 1 on the Volterra field of a
+    dislocation), the held atoms on the boundary field.
+    """
     if k == 1 and setup.dislocation is not None:
         u = setup.dislocation.displacement(X)
     loading = setup.loading
@@ -89,8 +93,11 @@ def _relax_step(
     setup: CoupledSetup, k: int, atoms: Any, start: np.ndarray, free: np.ndarray, calc: Any,
     reporter: Reporter,
 ) -> tuple[Any, dict[str, Any], float]:  # fmt: skip
-    """Relax load step ``k`` from ``start``; returns the result, its record and the energy of
-    the boundary field everywhere."""
+    """Relax load step ``k`` from ``start``.
+
+    Returns:
+        The relaxation's result, its record and the energy of the boundary field everywhere.
+    """
     from atomistic.relax import relax
 
     t0 = time.perf_counter()

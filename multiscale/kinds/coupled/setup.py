@@ -155,8 +155,10 @@ class Domain:
 
 @dataclass(frozen=True, kw_only=True)
 class MeshSizes:
-    """Element sizes of the graded mesh (Å): ``h_min`` up to the atoms, growing with slope
-    ``growth`` beyond them, at most ``h_max``."""
+    """Element sizes of the graded mesh (Å).
+
+    ``h_min`` up to the atoms, growing with slope ``growth`` beyond them, at most ``h_max``.
+    """
 
     h_min: float
     h_max: float

@@ -59,8 +59,8 @@ class CauchyBorn:
         dtype: ``torch.float64`` (default) or ``torch.float32``.
         shift_tol: gradient tolerance (eV/Å per cell) of the shift relaxation.
         chunk: deformation gradients per batch of :meth:`evaluate` on the CPU. Every step is
-            memory bound; batches whose arrays stay in cache are about 1.7× faster than one
-            batch of 130 000 (``stress``, fcc EAM, measured). ``None``: one batch.
+            memory bound, so batches whose arrays stay in cache beat one large batch.
+            ``None``: one batch.
     """
 
     def __init__(

@@ -2,9 +2,9 @@
 
 PyTorch has no caching allocator on the CPU: every pair-sized temporary (tens of MB at 10⁵
 atoms) is an ``mmap`` that is returned to the system when freed and faulted in again on the
-next step. That costs more than the arithmetic (measured here: ``x * 2`` on 3.8 M doubles
-takes 56 ms with fresh pages and 7 ms with reused ones). Turning off ``mmap`` for ``malloc``
-and never trimming the heap keeps the pages: the process keeps its peak memory instead.
+next step, and faulting fresh pages in costs more than the arithmetic done on them. Turning
+off ``mmap`` for ``malloc`` and never trimming the heap keeps the pages: the process keeps
+its peak memory instead.
 """
 
 from __future__ import annotations

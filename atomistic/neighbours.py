@@ -26,11 +26,12 @@ def vesin_box(
 ) -> tuple[np.ndarray, list[bool]]:
     """``(box, pbc)`` to hand vesin, fast for every mix of periodic and open axes.
 
-    vesin 0.6 is slow when some axes are periodic and others open (9 s instead of 0.1 s for
-    a 13k-atom slab periodic along z only). So an open axis is made periodic with a box
-    vector orthogonal to the periodic ones and longer than the atoms' extent plus
-    ``cutoff``: no pair can reach across it, its shifts are all zero and the pairs are those
-    of the open axis. No axis periodic: a zero box; all periodic: the cell itself.
+    vesin is slow when some axes are periodic and others open (a slab periodic along z
+    only takes orders of magnitude longer than the same atoms fully periodic). So an open
+    axis is made periodic with a box vector orthogonal to the periodic ones and longer than
+    the atoms' extent plus ``cutoff``: no pair can reach across it, its shifts are all zero
+    and the pairs are those of the open axis. No axis periodic: a zero box; all periodic: the
+    cell itself.
 
     Args:
         positions: ``(n, 3)`` positions in Å.

@@ -25,13 +25,14 @@ keep every pair.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from atomistic.device import resolve_device
 from atomistic.neighbours import Graph, NeighbourList, build_graph
-from atomistic.potentials.protocol import species_indices
+from atomistic.potentials.protocol import Potential, species_indices
 
 __all__ = ["BlendedAtoms"]
 
@@ -51,21 +52,20 @@ class BlendedAtoms:
         skin: neighbour-list skin in Å.
         hessian_dtype: dtype of the Hessian-vector products (default: ``dtype``). The
             products only steer the Krylov solver (the minimiser is fixed by the gradient,
-            computed in ``dtype``), so ``torch.float32`` is a safe speed-up: for Cu EAM on
-            19 477 atoms 1.7× faster on the CPU (0.090 s against 0.155 s), 1.9e-6 relative
-            difference.
+            computed in ``dtype``), so ``torch.float32`` is a safe speed-up (figures in
+            ``docs/case-coupled.md``, ``solver.hessian_precision``).
     """
 
     def __init__(
         self,
         *,
-        potential,
+        potential: Potential,
         reference_positions: np.ndarray,
-        symbols,
+        symbols: Sequence[str],
         beta: np.ndarray,
         cell: np.ndarray,
-        pbc=(False, False, False),
-        device=None,
+        pbc: Sequence[bool] = (False, False, False),
+        device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float64,
         skin: float = 1.0,
         hessian_dtype: torch.dtype | None = None,
@@ -96,18 +96,24 @@ class BlendedAtoms:
             self._hessian_potential = copy.deepcopy(self.potential).to(dtype=self.hessian_dtype)
             self._hessian_beta = self.beta.to(self.hessian_dtype)
 
-    def _positions(self, u: np.ndarray, *, grad: bool, dtype=None) -> torch.Tensor:
+    def _positions(
+        self, u: np.ndarray, *, grad: bool, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         x = torch.as_tensor(self.reference + np.asarray(u, dtype=np.float64).reshape(-1, 3))
         return x.to(device=self.device, dtype=dtype or self.dtype).requires_grad_(grad)
 
-    def _weighted_energy(self, x: torch.Tensor, *, hessian: bool = False) -> torch.Tensor:
-        graph = build_graph(
+    def _graph(self, x: torch.Tensor) -> Graph:
+        """The atoms at positions ``x`` and their pairs (the list reused within its skin)."""
+        return build_graph(
             positions=x,
             cell=self.cell,
             species=self.species,
             neighbours=self.neighbours,
             pbc=self.pbc,
         )
+
+    def _weighted_energy(self, x: torch.Tensor, *, hessian: bool = False) -> torch.Tensor:
+        graph = self._graph(x)
         if self.drop_idle_pairs:
             graph = self._weighted_pairs(graph)
         if hessian:
@@ -132,14 +138,7 @@ class BlendedAtoms:
 
     def site_energies(self, u: np.ndarray) -> np.ndarray:
         """Unweighted site energies ``ε_i`` ``(n,)`` in eV at displacement ``u`` ``(n, 3)``."""
-        x = self._positions(u, grad=False)
-        graph = build_graph(
-            positions=x,
-            cell=self.cell,
-            species=self.species,
-            neighbours=self.neighbours,
-            pbc=self.pbc,
-        )
+        graph = self._graph(self._positions(u, grad=False))
         with torch.no_grad():
             return self.potential(graph).double().cpu().numpy()
 

@@ -125,7 +125,7 @@ class GhostForceCorrection:
         self._site_interpolation: tuple[np.ndarray, np.ndarray, Any] | None = None
 
     # -- first pass --------------------------------------------------------------------------
-    def reset(self, system: SystemView, predictor: Displacement, z_predictor: PETSc.Vec):
+    def reset(self, system: SystemView, predictor: Displacement, z_predictor: PETSc.Vec) -> None:
         """Set the first pass's correction on the model.
 
         It is the defect-free lattice's correction at ``z_predictor``, the homogeneous

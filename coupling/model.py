@@ -40,6 +40,8 @@ import scipy.sparse as sp
 from mpi4py import MPI
 from petsc4py import PETSc
 
+from continuum.problem import HyperelasticProblem
+from coupling.blended_atoms import BlendedAtoms
 from coupling.layout import MonolithicLayout
 
 __all__ = ["BlendedModel", "Correction", "EnergyParts", "SplitState"]
@@ -126,8 +128,8 @@ class BlendedModel:
     def __init__(
         self,
         *,
-        problem,
-        atoms,
+        problem: HyperelasticProblem,
+        atoms: BlendedAtoms | None,
         n_free: int,
         n_pad: int,
         pad_interpolation: sp.csr_matrix,
@@ -346,7 +348,9 @@ class BlendedModel:
         The free atoms (on rank 0) come first, then the owned FE nodes.
         """
         nodes = self.problem.dof_coordinates()[: self.layout.n_fe_owned // 3]
-        atoms = self.atoms.reference[: self.n_free] if self.comm.rank == 0 else np.zeros((0, 3))
+        atoms = np.zeros((0, 3))
+        if self.atoms is not None:  # rank 0
+            atoms = self.atoms.reference[: self.n_free]
         return np.ascontiguousarray(np.vstack([atoms, nodes]), dtype=np.float64)
 
     def max_forces(self, g: PETSc.Vec) -> tuple[float, float]:

@@ -57,7 +57,7 @@ def atom_laplacian(
     positions: np.ndarray,
     beta: np.ndarray,
     cell: np.ndarray,
-    pbc,
+    pbc: tuple[bool, bool, bool],
     r_nn: float,
     A: float = 3.0,
     cutoff_factor: float = 1.8,
@@ -171,7 +171,7 @@ def monolithic_matrix(
     return M
 
 
-def _gather_global(local: sp.csr_matrix, layout, N: int) -> sp.csr_matrix | None:
+def _gather_global(local: sp.csr_matrix, layout: MonolithicLayout, N: int) -> sp.csr_matrix | None:
     """Stack the per-rank rows of an interpolation matrix with global columns, on rank 0."""
     c = local.tocoo()
     triplets = (c.row, layout.fe_global[c.col], c.data)

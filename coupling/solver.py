@@ -21,6 +21,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from continuum.line_search import backtracking_line_search
+from coupling.layout import MonolithicLayout
 from coupling.model import BlendedModel
 from coupling.preconditioner import PreconditionerData, monolithic_matrix
 
@@ -136,7 +137,9 @@ class _NewtonKrylov:
         self.fresh: int | None = None
         self.negative_curvature = 0
 
-    def direction(self, z: PETSc.Vec, g: PETSc.Vec, d: PETSc.Vec, rtol: float, max_it: int):
+    def direction(
+        self, z: PETSc.Vec, g: PETSc.Vec, d: PETSc.Vec, rtol: float, max_it: int
+    ) -> float:
         """Write the Newton direction at ``z`` (gradient ``g``) into ``d``; returns ``g·d``."""
         self.shell.z = z
         if self.M is None or self.fresh is None or self.last > max(2 * self.fresh, 30):
@@ -255,8 +258,27 @@ def solve(
             energy = step.energy
     finally:
         model.tangent_tolerance = saved_tolerance
+    result = _result(model, g, opts, newton, it=it, energy=energy, reason=reason)
+    result.history = history
+    newton.destroy()
+    for vec in (g, d, trial, g_trial):
+        vec.destroy()
+    return result
+
+
+def _result(
+    model: BlendedModel,
+    g: PETSc.Vec,
+    opts: SolverOptions,
+    newton: _NewtonKrylov,
+    *,
+    it: int,
+    energy: float,
+    reason: str,
+) -> SolveResult:
+    """The outcome of a minimisation that stopped at gradient ``g``."""
     fa, ff = model.max_forces(g)
-    result = SolveResult(
+    return SolveResult(
         converged=bool(fa < opts.fmax and ff < opts.fmax),
         newton_iterations=it,
         krylov_iterations=int(newton.total),
@@ -266,13 +288,8 @@ def solve(
         reason=reason,
         preconditioner_builds=newton.builds,
         negative_curvature_steps=newton.negative_curvature,
-        linear_solver=kind,
-        history=history,
+        linear_solver=newton.kind,
     )
-    newton.destroy()
-    for vec in (g, d, trial, g_trial):
-        vec.destroy()
-    return result
 
 
 def _norm(v: PETSc.Vec) -> float:
@@ -379,6 +396,6 @@ class _DirichletPC:
             self.work = None
 
 
-def _ownership_start(layout) -> int:
+def _ownership_start(layout: MonolithicLayout) -> int:
     sizes = layout.comm.allgather(layout.size_local)
     return int(np.sum(sizes[: layout.comm.rank]))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import vesin
 from ase import Atoms
+from mpi4py import MPI
 from petsc4py import PETSc
 
 from atomistic.neighbours import vesin_box
@@ -149,7 +150,7 @@ class CoupledSystem:
         return float(self.atoms.cell[2, 2]) if self.atoms.pbc[2] else None
 
     @property
-    def comm(self) -> object:
+    def comm(self) -> MPI.Comm:
         """The MPI communicator of the mesh."""
         return self.model.comm
 
@@ -403,6 +404,36 @@ def _preconditioner(
     )
 
 
+def _correction(
+    model: BlendedModel,
+    atoms: AtomSet,
+    sites: Atoms,
+    handshake: Handshake,
+    potential: Potential,
+    device: str | torch.device | None,
+    dtype: torch.dtype,
+) -> GhostForceCorrection:
+    """The ghost-force correction of the defect-free lattice ``sites``.
+
+    The outer boundary's forces are physical and stay out of it.
+    """
+    fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
+    outer = outer_boundary_dofs(model.problem)
+    fe_mask[outer[outer < len(fe_mask)]] = False
+    return GhostForceCorrection(
+        perfect_atoms=sites,
+        site_atoms=sites,
+        positions=atoms.positions,
+        n_free=atoms.n_free,
+        handshake=handshake,
+        fe_mask=fe_mask,
+        potential=potential,
+        device=device,
+        dtype=dtype,
+        rank=model.comm.rank,
+    )
+
+
 def build_coupled_system(
     *,
     potential: Potential,
@@ -467,22 +498,8 @@ def build_coupled_system(
     preconditioner = _preconditioner(model, atom_set, blended)
     correction = None
     if ghost_force_correction:
-        fe_mask = np.ones(model.layout.n_fe_owned, dtype=bool)
-        outer = outer_boundary_dofs(problem)
-        fe_mask[outer[outer < len(fe_mask)]] = False
         sites = perfect_atoms if perfect_atoms is not None else atoms
-        correction = GhostForceCorrection(
-            perfect_atoms=sites,
-            site_atoms=sites,
-            positions=X,
-            n_free=n_free,
-            handshake=handshake,
-            fe_mask=fe_mask,
-            potential=potential,
-            device=device,
-            dtype=dtype,
-            rank=comm.rank,
-        )
+        correction = _correction(model, atom_set, sites, handshake, potential, device, dtype)
     return CoupledSystem(
         model=model,
         problem=problem,

@@ -6,7 +6,6 @@ surface). The FE problem imposes the exact ``u`` on ``r = b`` and the traction
 ``t = σ n = p e_r`` on the hole (``n = −e_r``) through ``add_traction``.
 """
 
-import dolfinx_solver  # noqa: F401
 import numpy as np
 import ufl
 from dolfinx import fem

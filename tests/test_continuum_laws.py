@@ -1,6 +1,5 @@
 """Constitutive laws of the continuum: stress and tangent are derivatives, Voigt algebra."""
 
-import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
 

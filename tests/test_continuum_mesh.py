@@ -1,6 +1,5 @@
 """Graded gmsh meshes: sizes follow h(d), boundaries are tagged, gmsh is left clean."""
 
-import dolfinx_solver  # noqa: F401
 import gmsh
 import numpy as np
 import pytest

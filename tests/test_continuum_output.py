@@ -2,7 +2,6 @@
 
 import xml.etree.ElementTree as ET
 
-import dolfinx_solver  # noqa: F401
 import numpy as np
 from mpi4py import MPI
 

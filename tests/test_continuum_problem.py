@@ -1,6 +1,5 @@
 """HyperelasticProblem: patch test, derivatives against finite differences, weight and loads."""
 
-import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
 from mpi4py import MPI

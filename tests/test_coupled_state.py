@@ -7,7 +7,6 @@ snapshot restores its own system bit for bit; and against the changed system's o
 for a void, where the carried state must start much closer to it than the predictor does.
 """
 
-import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
 from mpi4py import MPI

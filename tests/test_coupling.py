@@ -9,7 +9,6 @@ import pathlib
 import subprocess
 import sys
 
-import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
 from mpi4py import MPI

@@ -13,7 +13,13 @@ import sys
 import numpy as np
 import pytest
 
-from atomistic.strain import SHELL_FACTOR, match_sites, site_gradients, strain_error
+from atomistic.strain import (
+    SHELL_FACTOR,
+    energy_error,
+    match_sites,
+    site_gradients,
+    strain_error,
+)
 
 TINY_VOID = """
 [case]
@@ -268,6 +274,9 @@ def test_run_reports_reference_error(tiny_void):
     )
     # a consistent, converged method on this small problem: percent-level errors (measured:
     # 0.7 % in energy, 3.7 % in strain; the uncorrected continuum thickness gave 20 %)
+    assert error["energy_error_rel"] == pytest.approx(
+        error["energy_error_eV"] / abs(ref["relaxation_energy_eV"]), rel=1e-12
+    )
     assert error["energy_error_eV"] < 0.05 * abs(ref["relaxation_energy_eV"])
     assert 0 < error["strain_error_rel"] < 0.1
 
@@ -284,3 +293,10 @@ def test_reference_of_another_problem_is_skipped():
     assert "void_radius" in error["skipped"] and "strain" not in error["skipped"]
     summary = {"problem": key, "status": "not_converged"}
     assert "did not converge" in reference_error(run, summary, None, path="ref")["skipped"]
+
+
+def test_energy_error_is_relative_to_the_reference():
+    """|ΔE − ΔE_ref| and that over |ΔE_ref|, by hand: not over the approximation's ΔE."""
+    assert energy_error(-1.5, -2.0) == {"energy_error_eV": 0.5, "energy_error_rel": 0.25}
+    assert energy_error(-2.5, -2.0)["energy_error_rel"] == 0.25
+    assert np.isnan(energy_error(0.1, 0.0)["energy_error_rel"])

@@ -258,46 +258,8 @@ class EAM(torch.nn.Module):
         fmt = format or ("fs" if path.name.endswith(".fs") else "alloy")
         if fmt not in ("alloy", "fs"):
             raise ValueError(f"EAM format {fmt!r} unknown; allowed: alloy, fs")
-        header, tok = _tokens(path)
-        try:
-            head = header[0].split()
-            n_el = int(head[0])
-            names = tuple(head[1 : 1 + n_el])
-            nrho_s, drho_s, nr_s, dr_s, cut_s = header[1].split()[:5]
-            nrho, drho, nr, dr, cut = (
-                int(nrho_s),
-                float(drho_s),
-                int(nr_s),
-                float(dr_s),
-                float(cut_s),
-            )
-        except (IndexError, ValueError) as err:
-            raise EAMFileError(f"{path}: bad header lines 4-5 ({err})") from None
-        if len(names) != n_el:
-            raise EAMFileError(f"{path}: line 4 names {len(names)} elements, expected {n_el}")
-        pos = 0
-
-        def take(k: int) -> np.ndarray:
-            nonlocal pos
-            if pos + k > len(tok):
-                raise EAMFileError(f"{path}: file ends early (needs {pos + k} values)")
-            out = np.array(tok[pos : pos + k], dtype=np.float64)
-            pos += k
-            return out
-
-        frho, rhor, masses, alat, ltype = [], [], [], [], []
-        try:
-            for _ in range(n_el):
-                masses.append(float(tok[pos + 1]))
-                alat.append(float(tok[pos + 2]))
-                ltype.append(tok[pos + 3])
-                pos += 4
-                frho.append(take(nrho))
-                for _ in range(n_el if fmt == "fs" else 1):
-                    rhor.append(take(nr))
-            z2r = [take(nr) for a in range(n_el) for _ in range(a + 1)]
-        except (IndexError, ValueError) as err:
-            raise EAMFileError(f"{path}: malformed tables ({err})") from None
+        names, (nrho, drho, nr, dr, cut), tok = _header(path)
+        frho, rhor, z2r, masses, alat, ltype = _tables(path, tok, len(names), nrho, nr, fmt)
         if elements is not None:
             missing = [e for e in elements if e not in names]
             if missing:
@@ -307,9 +269,9 @@ class EAM(torch.nn.Module):
                 )
         return cls(
             elements=names,
-            frho=np.array(frho),
-            rhor=np.array(rhor),
-            z2r=np.array(z2r),
+            frho=frho,
+            rhor=rhor,
+            z2r=z2r,
             drho=drho,
             dr=dr,
             cutoff=cut,
@@ -344,3 +306,49 @@ class EAM(torch.nn.Module):
         # LAMMPS continues F linearly past the table with the slope at ρ_max.
         over = torch.clamp(rho - self.rhomax, min=0.0)
         return f + self.frho_end_slope[species] * over
+
+
+def _header(path: Path) -> tuple[tuple[str, ...], tuple[int, float, int, float, float], list[str]]:
+    """Element names, ``(nrho, drho, nr, dr, cutoff)`` and the tokens after the header."""
+    header, tok = _tokens(path)
+    try:
+        head = header[0].split()
+        n_el = int(head[0])
+        names = tuple(head[1 : 1 + n_el])
+        nrho_s, drho_s, nr_s, dr_s, cut_s = header[1].split()[:5]
+        grid = (int(nrho_s), float(drho_s), int(nr_s), float(dr_s), float(cut_s))
+    except (IndexError, ValueError) as err:
+        raise EAMFileError(f"{path}: bad header lines 4-5 ({err})") from None
+    if len(names) != n_el:
+        raise EAMFileError(f"{path}: line 4 names {len(names)} elements, expected {n_el}")
+    return names, grid, tok
+
+
+def _tables(
+    path: Path, tok: list[str], n_el: int, nrho: int, nr: int, fmt: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float], list[float], list[str]]:
+    """``F(ρ)``, ``ρ(r)``, ``r φ(r)`` tables and per-element mass, lattice constant, type."""
+    pos = 0
+
+    def take(k: int) -> np.ndarray:
+        nonlocal pos
+        if pos + k > len(tok):
+            raise EAMFileError(f"{path}: file ends early (needs {pos + k} values)")
+        out = np.array(tok[pos : pos + k], dtype=np.float64)
+        pos += k
+        return out
+
+    frho, rhor, masses, alat, ltype = [], [], [], [], []
+    try:
+        for _ in range(n_el):
+            masses.append(float(tok[pos + 1]))
+            alat.append(float(tok[pos + 2]))
+            ltype.append(tok[pos + 3])
+            pos += 4
+            frho.append(take(nrho))
+            for _ in range(n_el if fmt == "fs" else 1):
+                rhor.append(take(nr))
+        z2r = [take(nr) for a in range(n_el) for _ in range(a + 1)]
+    except (IndexError, ValueError) as err:
+        raise EAMFileError(f"{path}: malformed tables ({err})") from None
+    return np.array(frho), np.array(rhor), np.array(z2r), masses, alat, ltype

@@ -25,9 +25,9 @@ import numpy as np
 
 from multiscale.config.schema import Context, option, toml_value
 from multiscale.config.sections import (
+    CrystalSection,
     all_positive,
     at_least_one,
-    lattice_names,
     non_negative,
     positive,
 )
@@ -70,18 +70,9 @@ class CoupledCaseSection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CoupledLatticeSection:
-    """``[lattice]``: the perfect crystal that fills the domain."""
+class CoupledLatticeSection(CrystalSection):
+    """``[lattice]``: the perfect crystal that fills the domain, and its orientation."""
 
-    structure: str = option(doc="lattice name", choices=lattice_names)
-    element: str = option(doc="chemical symbol, as named in the potential file")
-    a: float | Literal["relax"] = option(
-        "relax",
-        unit="Å",
-        check=positive,
-        doc='lattice constant; `"relax"`: minimise the energy per atom under the potential '
-        "(polished so that the Cauchy–Born stress vanishes to round-off)",
-    )
     orientation: tuple[Miller, Miller, Miller] = option(
         ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
         doc="Miller indices `[[h,k,l], [h,k,l], [h,k,l]]` of the crystal directions along x, "

@@ -14,6 +14,7 @@ from multiscale.config.schema import option
 
 __all__ = [
     "LATTICE_NAMES",
+    "CrystalSection",
     "KindSection",
     "OutputSection",
     "PotentialSection",
@@ -104,3 +105,18 @@ class OutputSection:
     """``[output]``: where results go."""
 
     directory: str = option("output", doc="output folder, relative to the case folder")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrystalSection:
+    """``[lattice]`` keys every kind shares: the perfect crystal."""
+
+    structure: str = option(doc="lattice name", choices=lattice_names)
+    element: str = option(doc="chemical symbol, as named in the potential file")
+    a: float | Literal["relax"] = option(
+        "relax",
+        unit="Å",
+        check=positive,
+        doc='lattice constant; `"relax"`: minimise the energy per atom under the potential '
+        "(polished so that the Cauchy–Born stress vanishes to round-off)",
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from multiscale.config.schema import option
-from multiscale.config.sections import lattice_names, positive
+from multiscale.config.sections import CrystalSection, positive
 
 __all__ = ["CaseSection", "LatticeSection", "RelaxSection"]
 
@@ -32,17 +32,9 @@ class CaseSection:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LatticeSection:
-    """``[lattice]``: the perfect crystal."""
+class LatticeSection(CrystalSection):
+    """``[lattice]``: the perfect crystal and the supercell."""
 
-    structure: str = option(doc="lattice name", choices=lattice_names)
-    element: str = option(doc="chemical symbol, as named in the potential file")
-    a: float | Literal["relax"] = option(
-        "relax",
-        unit="Å",
-        check=positive,
-        doc='lattice constant; `"relax"`: minimise the energy per atom under the potential',
-    )
     size: tuple[int, int, int] = option(
         (5, 5, 5), check=_all_at_least_one, doc="supercell: conventional cells along x, y, z"
     )

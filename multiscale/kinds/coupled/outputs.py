@@ -181,7 +181,7 @@ def coupled_summary(
         "core_radius_A": setup.handshake.core_radius,
         "handshake_width_A": setup.handshake.width,
         "pad_width_A": setup.handshake.pad_width,
-        "mpi_ranks": int(system.model.comm.size),
+        "mpi_ranks": int(system.comm.size),
         "build_time_s": run.build_time_s,
     }
     summary.update(_case_record(case, setup))

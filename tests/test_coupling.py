@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from atomistic import EAM, CauchyBorn, Cylinder, Sphere, finite_cluster, unit_cell
+from atomistic import Cylinder, Sphere, finite_cluster
 from continuum.geometry import Ball, Box, Disk
 from continuum.mesh import graded_mesh
 from continuum.problem import HyperelasticProblem
@@ -28,16 +28,6 @@ STRAINS = [
     np.array([[-0.02, 0.0, 0.0], [0.0, 0.01, 0.0], [0.0, 0.0, 0.0]]),
     np.array([[0.0, 0.015, -0.004], [0.015, 0.0, 0.006], [0.0, -0.002, 0.012]]),
 ]
-
-
-@pytest.fixture(scope="module")
-def eam():
-    return EAM.from_file("Cu_mishin1.eam.alloy")
-
-
-@pytest.fixture(scope="module")
-def law(eam):
-    return CauchyBorn(eam, unit_cell("fcc", element="Cu", a=A0))
 
 
 def make_system(eam, law, *, mode, width=None, core=None, gfc=True, outer=None, sites=False):

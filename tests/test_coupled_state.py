@@ -7,7 +7,13 @@ snapshot restores its own system bit for bit; and against the changed system's o
 for a void, where the carried state must start much closer to it than the predictor does.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 from mpi4py import MPI
 
 from atomistic import Cylinder, finite_cluster
@@ -101,3 +107,22 @@ def test_a_void_state_carried_to_a_grown_region_starts_near_its_solution(eam, la
     off_carried = np.abs(carried[free] - solution[free]).max()
     off_predictor = np.abs(predictor[free] - solution[free]).max()
     assert off_carried < 0.2 * off_predictor, (off_carried, off_predictor)
+
+
+@pytest.mark.skipif(
+    not (pathlib.Path(sys.executable).parent / "mpiexec").exists(), reason="mpiexec not installed"
+)
+@pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="already under mpiexec")
+def test_the_state_tests_pass_on_two_ranks():
+    """The carried and restored states are collective: the tests above, on two ranks."""
+    mpiexec = pathlib.Path(sys.executable).parent / "mpiexec"
+    proc = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + [__file__, "-k", "not two_ranks"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.stdout.count("3 passed") == 2  # one report per rank

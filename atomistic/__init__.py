@@ -92,6 +92,18 @@ from atomistic.relax import RelaxResult, relax
 
 _moved.install()
 
+
+def __getattr__(name: str) -> object:
+    """Renamed public names fail with a message that names the new one.
+
+    An ImportError, not an AttributeError: ``from atomistic import old`` would replace an
+    AttributeError by its own message, which does not name the new one.
+    """
+    new = _moved.RENAMED.get(name)
+    if new is not None:
+        raise ImportError(f"atomistic.{name} was renamed; use atomistic.{new}", name=name)
+    raise AttributeError(f"module 'atomistic' has no attribute {name!r}")
+
 __all__ = [
     "ACSF",
     "EAM",

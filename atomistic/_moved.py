@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "RENAMED", "install"]
 
 #: Old module → new module.
 MOVED = {
@@ -31,6 +31,13 @@ MOVED = {
     "atomistic.configurations": "atomistic.mlip.configurations",
     "atomistic.oracles": "atomistic.mlip.oracles",
     "atomistic.validation": "atomistic.mlip.validation",
+}
+
+
+#: Old public name of ``atomistic`` → its new name.
+RENAMED = {
+    "default_device": "resolve_device",
+    "resolve_potential_file": "find_potential_file",
 }
 
 

@@ -97,6 +97,8 @@ def test_a_moved_module_names_its_new_home():
 
     with pytest.raises(ModuleNotFoundError, match=r"atomistic\.eam has moved to "):
         import atomistic.eam  # noqa: F401
+    with pytest.raises(ImportError, match=r"renamed; use atomistic\.resolve_device"):
+        from atomistic import default_device  # noqa: F401
     from atomistic import EAM, MLIP, Calculator, CauchyBorn, Committee, load_potential
 
     assert all(callable(x) for x in (EAM, MLIP, Calculator, CauchyBorn, Committee, load_potential))

@@ -104,6 +104,7 @@ def __getattr__(name: str) -> object:
         raise ImportError(f"atomistic.{name} was renamed; use atomistic.{new}", name=name)
     raise AttributeError(f"module 'atomistic' has no attribute {name!r}")
 
+
 __all__ = [
     "ACSF",
     "EAM",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,12 @@ from multiscale.kinds import Finished
 from multiscale.outputs import resolved_toml, write_extxyz, write_json, write_text
 from multiscale.progress import Reporter
 
+if TYPE_CHECKING:
+    import torch
+
+    from atomistic.equilibrium import VacancyFormation
+    from atomistic.potentials.protocol import Potential
+
 __all__ = ["VacancyResult", "VacancySetup", "describe", "resolve", "run", "write"]
 
 
@@ -39,16 +45,14 @@ class VacancySetup:
     """A vacancy case turned into objects.
 
     Attributes:
-        potential: the potential (None when resolved without loading it).
-        potential_file: its file (None when not loaded).
-        device: the torch device (None when not loaded).
-        a: lattice constant in Å (None until computed, with ``lattice.a = "relax"``).
+        potential: the potential, its element checked.
+        potential_file: its file.
+        device: the torch device.
     """
 
-    potential: Any = None
-    potential_file: Path | None = None
-    device: Any = None
-    a: float | None = None
+    potential: Potential
+    potential_file: Path
+    device: torch.device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,12 +60,12 @@ class VacancyResult:
     """Outcome of :func:`run`.
 
     Attributes:
-        formation: :class:`atomistic.equilibrium.VacancyFormation`.
+        formation: the relaxed vacancy and its energies.
         lattice_constant: ``a`` in Å (as given, or the relaxed value).
         wall_time_s: seconds for the whole workflow.
     """
 
-    formation: Any
+    formation: VacancyFormation
     lattice_constant: float
     wall_time_s: float
 
@@ -71,7 +75,7 @@ class VacancyResult:
         return bool(self.formation.converged)
 
 
-def resolve(case: Case, *, comm: Any = None, load: bool = True) -> VacancySetup:
+def resolve(case: Case, *, comm: Any = None) -> VacancySetup:
     """Load the potential (checks the file and the element) and resolve the device.
 
     Raises:
@@ -80,8 +84,6 @@ def resolve(case: Case, *, comm: Any = None, load: bool = True) -> VacancySetup:
     """
     from multiscale.kinds.shared import case_device, load_case_potential
 
-    if not load:
-        return VacancySetup()
     potential, path = load_case_potential(case)
     return VacancySetup(potential=potential, potential_file=path, device=case_device(case))
 
@@ -101,13 +103,11 @@ def describe(case: Case, setup: VacancySetup, *, output: str | Path | None = Non
     a = "relaxed under the potential" if lattice.a == "relax" else f"{lattice.a:g} Å"
     nx, ny, nz = lattice.size
     n = _count_sites(lattice.structure, lattice.element, lattice.size)
-    pot_line = f"{pot.kind} {pot.file}"
-    if setup.potential is not None:
-        elements = ", ".join(setup.potential.elements)
-        pot_line = (
-            f"{pot.kind} {setup.potential_file} (elements {elements}; "
-            f"cutoff {setup.potential.cutoff:.4g} Å)"
-        )
+    elements = ", ".join(setup.potential.elements)
+    pot_line = (
+        f"{pot.kind} {setup.potential_file} (elements {elements}; "
+        f"cutoff {setup.potential.cutoff:.4g} Å)"
+    )
     overridden = [k for k, origin in case.origins.items() if origin == ORIGIN_SET]
     defaults = [k for k, origin in case.origins.items() if origin == ORIGIN_DEFAULT]
     return [

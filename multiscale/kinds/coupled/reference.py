@@ -90,9 +90,14 @@ def _step_start(
 
 
 def _relax_step(
-    setup: CoupledSetup, k: int, atoms: Any, start: np.ndarray, free: np.ndarray, calc: Any,
+    setup: CoupledSetup,
+    k: int,
+    atoms: Any,
+    start: np.ndarray,
+    free: np.ndarray,
+    calc: Any,
     reporter: Reporter,
-) -> tuple[Any, dict[str, Any], float]:  # fmt: skip
+) -> tuple[Any, dict[str, Any], float]:
     """Relax load step ``k`` from ``start``.
 
     Returns:

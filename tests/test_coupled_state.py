@@ -4,7 +4,7 @@ Checked against what must hold exactly: a homogeneous deformation carried to a s
 bigger core and a finer mesh is still an equilibrium to round-off (P1 interpolation and the
 atoms' sites carry a linear field exactly, and the correction is rebuilt at the load), and a
 snapshot restores its own system bit for bit; and against the changed system's own solution
-for a void, where the carried state must start much closer to it than the predictor does.
+for a void, where the carried state must start 20 times closer to it than the predictor does.
 """
 
 import os
@@ -106,7 +106,8 @@ def test_a_void_state_carried_to_a_grown_region_starts_near_its_solution(eam, la
     free = slice(0, big.n_free)
     off_carried = np.abs(carried[free] - solution[free]).max()
     off_predictor = np.abs(predictor[free] - solution[free]).max()
-    assert off_carried < 0.2 * off_predictor, (off_carried, off_predictor)
+    # measured: 0.0042 Å carried against 0.19 Å for the predictor
+    assert off_carried < 0.05 * off_predictor, (off_carried, off_predictor)
 
 
 @pytest.mark.skipif(

@@ -213,7 +213,9 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> CoupledSystem:
     return system
 
 
-def _solve_step(setup: CoupledSetup, system: CoupledSystem, k: int, reporter: Reporter):
+def _solve_step(
+    setup: CoupledSetup, system: CoupledSystem, k: int, reporter: Reporter
+) -> StepRecord:
     """Load step ``k``: the homogeneous increment, the boundary, the correction, the solve."""
     from coupling.passes import solve_with_passes
 

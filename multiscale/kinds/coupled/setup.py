@@ -341,8 +341,10 @@ def _lattice(case: Case, a: float) -> LatticeSetup:
     )
 
 
-def _potential(case: Case, comm: Any, notes: dict[str, str]) -> tuple[PotentialSetup, float]:
-    """The potential, its device, the lattice constant and the Cauchy–Born law."""
+def _potential(
+    case: Case, comm: Any, notes: dict[str, str]
+) -> tuple[PotentialSetup, LatticeSetup]:
+    """The potential, its device, the lattice it relaxes and their Cauchy–Born law."""
     from atomistic.cauchy_born import CauchyBorn
     from atomistic.potentials import interaction_range
     from multiscale.kinds.shared import case_device, case_lattice_constant, load_case_potential
@@ -353,16 +355,16 @@ def _potential(case: Case, comm: Any, notes: dict[str, str]) -> tuple[PotentialS
     a = case_lattice_constant(case, potential, device=device, comm=comm)
     if case.config.lattice.a == "relax":  # type: ignore[union-attr]
         notes["lattice.a"] = f"relaxed: {a:.10f} Å"
-    cell, _ = _unit_cell(case, a)
+    lattice = _lattice(case, a)
     setup = PotentialSetup(
         module=potential,
         file=path,
         cutoff=float(potential.cutoff),
         range=interaction_range(potential),  # message passing: layers x cutoff
         device=device,
-        law=CauchyBorn(potential, cell, device=device),
+        law=CauchyBorn(potential, lattice.cell, device=device),
     )
-    return setup, a
+    return setup, lattice
 
 
 def _auto(value: float | str, default: float, key: str, how: str, notes: dict) -> float:
@@ -566,8 +568,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     assert cfg.boundary is not None and cfg.loading is not None
     dimension = cfg.case.dimension  # type: ignore[union-attr]
     notes: dict[str, str] = {}
-    potential, a = _potential(case, comm, notes)
-    lattice = _lattice(case, a)
+    potential, lattice = _potential(case, comm, notes)
     rc = potential.range
     handshake = _handshake(case, dimension, rc, notes)
     mesh = _mesh_sizes(case, lattice.r_nn, notes)

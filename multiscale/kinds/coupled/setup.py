@@ -341,9 +341,7 @@ def _lattice(case: Case, a: float) -> LatticeSetup:
     )
 
 
-def _potential(
-    case: Case, comm: Any, notes: dict[str, str]
-) -> tuple[PotentialSetup, LatticeSetup]:
+def _potential(case: Case, comm: Any, notes: dict[str, str]) -> tuple[PotentialSetup, LatticeSetup]:
     """The potential, its device, the lattice it relaxes and their Cauchy–Born law."""
     from atomistic.cauchy_born import CauchyBorn
     from atomistic.potentials import interaction_range

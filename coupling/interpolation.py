@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from mpi4py import MPI
 
-__all__ = ["PointOutsideMeshError", "p1_interpolation_matrix", "points_in_mesh"]
+__all__ = ["PointOutsideMeshError", "containing_cells", "p1_interpolation_matrix", "points_in_mesh"]
 
 
 class PointOutsideMeshError(ValueError):
@@ -36,14 +36,15 @@ def _barycentric(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _locate(
-    V: dolfinx.fem.FunctionSpace, points: np.ndarray, tol: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    V: dolfinx.fem.FunctionSpace, points: np.ndarray, tol: float, *, with_cells: bool = False
+) -> tuple[np.ndarray, ...]:
     """Each point's first owned cell that contains it (barycentric coordinates ``>= −tol``).
 
     Returns:
         ``(hit, cell_nodes, lam)``: per point the row into ``cell_nodes``/``lam`` of its
         containing candidate (−1: none on this rank), the candidates' local nodes ``(m, d+1)``
-        and barycentric coordinates ``(m, d+1)``.
+        and barycentric coordinates ``(m, d+1)``; with ``with_cells`` also the candidates'
+        local cell indices ``(m,)``.
     """
     mesh = V.mesh
     tdim, gdim = mesh.topology.dim, mesh.geometry.dim
@@ -67,6 +68,8 @@ def _locate(
     hit = np.full(n, -1, dtype=np.int64)
     first = np.unique(point_of[inside], return_index=True)
     hit[first[0]] = inside[first[1]]
+    if with_cells:
+        return hit, cell_nodes, lam, cells
     return hit, cell_nodes, lam
 
 
@@ -75,6 +78,23 @@ def _owners(comm: MPI.Comm, found: np.ndarray) -> np.ndarray:
     owner = np.where(found, comm.rank, comm.size).astype(np.int32)
     comm.Allreduce(MPI.IN_PLACE, owner, op=MPI.MIN)
     return owner
+
+
+def containing_cells(
+    V: dolfinx.fem.FunctionSpace, points: np.ndarray, *, tol: float = 1e-10
+) -> np.ndarray:
+    """``(n,)`` the local owned cell that holds each point on this rank, else −1 (collective).
+
+    A point on a cell boundary shared by two ranks belongs to the lowest rank only (as in
+    :func:`p1_interpolation_matrix`), so each point inside the mesh is counted on one rank.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+    hit, _, _, cells = _locate(V, points, tol, with_cells=True)
+    owner = _owners(V.mesh.comm, hit >= 0)
+    out = np.full(len(points), -1, dtype=np.int64)
+    mine = (owner == V.mesh.comm.rank) & (hit >= 0)
+    out[mine] = cells[hit[mine]]
+    return out
 
 
 def points_in_mesh(

@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         setup = kind.resolve(case, comm=comm)  # bad input is logged as a failed run too
         reporter.log("\n".join(kind.describe(case, setup, output=args.output)))
         reporter.log("parameters (origin after #):\n" + resolved_toml(case, version=version()))
-        result = kind.run(case, setup, comm=comm, reporter=reporter)
+        result = kind.run(case, setup, comm=comm, reporter=reporter, out=out)
         finished = kind.write(
             case,
             setup,

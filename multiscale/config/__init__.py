@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multiscale.config.adaptivity import AdaptivitySection, check_adaptivity
 from multiscale.config.coupled import (
     BoundarySection,
     CoupledCaseSection,
@@ -79,10 +80,14 @@ KINDS: dict[str, dict[str, type]] = {
         "coupling": CouplingSection,
         "solver": SolverSection,
         "reference": ReferenceSection,
+        "adaptivity": AdaptivitySection,
         "run": RunSection,
         "output": OutputSection,
     },
 }
+
+#: Sections that are None when the case file leaves them out (their absence means "off").
+OPTIONAL_SECTIONS = frozenset({"adaptivity"})
 
 #: Checks across the keys of a kind that need no potential: ``check(sections, ctx)``.
 _KIND_CHECKS = {"coupled": check_coupled}
@@ -103,6 +108,7 @@ class CaseConfig:
     coupling: CouplingSection | None = None
     solver: SolverSection | None = None
     reference: ReferenceSection | None = None
+    adaptivity: AdaptivitySection | None = None
     run: RunSection | None = None
     output: OutputSection | None = None
 
@@ -253,8 +259,11 @@ def _build_config(raw: dict, ctx: Context) -> CaseConfig:
     sections = {
         name: build_section(cls, raw.get(name, {}), prefix=name, ctx=ctx)
         for name, cls in used.items()
+        if name not in OPTIONAL_SECTIONS or name in raw
     }
     check = _KIND_CHECKS.get(kind)
     if check is not None:
         check(sections, ctx)
+    if "adaptivity" in sections:
+        check_adaptivity(sections["adaptivity"], ctx)
     return CaseConfig(**sections)

@@ -124,8 +124,10 @@ def describe(case: Case, setup: VacancySetup, *, output: str | Path | None = Non
     ]
 
 
-def run(case: Case, setup: VacancySetup, *, comm: Any, reporter: Reporter) -> VacancyResult:
-    """Compute the vacancy formation energy."""
+def run(
+    case: Case, setup: VacancySetup, *, comm: Any, reporter: Reporter, out: Path | None = None
+) -> VacancyResult:
+    """Compute the vacancy formation energy (``out`` is not used: the writer writes)."""
     from atomistic.calculator import Calculator
     from atomistic.equilibrium import vacancy_formation_energy
     from multiscale.kinds.shared import case_lattice_constant

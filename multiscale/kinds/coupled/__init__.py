@@ -93,11 +93,31 @@ def _value(case: Case, key: str) -> Any:
     return getattr(getattr(case.config, section), name)
 
 
-def run(case: Case, setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Any:
-    """Solve the load steps (:func:`multiscale.kinds.coupled.run.run_coupled`)."""
+def run(
+    case: Case, setup: CoupledSetup, *, comm: Any, reporter: Reporter, out: Path | None = None
+) -> Any:
+    """Solve the load steps (:func:`multiscale.kinds.coupled.run.run_coupled`).
+
+    With ``[adaptivity]``, the adaptive loop follows
+    (:func:`multiscale.kinds.coupled.adaptive.adapt`); ``out`` is where it keeps
+    ``history.csv`` and finds ``reference/``.
+    """
+    import time
+
     from multiscale.kinds.coupled.run import run_coupled
 
-    return run_coupled(setup, comm=comm, reporter=reporter)
+    result = run_coupled(setup, comm=comm, reporter=reporter)
+    settings = case.config.adaptivity
+    if settings is None:
+        return result
+    from multiscale.kinds.coupled.adaptive import adapt
+    from multiscale.kinds.coupled.outputs import read_reference
+
+    start = time.perf_counter()
+    reference = read_reference(out) if out is not None else None
+    result.adaptive = adapt(result, settings, reporter=reporter, out=out, reference=reference)
+    result.wall_time_s += time.perf_counter() - start
+    return result
 
 
 def write(

@@ -192,6 +192,8 @@ def coupled_summary(
         )
     if reference_error is not None:
         summary["reference_error"] = reference_error
+    if run.adaptive is not None:
+        summary["adaptivity"] = run.adaptive.as_dict()
     return summary
 
 

@@ -45,7 +45,7 @@ from coupling.system import CoupledSystem
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
 
-__all__ = ["CoupledRun", "StepRecord", "build_system", "run_coupled"]
+__all__ = ["CoupledRun", "StepRecord", "build_system", "run_coupled", "solve_step"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +106,9 @@ class CoupledRun:
         energy_parts: terms of the blended energy at the solution (eV).
         build_time_s: seconds to build mesh, atoms and system.
         wall_time_s: seconds for the whole workflow.
+        adaptive: what the adaptive loop did (an
+            :class:`~multiscale.kinds.coupled.adaptive.AdaptiveRecord`), None without
+            ``[adaptivity]``.
     """
 
     setup: CoupledSetup
@@ -114,6 +117,7 @@ class CoupledRun:
     energy_parts: dict[str, float] = field(default_factory=dict)
     build_time_s: float = 0.0
     wall_time_s: float = 0.0
+    adaptive: Any = None
 
     @property
     def converged(self) -> bool:
@@ -157,12 +161,14 @@ def _shapes(setup: CoupledSetup) -> tuple[Any, Any]:
     return Disk(center=(0.0, 0.0), radius=dom.radius), hole
 
 
-def build_system(setup: CoupledSetup, *, comm: Any) -> CoupledSystem:
+def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> CoupledSystem:
     """Mesh, continuum problem, atoms and the coupled system of a case.
 
     Args:
         setup: the resolved case.
         comm: MPI communicator of the mesh (atoms live on its rank 0).
+        mesh_data: the mesh to use (a refined one, or one with the grown core cut out);
+            None: the case's graded mesh.
 
     Returns:
         A :class:`coupling.system.CoupledSystem` at zero displacement; with a dislocation, the
@@ -174,16 +180,17 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> CoupledSystem:
     from multiscale.kinds.coupled.sites import coupled_sites
 
     handshake, mesh, pot = setup.handshake, setup.mesh, setup.potential
-    outer, hole = _shapes(setup)
-    mesh_data = graded_mesh(
-        comm=comm,
-        outer=outer,
-        hole=hole,
-        focus_radius=handshake.atom_radius,
-        h_min=mesh.h_min,
-        h_max=mesh.h_max,
-        growth=mesh.growth,
-    )
+    if mesh_data is None:
+        outer, hole = _shapes(setup)
+        mesh_data = graded_mesh(
+            comm=comm,
+            outer=outer,
+            hole=hole,
+            focus_radius=handshake.atom_radius,
+            h_min=mesh.h_min,
+            h_max=mesh.h_max,
+            growth=mesh.growth,
+        )
     thickness = setup.lattice.period if setup.dimension == "2.5d" else 1.0
     assert thickness is not None
     problem = HyperelasticProblem(
@@ -213,18 +220,29 @@ def build_system(setup: CoupledSetup, *, comm: Any) -> CoupledSystem:
     return system
 
 
-def _solve_step(
-    setup: CoupledSetup, system: CoupledSystem, k: int, reporter: Reporter
+def solve_step(
+    setup: CoupledSetup,
+    system: CoupledSystem,
+    k: int,
+    reporter: Reporter,
+    *,
+    advance: bool = True,
+    label: str | None = None,
 ) -> StepRecord:
-    """Load step ``k``: the homogeneous increment, the boundary, the correction, the solve."""
+    """Load step ``k``: the homogeneous increment, the boundary, the correction, the solve.
+
+    With ``advance=False`` the system is already at load ``k`` (a state carried into a
+    changed system): it is solved from where it is.
+    """
     from coupling.passes import solve_with_passes
 
     start = time.perf_counter()
     loading = setup.loading
-    system.advance_load(loading.deformation(k - 1), loading.deformation(k))
+    if advance:
+        system.advance_load(loading.deformation(k - 1), loading.deformation(k))
     ghost = system.ghost_forces(within=setup.potential.range)
     e_predictor = system.energy_parts(system.predictor).total
-    label = f"load step {k}/{loading.steps}"
+    label = label or f"load step {k}/{loading.steps}"
     reporter.info(
         f"{label}: F = I + {loading.factor(k):g} (F - I); ghost forces without correction "
         f"at the predictor: atoms {ghost[0]:.3e}, FE {ghost[1]:.3e} eV/Å"
@@ -298,7 +316,7 @@ def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Couple
         f"{setup.coupling.kappa:.4g} eV/Å² (built in {run.build_time_s:.1f} s)"
     )
     for k in range(1, setup.loading.steps + 1):
-        record = _solve_step(setup, system, k, reporter)
+        record = solve_step(setup, system, k, reporter)
         run.steps.append(record)
         if not record.converged:
             break

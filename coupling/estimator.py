@@ -1,0 +1,255 @@
+"""The a posteriori error estimate of a coupled solution, every term in one unit.
+
+**Unit.** Every local indicator ``η_T²`` estimates ``Σ_{i∈T} |G_i − G*_i|²``: the squared
+error of the site strain (the least-squares displacement gradient of
+:func:`atomistic.strain.site_gradients`, dimensionless), summed over the lattice sites ``i`` in
+``T`` (a cell holds ``n_K = t |K| / Ω_0`` sites, ``t`` the slab period in 2.5d, 1 in 3d). A
+term's total is normalised by the solution's own defect strain, exactly as
+``reference_error.strain_error_rel`` is normalised by the reference's::
+
+    eta_X     = sqrt(Σ_T η_{X,T}²) / D,     D² = Σ_i β_i |G_i − (F−I)|² + Σ_K n_K w_K |Ḡ_K − (F−I)|²
+    eta_total = sqrt(eta_fe² + eta_model² + eta_ml² + eta_trunc²)
+
+so ``eta_total`` estimates ``strain_error_rel`` (the relation assumed: the error of each
+source adds in squares; ``D`` is the reference's denominator evaluated on the solution).
+
+=============  ============================  =====================================================
+term           where                         ``η_T²``
+=============  ============================  =====================================================
+``eta_fe``     FE cell ``K``                 ``c_fe t/(Ω_0 μ²) [h_K² ‖div(wP)‖²_K + ¼ Σ_e h_e
+                                             ‖[[w̄P̄]] n‖²_e]``: the residual of the continuum
+                                             equation in strain units (``μ`` the shear modulus)
+``eta_model``  FE cell ``K``                 ``c_cb w_K r_cut² t/Ω_0 · ½ Σ_e ‖[[Ḡ]]‖²_e / h_e``
+                                             (Cauchy–Born validity: strain gradient × ``r_cut``)
+                                             ``+ c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
+                                             handshake atoms (virial against Cauchy–Born stress)
+``eta_ml``     free atom ``i``               ``c_ml β_i (σ_i / (μ Ω_0^{2/3}))²``, ``σ_i`` the
+                                             calibrated committee force spread (eV/Å): a force
+                                             error over the stiffness of one site
+``eta_trunc``  cell on the outer boundary    ``c_tr n_K |Ḡ_K − G_far(x_K)|² R/(d h_K)``: the strain
+                                             still left at the boundary, continued to infinity
+                                             (``R`` the domain's inradius, ``d`` 2 or 3)
+=============  ============================  =====================================================
+
+``Ḡ`` is the cell average of the total displacement gradient (background included), ``G_far``
+the far field's (``F − I`` plus the background's gradient), ``w`` the continuum weight
+``1 − β``. The constants ``c_*`` (:class:`EstimatorConstants`) are 1 unless a caller
+calibrates them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from mpi4py import MPI
+
+from atomistic.regions import REGION_HANDSHAKE
+from atomistic.strain import SHELL_FACTOR, site_gradients
+from continuum.estimator import CellIndicators, cell_indicators
+from coupling.interpolation import containing_cells
+from coupling.system import CoupledSystem
+
+__all__ = ["TERMS", "Estimate", "EstimatorConstants", "Material", "estimate"]
+
+#: The terms of the estimate, in the order they are reported.
+TERMS = ("eta_fe", "eta_model", "eta_ml", "eta_trunc")
+
+#: ``stresses(u (n, 3)) -> (n, 3, 3)`` first Piola site stresses (eV/Å³) of the free and pad
+#: atoms at displacements ``u`` (rank 0 is asked; None elsewhere).
+SiteStresses = Callable[[np.ndarray], np.ndarray]
+#: ``spread(u (n, 3)) -> (n,)`` calibrated committee force spread of the atoms (eV/Å).
+ForceSpread = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EstimatorConstants:
+    """Dimensionless weights of the local indicators (module docstring)."""
+
+    fe: float = 1.0
+    cb: float = 1.0
+    stress: float = 1.0
+    ml: float = 1.0
+    trunc: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Material:
+    """What the estimate needs to know about the crystal and the problem.
+
+    Attributes:
+        strain: ``(3, 3)`` far-field ``F − I``.
+        shear_modulus: ``μ`` in eV/Å³ (the Voigt average of the Cauchy–Born constants).
+        r_cut: the potential's range, Å.
+        r_nn: nearest-neighbour distance, Å.
+        volume_per_atom: ``Ω_0`` in Å³.
+        inradius: the outer domain's inradius, Å.
+        jump: a known displacement jump across bonds (a dislocation's branch cut), as for
+            :func:`atomistic.strain.site_gradients`; None: none.
+    """
+
+    strain: np.ndarray
+    shear_modulus: float
+    r_cut: float
+    r_nn: float
+    volume_per_atom: float
+    inradius: float
+    jump: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+
+@dataclass(kw_only=True)
+class Estimate:
+    """Local indicators (squared, in site-strain² units) and the normalised totals.
+
+    Attributes:
+        cells: the FE cell data the indicators were made from (this rank's owned cells).
+        fe, model, trunc: ``(n_cells,)`` squared cell indicators of this rank.
+        ml: ``(n_free,)`` squared atom indicators (every rank holds all of them).
+        spread: ``(n_free,)`` committee force spread in eV/Å, or None without a committee.
+        norm2: ``D²``, the solution's defect strain (sites).
+        totals: ``eta_fe``, ``eta_model``, ``eta_ml``, ``eta_trunc`` and ``eta_total``.
+    """
+
+    cells: CellIndicators
+    fe: np.ndarray
+    model: np.ndarray
+    trunc: np.ndarray
+    ml: np.ndarray
+    spread: np.ndarray | None
+    norm2: float
+    totals: dict[str, float] = field(default_factory=dict)
+
+    def cell_total(self) -> np.ndarray:
+        """``(n_cells,)`` the squared indicator of each cell (all its terms)."""
+        return self.fe + self.model + self.trunc
+
+    def cell_dominant(self) -> np.ndarray:
+        """``(n_cells,)`` name of each cell's largest term (``eta_fe``, ``eta_model`` …)."""
+        stack = np.stack([self.fe, self.model, self.trunc])
+        names = np.array(["eta_fe", "eta_model", "eta_trunc"])
+        return names[np.argmax(stack, axis=0)] if stack.shape[1] else names[:0]
+
+
+def _thickness(system: CoupledSystem) -> float:
+    period = system.slab_period
+    return 1.0 if period is None else float(period)
+
+
+def _atom_gradients(system: CoupledSystem, material: Material, u: np.ndarray) -> np.ndarray:
+    """``(n_free, 3, 3)`` site gradients of the free atoms (pad atoms as neighbours)."""
+    X = system.positions
+    period = system.slab_period
+    cell = np.diag([1.0, 1.0, period]) if period is not None else None
+    pbc = (False, False, period is not None)
+    G = site_gradients(
+        X, u, cutoff=SHELL_FACTOR * material.r_nn, cell=cell, pbc=pbc, jump=material.jump
+    )
+    return G[: system.n_free]
+
+
+def _stress_mismatch(
+    system: CoupledSystem,
+    cells: CellIndicators,
+    stresses: np.ndarray,
+    positions: np.ndarray,
+    codes: np.ndarray,
+) -> np.ndarray:
+    """``(n_cells,)`` ``|P̄^atoms_K − P̄_K|²`` over cells holding handshake atoms, else 0."""
+    out = np.zeros(len(cells.h))
+    pick = np.flatnonzero(codes == REGION_HANDSHAKE)
+    where = containing_cells(system.problem.V, positions[pick])
+    ok = where >= 0
+    if not np.any(ok):
+        return out
+    cell_of, P = where[ok], stresses[pick[ok]]
+    total = np.zeros((len(out), 3, 3))
+    count = np.zeros(len(out))
+    np.add.at(total, cell_of, P)
+    np.add.at(count, cell_of, 1.0)
+    held = count > 0
+    mean = total[held] / count[held, None, None]
+    out[held] = np.sum((mean - cells.mean_stress[held]) ** 2, axis=(1, 2))
+    return out
+
+
+def _far_gradient(system: CoupledSystem, material: Material, x: np.ndarray) -> np.ndarray:
+    """``(n, 3, 3)`` the far field's gradient at points ``x``: ``F − I`` plus the background."""
+    G = np.broadcast_to(np.asarray(material.strain, dtype=float), (len(x), 3, 3)).copy()
+    if system.background is not None and len(x):
+        G += np.asarray(system.background.gradient(x), dtype=float).reshape(-1, 3, 3)
+    return G
+
+
+def estimate(
+    system: CoupledSystem,
+    *,
+    material: Material,
+    stresses: SiteStresses | None = None,
+    spread: ForceSpread | None = None,
+    constants: EstimatorConstants | None = None,
+) -> Estimate:
+    """The estimate of the current state ``system.z`` (collective).
+
+    Args:
+        system: the coupled system at its solution.
+        material: the crystal's scales and the far field.
+        stresses: the atoms' first Piola site stresses (for the model term's virial part);
+            None leaves that part out.
+        spread: the committee's calibrated force spread; None: ``eta_ml`` is 0.
+        constants: weights of the local indicators.
+    """
+    c = constants or EstimatorConstants()
+    comm = system.comm
+    lay = system.model.layout
+    lay.fe_of(system.z, out=system.problem.u)
+    cells = cell_indicators(system.problem)
+    t, omega, mu = _thickness(system), material.volume_per_atom, material.shear_modulus
+    n_sites = cells.volume * t / omega
+    fe = c.fe * cells.stress_residual * t / (omega * mu**2)
+    model = c.cb * cells.weight * material.r_cut**2 * cells.gradient_jump * t / omega
+    u = system.atom_displacements()
+    if stresses is not None:
+        P = comm.bcast(stresses(u) if comm.rank == 0 else None, root=0)
+        mismatch = _stress_mismatch(system, cells, P, system.positions, system.region)
+        model = model + c.stress * n_sites * mismatch / mu**2
+    far = _far_gradient(system, material, cells.centroid)
+    trunc = np.zeros_like(fe)
+    edge = cells.on_outer_boundary
+    if np.any(edge):
+        d = 2.0 if system.slab_period is not None else 3.0
+        dev = np.sum((cells.mean_gradient[edge] - far[edge]) ** 2, axis=(1, 2))
+        trunc[edge] = c.trunc * n_sites[edge] * dev * material.inradius / (d * cells.h[edge])
+    beta = system.beta[: system.n_free]
+    sigma = None
+    ml = np.zeros(system.n_free)
+    if spread is not None:
+        sigma = comm.bcast(spread(u) if comm.rank == 0 else None, root=0)
+        ml = c.ml * beta * (sigma / (mu * omega ** (2.0 / 3.0))) ** 2
+    G_atoms = _atom_gradients(system, material, u)
+    strain = np.asarray(material.strain, dtype=float)
+    norm_atoms = float(np.sum(beta * np.sum((G_atoms - strain) ** 2, axis=(1, 2))))
+    norm_cells = float(
+        np.sum(n_sites * cells.weight * np.sum((cells.mean_gradient - strain) ** 2, axis=(1, 2)))
+    )
+    norm2 = norm_atoms + comm.allreduce(norm_cells, op=MPI.SUM)
+    result = Estimate(
+        cells=cells, fe=fe, model=model, trunc=trunc, ml=ml, spread=sigma, norm2=norm2
+    )
+    result.totals = _totals(result, comm)
+    return result
+
+
+def _totals(result: Estimate, comm: MPI.Comm) -> dict[str, float]:
+    sums = np.array([result.fe.sum(), result.model.sum(), result.trunc.sum()])
+    comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
+    squared = {
+        "eta_fe": sums[0],
+        "eta_model": sums[1],
+        "eta_ml": float(result.ml.sum()),
+        "eta_trunc": sums[2],
+    }
+    scale = result.norm2 if result.norm2 > 0 else float("nan")
+    totals = {name: float(np.sqrt(squared[name] / scale)) for name in TERMS}
+    totals["eta_total"] = float(np.sqrt(sum(squared.values()) / scale))
+    return totals

@@ -1,0 +1,503 @@
+"""The adaptive loop of a coupled case (``[adaptivity]``): estimate, mark, act, solve again.
+
+After the last load step, iteration ``k = 0, 1, …``:
+
+1. estimate the error of the current solution (:func:`coupling.estimator.estimate`);
+2. stop when ``eta_total <= adaptivity.tolerance`` or ``k = adaptivity.max_iterations``;
+3. Dörfler-mark cells and atoms (:func:`coupling.marking.mark`, ``adaptivity.theta``); the
+   term that dominates at a mark picks the action: ``refine`` (``eta_fe``), ``expand``
+   (``eta_model``), ``retrain`` (``eta_ml``); a mark where ``eta_trunc`` dominates asks for a
+   larger domain, which the loop reports and does not do;
+4. act: refine the marked cells (:func:`continuum.adapt.refine_cells`), grow the core by a
+   ball of radius ``h_K + adaptivity.buffer`` around each cell marked for expansion
+   (:meth:`coupling.handshake.Handshake.grow`) and cut the cells now inside it out of the
+   mesh (:func:`continuum.adapt.remove_cells`); an action that would pass a budget
+   (``max_atoms``, ``max_fe_dofs``) is not taken and the budget is reported;
+5. build the changed system, carry the solved state into it
+   (:meth:`coupling.system.CoupledSystem.restore`: atoms by site, the FE field by
+   interpolation, new atoms from the field) and solve again at the full load.
+
+``history.csv`` gets one row per iteration: the estimate of the state solved at that
+iteration, the action then taken (``+``-joined; ``stop`` on the last row), the counts, the
+energy, the wall time, and, when ``<output>/reference`` holds a reference of the same
+problem, ``strain_error_rel`` and ``effectivity = eta_total / strain_error_rel``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multiscale.config.adaptivity import AdaptivitySection
+from multiscale.kinds.coupled.run import CoupledRun, StepRecord
+from multiscale.kinds.coupled.setup import CoupledSetup
+from multiscale.progress import Reporter
+
+__all__ = ["HISTORY_COLUMNS", "AdaptiveRecord", "Iteration", "adapt"]
+
+#: The columns of ``history.csv``, in order.
+HISTORY_COLUMNS = (
+    "iteration",
+    "eta_fe",
+    "eta_model",
+    "eta_ml",
+    "eta_trunc",
+    "eta_total",
+    "action",
+    "n_atoms",
+    "n_fe_dofs",
+    "n_dof",
+    "oracle_calls",
+    "energy_eV",
+    "wall_time_s",
+    "strain_error_rel",
+    "effectivity",
+)
+
+
+@dataclass(kw_only=True)
+class Iteration:
+    """One row of ``history.csv`` (see the module docstring)."""
+
+    iteration: int
+    eta: dict[str, float]
+    action: str
+    n_atoms: int
+    n_free_atoms: int
+    n_fe_dofs: int
+    oracle_calls: int
+    energy: float
+    wall_time_s: float
+    marks: dict[str, int] = field(default_factory=dict)
+    strain_error_rel: float | None = None
+
+    @property
+    def n_dof(self) -> int:
+        """Unknowns of the coupled problem: ``3 n_free + n_fe_dofs``."""
+        return 3 * self.n_free_atoms + self.n_fe_dofs
+
+    @property
+    def effectivity(self) -> float | None:
+        """``eta_total / strain_error_rel`` (None without a reference)."""
+        if self.strain_error_rel is None or not self.strain_error_rel > 0:
+            return None
+        return self.eta["eta_total"] / self.strain_error_rel
+
+    def row(self) -> dict[str, Any]:
+        """The ``history.csv`` row."""
+        return {
+            "iteration": self.iteration,
+            **{k: self.eta[k] for k in ("eta_fe", "eta_model", "eta_ml", "eta_trunc")},
+            "eta_total": self.eta["eta_total"],
+            "action": self.action,
+            "n_atoms": self.n_atoms,
+            "n_fe_dofs": self.n_fe_dofs,
+            "n_dof": self.n_dof,
+            "oracle_calls": self.oracle_calls,
+            "energy_eV": self.energy,
+            "wall_time_s": self.wall_time_s,
+            "strain_error_rel": "" if self.strain_error_rel is None else self.strain_error_rel,
+            "effectivity": "" if self.effectivity is None else self.effectivity,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready record for ``summary.json``."""
+        row = self.row()
+        row.update({"marks": self.marks, "n_free_atoms": self.n_free_atoms})
+        return {k: (None if v == "" else v) for k, v in row.items()}
+
+
+@dataclass(kw_only=True)
+class AdaptiveRecord:
+    """What the loop did.
+
+    Attributes:
+        history: one :class:`Iteration` per solved state.
+        stop: why the loop stopped (``tolerance``, ``budget: max_iterations``, …).
+        budgets: per budget its limit, what was used and whether it was reached.
+        notes: things the user must know (a truncation-dominated estimate, a skipped action).
+    """
+
+    history: list[Iteration] = field(default_factory=list)
+    stop: str = ""
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    oracle_calls: int = 0
+    #: budgets that stopped an action
+    reached: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``summary["adaptivity"]``."""
+        last = self.history[-1] if self.history else None
+        return {
+            "stop": self.stop,
+            "iterations": len(self.history) - 1,
+            "eta_total": None if last is None else last.eta["eta_total"],
+            "budgets": self.budgets,
+            "notes": self.notes,
+            "oracle_calls": self.oracle_calls,
+            "history": [it.as_dict() for it in self.history],
+        }
+
+
+def history_csv(record: AdaptiveRecord) -> str:
+    """The text of ``history.csv``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(HISTORY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for it in record.history:
+        writer.writerow({k: _fmt(v) for k, v in it.row().items()})
+    return buffer.getvalue()
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.10g}" if isinstance(value, float) else value
+
+
+def _material(setup: CoupledSetup) -> Any:
+    from coupling.estimator import Material
+
+    cell = setup.lattice.cell
+    return Material(
+        strain=setup.loading.strain,
+        shear_modulus=setup.coupling.shear_modulus,
+        r_cut=setup.potential.range,
+        r_nn=setup.lattice.r_nn,
+        volume_per_atom=float(cell.get_volume()) / len(cell),
+        inradius=setup.domain.inradius(),
+        jump=None if setup.dislocation is None else setup.dislocation.jump,
+    )
+
+
+def _stresses(setup: CoupledSetup, system: Any) -> Any:
+    """The atoms' first Piola site stresses as a function of their displacements."""
+    from atomistic.stress import site_stresses
+
+    cell = setup.lattice.cell
+    omega = float(cell.get_volume()) / len(cell)
+
+    def stresses(u: np.ndarray) -> np.ndarray:
+        return site_stresses(
+            setup.potential.module,
+            reference_positions=system.positions,
+            displacements=u,
+            symbols=system.symbols,
+            cell=system.atoms.cell,
+            pbc=system.atoms.pbc,
+            volume_per_atom=omega,
+            device=setup.potential.device,
+        )
+
+    return stresses
+
+
+def _spread(setup: CoupledSetup, system: Any) -> Any:
+    """The committee's calibrated force spread of the free atoms, or None (no committee)."""
+    from atomistic.mlip.committee import Committee
+
+    module = setup.potential.module
+    if not isinstance(module, Committee):
+        return None
+    from atomistic.mlip.active import atom_uncertainty
+
+    def spread(u: np.ndarray) -> np.ndarray:
+        sigma = atom_uncertainty(
+            module,
+            positions=system.positions + u,
+            symbols=system.symbols,
+            cell=system.atoms.cell,
+            pbc=system.atoms.pbc,
+            device=setup.potential.device,
+        )
+        return np.asarray(sigma)[: system.n_free]
+
+    return spread
+
+
+def _estimate(setup: CoupledSetup, system: Any) -> Any:
+    from coupling.estimator import estimate
+
+    return estimate(
+        system,
+        material=_material(setup),
+        stresses=_stresses(setup, system),
+        spread=_spread(setup, system),
+    )
+
+
+def _budget(value: int | str) -> int | None:
+    return None if value == "none" else int(value)
+
+
+@dataclass(kw_only=True)
+class _Plan:
+    """The actions chosen at one iteration, before they are applied."""
+
+    refine: np.ndarray
+    grow: tuple[np.ndarray, np.ndarray] | None
+    retrain: np.ndarray
+    #: ``(budget, message)`` of each action not taken
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _expansion(est: Any, cells: np.ndarray, *, buffer: float, comm: Any) -> Any:
+    """Centres ``(m, 3)`` and radii ``(m,)`` of the balls that grow the core (every rank)."""
+    centres = np.vstack(comm.allgather(est.cells.centroid[cells].reshape(-1, 3)))
+    radii = np.concatenate(comm.allgather(est.cells.h[cells] + buffer))
+    return (centres, radii) if len(radii) else None
+
+
+def _grown(setup: CoupledSetup, balls: tuple[np.ndarray, np.ndarray]) -> CoupledSetup:
+    """The setup with the core grown by ``balls`` (one ball radius per call of ``grow``)."""
+    handshake = setup.handshake
+    centres, radii = balls
+    rounded = np.round(radii, 3)
+    for r in np.unique(rounded):
+        handshake = handshake.grow(centres[rounded == r], float(r))
+    return dataclasses.replace(setup, handshake=handshake)
+
+
+def _count_free(setup: CoupledSetup) -> int:
+    from atomistic.regions import REGION_CORE, REGION_HANDSHAKE
+    from multiscale.kinds.coupled.sites import coupled_sites
+
+    atoms, _ = coupled_sites(setup)
+    codes = setup.handshake.classify(atoms.positions)
+    return int(np.sum((codes == REGION_CORE) | (codes == REGION_HANDSHAKE)))
+
+
+def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
+    """The mesh without the cells whose vertices all lie in the (grown) core (collective)."""
+    from continuum.adapt import remove_cells
+
+    mesh = mesh_data.mesh
+    n_owned = mesh.topology.index_map(mesh.topology.dim).size_local
+    x = mesh.geometry.x
+    vertices = x[mesh.geometry.dofmap[:n_owned]]  # (n, d+1, 3)
+    depth = setup.handshake.depth(vertices.reshape(-1, 3)).reshape(vertices.shape[:2])
+    inside = np.all(depth <= 0.0, axis=1)
+    if not mesh.comm.allreduce(int(inside.sum())):
+        return mesh_data
+    new, _ = remove_cells(mesh_data, inside)
+    return new
+
+
+def _mesh_dofs(mesh_data: Any) -> int:
+    return 3 * int(mesh_data.mesh.topology.index_map(0).size_global)
+
+
+def _apply(
+    setup: CoupledSetup, run: CoupledRun, plan: _Plan, settings: AdaptivitySection
+) -> tuple[CoupledSetup, Any, list[str]]:
+    """The setup and mesh after ``plan``'s refinement and growth, and what was done."""
+    from continuum.adapt import refine_cells
+
+    comm = run.system.comm
+    done: list[str] = []
+    mesh_data = run.system.problem.mesh_data
+    if comm.allreduce(len(plan.refine)):
+        refined, _ = refine_cells(mesh_data, plan.refine)
+        limit = _budget(settings.max_fe_dofs)
+        if limit is not None and _mesh_dofs(refined) > limit:
+            plan.skipped.append(
+                ("max_fe_dofs", f"refine: would need {_mesh_dofs(refined)} FE dofs > {limit}")
+            )
+        else:
+            mesh_data = refined
+            done.append("refine")
+    if plan.grow is not None:
+        grown = _grown(setup, plan.grow)
+        n_free = _count_free(grown)
+        limit = _budget(settings.max_atoms)
+        margin = setup.domain.inradius() - grown.handshake.reach
+        if limit is not None and n_free > limit:
+            plan.skipped.append(("max_atoms", f"expand: would need {n_free} free atoms > {limit}"))
+        elif margin < setup.mesh.h_max:
+            plan.skipped.append(
+                (
+                    "domain",
+                    f"expand: the atoms would reach {grown.handshake.reach:.1f} Å, too close to "
+                    f"the outer boundary at {setup.domain.inradius():.1f} Å",
+                )
+            )
+        else:
+            setup = grown
+            mesh_data = _cut_core(setup, mesh_data)
+            done.append("expand")
+    return setup, mesh_data, done
+
+
+def _plan(
+    est: Any, setup: CoupledSetup, settings: AdaptivitySection, *, comm: Any, record: Any
+) -> tuple[_Plan, dict[str, int]]:
+    """Mark and sort the marks into actions."""
+    from coupling.marking import mark
+
+    allowed = tuple(settings.actions)
+    if settings.oracle == "none" or est.spread is None:
+        allowed = tuple(a for a in allowed if a != "retrain")
+    marks = mark(est, theta=settings.theta, comm=comm, allowed=allowed)
+    counts = marks.counts(comm)
+    if counts["truncation"]:
+        note = (
+            f"{counts['truncation']} marked cell(s) on the outer boundary are dominated by "
+            "eta_trunc: the domain is too small for this accuracy (enlarge geometry.size or "
+            "geometry.radius); the loop does not blame the model for it"
+        )
+        if note not in record.notes:
+            record.notes.append(note)
+    buffer = setup.lattice.r_nn if settings.buffer == "auto" else float(settings.buffer)
+    plan = _Plan(
+        refine=marks.refine,
+        grow=_expansion(est, marks.expand, buffer=buffer, comm=comm),
+        retrain=marks.retrain,
+    )
+    return plan, counts
+
+
+def _reference_error(run: CoupledRun, reference: Any) -> float | None:
+    if reference is None:
+        return None
+    from multiscale.kinds.coupled.compare import reference_error
+
+    err = reference_error(run, *reference, path="reference")
+    value = err.get("strain_error_rel")
+    return None if value is None else float(value)
+
+
+def _row(
+    k: int, run: CoupledRun, est: Any, record: AdaptiveRecord, reference: Any, start: float
+) -> Iteration:
+    system = run.system
+    return Iteration(
+        iteration=k,
+        eta=dict(est.totals),
+        action="",
+        n_atoms=len(system.positions),
+        n_free_atoms=int(system.n_free),
+        n_fe_dofs=int(system.problem.n_dofs),
+        oracle_calls=record.oracle_calls,
+        energy=float(run.last.energy),
+        wall_time_s=time.perf_counter() - start,
+        strain_error_rel=_reference_error(run, reference),
+    )
+
+
+def _report(reporter: Reporter, it: Iteration) -> None:
+    eta = it.eta
+    true = "" if it.strain_error_rel is None else (
+        f"; true {it.strain_error_rel:.3e}, effectivity {it.effectivity:.2f}"
+    )
+    reporter.info(
+        f"adaptive iteration {it.iteration}: eta_total {eta['eta_total']:.3e} (fe "
+        f"{eta['eta_fe']:.2e}, model {eta['eta_model']:.2e}, ml {eta['eta_ml']:.2e}, trunc "
+        f"{eta['eta_trunc']:.2e}){true}; {it.n_free_atoms} free atoms, {it.n_fe_dofs} FE dofs"
+    )
+
+
+def _resolve(
+    setup: CoupledSetup, run: CoupledRun, mesh_data: Any, reporter: Reporter, k: int
+) -> StepRecord:
+    """Build the changed system, carry the state into it and solve at the full load."""
+    from multiscale.kinds.coupled.run import build_system, solve_step
+
+    state = run.system.snapshot()
+    system = build_system(setup, comm=run.system.comm, mesh_data=mesh_data)
+    system.restore(state)
+    run.system, run.setup = system, setup
+    steps = setup.loading.steps
+    record = solve_step(setup, system, steps, reporter, advance=False, label=f"adaptive {k}")
+    run.steps[-1] = record
+    parts = system.energy_parts()
+    run.energy_parts = {
+        "atoms": parts.atoms,
+        "continuum": parts.continuum,
+        "penalty": parts.penalty,
+        "correction": parts.correction,
+    }
+    return record
+
+
+def _budgets(record: AdaptiveRecord, settings: AdaptivitySection) -> None:
+    last = record.history[-1]
+    used = {
+        "max_iterations": last.iteration,
+        "max_atoms": last.n_free_atoms,
+        "max_fe_dofs": last.n_fe_dofs,
+        "max_oracle_calls": record.oracle_calls,
+    }
+    for name, value in used.items():
+        limit = _budget(getattr(settings, name))
+        record.budgets[name] = {
+            "limit": limit,
+            "used": value,
+            "reached": bool(name in record.reached or record.stop == f"budget: {name}"),
+        }
+
+
+def adapt(
+    run: CoupledRun,
+    settings: AdaptivitySection,
+    *,
+    reporter: Reporter,
+    out: Path | None,
+    reference: Any = None,
+) -> AdaptiveRecord:
+    """Run the adaptive loop on a finished load-step run (collective; module docstring).
+
+    Args:
+        run: the run after its load steps; its system and setup are replaced as the loop
+            changes them.
+        settings: the case's ``[adaptivity]``.
+        reporter: messages (silent on ranks other than 0).
+        out: the output folder; ``history.csv`` is rewritten there after every iteration.
+        reference: ``(summary, atoms)`` of the reference, for the true error per iteration.
+    """
+    start = time.perf_counter()
+    record = AdaptiveRecord()
+    comm = run.system.comm
+    for k in range(settings.max_iterations + 1):
+        est = _estimate(run.setup, run.system)
+        it = _row(k, run, est, record, reference, start)
+        record.history.append(it)
+        _report(reporter, it)
+        stop = None
+        if not run.converged:
+            stop = "not converged"
+        elif it.eta["eta_total"] <= settings.tolerance:
+            stop = "tolerance"
+        elif k == settings.max_iterations:
+            stop = "budget: max_iterations"
+        done: list[str] = []
+        if stop is None:
+            plan, it.marks = _plan(est, run.setup, settings, comm=comm, record=record)
+            setup, mesh_data, done = _apply(run.setup, run, plan, settings)
+            record.notes.extend(m for _, m in plan.skipped if m not in record.notes)
+            record.reached.update(b for b, _ in plan.skipped)
+            if not done:
+                stop = f"budget: {plan.skipped[0][0]}" if plan.skipped else "nothing to act on"
+        it.action = "+".join(done) if done else "stop"
+        _write_history(record, out, comm)
+        if stop is not None:
+            record.stop = stop
+            break
+        reporter.info(f"adaptive iteration {k}: {it.action} ({it.marks})")
+        _resolve(setup, run, mesh_data, reporter, k + 1)
+    _budgets(record, settings)
+    return record
+
+
+def _write_history(record: AdaptiveRecord, out: Path | None, comm: Any) -> None:
+    if out is None or comm.rank != 0:
+        return
+    from multiscale.outputs import write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "history.csv", history_csv(record))

@@ -13,6 +13,7 @@ where              what
 ``relax``          FIRE and L-BFGS at fixed cell
 ``cauchy_born``    ``W``, ``P``, ``∂P/∂F`` batched over ``F``
 ``equilibrium``    the equilibrium lattice constant, plane spacings, vacancy formation energy
+``stress``         per-atom first Piola (and Kirchhoff) stresses from edge gradients
 ``strain``         site strains of a displacement field and the strain error between two
 ``dislocation``    where a relaxed dislocation's partials sit (slip profile)
 ``device``         which torch device to use
@@ -89,6 +90,7 @@ from atomistic.regions import (
     set_region,
 )
 from atomistic.relax import RelaxResult, relax
+from atomistic.stress import site_stresses
 
 _moved.install()
 
@@ -165,6 +167,7 @@ __all__ = [
     "rotation_from_orientation",
     "save_potential",
     "set_region",
+    "site_stresses",
     "species_indices",
     "train",
     "unit_cell",

@@ -154,10 +154,17 @@ def _stress_mismatch(
     stresses: np.ndarray,
     positions: np.ndarray,
     codes: np.ndarray,
+    r_cut: float,
 ) -> np.ndarray:
-    """``(n_cells,)`` ``|P̄^atoms_K − P̄_K|²`` over cells holding handshake atoms, else 0."""
+    """``(n_cells,)`` ``|P̄^atoms_K − P̄_K|²`` over cells holding handshake atoms, else 0.
+
+    Only handshake atoms whose ``2 r_cut`` neighbourhood lies within the atoms are used (an
+    EAM site stress feels its neighbours' neighbours): depth ``<= w + p − 2 r_cut``.
+    """
     out = np.zeros(len(cells.h))
-    pick = np.flatnonzero(codes == REGION_HANDSHAKE)
+    hs = system.handshake
+    deep_enough = hs.depth(positions) <= hs.width + hs.pad_width - 2.0 * r_cut
+    pick = np.flatnonzero((codes == REGION_HANDSHAKE) & deep_enough)
     where = containing_cells(system.problem.V, positions[pick])
     ok = where >= 0
     if not np.any(ok):
@@ -211,7 +218,9 @@ def estimate(
     u = system.atom_displacements()
     if stresses is not None:
         P = comm.bcast(stresses(u) if comm.rank == 0 else None, root=0)
-        mismatch = _stress_mismatch(system, cells, P, system.positions, system.region)
+        mismatch = _stress_mismatch(
+            system, cells, P, system.positions, system.region, material.r_cut
+        )
         model = model + c.stress * n_sites * mismatch / mu**2
     far = _far_gradient(system, material, cells.centroid)
     trunc = np.zeros_like(fe)

@@ -21,11 +21,13 @@ dominant term     action
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from mpi4py import MPI
 
-from coupling.estimator import Estimate
+if TYPE_CHECKING:
+    from coupling.estimator import Estimate
 
 __all__ = ["Marks", "dorfler", "mark"]
 
@@ -48,6 +50,8 @@ def dorfler(values: np.ndarray, *, theta: float, comm: MPI.Comm) -> np.ndarray:
     total = float(everything.sum())
     if total <= 0.0 or not np.isfinite(total):
         return np.zeros(len(values), dtype=bool)
+    if theta >= 1.0:
+        return values > 0.0
     ordered = np.sort(everything)[::-1]
     reached = np.cumsum(ordered) >= theta * total * (1.0 - 1e-12)
     threshold = ordered[int(np.argmax(reached))]

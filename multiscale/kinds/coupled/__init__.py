@@ -164,12 +164,29 @@ def write(
         write_coupled_outputs(
             case, run, atoms=atoms, out=out, summary=summary, output_override=output_override
         )
+        if run.adaptive is not None:
+            from multiscale.kinds.coupled.plots import write_plots
+
+            write_plots(run.adaptive.history, out / "plots")
     lines = [
         f"coupled energy: {summary['energy_eV']:.8f} eV, relaxation "
         f"{summary['relaxation_energy_eV']:+.6e} eV ({summary['status']}, "
         f"max|f| {summary['max_force_eV_per_A']:.2e} eV/Å, {run.wall_time_s:.1f} s)",
         f"outputs: {out}",
     ]
+    if run.adaptive is not None:
+        last = run.adaptive.history[-1]
+        lines.insert(
+            1,
+            f"adaptive: {len(run.adaptive.history) - 1} iteration(s), stopped on "
+            f"{run.adaptive.stop}; eta_total {last.eta['eta_total']:.3e}"
+            + (
+                ""
+                if last.strain_error_rel is None
+                else f", true strain error {last.strain_error_rel:.3e}"
+            )
+            + f" (history.csv, plots/)",
+        )
     warning = None
     if not run.converged:
         warning = (

@@ -468,6 +468,7 @@ def adapt(
         it = _row(k, run, est, record, reference, start)
         record.history.append(it)
         _report(reporter, it)
+        _write_iteration(run, est, k, out)
         stop = None
         if not run.converged:
             stop = "not converged"
@@ -492,6 +493,36 @@ def adapt(
         _resolve(setup, run, mesh_data, reporter, k + 1)
     _budgets(record, settings)
     return record
+
+
+def _write_iteration(run: CoupledRun, est: Any, k: int, out: Path | None) -> None:
+    """``out/adaptive/atoms_KK.extxyz`` (``eta_ml``, ``region``, ``β``) and the cell indicators.
+
+    Collective: the atoms gather and the cell fields are written by every rank.
+    """
+    if out is None:
+        return
+    from continuum.output import write_cell_fields
+    from multiscale.kinds.coupled.outputs import coupled_atoms
+    from multiscale.outputs import write_extxyz
+
+    folder = out / "adaptive"
+    atoms = coupled_atoms(run)
+    n_free = run.system.n_free
+    eta_ml = np.zeros(len(atoms))
+    spread = np.zeros(len(atoms))
+    eta_ml[:n_free] = np.sqrt(est.ml / est.norm2) if est.norm2 > 0 else 0.0
+    if est.spread is not None:
+        spread[:n_free] = est.spread
+    atoms.set_array("eta_ml", eta_ml)
+    atoms.set_array("force_spread", spread)
+    scale = est.norm2 if est.norm2 > 0 else 1.0
+    fields = {name: np.sqrt(getattr(est, name) / scale) for name in ("fe", "model", "trunc")}
+    cells = {f"eta_{name}": value for name, value in fields.items()}
+    write_cell_fields(folder / f"cells_{k:02d}.xdmf", run.system.problem.mesh, cells)
+    if run.system.comm.rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_extxyz(folder / f"atoms_{k:02d}.extxyz", atoms, results={})
 
 
 def _write_history(record: AdaptiveRecord, out: Path | None, comm: Any) -> None:

@@ -1,0 +1,107 @@
+"""The adaptive loop's figures (``plots/``), made from its history.
+
+=====================  ======================================================================
+file                   what it shows
+=====================  ======================================================================
+``convergence.png``    ``eta_total`` and, with a reference, ``strain_error_rel`` against
+                       ``n_dof`` (log–log), with reference slopes ``N^(-1/2)`` and ``N^(-1)``
+``terms.png``          each term of the estimate over the iterations (log scale)
+``actions.png``        which actions each iteration took, and the free atoms and FE dofs
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_plots"]
+
+_TERMS = ("eta_fe", "eta_model", "eta_ml", "eta_trunc", "eta_total")
+_ACTIONS = ("refine", "expand", "retrain")
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Save atomically: a temporary file in the same folder, then replaced onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _convergence(plt: Any, history: list[Any], path: Path) -> None:
+    n = np.array([it.n_dof for it in history], dtype=float)
+    eta = np.array([it.eta["eta_total"] for it in history])
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.loglog(n, eta, "o-", label="estimate eta_total")
+    true = [it.strain_error_rel for it in history]
+    if all(t is not None for t in true):
+        ax.loglog(n, np.array(true, dtype=float), "s--", label="true strain_error_rel")
+    for power, style in ((0.5, ":"), (1.0, "-.")):
+        ax.loglog(n, eta[0] * (n / n[0]) ** -power, style, color="grey", label=f"N^-{power:g}")
+    ax.set_xlabel("n_dof (3 free atoms + FE dofs)")
+    ax.set_ylabel("relative strain error")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _terms(plt: Any, history: list[Any], path: Path) -> None:
+    k = [it.iteration for it in history]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for name in _TERMS:
+        values = np.array([it.eta[name] for it in history])
+        if np.any(values > 0):
+            ax.semilogy(k, np.where(values > 0, values, np.nan), "o-", label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("term of the estimate (relative strain)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _actions(plt: Any, history: list[Any], path: Path) -> None:
+    k = np.array([it.iteration for it in history])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 4.8), sharex=True)
+    for row, name in enumerate(_ACTIONS):
+        taken = [it.iteration for it in history if name in it.action.split("+")]
+        top.plot(taken, [row] * len(taken), "s", markersize=12, label=name)
+    top.set_yticks(range(len(_ACTIONS)), _ACTIONS)
+    top.set_ylim(-0.5, len(_ACTIONS) - 0.5)
+    top.set_title("actions taken after each iteration's estimate")
+    bottom.plot(k, [it.n_free_atoms for it in history], "o-", label="free atoms")
+    bottom.plot(k, [it.n_fe_dofs for it in history], "s-", label="FE dofs")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("iteration")
+    bottom.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write_plots(history: list[Any], folder: Path) -> list[Path]:
+    """Write the three figures of the loop's ``history`` into ``folder`` (rank 0 only).
+
+    Returns:
+        The files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "convergence.png", folder / "terms.png", folder / "actions.png"]
+    _convergence(plt, history, paths[0])
+    _terms(plt, history, paths[1])
+    _actions(plt, history, paths[2])
+    return paths

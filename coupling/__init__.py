@@ -3,7 +3,8 @@
 =====================  ==================================================================
 module                 holds
 =====================  ==================================================================
-``handshake``          the core, handshake and pad geometry and the blending weight β
+``handshake``          the core (a union of balls), handshake and pad geometry and β
+``core_cells``         the mesh cells a grown core removes from the continuum
 ``interpolation``      the sparse atoms ↔ FE interpolation operator (serial and MPI)
 ``blended_atoms``      ``Σ β ε`` of the atoms, its gradient and Hessian-vector products
 ``layout``             the monolithic vector ``z = (u_A, U)`` across MPI ranks

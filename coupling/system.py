@@ -337,7 +337,7 @@ class CoupledSystem:
 
         Args:
             within: count only the free atoms within this distance (Å) of the handshake
-                (``d > R − within``: the atoms that see blending; deeper atoms feel only
+                (``depth > −within``: the atoms that see blending; deeper atoms feel only
                 the defect's true forces); None: every free atom.
 
         Returns:
@@ -355,8 +355,7 @@ class CoupledSystem:
         _, fe = model.max_forces(g)
         f = np.linalg.norm(model.layout.atoms_of(g), axis=1)
         if within is not None:
-            d = self.handshake.distance(self.positions[: self.n_free])
-            f = f[d > self.handshake.core_radius - within]
+            f = f[self.handshake.depth(self.positions[: self.n_free]) > -within]
         return float(f.max(initial=0.0)), float(fe)
 
 

@@ -74,7 +74,7 @@ def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = Non
         f"orientation {rows}{slab}",
         f"potential  {pot.file} (cutoff {pot.cutoff:.4g} Å{reach})",
         f"geometry   outer {domain.outer} {size}; core R {hs.core_radius:g} Å, handshake "
-        f"{hs.width:.4g} Å, pad {hs.pad_width:.4g} Å (atoms to {hs.atom_radius:.4g} Å)",
+        f"{hs.width:.4g} Å, pad {hs.pad_width:.4g} Å (atoms to {hs.reach:.4g} Å)",
         f"mesh       h_min {m.h_min:.4g} Å, h_max {m.h_max:.4g} Å, growth {m.growth:g}",
         f"defect     {defect}",
         f"boundary   {boundary}, F - I = {s.loading.strain.tolist()}, "

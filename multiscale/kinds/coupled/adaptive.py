@@ -260,7 +260,7 @@ def _grown(setup: CoupledSetup, balls: tuple[np.ndarray, np.ndarray]) -> Coupled
     centres, radii = balls
     rounded = np.round(radii, 3)
     for r in np.unique(rounded):
-        handshake = handshake.grow(centres[rounded == r], float(r))
+        handshake = handshake.grow(centers=centres[rounded == r], radius=float(r))
     return dataclasses.replace(setup, handshake=handshake)
 
 
@@ -274,18 +274,20 @@ def _count_free(setup: CoupledSetup) -> int:
 
 
 def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
-    """The mesh without the cells whose vertices all lie in the (grown) core (collective)."""
-    from continuum.adapt import remove_cells
+    """The mesh without the cells the grown core removes (collective).
 
-    mesh = mesh_data.mesh
-    n_owned = mesh.topology.index_map(mesh.topology.dim).size_local
-    x = mesh.geometry.x
-    vertices = x[mesh.geometry.dofmap[:n_owned]]  # (n, d+1, 3)
-    depth = setup.handshake.depth(vertices.reshape(-1, 3)).reshape(vertices.shape[:2])
-    inside = np.all(depth <= 0.0, axis=1)
-    if not mesh.comm.allreduce(int(inside.sum())):
+    :func:`coupling.core_cells.core_cells`: every quadrature point in the core and no
+    handshake or pad site inside.
+    """
+    from continuum.adapt import remove_cells
+    from coupling.core_cells import core_cells
+    from multiscale.kinds.coupled.sites import coupled_sites
+
+    sites, _ = coupled_sites(setup)
+    remove = core_cells(mesh=mesh_data.mesh, handshake=setup.handshake, sites=sites.positions)
+    if not mesh_data.mesh.comm.allreduce(int(remove.sum())):
         return mesh_data
-    new, _ = remove_cells(mesh_data, inside)
+    new, _ = remove_cells(mesh_data, remove)
     return new
 
 

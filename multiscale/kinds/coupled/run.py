@@ -141,18 +141,23 @@ class CoupledRun:
 
 
 def _shapes(setup: CoupledSetup) -> tuple[Any, Any]:
-    """The outer domain and the hole of the atomistic core, as mesh shapes."""
+    """The outer domain and the mesh hole, as mesh shapes.
+
+    The hole is the core's first ball (disk): a grown region's other balls are cut from the
+    mesh afterwards (the cells with every vertex in the core).
+    """
     from continuum.geometry import Ball, Box, Disk, Rectangle
 
-    R, dom = setup.handshake.core_radius, setup.domain
+    hs, dom = setup.handshake, setup.domain
+    R, c = hs.core_radius, hs.center
     if setup.dimension == "3d":
-        hole: Any = Ball(center=(0.0, 0.0, 0.0), radius=R)
+        hole: Any = Ball(center=c, radius=R)
         if dom.outer == "box":
             assert dom.half_size is not None
             return Box(lo=tuple(-dom.half_size), hi=tuple(dom.half_size)), hole
         assert dom.radius is not None
         return Ball(center=(0.0, 0.0, 0.0), radius=dom.radius), hole
-    hole = Disk(center=(0.0, 0.0), radius=R)
+    hole = Disk(center=(c[0], c[1]), radius=R)
     if dom.outer == "rectangle":
         assert dom.half_size is not None
         h = dom.half_size[:2]
@@ -186,7 +191,7 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
             comm=comm,
             outer=outer,
             hole=hole,
-            focus_radius=handshake.atom_radius,
+            focus_radius=handshake.reach,
             h_min=mesh.h_min,
             h_max=mesh.h_max,
             growth=mesh.growth,

@@ -538,13 +538,13 @@ def _options(case: Case, notes: dict) -> tuple[SolverOptions, ReferenceOptions]:
 def _check_fit(case: Case, setup: CoupledSetup) -> None:
     """The atoms (core + handshake + pad) and one element must fit inside the domain."""
     hs, dom, h_min = setup.handshake, setup.domain, setup.mesh.h_min
-    need = hs.atom_radius + h_min
+    need = hs.reach + h_min
     if dom.inradius < need:
         key = "geometry.size" if dom.half_size is not None else "geometry.radius"
         what = "half of the smallest edge" if dom.half_size is not None else "radius"
         raise CaseError(
             f"{case.where(key)}: {key}: the outer {dom.outer}'s {what} is {dom.inradius:g} Å, "
-            f"but the atoms reach {hs.atom_radius:.3f} Å (core {hs.core_radius:g} + "
+            f"but the atoms reach {hs.reach:.3f} Å (core {hs.core_radius:g} + "
             f"handshake {hs.width:.3f} + pad {hs.pad_width:.3f}) and need one element (h_min "
             f"{h_min:.3f} Å) beyond; make it at least {need:.3f} Å"
         )

@@ -33,12 +33,12 @@ def _cluster(setup: CoupledSetup, region: Any) -> Any:
     )
 
 
-def _round(setup: CoupledSetup, radius: float) -> Any:
+def _round(setup: CoupledSetup, radius: float, center: Any = (0.0, 0.0, 0.0)) -> Any:
     from atomistic.regions import Cylinder, Sphere
 
     if setup.dimension == "2.5d":
-        return Cylinder(center=(0.0, 0.0, 0.0), radius=radius, axis=2)
-    return Sphere(center=(0.0, 0.0, 0.0), radius=radius)
+        return Cylinder(center=center, radius=radius, axis=2)
+    return Sphere(center=center, radius=radius)
 
 
 def remove_defect(setup: CoupledSetup, atoms: Any) -> Any:
@@ -53,16 +53,17 @@ def coupled_sites(setup: CoupledSetup) -> tuple[Any, Any]:
     """Sites of the coupled atoms, with the defect and without (for the ghost-force correction).
 
     Returns:
-        ``(atoms, perfect)``: ASE ``Atoms`` of every site within ``atom_radius`` (plus one
-        Å), the defect applied, and the same sites of the perfect lattice (for a
+        ``(atoms, perfect)``: ASE ``Atoms`` of every site within the handshake's ``reach``
+        of its centre (plus one Å: every site of the core, handshake and pad, however the
+        region grew), the defect applied, and the same sites of the perfect lattice (for a
         dislocation, whose sites are the perfect lattice's, ``r_cut`` further out).
     """
-    reach = setup.handshake.atom_radius
-    perfect = _cluster(setup, _round(setup, reach + 1.0))
+    reach, c = setup.handshake.reach, setup.handshake.center
+    perfect = _cluster(setup, _round(setup, reach + 1.0, c))
     if setup.dislocation is not None:
         # the ghost-force correction at the Volterra predictor subtracts the fully atomistic
         # forces of these sites: they must reach 2 r_cut beyond the free atoms
-        return perfect, _cluster(setup, _round(setup, reach + setup.potential.range + 1.0))
+        return perfect, _cluster(setup, _round(setup, reach + setup.potential.range + 1.0, c))
     return remove_defect(setup, perfect), perfect
 
 

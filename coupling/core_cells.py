@@ -1,0 +1,77 @@
+"""The continuum cells that a grown atomistic core removes from the mesh.
+
+A grown region (:meth:`~coupling.handshake.Handshake.grow`) leaves cells of the mesh inside
+its core, where the continuum weight ``1 − β`` is zero: their nodes carry no energy, so the
+tangent is singular until they go. A cell is removed when
+
+- every one of its quadrature points lies in the core (``depth ≤ 0``): its weight is zero
+  wherever the FE energy is evaluated, so removing it leaves the discrete energy unchanged
+  (its vertices alone are not enough: a cell with one vertex just outside the core can have
+  every quadrature point inside, and a node on such cells only has no stiffness); and
+- it holds no handshake or pad site, which the continuum must reach (the penalty and the
+  pad are interpolated from the FE field). A kept cell of zero weight that holds a
+  handshake site is tied to the atoms by the penalty.
+
+:func:`core_cells` gives the mask; cutting the cells from the mesh is the continuum's job.
+"""
+
+from __future__ import annotations
+
+import basix
+import numpy as np
+import ufl
+from dolfinx import fem, geometry
+from dolfinx.mesh import Mesh
+
+from atomistic.regions import REGION_HANDSHAKE, REGION_PAD
+from coupling.handshake import Handshake
+
+__all__ = ["cells_holding", "core_cells"]
+
+
+def _quadrature_points(mesh: Mesh, degree: int) -> np.ndarray:
+    """``(n_owned_cells, n_points, gdim)`` physical points of basix's default rule."""
+    tdim, gdim = mesh.topology.dim, mesh.geometry.dim
+    cells = np.arange(mesh.topology.index_map(tdim).size_local, dtype=np.int32)
+    points = np.asarray(basix.make_quadrature(mesh.basix_cell(), degree)[0])
+    x = fem.Expression(ufl.SpatialCoordinate(mesh), points).eval(mesh, cells)
+    return np.asarray(x).reshape(len(cells), len(points), gdim)
+
+
+def cells_holding(mesh: Mesh, points: np.ndarray) -> np.ndarray:
+    """``(n_owned_cells,)`` True for this rank's owned cells that hold one of ``points``.
+
+    Args:
+        mesh: the mesh.
+        points: ``(m, 3)`` points in Å (``z`` ignored on a 2D mesh). A point on a shared
+            facet or vertex marks every cell that touches it.
+    """
+    tdim = mesh.topology.dim
+    n = mesh.topology.index_map(tdim).size_local
+    x = np.array(points, dtype=np.float64).reshape(-1, 3)
+    if mesh.geometry.dim == 2:
+        x[:, 2] = 0.0
+    tree = geometry.bb_tree(mesh, tdim, entities=np.arange(n, dtype=np.int32))
+    hits = geometry.compute_colliding_cells(mesh, geometry.compute_collisions_points(tree, x), x)
+    held = np.zeros(n, dtype=bool)
+    held[np.asarray(hits.array, dtype=np.int64)] = True
+    return held
+
+
+def core_cells(
+    *, mesh: Mesh, handshake: Handshake, sites: np.ndarray, quadrature_degree: int = 2
+) -> np.ndarray:
+    """``(n_owned_cells,)`` True for the owned cells that the core removes (module docstring).
+
+    Args:
+        mesh: the continuum mesh (each rank marks its owned cells; no communication).
+        handshake: the (grown) region.
+        sites: ``(n, 3)`` reference sites of the coupled atoms in Å (any superset of the
+            handshake and pad sites; the same on every rank).
+        quadrature_degree: that of the continuum problem
+            (:class:`~continuum.problem.HyperelasticProblem`'s default is 2).
+    """
+    inside = handshake.cells_in_core(_quadrature_points(mesh, quadrature_degree))
+    X = np.asarray(sites, dtype=np.float64).reshape(-1, 3)
+    reached = X[np.isin(handshake.classify(X), (REGION_HANDSHAKE, REGION_PAD))]
+    return inside & ~cells_holding(mesh, reached)

@@ -12,6 +12,10 @@ file                        fields
 ``<stem>.xdmf`` + ``.h5``   all of the above
 ==========================  =================================================================
 
+:func:`write_cell_fields` writes any per-cell arrays (the error indicators of an adaptive
+iteration, say) on any mesh as ``<stem>_cells.bp`` and ``<stem>.xdmf`` + ``.h5``; the mesh
+changes from one adaptive iteration to the next, so each iteration gets its own stem.
+
 VTX needs every function of a file to share one element family and degree, hence one ``.bp``
 per family. Everything is first written into a temporary directory next to the targets and
 then renamed into place, so readers never see a half-written snapshot.
@@ -27,20 +31,45 @@ from collections.abc import Callable
 
 import numpy as np
 from dolfinx import fem, io
+from dolfinx.mesh import Mesh
+
+from continuum.mesh import MeshData
 
 from continuum.problem import HyperelasticProblem
 
-__all__ = ["write_fields"]
+__all__ = ["cell_function", "write_cell_fields", "write_fields"]
 
 
-def _cell_function(problem: HyperelasticProblem, name: str, values: np.ndarray) -> fem.Function:
-    """DG0 function with ``values`` ``(n_owned_cells, *shape)`` on the owned cells."""
-    shape = values.shape[1:]
-    space = fem.functionspace(problem.mesh, ("DG", 0, shape) if shape else ("DG", 0))
+def cell_function(
+    domain: HyperelasticProblem | MeshData | Mesh, *, values: np.ndarray, name: str
+) -> fem.Function:
+    """A DG0 function holding one value (scalar, vector or tensor) per owned cell.
+
+    Args:
+        domain: the problem, mesh data or mesh whose cells the values belong to.
+        values: ``(n_owned_cells, *shape)`` in the owned cells' local order; ``shape`` is
+            ``()``, ``(k,)`` or ``(k, l)``.
+        name: the function's name (what ParaView shows).
+
+    Returns:
+        The DG0 function, ghost cells refreshed from their owners (collective).
+
+    Raises:
+        ValueError: ``values`` does not have one row per owned cell, or is not finite.
+    """
+    mesh = domain if isinstance(domain, Mesh) else domain.mesh
+    arr = np.asarray(values, dtype=np.float64)
+    n_owned = mesh.topology.index_map(mesh.topology.dim).size_local
+    if arr.ndim == 0 or arr.shape[0] != n_owned or not np.all(np.isfinite(arr)):
+        raise ValueError(
+            f"{name}: need {n_owned} finite rows (one per owned cell), got shape {arr.shape}"
+        )
+    shape = arr.shape[1:]
+    space = fem.functionspace(mesh, ("DG", 0, shape) if shape else ("DG", 0))
     f = fem.Function(space, name=name)
     bs = space.dofmap.index_map_bs
-    dofs = space.dofmap.list[: values.shape[0], 0]
-    f.x.array.reshape(-1, bs)[dofs] = values.reshape(values.shape[0], -1)
+    dofs = space.dofmap.list[:n_owned, 0]
+    f.x.array.reshape(-1, bs)[dofs] = arr.reshape(n_owned, -1)
     f.x.scatter_forward()
     return f
 
@@ -60,7 +89,7 @@ def _cell_fields(problem: HyperelasticProblem) -> list[fem.Function]:
         "stress_cauchy": sigma,
         "energy_density": cells["W"],
     }
-    return [_cell_function(problem, name, values) for name, values in fields.items()]
+    return [cell_function(problem, values=values, name=name) for name, values in fields.items()]
 
 
 def _node_fields(
@@ -91,6 +120,42 @@ def _move_into_place(tmp: pathlib.Path, directory: pathlib.Path, names: list[str
     shutil.rmtree(tmp)
 
 
+def _write_snapshot(
+    *,
+    mesh: Mesh,
+    directory: str | os.PathLike[str],
+    stem: str,
+    time: float,
+    groups: list[tuple[str, list[fem.Function]]],
+) -> list[pathlib.Path]:
+    """One ``<stem>_<group>.bp`` per group and ``<stem>.xdmf`` + ``.h5`` with everything.
+
+    The files are written into a temporary folder next to the targets and renamed into
+    place (collective).
+    """
+    comm = mesh.comm
+    directory = pathlib.Path(directory)
+    names = [f"{stem}_{group}.bp" for group, _ in groups] + [f"{stem}.xdmf", f"{stem}.h5"]
+    made = None
+    if comm.rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        made = tempfile.mkdtemp(prefix=f".{stem}-", dir=directory)
+    tmp = pathlib.Path(comm.bcast(made, root=0))
+    for name, (_, functions) in zip(names, groups, strict=False):
+        with io.VTXWriter(comm, tmp / name, functions) as vtx:
+            vtx.write(time)
+    with io.XDMFFile(comm, tmp / names[-2], "w") as xdmf:
+        xdmf.write_mesh(mesh)
+        for _, functions in groups:
+            for f in functions:
+                xdmf.write_function(f, time)
+    comm.barrier()
+    if comm.rank == 0:
+        _move_into_place(tmp, directory, names)
+    comm.barrier()
+    return [directory / name for name in names]
+
+
 def write_fields(
     *,
     problem: HyperelasticProblem,
@@ -111,25 +176,44 @@ def write_fields(
     Returns:
         The paths written (``.bp`` folders, ``.xdmf`` and ``.h5``), on every rank.
     """
-    comm = problem.comm
-    directory = pathlib.Path(directory)
-    nodes = _node_fields(problem, beta)
-    cells = _cell_fields(problem)
-    names = [f"{stem}_nodes.bp", f"{stem}_cells.bp", f"{stem}.xdmf", f"{stem}.h5"]
-    made = None
-    if comm.rank == 0:
-        directory.mkdir(parents=True, exist_ok=True)
-        made = tempfile.mkdtemp(prefix=f".{stem}-", dir=directory)
-    tmp = pathlib.Path(comm.bcast(made, root=0))
-    for name, functions in zip(names[:2], (nodes, cells), strict=True):
-        with io.VTXWriter(comm, tmp / name, functions) as vtx:
-            vtx.write(time)
-    with io.XDMFFile(comm, tmp / names[2], "w") as xdmf:
-        xdmf.write_mesh(problem.mesh)
-        for f in nodes + cells:
-            xdmf.write_function(f, time)
-    comm.barrier()
-    if comm.rank == 0:
-        _move_into_place(tmp, directory, names)
-    comm.barrier()
-    return [directory / name for name in names]
+    groups = [("nodes", _node_fields(problem, beta)), ("cells", _cell_fields(problem))]
+    return _write_snapshot(
+        mesh=problem.mesh, directory=directory, stem=stem, time=time, groups=groups
+    )
+
+
+def write_cell_fields(
+    *,
+    mesh: HyperelasticProblem | MeshData | Mesh,
+    fields: dict[str, np.ndarray],
+    directory: str | os.PathLike[str],
+    time: float = 0.0,
+    stem: str = "indicators",
+) -> list[pathlib.Path]:
+    """Write per-cell arrays as DG0 fields for ParaView (collective).
+
+    Writes ``<stem>_cells.bp`` (VTX) and ``<stem>.xdmf`` + ``<stem>.h5``. Meant for the
+    error indicators of one adaptive iteration (``CellIndicators.fields()``); since each
+    iteration has its own mesh, give each its own stem (``indicators_003``).
+
+    Args:
+        mesh: the problem, mesh data or mesh the values live on.
+        fields: ``{name: (n_owned_cells, *shape) array}`` (shape ``()``, ``(k,)`` or
+            ``(k, l)``), owned cells in local order; booleans are written as 0/1.
+        directory: output folder (created if missing).
+        time: time (or iteration) value stored with the snapshot.
+        stem: file name stem.
+
+    Returns:
+        The paths written (``.bp`` folder, ``.xdmf`` and ``.h5``), on every rank.
+
+    Raises:
+        ValueError: no fields, or a field without one finite row per owned cell.
+    """
+    if not fields:
+        raise ValueError("write_cell_fields needs at least one field")
+    domain = mesh if isinstance(mesh, Mesh) else mesh.mesh
+    functions = [cell_function(domain, values=v, name=k) for k, v in fields.items()]
+    return _write_snapshot(
+        mesh=domain, directory=directory, stem=stem, time=time, groups=[("cells", functions)]
+    )

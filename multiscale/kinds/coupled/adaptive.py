@@ -287,7 +287,7 @@ def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
     remove = core_cells(mesh=mesh_data.mesh, handshake=setup.handshake, sites=sites.positions)
     if not mesh_data.mesh.comm.allreduce(int(remove.sum())):
         return mesh_data
-    new, _ = remove_cells(mesh_data, remove)
+    new, _ = remove_cells(mesh_data=mesh_data, remove=remove)
     return new
 
 
@@ -305,7 +305,7 @@ def _apply(
     done: list[str] = []
     mesh_data = run.system.problem.mesh_data
     if comm.allreduce(len(plan.refine)):
-        refined, _ = refine_cells(mesh_data, plan.refine)
+        refined, _ = refine_cells(mesh_data=mesh_data, cells=plan.refine)
         limit = _budget(settings.max_fe_dofs)
         if limit is not None and _mesh_dofs(refined) > limit:
             plan.skipped.append(
@@ -521,7 +521,13 @@ def _write_iteration(run: CoupledRun, est: Any, k: int, out: Path | None) -> Non
     scale = est.norm2 if est.norm2 > 0 else 1.0
     fields = {name: np.sqrt(getattr(est, name) / scale) for name in ("fe", "model", "trunc")}
     cells = {f"eta_{name}": value for name, value in fields.items()}
-    write_cell_fields(folder / f"cells_{k:02d}.xdmf", run.system.problem.mesh, cells)
+    write_cell_fields(
+        mesh=run.system.problem,
+        fields=cells,
+        directory=folder,
+        time=float(k),
+        stem=f"indicators_{k:02d}",
+    )
     if run.system.comm.rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
         write_extxyz(folder / f"atoms_{k:02d}.extxyz", atoms, results={})

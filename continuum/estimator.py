@@ -11,15 +11,17 @@ equation                                                           field
 ``|K|``, ``h_K`` (longest edge), centroid                          ``volume``, ``h``, ``centroid``
 ``w̄_K = ∫_K w / |K|``, ``Ḡ_K = ∫_K (F − I) / |K|``, ``P̄_K``          ``weight``, ``mean_gradient``,
                                                                    ``mean_stress``
-``h_K² ∫_K |P ∇w|² dx + Σ_e ½·½ h_e ∫_e |[[w̄ P̄]] n|² ds``         ``stress_residual``
+``Σ_e ½·½ h_e ∫_e {w̄}² |[[P̄]] n|² ds``                              ``stress_residual``
 ``Σ_e ½ ∫_e |[[Ḡ]]|² / h_e ds`` (≈ ``|∇²u|² |K|``)                  ``gradient_jump``
 =================================================================  =================================
 
 Sums run over the interior facets ``e`` of ``K``; the first ½ of a facet term gives each of
 the facet's two cells half of it (``avg`` of a DG0 test function), so summing a field over
 all cells counts every facet once. ``h_e`` is the facet's longest edge (its length in 2D).
-In the element residual ``div(w P) = P ∇w + w div P`` with ``div P`` of the piecewise
-constant P1 stress taken as zero (the jumps carry it). Facets on the boundary carry no jump:
+There is no element term: ``div P̄`` of the piecewise constant stress is zero, and where the
+weight ``w = 1 − β`` varies (the handshake) ``P ∇w`` is balanced by the atoms, not a
+discretisation error; ``{w̄}`` (the mean of the two cells' weights) scales a jump by how much
+of the continuum is there. Facets on the boundary carry no jump:
 the Dirichlet and the free boundary are the loop's (``eta_trunc``) business.
 
 Units: ``stress_residual`` in eV²/Å³ (per Å of thickness on a 2D mesh: eV²/Å⁴);
@@ -53,7 +55,7 @@ class CellIndicators:
         weight: ``(n,)`` cell average of the continuum weight ``1 − β``.
         mean_gradient: ``(n, 3, 3)`` cell average of ``F − I`` (background included).
         mean_stress: ``(n, 3, 3)`` cell average of the first Piola stress ``P``, eV/Å³.
-        stress_residual: ``(n,)`` element plus facet-jump residual of ``w P``, eV²/Å³.
+        stress_residual: ``(n,)`` facet jumps of ``P̄`` weighted by the facet's mean ``w̄``, eV²/Å³.
         gradient_jump: ``(n,)`` facet jumps of ``mean_gradient``, a cell-wise estimate of
             ``|∇²u|² |K|``.
         on_outer_boundary: ``(n,)`` the cell has a facet marked ``outer_tag``.
@@ -162,21 +164,23 @@ def _cell_averages(problem: HyperelasticProblem) -> dict[str, np.ndarray]:
 
 
 def _facet_jumps(
-    mesh: dmesh.Mesh, weighted_stress: np.ndarray, gradient: np.ndarray
+    mesh: dmesh.Mesh, stress: np.ndarray, weight: np.ndarray, gradient: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each owned cell's half of its interior facets' stress and gradient jumps.
 
     Args:
         mesh: the mesh (ghosted by shared facet, so every interior facet sees both cells).
-        weighted_stress: ``(n_owned, 3, 3)`` cell values of ``w̄ P̄``.
+        stress: ``(n_owned, 3, 3)`` cell values of ``P̄``.
+        weight: ``(n_owned,)`` cell values of ``w̄``.
         gradient: ``(n_owned, 3, 3)`` cell values of ``Ḡ``.
 
     Returns:
-        ``(n_owned,)`` ``Σ_e ½·½ h_e ∫_e |[[w̄P̄]] n|²`` and ``(n_owned,)``
+        ``(n_owned,)`` ``Σ_e ½·½ h_e ∫_e {w̄}² |[[P̄]] n|²`` and ``(n_owned,)``
         ``Σ_e ½ ∫_e |[[Ḡ]]|² / h_e``.
     """
     cells = _CellSpace(mesh, 9)
-    wP = cells.function(weighted_stress.reshape(-1, 9))
+    wP = cells.function(stress.reshape(-1, 9))
+    w_bar = _CellSpace(mesh, 1).function(weight.reshape(-1, 1))[0]
     G = cells.function(gradient.reshape(-1, 9))
     as_matrix = lambda f: ufl.as_matrix([[f[3 * i + j] for j in range(3)] for i in range(3)])
     wP_, G_ = as_matrix(wP), as_matrix(G)
@@ -186,7 +190,8 @@ def _facet_jumps(
     gradient_jump = G_("+") - G_("-")
     jumps = _CellSpace(mesh, 2)
     q = jumps.test()
-    integrand = 0.5 * he * ufl.inner(traction_jump, traction_jump) * ufl.avg(q[0])
+    w_facet = ufl.avg(w_bar)
+    integrand = 0.5 * he * w_facet**2 * ufl.inner(traction_jump, traction_jump) * ufl.avg(q[0])
     integrand += ufl.inner(gradient_jump, gradient_jump) / he * ufl.avg(q[1])
     values = jumps.assemble(integrand * ufl.dS(domain=mesh))
     return values[:, 0], values[:, 1]
@@ -227,8 +232,9 @@ def cell_indicators(problem: HyperelasticProblem) -> CellIndicators:
     n_owned = mesh.topology.index_map(tdim).size_local
     cells = np.arange(n_owned, dtype=np.int32)
     means = _cell_averages(problem)
-    weighted_stress = means["weight"][:, None, None] * means["mean_stress"]
-    stress_jump, gradient_jump = _facet_jumps(mesh, weighted_stress, means["mean_gradient"])
+    stress_jump, gradient_jump = _facet_jumps(
+        mesh, means["mean_stress"], means["weight"], means["mean_gradient"]
+    )
     data = problem.mesh_data
     return CellIndicators(
         centroid=dmesh.compute_midpoints(mesh, tdim, cells).reshape(n_owned, 3),
@@ -237,7 +243,7 @@ def cell_indicators(problem: HyperelasticProblem) -> CellIndicators:
         weight=means["weight"],
         mean_gradient=means["mean_gradient"],
         mean_stress=means["mean_stress"],
-        stress_residual=means["element"] + stress_jump,
+        stress_residual=stress_jump,
         gradient_jump=gradient_jump,
         on_outer_boundary=_touches_tag(mesh, data.facet_tags, data.outer_tag),
     )

@@ -13,8 +13,9 @@ dominant term     action
 ``eta_fe``        ``refine``: split the cell (``continuum.adapt.refine_cells``)
 ``eta_model``     ``expand``: add the cell, plus a buffer, to the atomistic core
 ``eta_ml``        ``retrain``: carve a cluster around the atom and label it with the oracle
-``eta_trunc``     none: the outer domain is too small; the run reports it and does not
-                  blame the model
+``eta_trunc``     none: it is not marked (nothing here can act on it); marked cells whose
+                  truncation term is larger than the rest are counted and reported (the
+                  outer domain is too small for that accuracy)
 ================  =========================================================================
 """
 
@@ -86,7 +87,14 @@ class Marks:
         }
 
 
-def mark(estimate: Estimate, *, theta: float, comm: MPI.Comm, allowed: tuple[str, ...]) -> Marks:
+def mark(
+    estimate: Estimate,
+    *,
+    theta: float,
+    comm: MPI.Comm,
+    allowed: tuple[str, ...],
+    resolved: float = np.inf,
+) -> Marks:
     """Dörfler-mark cells and atoms together and sort the marks by their dominant term.
 
     Args:
@@ -96,11 +104,16 @@ def mark(estimate: Estimate, *, theta: float, comm: MPI.Comm, allowed: tuple[str
         allowed: the actions the case permits (``refine``, ``expand``, ``retrain``); a
             location whose action is not allowed is left out of the marking altogether, so
             that the fraction ``theta`` goes to what can be acted on.
+        resolved: the largest cell size (Å) on which the model term can be told from the
+            FE term. Both read the same unresolved field on a coarser cell, so there a
+            model-dominated cell is refined first (``2 r_cut`` in the loop).
     """
-    cells = estimate.cell_total()
-    dominant = estimate.cell_dominant()
-    act = {"eta_fe": "refine", "eta_model": "expand", "eta_trunc": "truncation"}
-    usable = np.array([act[d] in (*allowed, "truncation") for d in dominant], dtype=bool)
+    cells = estimate.fe + estimate.model
+    dominant = np.where(estimate.model > estimate.fe, "eta_model", "eta_fe")
+    coarse = estimate.cells.h > resolved
+    dominant = np.where(coarse & (dominant == "eta_model"), "eta_fe", dominant)
+    act = {"eta_fe": "refine", "eta_model": "expand"}
+    usable = np.array([act[d] in allowed for d in dominant], dtype=bool)
     cells = np.where(usable, cells, 0.0)
     atoms = estimate.ml if "retrain" in allowed else np.zeros_like(estimate.ml)
     own_atoms = atoms if comm.rank == 0 else atoms[:0]
@@ -112,6 +125,6 @@ def mark(estimate: Estimate, *, theta: float, comm: MPI.Comm, allowed: tuple[str
     return Marks(
         refine=picked[by == "eta_fe"],
         expand=picked[by == "eta_model"],
-        truncation=picked[by == "eta_trunc"],
+        truncation=np.flatnonzero(on_cells & (estimate.trunc > cells)),
         retrain=np.asarray(atom_marks, dtype=np.int64),
     )

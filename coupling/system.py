@@ -513,6 +513,7 @@ def outer_boundary_dofs(problem: HyperelasticProblem) -> np.ndarray:
     """Local unrolled FE DOF indices on the outer boundary facets."""
     md = problem.mesh_data
     fdim = md.mesh.topology.dim - 1
+    md.mesh.topology.create_connectivity(fdim, fdim + 1)  # a refined mesh may lack it
     facets = md.facet_tags.find(md.outer_tag)
     nodes = dolfinx.fem.locate_dofs_topological(problem.V, fdim, facets)
     return (3 * np.asarray(nodes, dtype=np.int64)[:, None] + np.arange(3)).ravel()

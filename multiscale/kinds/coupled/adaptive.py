@@ -171,7 +171,7 @@ def _material(setup: CoupledSetup) -> Any:
         r_cut=setup.potential.range,
         r_nn=setup.lattice.r_nn,
         volume_per_atom=float(cell.get_volume()) / len(cell),
-        inradius=setup.domain.inradius(),
+        inradius=setup.domain.inradius,
         jump=None if setup.dislocation is None else setup.dislocation.jump,
     )
 
@@ -287,7 +287,7 @@ def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
     remove = core_cells(mesh=mesh_data.mesh, handshake=setup.handshake, sites=sites.positions)
     if not mesh_data.mesh.comm.allreduce(int(remove.sum())):
         return mesh_data
-    new, _ = remove_cells(mesh_data=mesh_data, remove=remove)
+    new, _ = remove_cells(mesh_data=mesh_data, remove=np.flatnonzero(remove).astype(np.int32))
     return new
 
 
@@ -318,7 +318,7 @@ def _apply(
         grown = _grown(setup, plan.grow)
         n_free = _count_free(grown)
         limit = _budget(settings.max_atoms)
-        margin = setup.domain.inradius() - grown.handshake.reach
+        margin = setup.domain.inradius - grown.handshake.reach
         if limit is not None and n_free > limit:
             plan.skipped.append(("max_atoms", f"expand: would need {n_free} free atoms > {limit}"))
         elif margin < setup.mesh.h_max:
@@ -326,7 +326,7 @@ def _apply(
                 (
                     "domain",
                     f"expand: the atoms would reach {grown.handshake.reach:.1f} Å, too close to "
-                    f"the outer boundary at {setup.domain.inradius():.1f} Å",
+                    f"the outer boundary at {setup.domain.inradius:.1f} Å",
                 )
             )
         else:
@@ -345,13 +345,20 @@ def _plan(
     allowed = tuple(settings.actions)
     if settings.oracle == "none" or est.spread is None:
         allowed = tuple(a for a in allowed if a != "retrain")
-    marks = mark(est, theta=settings.theta, comm=comm, allowed=allowed)
+    marks = mark(
+        est,
+        theta=settings.theta,
+        comm=comm,
+        allowed=allowed,
+        resolved=2.0 * setup.potential.range,
+    )
     counts = marks.counts(comm)
-    if counts["truncation"]:
+    if est.totals["eta_trunc"] > settings.tolerance:
         note = (
-            f"{counts['truncation']} marked cell(s) on the outer boundary are dominated by "
-            "eta_trunc: the domain is too small for this accuracy (enlarge geometry.size or "
-            "geometry.radius); the loop does not blame the model for it"
+            f"eta_trunc = {est.totals['eta_trunc']:.3g} > adaptivity.tolerance: against the "
+            "infinite crystal the domain is too small for this accuracy (enlarge "
+            "geometry.size or geometry.radius); it is not counted in eta_total, which "
+            "estimates the error of the problem on this domain, and the loop does not act on it"
         )
         if note not in record.notes:
             record.notes.append(note)

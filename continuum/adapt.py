@@ -7,15 +7,18 @@ displacement itself is carried with ``fem.create_interpolation_data`` and
 ``Function.interpolate_nonmatching`` (see :mod:`coupling.state`), which is exact for fields
 that the new space contains.
 
-==============================================  ==========================================
-operation                                       code
-==============================================  ==========================================
-split every edge of the marked cells, Plaza     ``dolfinx.mesh.refine`` on those edges
-   (more where conformity needs it)
-tag of a child facet = tag of its parent facet  ``parent_cell`` and ``parent_facet`` maps
-keep the unmarked cells                         ``dolfinx.mesh.create_submesh``
+===============================================  =========================================
+operation                                        code
+===============================================  =========================================
+split every edge of the marked cells (Plaza),    ``dolfinx.mesh.refine`` on those edges
+and more where conformity needs it
+tag of a child facet = tag of its parent facet   ``parent_cell``, ``parent_facet`` maps
+keep the unmarked cells                          ``dolfinx.mesh.create_submesh``
 new exterior facet: outer if it was, else inner  vertex match against the parent's facets
-==============================================  ==========================================
+===============================================  =========================================
+
+``refine`` returns its parent maps in the order it created the cells, not in the new mesh's
+order; :func:`_input_order` reads them through ``topology.original_cell_index``.
 
 Facet markers are made consistent across ranks (every rank holding a facet, owner or ghost,
 carries its tag) with one reverse-add and forward scatter over the facet index map, so they
@@ -126,13 +129,17 @@ def _input_order(new: dmesh.Mesh, n_input: int) -> np.ndarray:
     return rows
 
 
-def refine_cells(*, mesh_data: MeshData, cells: np.ndarray) -> tuple[MeshData, np.ndarray]:
+def refine_cells(mesh_data: MeshData, *, cells: np.ndarray) -> tuple[MeshData, np.ndarray]:
     """Refine the marked cells (and what conformity needs) by Plaza edge bisection.
 
     Every edge of a marked cell is split; the refinement closes the mesh conformingly, so
-    some neighbours are split too. Cells stay on their rank. Facet markers are carried from
-    each parent facet to its children (never ``transfer_meshtag``, which is not
-    parallel-safe). Collective: every rank calls it, with an empty ``cells`` if it marks none.
+    some neighbours are split too. Cells stay on their rank and the ghost layer is rebuilt.
+    Facet markers are carried from each parent facet to its children through refine's
+    parent maps (not ``transfer_meshtag``). Collective: every rank calls it, with an empty
+    ``cells`` if it marks none.
+
+    In 3D the bisection breaks ties between equally long edges by rank-dependent numbering:
+    the same marks on another number of ranks give as many cells, not always the same ones.
 
     Args:
         mesh_data: the mesh and its facet markers (triangles or tetrahedra).
@@ -209,7 +216,7 @@ def _parent_facets(
     return candidates[np.arange(len(facets)), np.argmax(match, axis=1)]
 
 
-def remove_cells(*, mesh_data: MeshData, remove: np.ndarray) -> tuple[MeshData, np.ndarray]:
+def remove_cells(mesh_data: MeshData, *, remove: np.ndarray) -> tuple[MeshData, np.ndarray]:
     """A new mesh without the marked cells: the hole grows into them.
 
     Facets that were marked ``outer_tag`` and are still on the boundary keep it; every other

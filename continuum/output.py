@@ -34,7 +34,6 @@ from dolfinx import fem, io
 from dolfinx.mesh import Mesh
 
 from continuum.mesh import MeshData
-
 from continuum.problem import HyperelasticProblem
 
 __all__ = ["cell_function", "write_cell_fields", "write_fields"]

@@ -163,7 +163,9 @@ def test_every_cell_matches_an_independent_facet_loop():
     b = np.array([0.3, -0.2, 0.0])
     weight = lambda x: 0.5 + x @ b
     md = tagged(dmesh.create_rectangle(MPI.COMM_SELF, [[0, 0], [1.0, 0.8]], [5, 4]))
-    field = lambda x: np.stack([0.1 * x[0] ** 2, 0.05 * x[0] * x[1], 0.08 * x[1] ** 2 - 0.02 * x[0]])
+    field = lambda x: np.stack(
+        [0.1 * x[0] ** 2, 0.05 * x[0] * x[1], 0.08 * x[1] ** 2 - 0.02 * x[0]]
+    )
     problem = problem_with(md, field, weight=weight)
     ind = cell_indicators(problem)
     stress, jump, G, area = reference_indicators(problem, b, weight)
@@ -182,8 +184,10 @@ def test_stress_residual_falls_as_h_squared(dim):
     weight = lambda x: 1.0 - 0.5 * np.exp(-np.sum((x - 0.3) ** 2, axis=1))
     sizes = (4, 8, 16) if dim == 2 else (2, 4, 8)
     build = square if dim == 2 else cube
-    sums = [total(cell_indicators(problem_with(build(n), field, weight=weight)).stress_residual)
-            for n in sizes]
+    sums = [
+        total(cell_indicators(problem_with(build(n), field, weight=weight)).stress_residual)
+        for n in sizes
+    ]
     rates = np.log2(np.array(sums[:-1]) / np.array(sums[1:]))
     assert 1.8 < rates[-1] < 2.2, rates
     assert rates[-1] > rates[0] - 0.05  # towards 2 from below (or at it)
@@ -194,13 +198,19 @@ def test_global_sums_do_not_depend_on_the_rank_count(dim):
     """The same mesh on this communicator and on one rank give the same totals."""
     build = square if dim == 2 else cube
     n = 6 if dim == 2 else 3
-    field = lambda x: np.stack([0.02 * x[0] ** 2, 0.01 * x[0] * x[1], 0.015 * x[1] ** 2 + 0.01 * x[2]])
+    field = lambda x: np.stack(
+        [0.02 * x[0] ** 2, 0.01 * x[0] * x[1], 0.015 * x[1] ** 2 + 0.01 * x[2]]
+    )
     weight = lambda x: 1.0 - 0.5 * np.exp(-np.sum((x - 0.3) ** 2, axis=1))
     sums = []
     for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
         ind = cell_indicators(problem_with(build(n, comm), field, weight=weight))
-        sums.append([total(getattr(ind, k), comm) for k in
-                     ("volume", "stress_residual", "gradient_jump", "on_outer_boundary")])
+        sums.append(
+            [
+                total(getattr(ind, k), comm)
+                for k in ("volume", "stress_residual", "gradient_jump", "on_outer_boundary")
+            ]
+        )
     np.testing.assert_allclose(sums[0], sums[1], rtol=1e-12)
     assert sums[0][1] > 0 and sums[0][2] > 0
 
@@ -209,10 +219,18 @@ def test_indicators_are_written_for_paraview(tmp_path):
     problem = problem_with(square(3), lambda x: np.stack([x[0] ** 2, 0 * x[0], 0 * x[0]]))
     ind = cell_indicators(problem)
     directory = pathlib.Path(MPI.COMM_WORLD.bcast(str(tmp_path), root=0))
-    paths = write_cell_fields(mesh=problem.mesh_data, fields=ind.fields(), directory=directory,
-                              stem="indicators_000", time=0.0)
-    assert [p.name for p in paths] == ["indicators_000_cells.bp", "indicators_000.xdmf",
-                                       "indicators_000.h5"]
+    paths = write_cell_fields(
+        mesh=problem.mesh_data,
+        fields=ind.fields(),
+        directory=directory,
+        stem="indicators_000",
+        time=0.0,
+    )
+    assert [p.name for p in paths] == [
+        "indicators_000_cells.bp",
+        "indicators_000.xdmf",
+        "indicators_000.h5",
+    ]
     assert all(p.exists() for p in paths)
     metadata = b"".join(f.read_bytes() for f in paths[0].glob("md.*"))
     xdmf = paths[1].read_text()

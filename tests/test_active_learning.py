@@ -123,8 +123,8 @@ def test_atom_uncertainty_is_the_calibrated_spread_of_the_members(bulk, pbc):
 
 
 def test_uncertainty_action_thresholds():
-    assert uncertainty_action([0.01, 0.049], lo=0.05, hi=0.2) == "accept"
-    assert uncertainty_action([0.01, 0.05], lo=0.05, hi=0.2) == "label"
+    assert uncertainty_action([0.01, 0.05], lo=0.05, hi=0.2) == "accept"
+    assert uncertainty_action([0.01, 0.051], lo=0.05, hi=0.2) == "label"
     assert uncertainty_action([0.01, 0.2], lo=0.05, hi=0.2) == "label"
     assert uncertainty_action([0.01, 0.21], lo=0.05, hi=0.2) == "rollback"
     assert uncertainty_action([], lo=0.05, hi=0.2) == "accept"

@@ -174,14 +174,15 @@ def uncertainty_action(uncertainty: ArrayLike, *, lo: float, hi: float) -> Actio
     """What the largest per-atom uncertainty asks for (thresholds in eV/Å).
 
     Returns:
-        ``"accept"`` when every atom is below ``lo`` (or there are none), ``"rollback"`` when
-        one exceeds ``hi``, else ``"label"``.
+        ``"accept"`` when no atom exceeds ``lo`` (or there are none), ``"rollback"`` when
+        one exceeds ``hi``, else ``"label"`` (the atoms above ``lo`` are then the candidates
+        of :func:`select_centres`).
     """
     u = np.asarray(uncertainty, dtype=np.float64)
     top = float(u.max()) if u.size else 0.0
     if top > hi:
         return "rollback"
-    return "label" if top >= lo else "accept"
+    return "label" if top > lo else "accept"
 
 
 def atom_uncertainty(

@@ -1,7 +1,7 @@
 """Residual error indicators of the continuum, one set of numbers per owned cell.
 
 The FE discretisation term ``eta_fe`` of DESIGN.md §3, split into what the adaptive loop
-needs: an element residual of the weighted stress, the stress jumps across interior facets,
+needs: the stress jumps across interior facets (weighted by the continuum's share),
 and a jump estimate of the displacement's second gradient (how much ``∇U`` varies across a
 cell, which also feeds the Cauchy–Born validity check).
 
@@ -137,19 +137,17 @@ def _normal3(mesh: dmesh.Mesh) -> ufl.core.expr.Expr:
 
 
 def _cell_averages(problem: HyperelasticProblem) -> dict[str, np.ndarray]:
-    """Volume, weight, element residual, ``Ḡ`` and ``P̄`` of the owned cells."""
+    """Volume, weight, ``Ḡ`` and ``P̄`` of the owned cells."""
     mesh, m = problem.mesh, problem.material
     m.update()  # P at the current displacement
     dx = problem._dx
-    w, grad_w = problem._weight, problem._weight_gradient
+    w = problem._weight
     G = problem._grad3(problem.u)
     if problem._background is not None:
         G = G + problem._background
-    h = ufl.CellDiameter(mesh)
-    Pw = ufl.dot(m.P, grad_w)
-    scalars = _CellSpace(mesh, 3)
+    scalars = _CellSpace(mesh, 2)
     q = scalars.test()
-    s = scalars.assemble((q[0] + w * q[1] + h**2 * ufl.inner(Pw, Pw) * q[2]) * dx)
+    s = scalars.assemble((q[0] + w * q[1]) * dx)
     tensors = _CellSpace(mesh, 18)
     t = tensors.assemble(ufl.inner(_as_vector([G, m.P]), tensors.test()) * dx)
     volume = s[:, 0]
@@ -157,7 +155,6 @@ def _cell_averages(problem: HyperelasticProblem) -> dict[str, np.ndarray]:
     return {
         "volume": volume,
         "weight": s[:, 1] / volume,
-        "element": s[:, 2],
         "mean_gradient": means[:, :9].reshape(-1, 3, 3),
         "mean_stress": means[:, 9:].reshape(-1, 3, 3),
     }
@@ -179,14 +176,14 @@ def _facet_jumps(
         ``Σ_e ½ ∫_e |[[Ḡ]]|² / h_e``.
     """
     cells = _CellSpace(mesh, 9)
-    wP = cells.function(stress.reshape(-1, 9))
+    P = cells.function(stress.reshape(-1, 9))
     w_bar = _CellSpace(mesh, 1).function(weight.reshape(-1, 1))[0]
     G = cells.function(gradient.reshape(-1, 9))
     as_matrix = lambda f: ufl.as_matrix([[f[3 * i + j] for j in range(3)] for i in range(3)])
-    wP_, G_ = as_matrix(wP), as_matrix(G)
+    P_, G_ = as_matrix(P), as_matrix(G)
     n = _normal3(mesh)
     he = _facet_size(mesh)("+")
-    traction_jump = ufl.dot(wP_("+"), n("+")) + ufl.dot(wP_("-"), n("-"))
+    traction_jump = ufl.dot(P_("+"), n("+")) + ufl.dot(P_("-"), n("-"))
     gradient_jump = G_("+") - G_("-")
     jumps = _CellSpace(mesh, 2)
     q = jumps.test()

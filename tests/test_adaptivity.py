@@ -92,8 +92,16 @@ def test_history_has_the_contract_columns():
     eta = {"eta_fe": 0.1, "eta_model": 0.2, "eta_ml": 0.0, "eta_trunc": 0.01, "eta_total": 0.3}
     record.history.append(
         Iteration(
-            iteration=0, eta=eta, action="refine+expand", n_atoms=10, n_free_atoms=8,
-            n_fe_dofs=30, oracle_calls=0, energy=-1.5, wall_time_s=2.0, strain_error_rel=0.15,
+            iteration=0,
+            eta=eta,
+            action="refine+expand",
+            n_atoms=10,
+            n_free_atoms=8,
+            n_fe_dofs=30,
+            oracle_calls=0,
+            energy=-1.5,
+            wall_time_s=2.0,
+            strain_error_rel=0.15,
         )
     )
     rows = list(csv.DictReader(io.StringIO(history_csv(record))))

@@ -113,9 +113,7 @@ class AdaptivitySection:
     learning_rate: float = option(
         1e-3, check=positive, doc="retraining: Adam learning rate of the fine-tuning"
     )
-    replay: float = option(
-        1.0, check=positive, doc="retraining: old frames replayed per new frame"
-    )
+    replay: float = option(1.0, check=positive, doc="retraining: old frames replayed per new frame")
 
 
 def check_adaptivity(section: AdaptivitySection, ctx: Context) -> None:

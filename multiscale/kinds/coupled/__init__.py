@@ -185,7 +185,7 @@ def write(
                 if last.strain_error_rel is None
                 else f", true strain error {last.strain_error_rel:.3e}"
             )
-            + f" (history.csv, plots/)",
+            + " (history.csv, plots/)",
         )
     warning = None
     if not run.converged:

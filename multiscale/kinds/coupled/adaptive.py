@@ -287,7 +287,7 @@ def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
     remove = core_cells(mesh=mesh_data.mesh, handshake=setup.handshake, sites=sites.positions)
     if not mesh_data.mesh.comm.allreduce(int(remove.sum())):
         return mesh_data
-    new, _ = remove_cells(mesh_data=mesh_data, remove=np.flatnonzero(remove).astype(np.int32))
+    new, _ = remove_cells(mesh_data, remove=np.flatnonzero(remove).astype(np.int32))
     return new
 
 
@@ -305,7 +305,7 @@ def _apply(
     done: list[str] = []
     mesh_data = run.system.problem.mesh_data
     if comm.allreduce(len(plan.refine)):
-        refined, _ = refine_cells(mesh_data=mesh_data, cells=plan.refine)
+        refined, _ = refine_cells(mesh_data, cells=plan.refine)
         limit = _budget(settings.max_fe_dofs)
         if limit is not None and _mesh_dofs(refined) > limit:
             plan.skipped.append(
@@ -401,8 +401,10 @@ def _row(
 
 def _report(reporter: Reporter, it: Iteration) -> None:
     eta = it.eta
-    true = "" if it.strain_error_rel is None else (
-        f"; true {it.strain_error_rel:.3e}, effectivity {it.effectivity:.2f}"
+    true = (
+        ""
+        if it.strain_error_rel is None
+        else (f"; true {it.strain_error_rel:.3e}, effectivity {it.effectivity:.2f}")
     )
     reporter.info(
         f"adaptive iteration {it.iteration}: eta_total {eta['eta_total']:.3e} (fe "

@@ -2,15 +2,17 @@
 
 A grown region (:meth:`~coupling.handshake.Handshake.grow`) leaves cells of the mesh inside
 its core, where the continuum weight ``1 − β`` is zero: their nodes carry no energy, so the
-tangent is singular until they go. A cell is removed when
+tangent is singular (or, tied to the atoms only through a penalty site near one corner,
+nearly so) until they go. A cell is removed when
 
 - every one of its quadrature points lies in the core (``depth ≤ 0``): its weight is zero
   wherever the FE energy is evaluated, so removing it leaves the discrete energy unchanged
   (its vertices alone are not enough: a cell with one vertex just outside the core can have
   every quadrature point inside, and a node on such cells only has no stiffness); and
-- it holds no handshake or pad site, which the continuum must reach (the penalty and the
-  pad are interpolated from the FE field). A kept cell of zero weight that holds a
-  handshake site is tied to the atoms by the penalty.
+- it holds no pad site, which the continuum must reach (the pad is interpolated from the
+  FE field). Handshake sites left outside the cut mesh (at most a cell's size inside the
+  handshake, ``β`` near 1) are simply not tied to the continuum by the penalty
+  (:func:`coupling.system.build_coupled_system`).
 
 :func:`core_cells` gives the mask; cutting the cells from the mesh is the continuum's job.
 """
@@ -23,7 +25,7 @@ import ufl
 from dolfinx import fem, geometry
 from dolfinx.mesh import Mesh
 
-from atomistic.regions import REGION_HANDSHAKE, REGION_PAD
+from atomistic.regions import REGION_PAD
 from coupling.handshake import Handshake
 
 __all__ = ["cells_holding", "core_cells"]
@@ -67,11 +69,11 @@ def core_cells(
         mesh: the continuum mesh (each rank marks its owned cells; no communication).
         handshake: the (grown) region.
         sites: ``(n, 3)`` reference sites of the coupled atoms in Å (any superset of the
-            handshake and pad sites; the same on every rank).
+            pad sites; the same on every rank).
         quadrature_degree: that of the continuum problem
             (:class:`~continuum.problem.HyperelasticProblem`'s default is 2).
     """
     inside = handshake.cells_in_core(_quadrature_points(mesh, quadrature_degree))
     X = np.asarray(sites, dtype=np.float64).reshape(-1, 3)
-    reached = X[np.isin(handshake.classify(X), (REGION_HANDSHAKE, REGION_PAD))]
+    reached = X[handshake.classify(X) == REGION_PAD]
     return inside & ~cells_holding(mesh, reached)

@@ -104,6 +104,37 @@ class Correction:
         return float(value)
 
 
+def _idle_dofs(
+    problem: HyperelasticProblem,
+    layout: MonolithicLayout,
+    pad_interpolation: sp.csr_matrix,
+    penalty_interpolation: sp.csr_matrix,
+) -> np.ndarray:
+    """Owned FE DOFs the energy does not depend on (local indices, collective).
+
+    A node all of whose cells have continuum weight ``1 − β = 0`` at every quadrature point
+    (cells inside a grown core that still hold a handshake site, so the mesh keeps them)
+    and that no pad or handshake atom is interpolated from has a zero row in the Hessian.
+    The solver holds such DOFs fixed like Dirichlet DOFs; they keep the value they were
+    given (the carried field), and no answer depends on it.
+    """
+    import ufl
+    from dolfinx import fem, la
+
+    V = problem.V
+    scalar = fem.functionspace(V.mesh, ("Lagrange", 1))
+    mass = fem.assemble_vector(fem.form(problem._weight * ufl.TestFunction(scalar) * problem._dx))
+    mass.scatter_reverse(la.InsertMode.add)
+    n_owned_nodes = layout.n_fe_owned // 3
+    weight = mass.array[:n_owned_nodes]
+    coupled = np.asarray(abs(pad_interpolation).sum(axis=0)).ravel()
+    coupled = coupled + np.asarray(abs(penalty_interpolation).sum(axis=0)).ravel()
+    coupled = layout.accumulate_fe(coupled[: layout.n_fe_local]).reshape(-1, 3).sum(axis=1)
+    scale = max(layout.comm.allreduce(float(weight.max(initial=0.0)), op=MPI.MAX), 1e-300)
+    idle = (weight <= 1e-14 * scale) & (coupled == 0.0)
+    return (3 * np.flatnonzero(idle)[:, None] + np.arange(3)).ravel().astype(np.int64)
+
+
 class BlendedModel:
     """The coupled energy over ``z = (u_A, U)``.
 
@@ -146,6 +177,7 @@ class BlendedModel:
         self.I_H = penalty_interpolation.tocsr()
         self.penalty_atoms = np.asarray(penalty_atoms, dtype=np.int64)
         self.kappa = float(kappa)
+        self.idle_owned = _idle_dofs(problem, self.layout, self.I_P, self.I_H)
         self.refresh_dirichlet()
         self.pad_offset = np.zeros((self.n_pad, 3))
         self.penalty_offset = np.zeros((len(self.penalty_atoms), 3))
@@ -157,9 +189,14 @@ class BlendedModel:
         self.tangent_tolerance = 0.0
 
     def refresh_dirichlet(self) -> None:
-        """Re-read the constrained FE DOFs from the problem (after ``set_dirichlet``)."""
+        """Re-read the constrained FE DOFs from the problem (after ``set_dirichlet``).
+
+        ``dirichlet_owned`` holds the outer boundary's DOFs; ``bc_owned``, the DOFs the
+        solver holds fixed, adds :attr:`idle_owned` to them.
+        """
         dofs = np.asarray(self.problem.dirichlet_dofs(), dtype=np.int64)
-        self.bc_owned = np.unique(dofs[dofs < self.layout.n_fe_owned])
+        self.dirichlet_owned = np.unique(dofs[dofs < self.layout.n_fe_owned])
+        self.bc_owned = np.union1d(self.dirichlet_owned, self.idle_owned)
 
     def set_offsets(self, *, pad: np.ndarray, penalty: np.ndarray) -> None:
         """Background displacements added to ``I_P U`` ``(n_P, 3)`` and ``I_H U`` ``(n_H, 3)``."""

@@ -247,7 +247,7 @@ class CoupledSystem:
         model = self.model
         model.refresh_dirichlet()
         z_bc = self.state_from(displacement)
-        rows = model.layout.n_atom_dofs + model.bc_owned
+        rows = model.layout.n_atom_dofs + model.dirichlet_owned
         self.z.getArray()[rows] = z_bc.getArray(readonly=True)[rows]
         model.set_correction(None)
         background = self.background
@@ -454,7 +454,7 @@ def build_coupled_system(
             give the slab periodicity (2.5D: periodic along ``z`` only).
         handshake: core, handshake and pad geometry.
         problem: continuum problem built with weight ``handshake.continuum_weight``.
-        kappa: penalty stiffness in eV/Å².
+        kappa: penalty stiffness in eV/Å², on every handshake atom inside the mesh.
         ghost_force_correction: subtract the ghost forces of the homogeneous predictor.
         perfect_atoms: the defect-free lattice sites (ASE ``Atoms``, same lattice and
             registry) whose ghost forces are corrected; default ``atoms`` itself, which is
@@ -483,7 +483,10 @@ def build_coupled_system(
             dtype=dtype,
             hessian_dtype=hessian_dtype,
         )
-    penalty_atoms = np.flatnonzero(atom_set.region[:n_free] == REGION_HANDSHAKE)
+    # the penalty ties the handshake atoms inside the mesh to it (a grown core's cut mesh can
+    # leave a few just inside the handshake, β near 1, outside: coupling.core_cells)
+    handshake_atoms = np.flatnonzero(atom_set.region[:n_free] == REGION_HANDSHAKE)
+    penalty_atoms = handshake_atoms[points_in_mesh(problem.V, X[handshake_atoms])]
     model = BlendedModel(
         problem=problem,
         atoms=blended,

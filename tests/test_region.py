@@ -206,7 +206,7 @@ def grown_system(eam, law):
 
 def test_cutting_a_grown_core_from_the_mesh_keeps_its_energy(grown_system):
     """The cut cells weigh nothing at any quadrature point, so the FE energy of a homogeneous
-    state is that of the uncut mesh; the cells kept with zero weight hold handshake sites."""
+    state is that of the uncut mesh; no cell of zero weight is kept (none holds a pad site)."""
     system, uncut = grown_system
     hs, cut = system.handshake, system.problem
     mask = core_cells(mesh=uncut.mesh, handshake=hs, sites=system.positions)
@@ -214,9 +214,10 @@ def test_cutting_a_grown_core_from_the_mesh_keeps_its_energy(grown_system):
     q = uncut.quadrature_points().reshape(-1, n_points, 3)  # the problem's own points
     core = hs.in_core(q.reshape(-1, 3)).reshape(-1, n_points).all(axis=1)
     assert mask.sum() > 10 and np.all(core[mask])
-    kept_empty = core & ~mask  # zero weight, kept for the sites they hold
-    handshake = system.positions[system.region == REGION_HANDSHAKE]
-    assert np.all(cells_holding(uncut.mesh, handshake)[kept_empty])
+    kept_empty = core & ~mask  # zero weight, kept only for a pad site they hold
+    pad = system.positions[system.region == REGION_PAD]
+    assert np.all(cells_holding(uncut.mesh, pad)[kept_empty])
+    assert not kept_empty.any()
     assert cut.mesh.topology.index_map(2).size_local == len(mask) - mask.sum()
     inner = cut.mesh_data.facet_tags.find(INNER_TAG)
     x = cut.mesh.geometry.x[dolfinx.mesh.entities_to_geometry(cut.mesh, 1, inner)].reshape(-1, 3)

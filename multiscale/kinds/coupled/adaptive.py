@@ -295,6 +295,33 @@ def _mesh_dofs(mesh_data: Any) -> int:
     return 3 * int(mesh_data.mesh.topology.index_map(0).size_global)
 
 
+def _within_domain(setup: CoupledSetup, plan: _Plan) -> tuple[np.ndarray, np.ndarray] | None:
+    """The growth balls whose atoms stay an element ``h_max`` inside the outer boundary.
+
+    The others are dropped and reported (``domain``): the atoms would reach the boundary,
+    where the continuum must hold the far field.
+    """
+    assert plan.grow is not None
+    centres, radii = plan.grow
+    hs = setup.handshake
+    k = 2 if hs.shape == "cylinder" else 3
+    origin = np.asarray(hs.center, dtype=np.float64)[:k]
+    n_balls = hs.n_balls + len(radii)
+    margin = hs.width + hs.pad_width + hs.softness * np.log(n_balls) + setup.mesh.h_max
+    reach = np.linalg.norm(centres[:, :k] - origin, axis=1) + radii + margin
+    keep = reach <= setup.domain.inradius
+    if not keep.all():
+        plan.skipped.append(
+            (
+                "domain",
+                f"expand: {int((~keep).sum())} of {len(keep)} growth balls left out: their "
+                f"atoms would come within h_max of the outer boundary at "
+                f"{setup.domain.inradius:.1f} Å (enlarge the domain)",
+            )
+        )
+    return (centres[keep], radii[keep]) if keep.any() else None
+
+
 def _apply(
     setup: CoupledSetup, run: CoupledRun, plan: _Plan, settings: AdaptivitySection
 ) -> tuple[CoupledSetup, Any, list[str]]:
@@ -314,21 +341,13 @@ def _apply(
         else:
             mesh_data = refined
             done.append("refine")
-    if plan.grow is not None:
-        grown = _grown(setup, plan.grow)
+    balls = _within_domain(setup, plan) if plan.grow is not None else None
+    if balls is not None:
+        grown = _grown(setup, balls)
         n_free = _count_free(grown)
         limit = _budget(settings.max_atoms)
-        margin = setup.domain.inradius - grown.handshake.reach
         if limit is not None and n_free > limit:
             plan.skipped.append(("max_atoms", f"expand: would need {n_free} free atoms > {limit}"))
-        elif margin < setup.mesh.h_max:
-            plan.skipped.append(
-                (
-                    "domain",
-                    f"expand: the atoms would reach {grown.handshake.reach:.1f} Å, too close to "
-                    f"the outer boundary at {setup.domain.inradius:.1f} Å",
-                )
-            )
         else:
             setup = grown
             mesh_data = _cut_core(setup, mesh_data)

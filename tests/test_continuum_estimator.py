@@ -135,8 +135,6 @@ def reference_indicators(problem, weight):
     P = LAW(np.eye(3) + G)[1]
     centroid = x[cells].mean(axis=1)
     w = weight(centroid)
-    edges = x[cells][:, [[0, 1], [1, 2], [0, 2]]]
-    h = np.linalg.norm(edges[:, :, 0] - edges[:, :, 1], axis=2).max(axis=1)
     stress = np.zeros(len(cells))
     jump = np.zeros(len(cells))
     f2c = mesh.topology.connectivity(1, 2)

@@ -20,9 +20,10 @@ evaluated on the solution) stands for the reference's.
 =============  ============================  =====================================================
 term           where                         ``η_T²``
 =============  ============================  =====================================================
-``eta_fe``     FE cell ``K``                 ``c_fe t/(Ω_0 μ²) [h_K² ‖div(wP)‖²_K + ¼ Σ_e h_e
-                                             ‖[[w̄P̄]] n‖²_e]``: the residual of the continuum
-                                             equation in strain units (``μ`` the shear modulus)
+``eta_fe``     FE cell ``K``                 ``c_fe t/(Ω_0 μ²) · ¼ Σ_e h_e ‖{w̄} [[P̄]] n‖²_e``: the
+                                             stress jumps of the continuum in strain units
+                                             (``μ`` the shear modulus; no element term, see
+                                             :mod:`continuum.estimator`)
 ``eta_model``  FE cell ``K``                 ``c_cb w_K r_cut² t/Ω_0 · ½ Σ_e ‖[[Ḡ]]‖²_e / h_e``
                                              (Cauchy–Born validity: strain gradient × ``r_cut``)
                                              ``+ c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
@@ -37,8 +38,7 @@ term           where                         ``η_T²``
 
 ``Ḡ`` is the cell average of the total displacement gradient (background included), ``G_far``
 the far field's (``F − I`` plus the background's gradient), ``w`` the continuum weight
-``1 − β``. The constants ``c_*`` (:class:`EstimatorConstants`) are 1 unless a caller
-calibrates them.
+``1 − β``. The constants ``c_*`` are those of :class:`EstimatorConstants`.
 """
 
 from __future__ import annotations

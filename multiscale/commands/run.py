@@ -24,6 +24,12 @@ HELP = "run a case and write summary.json, case.resolved.toml, atoms/*.extxyz an
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``run``."""
     add_case_arguments(parser)
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="continue an adaptive run ([adaptivity]) from the last checkpoint in the output "
+        "folder (adaptive/checkpoint/); without one, start from the beginning",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from multiscale import version
-    from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK
+    from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK, CaseError
     from multiscale.kinds import case_kind
     from multiscale.kinds.shared import output_folder
     from multiscale.outputs import resolved_toml
@@ -46,7 +52,14 @@ def main(args: argparse.Namespace) -> int:
         setup = kind.resolve(case, comm=comm)  # bad input is logged as a failed run too
         reporter.log("\n".join(kind.describe(case, setup, output=args.output)))
         reporter.log("parameters (origin after #):\n" + resolved_toml(case, version=version()))
-        result = kind.run(case, setup, comm=comm, reporter=reporter, out=out)
+        restart = bool(getattr(args, "restart", False))
+        if restart and case.config.adaptivity is None:
+            raise CaseError(
+                f"{case.file}: --restart continues an adaptive run, and this case has no "
+                "[adaptivity] section"
+            )
+        extra = {"restart": True} if restart else {}
+        result = kind.run(case, setup, comm=comm, reporter=reporter, out=out, **extra)
         finished = kind.write(
             case,
             setup,

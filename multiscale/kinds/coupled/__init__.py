@@ -94,20 +94,44 @@ def _value(case: Case, key: str) -> Any:
 
 
 def run(
-    case: Case, setup: CoupledSetup, *, comm: Any, reporter: Reporter, out: Path | None = None
+    case: Case,
+    setup: CoupledSetup,
+    *,
+    comm: Any,
+    reporter: Reporter,
+    out: Path | None = None,
+    restart: bool = False,
 ) -> Any:
     """Solve the load steps (:func:`multiscale.kinds.coupled.run.run_coupled`).
 
     With ``[adaptivity]``, the adaptive loop follows
     (:func:`multiscale.kinds.coupled.adaptive.adapt`); ``out`` is where it keeps
-    ``history.csv`` and finds ``reference/``.
+    ``history.csv`` and its checkpoint and finds ``reference/``. With ``restart`` and a
+    checkpoint in ``out``, the load steps and the iterations before the checkpoint are not
+    run again (:mod:`multiscale.kinds.coupled.checkpoint`).
     """
     import time
 
     from multiscale.kinds.coupled.run import run_coupled
 
-    result = run_coupled(setup, comm=comm, reporter=reporter)
     settings = case.config.adaptivity
+    checkpoint = None
+    if restart and settings is not None and out is not None:
+        from multiscale.kinds.coupled.checkpoint import read_checkpoint
+
+        checkpoint = read_checkpoint(out, comm)
+        if checkpoint is None:
+            reporter.info(f"restart: no checkpoint in {out}; running from the start")
+    if checkpoint is not None:
+        from multiscale.kinds.coupled.checkpoint import restore_run
+
+        k = checkpoint.record["iteration"]
+        reporter.info(f"restart: from the checkpoint of adaptive iteration {k} in {out}")
+        start = time.perf_counter()
+        result = restore_run(checkpoint, setup, comm=comm, reporter=reporter)
+        result.wall_time_s = time.perf_counter() - start
+    else:
+        result = run_coupled(setup, comm=comm, reporter=reporter)
     if settings is None:
         return result
     from multiscale.kinds.coupled.adaptive import adapt
@@ -115,7 +139,14 @@ def run(
 
     start = time.perf_counter()
     reference = read_reference(out) if out is not None else None
-    result.adaptive = adapt(result, settings, reporter=reporter, out=out, reference=reference)
+    result.adaptive = adapt(
+        result,
+        settings,
+        reporter=reporter,
+        out=out,
+        reference=reference,
+        resume=None if checkpoint is None else checkpoint.record,
+    )
     result.wall_time_s += time.perf_counter() - start
     return result
 

@@ -107,6 +107,15 @@ class Iteration:
             "effectivity": "" if self.effectivity is None else self.effectivity,
         }
 
+    def state(self) -> dict[str, Any]:
+        """Every field, JSON-ready (for the checkpoint; :meth:`from_state` reads it back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Iteration:
+        """The iteration of :meth:`state`."""
+        return cls(**data)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
         row = self.row()
@@ -132,6 +141,27 @@ class AdaptiveRecord:
     oracle_calls: int = 0
     #: budgets that stopped an action
     reached: set[str] = field(default_factory=set)
+
+    def state(self, *, iteration: int, elapsed: float) -> dict[str, Any]:
+        """What a restart at ``iteration`` needs (JSON-ready)."""
+        return {
+            "iteration": iteration,
+            "elapsed_s": elapsed,
+            "history": [it.state() for it in self.history],
+            "notes": list(self.notes),
+            "oracle_calls": self.oracle_calls,
+            "reached": sorted(self.reached),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> AdaptiveRecord:
+        """The record of :meth:`state`, before its iteration."""
+        return cls(
+            history=[Iteration.from_state(d) for d in data["history"]],
+            notes=list(data["notes"]),
+            oracle_calls=int(data["oracle_calls"]),
+            reached=set(data["reached"]),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """``summary["adaptivity"]``."""
@@ -479,6 +509,7 @@ def adapt(
     reporter: Reporter,
     out: Path | None,
     reference: Any = None,
+    resume: dict[str, Any] | None = None,
 ) -> AdaptiveRecord:
     """Run the adaptive loop on a finished load-step run (collective; module docstring).
 
@@ -489,11 +520,23 @@ def adapt(
         reporter: messages (silent on ranks other than 0).
         out: the output folder; ``history.csv`` is rewritten there after every iteration.
         reference: ``(summary, atoms)`` of the reference, for the true error per iteration.
+        resume: the ``record.json`` of a checkpoint whose state ``run`` holds: the loop
+            goes on from its iteration with its history.
     """
     start = time.perf_counter()
     record = AdaptiveRecord()
+    first = 0
+    if resume is not None:
+        record = AdaptiveRecord.from_state(resume)
+        first = int(resume["iteration"])
+        start -= float(resume["elapsed_s"])
     comm = run.system.comm
-    for k in range(settings.max_iterations + 1):
+    for k in range(first, settings.max_iterations + 1):
+        if out is not None:
+            from multiscale.kinds.coupled.checkpoint import write_checkpoint
+
+            elapsed = time.perf_counter() - start
+            write_checkpoint(out, run, record.state(iteration=k, elapsed=elapsed))
         est = _estimate(run.setup, run.system)
         it = _row(k, run, est, record, reference, start)
         record.history.append(it)

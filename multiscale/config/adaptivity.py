@@ -122,8 +122,17 @@ def check_adaptivity(section: AdaptivitySection, ctx: Context) -> None:
     Without an oracle retraining is simply off (``"retrain"`` in ``actions`` does nothing).
 
     Raises:
-        CaseError: ``lo >= hi``.
+        CaseError: ``lo >= hi``, or an ``oracle`` that is not ``"none"``, ``"emt"`` or
+            ``"lammps:<potential file>"``.
     """
+    name = section.oracle
+    kind, _, file = name.partition(":")
+    if name not in ("none", "emt") and not (kind == "lammps" and file):
+        ctx.fail(
+            "adaptivity.oracle",
+            f'adaptivity.oracle = {toml_value(name)} must be "none", "emt" or '
+            '"lammps:<potential file>" (e.g. "lammps:Cu_mishin1.eam.alloy")',
+        )
     if section.lo >= section.hi:
         ctx.fail(
             "adaptivity.lo",

@@ -125,6 +125,10 @@ class Retrainer:
     current_accepted: bool = True
     labels: list[Any] = field(default_factory=list)
     rounds: int = 0
+    #: the accepted committee's name (a file under ``out/adaptive``, or the case's)
+    accepted_name: str = "the case's committee"
+    #: the iteration of the last retrain round
+    last: int = -1
     _oracle: Any = None
     _old: list[Any] | None = None
     _files: list[str] = field(default_factory=list)
@@ -175,19 +179,23 @@ class Retrainer:
         if done.committee is None:
             return None
         self.rounds += 1
+        self.last = k
         self.current_accepted = False
         return _with_potential(setup, done.committee)
 
     def _base(self, module: Any, top: float, done: _Round) -> Any:
         """The committee to fine-tune: the current one, or the last accepted (rollback)."""
         if top <= self.settings.hi:
+            if not self.current_accepted:
+                self.accepted_name = f"committee_{self.last:02d}.pt"
             self.accepted, self.current_accepted = module, True
             return module
         if self.current_accepted:
             return module
         done.notes.append(
-            f"retrain: max force spread {top:.3g} eV/Å > adaptivity.hi after a retrain round; "
-            "rolled back to the last accepted committee and fine-tuned it on every label"
+            f"retrain: max force spread {top:.3g} eV/Å > adaptivity.hi = {self.settings.hi:g} "
+            f"with the committee of the last retrain round; rolled back to the last accepted "
+            f"committee ({self.accepted_name}) and fine-tuned it on every label of the run"
         )
         return self.accepted
 

@@ -74,12 +74,12 @@ cluster_radius = 2.8
 cluster_buffer = 3.0
 max_clusters = 3
 epochs = 15
-learning_rate = 2e-3
-replay = 8.0
+learning_rate = 1e-3
+replay = 24.0
 """
 
 
-def bulk_frames(n: int = 16) -> list:
+def bulk_frames(n: int = 24) -> list:
     """Strained, rattled 32-atom Cu crystals labelled by the oracle: the replayed frames."""
     rng = np.random.default_rng(7)
     oracle = MAKE_ORACLE(MISHIN)
@@ -94,7 +94,8 @@ def bulk_frames(n: int = 16) -> list:
 
 
 def run_case(tmp_path: Path, extra: str) -> tuple[Path, dict]:
-    """Run the tiny case with ``extra`` adaptivity keys; its output folder and summary."""
+    """Run the tiny case with ``extra`` adaptivity keys (``key = value`` lines) instead of its
+    own; its output folder and summary."""
     import multiscale.kinds.coupled as coupled_kind
     from multiscale.cli import main
 
@@ -109,7 +110,12 @@ def run_case(tmp_path: Path, extra: str) -> tuple[Path, dict]:
     save_potential(
         load_potential(COMMITTEE), folder / "committee.pt", metadata={"data_files": [str(bulk)]}
     )
-    (folder / "case.toml").write_text(CASE + extra)
+    text = CASE
+    for line in extra.splitlines():  # a key of CASE is replaced, another one added
+        key = line.split("=")[0].strip()
+        old = next((x for x in text.splitlines() if x.split("=")[0].strip() == key), None)
+        text = text.replace(old, line) if old is not None else text + line + "\n"
+    (folder / "case.toml").write_text(text)
     out = tmp_path / "out"
     assert main(["run", "-T", str(folder), "--output", str(out)]) == 0
     return out, json.loads((out / "summary.json").read_text())
@@ -179,3 +185,36 @@ def test_retrain_counts_calls_keeps_labels_of_a_failing_oracle_and_learns(tmp_pa
     assert spread[1][mask].mean() < 0.5 * spread[0][mask].mean()
     # the next state, solved with the new committee in atoms and continuum, is surer too
     assert float(rows[1]["eta_ml"]) < float(rows[0]["eta_ml"])
+
+
+def test_rollback_fine_tunes_the_last_accepted_committee():
+    """The choice of the committee a round starts from (no solve: stand-ins for committees)."""
+    from multiscale.config.adaptivity import AdaptivitySection
+    from multiscale.kinds.coupled.retraining import Retrainer, _Round
+
+    settings = AdaptivitySection(oracle="emt", lo=0.15, hi=0.5)
+    r = Retrainer(settings=settings, out=None, reporter=None, comm=None, accepted="case")
+    done = _Round()
+    assert r._base("case", 2.0, done) == "case" and not done.notes  # nothing to roll back to
+    r.current_accepted, r.last = False, 0  # round 0 made "c0"
+    assert r._base("c0", 0.6, done) == "case"  # above hi: back to the case's committee
+    assert "rolled back to the last accepted committee (the case's committee)" in done.notes[0]
+    r.current_accepted, r.last = False, 1  # round 1 made "c1" from "case"
+    assert r._base("c1", 0.3, done) == "c1"  # below hi: accepted, fine-tuned further
+    assert r.accepted == "c1" and r.current_accepted
+    r.current_accepted, r.last = False, 2  # round 2 made "c2" from "c1"
+    assert r._base("c2", 0.9, done) == "c1"
+    assert "(committee_01.pt)" in done.notes[-1]
+
+
+def test_the_loop_rolls_back_a_committee_still_unsure_after_its_round(tmp_path):
+    # hi just above lo: the first round's committee is still above hi at the next state
+    out, summary = run_case(tmp_path, "hi = 0.16\nmax_iterations = 2\nmax_clusters = 1\n")
+    rows = history(out)
+    assert [r["oracle_calls"] for r in rows] == ["0", "1", "2"]
+    assert rows[0]["action"] == "retrain"
+    notes = summary["adaptivity"]["notes"]
+    back = "rolled back to the last accepted committee (the case's committee)"
+    assert any(back in n for n in notes)
+    frames = read_dataset(out / "adaptive" / "dataset.extxyz")
+    assert len(frames) == 2  # labels accumulate over the rounds

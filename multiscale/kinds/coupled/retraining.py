@@ -28,7 +28,10 @@ One round, when the loop marks atoms where ``eta_ml`` dominates
    The old frames are the committee file's training data (``metadata["data_files"]``, tried
    against the working folder and each folder above the committee file); when none is found
    only this run's labels are trained on, and a note says so.
-6. **reload**: the new committee is written to ``<output>/adaptive/committee_KK.pt`` (``KK``:
+6. **check**: a committee whose Cauchy–Born law is not strongly elliptic at ``F = I`` or at
+   the load (the acoustic tensor not positive definite in some direction) would let the
+   continuum collapse; it is not used (a note), and its labels wait for the next round.
+7. **reload**: the new committee is written to ``<output>/adaptive/committee_KK.pt`` (``KK``:
    the iteration) and becomes the setup's potential, for the atoms and the Cauchy–Born law of
    the continuum alike (:class:`~multiscale.kinds.coupled.setup.PotentialSetup`).
 
@@ -216,8 +219,18 @@ class Retrainer:
         if len(self.labels) == n_labels:  # nothing new to learn from
             return done
         old = self._replay(base, done)
-        done.committee = self._fine_tune(base, old, done, k, top)
-        if done.committee is None or self.out is None:
+        tuned = self._fine_tune(base, old, done, k, top)
+        unstable = _unstable_at(tuned, setup)
+        if unstable is not None:
+            done.notes.append(
+                f"retrain: iteration {k}: the fine-tuned committee's Cauchy–Born law is not "
+                f"strongly elliptic at F = {unstable} (the continuum would be unstable); the "
+                "committee was not changed, its labels are kept for the next round"
+            )
+            done.log += "; rejected: Cauchy–Born law not strongly elliptic"
+            return done
+        done.committee = tuned
+        if self.out is None:
             return done
         from atomistic.mlip.serialization import save_potential
 
@@ -312,6 +325,30 @@ class Retrainer:
             f"(max spread of the state {top:.3f})"
         )
         return result.committee
+
+
+def _unstable_at(committee: Any, setup: CoupledSetup, n_directions: int = 400) -> str | None:
+    """``"I"`` or ``"F_load"`` where the committee's Cauchy–Born law loses strong ellipticity.
+
+    Strong ellipticity: the acoustic tensor ``Q_ik(n) = A_ijkl n_j n_l`` is positive definite
+    for every direction ``n`` (sampled: a Fibonacci sphere). A law without it (for a cubic
+    crystal, ``C11 <= C12`` or ``C44 <= 0``) lets the continuum collapse. None: stable at both.
+    """
+    from atomistic.cauchy_born import CauchyBorn
+
+    law = CauchyBorn(committee, setup.lattice.cell)
+    k = np.arange(n_directions) + 0.5
+    z = 1.0 - 2.0 * k / n_directions
+    phi = np.pi * (1.0 + 5.0**0.5) * k
+    rho = np.sqrt(1.0 - z**2)
+    n = np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
+    loaded = setup.loading.deformation(setup.loading.steps)
+    for name, F in (("I", np.eye(3)), ("F_load", loaded)):
+        _, _, A = law(np.asarray(F, dtype=np.float64)[None])
+        Q = np.einsum("ijkl,mj,ml->mik", A[0], n, n)
+        if np.linalg.eigvalsh(0.5 * (Q + Q.transpose(0, 2, 1))).min() <= 0.0:
+            return name
+    return None
 
 
 def _with_potential(setup: CoupledSetup, committee: Any) -> CoupledSetup:

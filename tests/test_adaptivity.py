@@ -75,6 +75,7 @@ def test_the_section_is_read_with_its_defaults(tmp_path):
         ("lo = 0.3\nhi = 0.2", "adaptivity.lo = 0.3 eV/Å must be below adaptivity.hi"),
         ("max_atoms = -3", 'adaptivity.max_atoms must be an integer >= 0 or "none"'),
         ("thta = 0.5", "adaptivity.thta"),
+        ('oracle = "mishin"', 'adaptivity.oracle = "mishin" must be "none", "emt" or'),
     ],
 )
 def test_bad_keys_name_the_file_and_key(tmp_path, text, expected):

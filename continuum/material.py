@@ -247,9 +247,7 @@ class QuadratureMaterial:
         return True
 
     def _zero_inactive(self, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """``values`` (one row per point of every owned cell) with the non-finite entries of
-        :attr:`inactive` cells set to 0.
-        """
+        """``values`` (a row per point of every owned cell), 0 where inactive and not finite."""
         if self.inactive is None:
             return values
         out = values.reshape(*shape, -1).copy()

@@ -36,11 +36,15 @@ __all__ = ["MIN_STRETCH", "CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"
 EV_PER_A3_TO_GPA = 160.21766208
 _VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
 
-#: The smallest singular value of ``F`` evaluated: below it (a direction squashed to less than
-#: half its length, far outside any crystal's elastic range) :meth:`CauchyBorn.evaluate`
-#: returns ``W = +inf``. The pairs within the cutoff of such an ``F`` number ``~ 1/s_min³``
-#: times those at ``F = I``, for every ``F`` of the batch.
-MIN_STRETCH = 0.5
+#: The smallest singular value of ``F`` evaluated: below it (a direction squashed to a fifth
+#: of its length, far outside any crystal's elastic range) :meth:`CauchyBorn.evaluate`
+#: returns ``W = +inf``.
+MIN_STRETCH = 0.2
+
+#: ``F`` whose smallest singular value falls in one of these bins share a pair list, made for
+#: the bin's most squashed ``F``: the pairs within the cutoff number ``~ 1/s_min³`` times
+#: those at ``F = I``, so one squashed ``F`` must not size the list of the whole batch.
+_STRETCH_BINS = (0.8, 0.6, 0.45, 0.33, MIN_STRETCH)
 
 #: Reference pairs of the unit cell: ``i (E,)``, ``j (E,)`` and ``X_j − X_i + S·C0`` ``(E, 3)``.
 _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -199,9 +203,15 @@ class CauchyBorn:
             raise ValueError(f"F must have shape (m, 3, 3), got {tuple(F.shape)}")
         finite = torch.isfinite(F).all(dim=2).all(dim=1)
         safe = torch.where(finite[:, None, None], F, torch.eye(3, dtype=F.dtype, device=F.device))
-        ok = finite & (torch.linalg.svdvals(safe.detach()).min(dim=1).values >= MIN_STRETCH)
-        if not bool(ok.all()):
-            return self._outside(F, ok, relaxed=relaxed, tangent=tangent)
+        smin = torch.where(finite, torch.linalg.svdvals(safe.detach()).min(dim=1).values, 0.0)
+        if bool((smin >= _STRETCH_BINS[0]).all()):
+            return self._evaluate_batch(F, relaxed=relaxed, tangent=tangent)
+        return self._binned(F, smin, relaxed=relaxed, tangent=tangent)
+
+    def _evaluate_batch(
+        self, F: torch.Tensor, *, relaxed: bool, tangent: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`evaluate` of ``F`` sharing one pair list, in chunks on the CPU."""
         pairs = self._reference_pairs(F)
         step = F.shape[0] if self.chunk is None or F.device.type != "cpu" else self.chunk
         if F.shape[0] <= step:
@@ -213,14 +223,14 @@ class CauchyBorn:
         W, P, A = zip(*parts, strict=True)
         return torch.cat(W), torch.cat(P), None if A[0] is None else torch.cat(A)
 
-    def _outside(
-        self, F: torch.Tensor, ok: torch.Tensor, *, relaxed: bool, tangent: bool
+    def _binned(
+        self, F: torch.Tensor, smin: torch.Tensor, *, relaxed: bool, tangent: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """:meth:`evaluate` with some ``F`` outside the evaluated range.
+        """:meth:`evaluate` with some ``F`` squashed (smallest singular value ``smin``).
 
-        ``F`` that are not finite or squash a direction below :data:`MIN_STRETCH` get
-        ``W = +inf`` and NaN stress and tangent (a line search then steps back); the others
-        are evaluated as usual.
+        Each bin of :data:`_STRETCH_BINS` is evaluated with its own pair list; ``F`` that are
+        not finite or squash a direction below :data:`MIN_STRETCH` get ``W = +inf`` and NaN
+        stress and tangent (a line search then steps back).
         """
         m = F.shape[0]
         W = torch.full((m,), torch.inf, dtype=self.dtype, device=self.device)
@@ -228,11 +238,16 @@ class CauchyBorn:
         A = None
         if tangent:
             A = torch.full((m, 3, 3, 3, 3), torch.nan, dtype=self.dtype, device=self.device)
-        if bool(ok.any()):
-            w, p, a = self.evaluate(F[ok], relaxed=relaxed, tangent=tangent)
-            W[ok], P[ok] = w, p
+        upper = torch.inf
+        for lower in _STRETCH_BINS:
+            sel = (smin >= lower) & (smin < upper)
+            upper = lower
+            if not bool(sel.any()):
+                continue
+            w, p, a = self._evaluate_batch(F[sel], relaxed=relaxed, tangent=tangent)
+            W[sel], P[sel] = w, p
             if A is not None and a is not None:
-                A[ok] = a
+                A[sel] = a
         return W, P, A
 
     def _evaluate(

@@ -177,15 +177,21 @@ def test_relaxed_and_clamped_multilattice_tangents_match_lammps(
 
 
 def test_a_squashed_or_non_finite_F_has_infinite_energy_and_spares_the_others(cu_cb):
-    """A line-search trial can squash an element: that F gets W = +inf (the search steps
-    back) instead of a neighbour list ~1/s_min³ times larger for the whole batch."""
+    """A line-search trial can squash an element: below MIN_STRETCH that F gets W = +inf (the
+    search steps back), above it a pair list of its own, not one ~1/s_min³ times larger for
+    the whole batch."""
     from atomistic.cauchy_born import MIN_STRETCH
 
     good = np.eye(3) + 0.01 * np.array([[1.0, 0.2, 0.0], [0.0, -0.5, 0.1], [0.3, 0.0, 0.2]])
     squashed = np.diag([0.4 * MIN_STRETCH, 1.0, 1.0])
-    F = np.stack([good, squashed, np.full((3, 3), np.nan), np.eye(3)])
+    compressed = np.diag([0.7, 1.0, 1.0])  # evaluated, with a pair list of its own
+    F = np.stack([good, squashed, np.full((3, 3), np.nan), np.eye(3), compressed])
     W, P, A = cu_cb.evaluate(F)
     W0, P0, A0 = cu_cb.evaluate(F[[0, 3]])
+    Wc, Pc, Ac = cu_cb.evaluate(F[[4]])
+    assert Wc[0] > W0[1] + 0.05  # compression costs energy (eV/Å³)
+    np.testing.assert_allclose(W[4].item(), Wc[0].item(), rtol=1e-14)
+    np.testing.assert_allclose(A[4].numpy(), Ac[0].numpy(), rtol=1e-12, atol=1e-15)
     assert np.isinf(W[1].item()) and W[1] > 0 and np.isinf(W[2].item())
     assert torch.isnan(P[1]).all() and torch.isnan(A[2]).all()
     np.testing.assert_allclose(W[[0, 3]].numpy(), W0.numpy(), rtol=1e-14)

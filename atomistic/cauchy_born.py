@@ -36,15 +36,15 @@ __all__ = ["MIN_STRETCH", "CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"
 EV_PER_A3_TO_GPA = 160.21766208
 _VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
 
-#: The smallest singular value of ``F`` evaluated: below it (a direction squashed to a fifth
-#: of its length, far outside any crystal's elastic range) :meth:`CauchyBorn.evaluate`
-#: returns ``W = +inf``.
-MIN_STRETCH = 0.2
+#: The smallest singular value of ``F`` evaluated: below it (a direction squashed to half its
+#: length, far outside any crystal's elastic range) :meth:`CauchyBorn.evaluate` returns
+#: ``W = +inf``, a wall that a line search steps back from.
+MIN_STRETCH = 0.5
 
 #: ``F`` whose smallest singular value falls in one of these bins share a pair list, made for
 #: the bin's most squashed ``F``: the pairs within the cutoff number ``~ 1/s_min³`` times
 #: those at ``F = I``, so one squashed ``F`` must not size the list of the whole batch.
-_STRETCH_BINS = (0.8, 0.6, 0.45, 0.33, MIN_STRETCH)
+_STRETCH_BINS = (0.8, 0.65, MIN_STRETCH)
 
 #: Reference pairs of the unit cell: ``i (E,)``, ``j (E,)`` and ``X_j − X_i + S·C0`` ``(E, 3)``.
 _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

@@ -226,10 +226,9 @@ def one_case(folder: Path, args: argparse.Namespace, reporter: Any) -> dict[str,
         for r in history
         if r.get("strain_error_rel") is not None
     ]
-    a_n, a_t, _ = at_target(hist, args.target)
-    if a_n is not None:  # the first state at the target, no interpolation
-        hit = next(r for r in hist if r["strain_error_rel"] <= args.target)
-        a_n, a_t = hit["n_dof"], hit["wall_time_s"]
+    # the first state at the target, no interpolation
+    hit = next((r for r in hist if r["strain_error_rel"] <= args.target), None)
+    a_n, a_t = (None, None) if hit is None else (hit["n_dof"], hit["wall_time_s"])
     u_n, u_t, how = at_target(rows, args.target)
     eff = [float(r["effectivity"]) for r in history if r.get("effectivity") is not None]
     u_rate, a_rate = slope(rows), slope(hist)

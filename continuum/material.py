@@ -248,7 +248,7 @@ class QuadratureMaterial:
 
     def _zero_inactive(self, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """``values`` (a row per point of every owned cell), 0 where inactive and not finite."""
-        if self.inactive is None:
+        if self.inactive is None or np.isfinite(values).all():
             return values
         out = values.reshape(*shape, -1).copy()
         out[self.inactive[:, None, None] & ~np.isfinite(out)] = 0.0

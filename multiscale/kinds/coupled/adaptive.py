@@ -494,13 +494,7 @@ def _resolve(
     steps = setup.loading.steps
     record = solve_step(setup, system, steps, reporter, advance=False, label=f"adaptive {k}")
     run.steps[-1] = record
-    parts = system.energy_parts()
-    run.energy_parts = {
-        "atoms": parts.atoms,
-        "continuum": parts.continuum,
-        "penalty": parts.penalty,
-        "correction": parts.correction,
-    }
+    run.measure_energy_parts()
     return record
 
 

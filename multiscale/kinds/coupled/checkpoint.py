@@ -267,11 +267,5 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
         setup, system, setup.loading.steps, reporter, advance=False, label=f"restart {k}"
     )
     run.steps.append(record)
-    parts = system.energy_parts()
-    run.energy_parts = {
-        "atoms": parts.atoms,
-        "continuum": parts.continuum,
-        "penalty": parts.penalty,
-        "correction": parts.correction,
-    }
+    run.measure_energy_parts()
     return run

@@ -119,6 +119,16 @@ class CoupledRun:
     wall_time_s: float = 0.0
     adaptive: Any = None
 
+    def measure_energy_parts(self) -> None:
+        """Set :attr:`energy_parts` from the system's current state (collective)."""
+        parts = self.system.energy_parts()
+        self.energy_parts = {
+            "atoms": parts.atoms,
+            "continuum": parts.continuum,
+            "penalty": parts.penalty,
+            "correction": parts.correction,
+        }
+
     @property
     def converged(self) -> bool:
         """Every load step converged."""
@@ -325,12 +335,6 @@ def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Couple
         run.steps.append(record)
         if not record.converged:
             break
-    parts = system.energy_parts()  # also leaves problem.u at the solution
-    run.energy_parts = {
-        "atoms": parts.atoms,
-        "continuum": parts.continuum,
-        "penalty": parts.penalty,
-        "correction": parts.correction,
-    }
+    run.measure_energy_parts()  # also leaves problem.u at the solution
     run.wall_time_s = time.perf_counter() - start
     return run

@@ -20,6 +20,8 @@ ion); ``relaxed=False`` keeps the basis affine (clamped ion). For simple lattice
 
 from __future__ import annotations
 
+import functools
+
 from typing import Literal, overload
 
 import numpy as np
@@ -31,20 +33,27 @@ from atomistic.device import resolve_device
 from atomistic.neighbours import Graph
 from atomistic.potentials.protocol import Potential, species_indices
 
-__all__ = ["MIN_STRETCH", "CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
+__all__ = ["MIN_SEPARATION", "MIN_STRETCH", "CauchyBorn", "EV_PER_A3_TO_GPA", "voigt_from_tangent"]
 
 EV_PER_A3_TO_GPA = 160.21766208
 _VOIGT = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
 
-#: The smallest singular value of ``F`` evaluated: below it (a direction squashed to half its
-#: length, far outside any crystal's elastic range) :meth:`CauchyBorn.evaluate` returns
-#: ``W = +inf``, a wall that a line search steps back from.
-MIN_STRETCH = 0.5
+#: The smallest singular value of ``F`` evaluated: below it :meth:`CauchyBorn.evaluate`
+#: returns ``W = +inf``, a wall that a line search steps back from. It bounds the pair list
+#: (below). A cell sheared by a whole Burgers vector across one or two planes, as next to a
+#: dislocation core, has a smallest singular value near 0.5 and an unsquashed lattice, so the
+#: wall sits well below that; squashing is caught by :data:`MIN_SEPARATION`.
+MIN_STRETCH = 0.25
+
+#: ``F`` that bring two lattice sites closer than this fraction of the nearest-neighbour
+#: distance get ``W = +inf`` too: far outside any crystal's elastic range, where a
+#: potential's short-range tables are not meant to be read.
+MIN_SEPARATION = 0.5
 
 #: ``F`` whose smallest singular value falls in one of these bins share a pair list, made for
 #: the bin's most squashed ``F``: the pairs within the cutoff number ``~ 1/s_min³`` times
 #: those at ``F = I``, so one squashed ``F`` must not size the list of the whole batch.
-_STRETCH_BINS = (0.8, 0.65, MIN_STRETCH)
+_STRETCH_BINS = (0.8, 0.65, 0.5, 0.4, 0.32, MIN_STRETCH)
 
 #: Reference pairs of the unit cell: ``i (E,)``, ``j (E,)`` and ``X_j − X_i + S·C0`` ``(E, 3)``.
 _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -229,8 +238,9 @@ class CauchyBorn:
         """:meth:`evaluate` with some ``F`` squashed (smallest singular value ``smin``).
 
         Each bin of :data:`_STRETCH_BINS` is evaluated with its own pair list; ``F`` that are
-        not finite or squash a direction below :data:`MIN_STRETCH` get ``W = +inf`` and NaN
-        stress and tangent (a line search then steps back).
+        not finite, squash a direction below :data:`MIN_STRETCH` or bring two sites closer
+        than :data:`MIN_SEPARATION` of the nearest-neighbour distance get ``W = +inf`` and
+        NaN stress and tangent (a line search then steps back).
         """
         m = F.shape[0]
         W = torch.full((m,), torch.inf, dtype=self.dtype, device=self.device)
@@ -244,11 +254,39 @@ class CauchyBorn:
             upper = lower
             if not bool(sel.any()):
                 continue
-            w, p, a = self._evaluate_batch(F[sel], relaxed=relaxed, tangent=tangent)
-            W[sel], P[sel] = w, p
+            rows = torch.nonzero(sel).ravel()
+            rows = rows[self._apart(F[rows], lower)]
+            if len(rows) == 0:
+                continue
+            w, p, a = self._evaluate_batch(F[rows], relaxed=relaxed, tangent=tangent)
+            W[rows], P[rows] = w, p
             if A is not None and a is not None:
-                A[sel] = a
+                A[rows] = a
         return W, P, A
+
+    def _apart(self, F: torch.Tensor, smin: float) -> torch.Tensor:
+        """``(m,)`` True where ``F`` (smallest singular value ``≥ smin``) keeps every two
+        lattice sites at least :data:`MIN_SEPARATION` of the nearest-neighbour distance apart.
+        """
+        nearest = self._nearest_distance
+        cut = MIN_SEPARATION * nearest / smin * (1.0 + 1e-9)
+        nl = vesin.NeighborList(cutoff=cut, full_list=False)
+        i, j, S = nl.compute(self.basis, self.cell, True, "ijS")
+        if len(i) == 0:
+            return torch.ones(F.shape[0], dtype=torch.bool, device=F.device)
+        d0 = torch.as_tensor(
+            self.basis[j] - self.basis[i] + S @ self.cell, dtype=F.dtype, device=F.device
+        )
+        shortest = torch.linalg.vector_norm(torch.einsum("mab,eb->mea", F.detach(), d0), dim=2)
+        return shortest.min(dim=1).values >= MIN_SEPARATION * nearest
+
+    @functools.cached_property
+    def _nearest_distance(self) -> float:
+        """The nearest-neighbour distance of the undeformed lattice in Å."""
+        nl = vesin.NeighborList(cutoff=self.potential.cutoff, full_list=False)
+        i, j, S = nl.compute(self.basis, self.cell, True, "ijS")
+        d0 = self.basis[j] - self.basis[i] + S @ self.cell
+        return float(np.linalg.norm(d0, axis=1).min())
 
     def _evaluate(
         self, F: torch.Tensor, pairs: _Pairs, *, relaxed: bool, tangent: bool

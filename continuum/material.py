@@ -127,10 +127,10 @@ class QuadratureMaterial:
         self.tangent_tolerance = float(tangent_tolerance)
         self.law_calls = 0
         self.tangent_evaluations = 0
-        #: ``(n_cells,)`` cells that carry no energy (weight and its gradient zero at every
-        #: point; set by the problem): a non-finite ``W``, ``P`` or ``A`` of the law there is
-        #: stored as 0, so that a law which refuses a squashed ``F`` in a cell that does not
-        #: count cannot make the energy NaN
+        #: ``(n_cells, n_points)`` quadrature points that carry no energy (weight and its
+        #: gradient zero there; set by the problem): a non-finite ``W``, ``P`` or ``A`` of the
+        #: law there is stored as 0, so that a law which refuses a squashed ``F`` where it does
+        #: not count cannot make the energy NaN (``0 · inf``)
         self.inactive: np.ndarray | None = None
 
     def _fields(self) -> tuple[tuple[str, fem.Function], ...]:
@@ -246,12 +246,20 @@ class QuadratureMaterial:
         self._state = state.copy()
         return True
 
+    def _inactive_points(self, n_points: int) -> np.ndarray:
+        """``(n_cells, n_points)`` :attr:`inactive` at a rule of ``n_points`` per cell (a
+        rule other than the weight's: the cells inactive at every weight point)."""
+        assert self.inactive is not None
+        if self.inactive.shape[1] == n_points:
+            return self.inactive
+        return np.repeat(self.inactive.all(axis=1)[:, None], n_points, axis=1)
+
     def _zero_inactive(self, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """``values`` (a row per point of every owned cell), 0 where inactive and not finite."""
         if self.inactive is None or np.isfinite(values).all():
             return values
         out = values.reshape(*shape, -1).copy()
-        out[self.inactive[:, None, None] & ~np.isfinite(out)] = 0.0
+        out[self._inactive_points(shape[1])[:, :, None] & ~np.isfinite(out)] = 0.0
         return out.reshape(values.shape)
 
     def _store_tangent(self, cells: np.ndarray, F: np.ndarray, A: np.ndarray) -> None:
@@ -288,7 +296,7 @@ class QuadratureMaterial:
             assert A is not None  # asked for
             if self.inactive is not None:
                 A = A.reshape(int(stale.sum()), m, -1).copy()
-                off = self.inactive[stale][:, None, None] & ~np.isfinite(A)
+                off = self._inactive_points(m)[stale][:, :, None] & ~np.isfinite(A)
                 A[off] = 0.0
             self._store_tangent(stale, F[stale], A)
             self.tangent_evaluations += int(stale.sum())

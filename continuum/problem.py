@@ -220,8 +220,8 @@ class HyperelasticProblem:
                     - np.asarray(weight(x - step), dtype=np.float64)
                 ) / (2 * h)
         m.scatter(self._weight_gradient, gradient.reshape(m.n_cells, m.n_points, 3))
-        idle = (values.reshape(m.n_cells, m.n_points) == 0.0).all(axis=1)
-        idle &= (gradient.reshape(m.n_cells, -1) == 0.0).all(axis=1)
+        idle = values.reshape(m.n_cells, m.n_points) == 0.0
+        idle &= (gradient.reshape(m.n_cells, m.n_points, 3) == 0.0).all(axis=2)
         m.inactive = idle if idle.any() else None
         m.invalidate()
         self._assembled_tangent = None

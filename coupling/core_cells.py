@@ -5,10 +5,15 @@ its core, where the continuum weight ``1 − β`` is zero: their nodes carry no 
 tangent is singular (or, tied to the atoms only through a penalty site near one corner,
 nearly so) until they go. A cell is removed when
 
-- every one of its quadrature points lies in the core (``depth ≤ 0``): its weight is zero
-  wherever the FE energy is evaluated, so removing it leaves the discrete energy unchanged
-  (its vertices alone are not enough: a cell with one vertex just outside the core can have
-  every quadrature point inside, and a node on such cells only has no stiffness); and
+- its continuum weight ``1 − β`` is below :data:`WEIGHT_FLOOR` at every one of its
+  quadrature points (its vertices alone are not enough: a cell with one vertex just outside
+  the core can have every quadrature point inside, and a node on such cells only has no
+  stiffness). At zero weight removing it leaves the discrete energy unchanged; at a weight
+  below the floor it changes it by less than that fraction of the cell's energy, and the
+  ghost-force correction keeps the patch test exact. A cell kept at a weight of 1e-4 has
+  nothing but that weight to resist the atoms' slip through the handshake penalty: it was
+  seen sheared and squashed until its smallest stretch hit the Cauchy–Born wall, which
+  stopped Newton; and
 - it holds no pad site, which the continuum must reach (the pad is interpolated from the
   FE field). Handshake sites left outside the cut mesh (at most a cell's size inside the
   handshake, ``β`` near 1) are simply not tied to the continuum by the penalty
@@ -28,7 +33,10 @@ from dolfinx.mesh import Mesh
 from atomistic.regions import REGION_PAD
 from coupling.handshake import Handshake
 
-__all__ = ["cells_holding", "core_cells"]
+__all__ = ["WEIGHT_FLOOR", "cells_holding", "core_cells"]
+
+#: Cells whose continuum weight is below this at every quadrature point are cut.
+WEIGHT_FLOOR = 1e-3
 
 
 def _quadrature_points(mesh: Mesh, degree: int) -> np.ndarray:
@@ -73,7 +81,9 @@ def core_cells(
         quadrature_degree: that of the continuum problem
             (:class:`~continuum.problem.HyperelasticProblem`'s default is 2).
     """
-    inside = handshake.cells_in_core(_quadrature_points(mesh, quadrature_degree))
+    points = _quadrature_points(mesh, quadrature_degree)
+    weight = handshake.continuum_weight(points.reshape(-1, points.shape[-1]))
+    inside = (weight.reshape(points.shape[:-1]) < WEIGHT_FLOOR).all(axis=1)
     X = np.asarray(sites, dtype=np.float64).reshape(-1, 3)
     reached = X[handshake.classify(X) == REGION_PAD]
     return inside & ~cells_holding(mesh, reached)

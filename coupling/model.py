@@ -104,34 +104,53 @@ class Correction:
         return float(value)
 
 
+#: A node is held when the continuum weight on its support is below this fraction of the
+#: support's area or volume ...
+IDLE_WEIGHT = 1e-2
+#: ... and the atoms interpolated from it (pad and handshake) carry less than this much of
+#: it: ``Σ_a N_i(X_a)²``, in atoms sitting on the node.
+IDLE_COUPLING = 1e-3
+
+
 def _idle_dofs(
     problem: HyperelasticProblem,
     layout: MonolithicLayout,
     pad_interpolation: sp.csr_matrix,
     penalty_interpolation: sp.csr_matrix,
 ) -> np.ndarray:
-    """Owned FE DOFs the energy does not depend on (local indices, collective).
+    """Owned FE DOFs the energy (almost) does not depend on (local indices, collective).
 
-    A node all of whose cells have continuum weight ``1 − β = 0`` at every quadrature point
-    (cells inside a grown core that still hold a handshake site, so the mesh keeps them)
-    and that no pad or handshake atom is interpolated from has a zero row in the Hessian.
-    The solver holds such DOFs fixed like Dirichlet DOFs; they keep the value they were
-    given (the carried field), and no answer depends on it.
+    A node whose support has continuum weight ``1 − β`` below :data:`IDLE_WEIGHT` of its
+    measure (``∫ (1 − β) φ_i / ∫ φ_i``) and from which the pad and handshake atoms take
+    less than :data:`IDLE_COUPLING` (``Σ_a N_i(X_a)²``) has a Hessian row that is zero or
+    nearly so. This happens where a grown core covers cells that the mesh keeps because a
+    corner of them still reaches into the handshake: the Newton direction along such a node
+    is a ratio of two tiny numbers (hundreds of Å were seen), and every trial step of the
+    line search then folds a cell. The solver holds these DOFs fixed like Dirichlet DOFs at
+    the value they were given (the carried field, which is exact on a patch test). The
+    energy they leave out is bounded by the two fractions above.
     """
     import ufl
     from dolfinx import fem, la
 
     V = problem.V
     scalar = fem.functionspace(V.mesh, ("Lagrange", 1))
-    mass = fem.assemble_vector(fem.form(problem._weight * ufl.TestFunction(scalar) * problem._dx))
-    mass.scatter_reverse(la.InsertMode.add)
+    test = ufl.TestFunction(scalar)
     n_owned_nodes = layout.n_fe_owned // 3
-    weight = mass.array[:n_owned_nodes]
-    coupled = np.asarray(abs(pad_interpolation).sum(axis=0)).ravel()
-    coupled = coupled + np.asarray(abs(penalty_interpolation).sum(axis=0)).ravel()
-    coupled = layout.accumulate_fe(coupled[: layout.n_fe_local]).reshape(-1, 3).sum(axis=1)
-    scale = max(layout.comm.allreduce(float(weight.max(initial=0.0)), op=MPI.MAX), 1e-300)
-    idle = (weight <= 1e-14 * scale) & (coupled == 0.0)
+    sums = []
+    for integrand in (problem._weight * test, test):
+        vec = fem.assemble_vector(fem.form(integrand * problem._dx))
+        vec.scatter_reverse(la.InsertMode.add)
+        sums.append(vec.array[:n_owned_nodes].copy())
+    weight, measure = sums
+    relative = weight / np.maximum(measure, 1e-300)
+    coupled = np.zeros(layout.n_fe_local)
+    for matrix in (pad_interpolation, penalty_interpolation):
+        m = matrix.tocsr()
+        coupled += np.asarray(m.multiply(m).sum(axis=0)).ravel()[: layout.n_fe_local]
+    # each component's column holds the same Σ N_i(X_a)²; the mean over the three keeps that
+    coupled = layout.accumulate_fe(coupled).reshape(-1, 3).mean(axis=1)
+    idle = (relative < IDLE_WEIGHT) & (coupled < IDLE_COUPLING)
     return (3 * np.flatnonzero(idle)[:, None] + np.arange(3)).ravel().astype(np.int64)
 
 

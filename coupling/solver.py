@@ -98,16 +98,30 @@ class SolveResult:
     history: list[tuple[float, float, float]] = field(default_factory=list)
 
 
+#: First shift ``σ`` (a fraction of the preconditioner's diagonal) tried when CG meets
+#: negative curvature, the factor it grows by, and how often it may grow.
+SHIFT_START, SHIFT_GROWTH, SHIFT_TRIES = 1e-3, 4.0, 8
+
+
 class _Shell:
-    """The Hessian as a PETSc shell matrix, at the state the Newton loop is at."""
+    """The Hessian as a PETSc shell matrix, at the state the Newton loop is at.
+
+    With ``shift = σ > 0`` it is ``H + σ D``, ``D`` the diagonal of the preconditioner's
+    matrix (positive, in the units of ``H`` row by row).
+    """
 
     def __init__(self, model: BlendedModel) -> None:
         self.model = model
         self.z: PETSc.Vec | None = None
+        self.shift = 0.0
+        self.diagonal: PETSc.Vec | None = None
 
     def mult(self, mat: PETSc.Mat, x: PETSc.Vec, y: PETSc.Vec) -> None:
         assert self.z is not None
         self.model.hessian_vector(self.z, x, y)
+        if self.shift > 0.0:
+            assert self.diagonal is not None
+            y.array[:] += self.shift * self.diagonal.array_r * x.array_r
 
 
 class _NewtonKrylov:
@@ -136,11 +150,22 @@ class _NewtonKrylov:
         self.last, self.builds, self.total = 0, 0, 0
         self.fresh: int | None = None
         self.negative_curvature = 0
+        self.shift = 0.0  # the last Levenberg shift that removed negative curvature
+        self.pc_shift = 0.0  # the shift in the preconditioner's matrix now
 
     def direction(
         self, z: PETSc.Vec, g: PETSc.Vec, d: PETSc.Vec, rtol: float, max_it: int
     ) -> float:
-        """Write the Newton direction at ``z`` (gradient ``g``) into ``d``; returns ``g·d``."""
+        """Write the Newton direction at ``z`` (gradient ``g``) into ``d``; returns ``g·d``.
+
+        CG on ``H d = −g``. Where it meets negative curvature (the state is near a saddle of
+        the energy, e.g. a dislocation about to glide), the Steihaug iterate it stops at is
+        often a step of one or two preconditioned gradients, and Newton would creep. Then
+        ``(H + σ D) d = −g`` is solved instead (a Levenberg shift), ``σ`` grown from
+        :data:`SHIFT_START` (or a quarter of the last one that worked) until CG no longer
+        meets negative curvature: that direction has its largest part along the soft and
+        unstable modes, and the line search picks the length.
+        """
         self.shell.z = z
         if self.M is None or self.fresh is None or self.last > max(2 * self.fresh, 30):
             self._build(z)
@@ -148,15 +173,22 @@ class _NewtonKrylov:
             self.ksp.setOperators(self.H, self.M)
         self.ksp.setTolerances(rtol=rtol, atol=0.0, max_it=max_it)
         g.scale(-1.0)
-        self.ksp.solve(g, d)
-        g.scale(-1.0)
-        self.last = self.ksp.getIterationNumber()
-        self.total += self.last
-        if self.fresh is None:
-            self.fresh = self.last
-        slope = float(g.dot(d).real)
-        if self.ksp.getConvergedReason() == PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT:
+        self._solve(g, d, shift=0.0)
+        if self._indefinite():
             self.negative_curvature += 1
+            shift = max(SHIFT_START, self.shift / SHIFT_GROWTH)
+            shifted = d.duplicate()
+            for _ in range(SHIFT_TRIES):
+                self._shift_preconditioner(z, shift)
+                self._solve(g, shifted, shift=shift)
+                if not self._indefinite():
+                    shifted.copy(d)
+                    self.shift = shift
+                    break
+                shift *= SHIFT_GROWTH
+            shifted.destroy()
+        g.scale(-1.0)
+        slope = float(g.dot(d).real)
         if not slope < 0:
             # CG stops at the iterate before a negative-curvature direction (Steihaug); that
             # iterate is a descent direction unless CG stopped at once
@@ -164,6 +196,45 @@ class _NewtonKrylov:
             d.scale(-1.0)
             slope = float(g.dot(d).real)
         return slope
+
+    def _solve(self, rhs: PETSc.Vec, x: PETSc.Vec, *, shift: float) -> None:
+        self.shell.shift = shift
+        try:
+            self.ksp.solve(rhs, x)
+        finally:
+            self.shell.shift = 0.0
+        self.last = self.ksp.getIterationNumber()
+        self.total += self.last
+        if self.fresh is None:
+            self.fresh = self.last
+
+    def _indefinite(self) -> bool:
+        """CG met negative curvature in ``H`` or in the preconditioner."""
+        reason = self.ksp.getConvergedReason()
+        return reason in (
+            PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_MAT,
+            PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_PC,
+        )
+
+    def _shift_preconditioner(self, z: PETSc.Vec, shift: float) -> None:
+        """Make the preconditioner's matrix ``M + σ D`` and set it up again."""
+        if self.M is None:
+            self._build(z)
+        assert self.M is not None and self.shell.diagonal is not None
+        delta = shift - self.pc_shift
+        if delta == 0.0:
+            return
+        add = self.shell.diagonal.copy()
+        add.scale(delta)
+        self.M.setDiagonal(add, addv=PETSc.InsertMode.ADD_VALUES)
+        add.destroy()
+        if self.inner is not None:
+            self.inner.destroy()
+        self.ksp.setOperators(self.H, self.M)
+        self.inner = _set_preconditioner(
+            self.ksp, self.M, kind=self.kind, model=self.model, dirichlet_local=self.dirichlet_local
+        )
+        self.pc_shift = shift
 
     def _build(self, z: PETSc.Vec) -> None:
         for obj in (self.M, self.inner):
@@ -175,6 +246,11 @@ class _NewtonKrylov:
             dirichlet_rows=self.dirichlet_rows,
             data=self.data,
         )
+        if self.shell.diagonal is not None:
+            self.shell.diagonal.destroy()
+        self.shell.diagonal = self.M.getDiagonal()
+        self.shell.diagonal.abs()
+        self.pc_shift = 0.0
         self.ksp.setOperators(self.H, self.M)
         self.inner = _set_preconditioner(
             self.ksp, self.M, kind=self.kind, model=self.model, dirichlet_local=self.dirichlet_local
@@ -183,7 +259,7 @@ class _NewtonKrylov:
         self.builds += 1
 
     def destroy(self) -> None:
-        for obj in (self.ksp, self.inner, self.H, self.M):
+        for obj in (self.ksp, self.inner, self.H, self.M, self.shell.diagonal):
             if obj is not None:
                 obj.destroy()
 

@@ -197,3 +197,31 @@ def test_a_squashed_or_non_finite_F_has_infinite_energy_and_spares_the_others(cu
     np.testing.assert_allclose(W[[0, 3]].numpy(), W0.numpy(), rtol=1e-14)
     np.testing.assert_allclose(P[[0, 3]].numpy(), P0.numpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(A[[0, 3]].numpy(), A0.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_a_lattice_invariant_shear_is_evaluated_and_costs_nothing(cu_cb):
+    """A cell next to a dislocation core can be sheared by whole Burgers vectors across a
+    plane or two; its smallest singular value then falls to ~0.36 but no two sites come
+    closer, and the lattice maps onto itself: W is W(I), not the wall. Squashing sites
+    together (below MIN_SEPARATION of the nearest distance) is the wall."""
+    from atomistic.cauchy_born import MIN_SEPARATION, MIN_STRETCH
+
+    n = np.array([1.0, 1.0, 1.0]) / np.sqrt(3.0)  # {111} glide plane
+    s = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)  # along b = a/2 <110>
+    gamma = 2 * (3.615 / np.sqrt(2.0)) / (3.615 / np.sqrt(3.0))  # two b over one spacing
+    sheared = np.eye(3) + gamma * np.outer(s, n)
+    smin = np.linalg.svd(sheared, compute_uv=False).min()
+    assert MIN_STRETCH < smin < 0.4
+    nn = 3.615 / np.sqrt(2.0)
+    # squash a nearest-neighbour bond [110]/2 to 0.45 of its length, nothing else
+    e = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+    squashed = np.eye(3) - (1.0 - 0.9 * MIN_SEPARATION) * np.outer(e, e)
+    assert np.linalg.svd(squashed, compute_uv=False).min() > MIN_STRETCH
+    W, P, _ = cu_cb.evaluate(np.stack([np.eye(3), sheared, squashed]))
+    np.testing.assert_allclose(W[1].item(), W[0].item(), rtol=1e-12)
+    # W(F S) = W(F) for the lattice-invariant S, so P(S) = P(I) S^-T
+    np.testing.assert_allclose(
+        P[1].numpy(), P[0].numpy() @ np.linalg.inv(sheared).T, rtol=1e-9, atol=1e-14
+    )
+    assert np.isinf(W[2].item()) and W[2] > 0
+    assert np.linalg.norm(squashed @ (e * nn)) < MIN_SEPARATION * nn

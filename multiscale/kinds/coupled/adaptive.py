@@ -312,8 +312,8 @@ def _count_free(setup: CoupledSetup) -> int:
 def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
     """The mesh without the cells the grown core removes (collective).
 
-    :func:`coupling.core_cells.core_cells`: every quadrature point in the core and no
-    handshake or pad site inside.
+    :func:`coupling.core_cells.core_cells`: the continuum weight below its floor at every
+    quadrature point and no pad site inside.
     """
     from continuum.adapt import remove_cells
     from coupling.core_cells import core_cells

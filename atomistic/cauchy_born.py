@@ -21,7 +21,6 @@ ion); ``relaxed=False`` keeps the basis affine (clamped ion). For simple lattice
 from __future__ import annotations
 
 import functools
-
 from typing import Literal, overload
 
 import numpy as np
@@ -265,8 +264,10 @@ class CauchyBorn:
         return W, P, A
 
     def _apart(self, F: torch.Tensor, smin: float) -> torch.Tensor:
-        """``(m,)`` True where ``F`` (smallest singular value ``≥ smin``) keeps every two
-        lattice sites at least :data:`MIN_SEPARATION` of the nearest-neighbour distance apart.
+        """``(m,)`` True where ``F`` keeps every two sites apart.
+
+        At least :data:`MIN_SEPARATION` of the nearest-neighbour distance; ``smin`` bounds the
+        smallest singular value of every ``F`` from below (it sizes the pair list).
         """
         nearest = self._nearest_distance
         cut = MIN_SEPARATION * nearest / smin * (1.0 + 1e-9)

@@ -247,8 +247,10 @@ class QuadratureMaterial:
         return True
 
     def _inactive_points(self, n_points: int) -> np.ndarray:
-        """``(n_cells, n_points)`` :attr:`inactive` at a rule of ``n_points`` per cell (a
-        rule other than the weight's: the cells inactive at every weight point)."""
+        """``(n_cells, n_points)`` :attr:`inactive` at a rule of ``n_points`` per cell.
+
+        At a rule other than the weight's: the cells inactive at every weight point.
+        """
         assert self.inactive is not None
         if self.inactive.shape[1] == n_points:
             return self.inactive

@@ -115,13 +115,17 @@ class _Shell:
         self.z: PETSc.Vec | None = None
         self.shift = 0.0
         self.diagonal: PETSc.Vec | None = None
+        self.work: PETSc.Vec | None = None
 
     def mult(self, mat: PETSc.Mat, x: PETSc.Vec, y: PETSc.Vec) -> None:
         assert self.z is not None
         self.model.hessian_vector(self.z, x, y)
         if self.shift > 0.0:
             assert self.diagonal is not None
-            y.array[:] += self.shift * self.diagonal.array_r * x.array_r
+            if self.work is None:
+                self.work = x.duplicate()
+            self.work.pointwiseMult(self.diagonal, x)
+            y.axpy(self.shift, self.work)
 
 
 class _NewtonKrylov:
@@ -226,7 +230,7 @@ class _NewtonKrylov:
             return
         add = self.shell.diagonal.copy()
         add.scale(delta)
-        self.M.setDiagonal(add, addv=PETSc.InsertMode.ADD_VALUES)
+        self.M.setDiagonal(add, addv=True)  # add to the diagonal
         add.destroy()
         if self.inner is not None:
             self.inner.destroy()
@@ -259,7 +263,7 @@ class _NewtonKrylov:
         self.builds += 1
 
     def destroy(self) -> None:
-        for obj in (self.ksp, self.inner, self.H, self.M, self.shell.diagonal):
+        for obj in (self.ksp, self.inner, self.H, self.M, self.shell.diagonal, self.shell.work):
             if obj is not None:
                 obj.destroy()
 

@@ -239,5 +239,8 @@ def test_restart_after_a_retrain_round_goes_on_with_its_committee_and_labels(tmp
             if key in ("wall_time_s", "action") or x[key] == "":
                 assert (y[key] == "") == (x[key] == "")
                 continue
-            np.testing.assert_allclose(float(y[key]), float(x[key]), rtol=1e-6, err_msg=key)
+            # the case solves to fmax = 1e-3 eV/Å: two Newton paths to it (the restart's
+            # preconditioner and shift history start afresh) give estimates equal to ~1e-6
+            rtol = 1e-5 if key.startswith("eta_") else 1e-6
+            np.testing.assert_allclose(float(y[key]), float(x[key]), rtol=rtol, err_msg=key)
     assert len(read_dataset(part / "adaptive" / "dataset.extxyz")) == 2

@@ -1,0 +1,45 @@
+"""``cases/adaptive-expand`` as shipped, for two iterations: the atoms grow along the glide plane.
+
+The dislocation's core starts at 14 Å, too small for its partials. Two expansions must each
+solve to the case's tolerance (before the coupled Newton solve held the nearly free FE nodes
+of a grown core, shifted its Hessian on negative curvature and let Cauchy–Born evaluate a
+cell sheared by a Burgers vector, the first expansion already stopped the loop with
+``not converged``), and the core must grow along the glide plane (x) and not across it (y).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from ase.io import read
+
+from atomistic.regions import REGION_CORE
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = ROOT / "cases" / "adaptive-expand"
+
+
+def test_the_core_grows_along_the_glide_plane_and_every_solve_converges(tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "multiscale", "run", str(CASE), "--output", str(out)]
+    cmd += ["--set", "adaptivity.max_iterations=2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    loop = summary["adaptivity"]
+    assert loop["stop"] == "budget: max_iterations"
+    assert [row["action"] for row in loop["history"]] == ["expand", "expand", "stop"]
+    assert loop["history"][2]["eta_total"] < 0.6 * loop["history"][0]["eta_total"]
+    extents = []
+    for k in (0, 2):
+        atoms = read(out / "adaptive" / f"atoms_{k:02d}.extxyz")
+        core = atoms.arrays["reference_position"][atoms.arrays["region"] == REGION_CORE]
+        extents.append(np.ptp(core[:, :2], axis=0))
+    (x0, y0), (x2, y2) = extents
+    assert x2 > x0 + 20.0  # along the glide plane
+    assert y2 < y0 + 1.0  # not across it

@@ -128,8 +128,9 @@ def _idle_dofs(
     A node whose support has continuum weight ``1 − β`` below :data:`IDLE_WEIGHT` of its
     measure (``∫ (1 − β) φ_i / ∫ φ_i``) and from which no pad or handshake atom is
     interpolated (or below :data:`IDLE_WEIGHT_COUPLED`, with the atoms taking less than
-    :data:`IDLE_COUPLING`, ``Σ_a N_i(X_a)²``) has a Hessian row that is zero or nearly so. This happens where a grown core covers cells that the mesh keeps because a
-    corner of them still reaches into the handshake: the Newton direction along such a node
+    :data:`IDLE_COUPLING`, ``Σ_a N_i(X_a)²``) has a Hessian row that is zero or nearly so.
+    This happens where a grown core covers cells that the mesh keeps because a corner of
+    them still reaches into the handshake: the Newton direction along such a node
     is a ratio of two tiny numbers (hundreds of Å were seen), and every trial step of the
     line search then folds a cell. The solver holds these DOFs fixed like Dirichlet DOFs at
     the value they were given (the carried field, which is exact on a patch test). The

@@ -496,6 +496,7 @@ def build_coupled_system(
         penalty_atoms=penalty_atoms,
         penalty_interpolation=p1_interpolation_matrix(problem.V, X[penalty_atoms]),
         kappa=kappa,
+        grown=bool(handshake.balls),
     )
     preconditioner = _preconditioner(model, atom_set, blended)
     correction = None

@@ -138,15 +138,13 @@ def one_case(folder: Path, args: argparse.Namespace, reporter: Any) -> dict[str,
     work.mkdir(parents=True, exist_ok=True)
 
     log(f"{name}: reference domain {' '.join(domain)}")
-    ref_case = load_case(folder, overrides=[*overrides, *domain])
-    ref_setup = resolve_setup(ref_case, comm=comm)
-    ref_summary, ref_atoms, cached = conv.reference(
-        ref_case,
-        ref_setup,
+    ref_setup, ref_summary, ref_atoms, cached = conv.case_reference(
+        folder,
+        [*overrides, *domain],
         folder=work / f"reference-{size:g}",
-        extra=[ref_case.output_dir()],
         fresh=args.fresh,
         reporter=reporter,
+        comm=comm,
     )
     field = conv.ReferenceField(ref_setup, ref_atoms)
     mesh_args = argparse.Namespace(

@@ -420,6 +420,28 @@ def reference(
     return summary, atoms, False
 
 
+def case_reference(
+    case_folder: Path | str,
+    overrides: list[str],
+    *,
+    folder: Path,
+    fresh: bool,
+    reporter: Any,
+    comm: Any,
+) -> tuple[Any, dict, Any, bool]:
+    """:func:`reference` of the case with ``overrides`` (its reference domain), also reused
+    from the case's own output folder: ``(setup, summary, atoms, cached)``."""
+    from multiscale.config import load_case
+    from multiscale.kinds.coupled.setup import resolve_setup
+
+    case = load_case(case_folder, overrides=overrides)
+    setup = resolve_setup(case, comm=comm)
+    summary, atoms, cached = reference(
+        case, setup, folder=folder, extra=[case.output_dir()], fresh=fresh, reporter=reporter
+    )
+    return setup, summary, atoms, cached
+
+
 def truncation_error(big: ReferenceField, small: Any) -> dict[str, float]:
     """Strain errors of a smaller atomistic solution against the big reference."""
     from atomistic.strain import extend_displacements
@@ -655,15 +677,13 @@ def main(argv: list[str] | None = None) -> int:
     with Reporter(work / "log.txt", interval=30.0) as reporter:
         log(f"case {base.file}, reference domain {' '.join(domain)}, radii {radii}")
         # 1. the reference
-        ref_case = load_case(args.case, overrides=[*args.overrides, *domain])
-        ref_setup = resolve_setup(ref_case, comm=comm)
-        ref_summary, ref_atoms, ref_cached = reference(
-            ref_case,
-            ref_setup,
+        ref_setup, ref_summary, ref_atoms, ref_cached = case_reference(
+            args.case,
+            [*args.overrides, *domain],
             folder=work / f"reference-{size:g}",
-            extra=[ref_case.output_dir()],
             fresh=args.fresh,
             reporter=reporter,
+            comm=comm,
         )
         ref_time = float(ref_summary["wall_time_s"])
         ref_n = int(ref_summary["n_atoms"])

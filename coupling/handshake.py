@@ -241,11 +241,11 @@ class Handshake:
         Args:
             points: ``(n_cells, n_points, 2|3)`` points of each cell in Å.
 
-        Passed a mesh's quadrature points, these are the cells a grown region removes from
-        the continuum: their weight ``1 − β`` is zero at every quadrature point, so removing
-        them leaves the discrete FE energy unchanged. Vertices alone are not enough: a cell
-        with a vertex just outside the core can have every quadrature point inside, and a
-        node on such cells only has no stiffness (a singular tangent).
+        Passed a mesh's quadrature points, these are the cells whose weight ``1 − β`` is zero
+        at every quadrature point (vertices alone are not enough: a cell with a vertex just
+        outside the core can have every quadrature point inside). The cells a grown region
+        cuts from the mesh are a superset: :func:`coupling.core_cells.core_cells` also cuts
+        those whose weight is below its floor.
         """
         v = np.asarray(points, dtype=np.float64)
         return self.in_core(v.reshape(-1, v.shape[-1])).reshape(v.shape[:-1]).all(axis=1)

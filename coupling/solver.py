@@ -183,7 +183,7 @@ class _NewtonKrylov:
             shift = max(SHIFT_START, self.shift / SHIFT_GROWTH)
             shifted = d.duplicate()
             for _ in range(SHIFT_TRIES):
-                self._shift_preconditioner(z, shift)
+                self._shift_preconditioner(shift)
                 self._solve(g, shifted, shift=shift)
                 if not self._indefinite():
                     shifted.copy(d)
@@ -220,11 +220,9 @@ class _NewtonKrylov:
             PETSc.KSP.ConvergedReason.DIVERGED_INDEFINITE_PC,
         )
 
-    def _shift_preconditioner(self, z: PETSc.Vec, shift: float) -> None:
+    def _shift_preconditioner(self, shift: float) -> None:
         """Make the preconditioner's matrix ``M + σ D`` and set it up again."""
-        if self.M is None:
-            self._build(z)
-        assert self.M is not None and self.shell.diagonal is not None
+        assert self.M is not None and self.shell.diagonal is not None  # built by direction
         delta = shift - self.pc_shift
         if delta == 0.0:
             return

@@ -8,8 +8,13 @@ quantity                      code
 ``ε_i``                       ``potential(graph)`` (site energies, eV)
 ``E_a``                       ``(beta * energies).sum()``
 ``∂E_a/∂x``                   ``autograd.grad(E_a, x, create_graph=True)``
-``(∂²E_a/∂x²) v``             ``autograd.grad(g, x, v)`` on the retained graph
+``(∂²E_a/∂x²) v``             ``autograd.grad(g, x, v)`` on the retained graph,
+                              or the potential's ``hessian_operator`` (analytic)
 ============================  ===============================================
+
+A potential that provides ``hessian_operator(graph, weights) -> (v -> H v)`` (EAM:
+:meth:`atomistic.potentials.eam.EAM.hessian_operator`) gets its Hessian-vector products from
+it: coefficients once per state, then gathers and sums per product, no autograd graph.
 
 Pad atoms carry ``β = 0`` but their positions enter the site energies of their neighbours;
 the caller maps their gradient onto the FE field. Positions are ``X + u`` with ``X`` the
@@ -25,7 +30,7 @@ keep every pair.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -88,7 +93,7 @@ class BlendedAtoms:
         self.neighbours = NeighbourList(cutoff=potential.cutoff, skin=skin)
         self.drop_idle_pairs = bool(getattr(potential, "site_local", False))
         self._pair_mask: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._hessian_point: tuple[np.ndarray, torch.Tensor, torch.Tensor] | None = None
+        self._hessian_point: tuple[np.ndarray, Callable[[torch.Tensor], torch.Tensor]] | None = None
         self.hessian_dtype = dtype if hessian_dtype is None else hessian_dtype
         if self.hessian_dtype == dtype:
             self._hessian_potential, self._hessian_beta = self.potential, self.beta
@@ -152,22 +157,37 @@ class BlendedAtoms:
     def hessian_vector(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """``(∂²E_a/∂x²) v`` ``(n, 3)`` in eV/Å² at displacement ``u``.
 
-        The first call at a new ``u`` keeps the differentiable gradient; later calls at the
-        same ``u`` (the Krylov iterations of one Newton step) cost one backward pass each.
+        The first call at a new ``u`` builds the operator (the potential's
+        ``hessian_operator``, else the differentiable gradient kept for autograd); later calls
+        at the same ``u`` (the Krylov iterations of one Newton step) only apply it.
         """
         u = np.asarray(u, dtype=np.float64).reshape(-1, 3)
         point = self._hessian_point
         if point is None or not np.array_equal(point[0], u):
-            x = self._positions(u, grad=True, dtype=self.hessian_dtype)
-            energy = self._weighted_energy(x, hessian=True)
-            (g,) = torch.autograd.grad(energy, x, create_graph=True)
-            self._hessian_point = point = (u.copy(), x, g)
-        _, x, g = point
+            self._hessian_point = point = (u.copy(), self._hessian_operator(u))
         vt = torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1, 3))
-        (hv,) = torch.autograd.grad(
-            g, x, vt.to(device=self.device, dtype=self.hessian_dtype), retain_graph=True
-        )
+        hv = point[1](vt.to(device=self.device, dtype=self.hessian_dtype))
         return hv.double().cpu().numpy()
+
+    def _hessian_operator(self, u: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``v -> (∂²E_a/∂x²) v`` at displacement ``u``, in ``hessian_dtype``."""
+        analytic = getattr(self._hessian_potential, "hessian_operator", None)
+        if analytic is not None:
+            x = self._positions(u, grad=False, dtype=self.hessian_dtype)
+            graph = self._graph(x)
+            if self.drop_idle_pairs:
+                graph = self._weighted_pairs(graph)
+            op: Callable[[torch.Tensor], torch.Tensor] = analytic(graph, self._hessian_beta)
+            return op
+        x = self._positions(u, grad=True, dtype=self.hessian_dtype)
+        energy = self._weighted_energy(x, hessian=True)
+        (g,) = torch.autograd.grad(energy, x, create_graph=True)
+
+        def product(v: torch.Tensor) -> torch.Tensor:
+            (hv,) = torch.autograd.grad(g, x, v, retain_graph=True)
+            return hv
+
+        return product
 
     def release(self) -> None:
         """Drop the retained Hessian graph (frees memory between Newton steps)."""

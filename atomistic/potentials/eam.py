@@ -20,7 +20,7 @@ table segment and jump at the knots.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,24 @@ def _spline(table: torch.Tensor, which: torch.Tensor, x: torch.Tensor) -> torch.
     segment, and below the first knot segment 0 is extrapolated.
     """
     return _Spline.apply(table, which, x)
+
+
+def _spline_derivatives(
+    table: torch.Tensor, which: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Value, slope and curvature (per knot spacing, ``(E, K)`` each) of :func:`_spline`.
+
+    No autograd: the analytic Hessian of :meth:`EAM.hessian_operator` uses it. Slope and
+    curvature are 0 past the last knot, as in :class:`_Spline` and :class:`_SplineSlope`.
+    """
+    m, p, beyond = _locate(table.shape[1], x)
+    c = table[which, m]
+    pe = p[:, None]
+    v = ((c[..., 0] * pe + c[..., 1]) * pe + c[..., 2]) * pe + c[..., 3]
+    d = (3.0 * c[..., 0] * pe + 2.0 * c[..., 1]) * pe + c[..., 2]
+    dd = 6.0 * c[..., 0] * pe + 2.0 * c[..., 1]
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return v, torch.where(beyond[:, None], zero, d), torch.where(beyond[:, None], zero, dd)
 
 
 def _tokens(path: Path) -> tuple[list[str], list[str]]:
@@ -300,6 +318,81 @@ class EAM(torch.nn.Module):
         rho = zeros.index_add(0, i, rho_i).index_add(0, j, rho_j)
         pair = zeros.index_add(0, i, half_phi).index_add(0, j, half_phi)
         return self._embedding(graph.species, rho) + pair
+
+    def hessian_operator(
+        self, graph: Graph, weights: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``v (n, 3) -> (∂²E/∂x²) v`` of ``E = Σ_i w_i ε_i`` at the graph's positions.
+
+        The analytic Hessian of the weighted EAM energy, for Newton–Krylov solvers that ask
+        for many products at one state: the per-pair and per-atom coefficients are computed
+        here once, and each product is then two gathers and three ``index_add``. With
+        ``r_e = x_j − x_i`` the pair vector of pair ``e = (i, j)``, ``r̂_e`` its direction,
+        ``ρ_e^i`` the density it gives atom ``i`` and ``δ_e = v_j − v_i``::
+
+            A_e = w_i F'_i ρ_e^i' + w_j F'_j ρ_e^j' + ½ (w_i + w_j) φ'        (∂E/∂r_e = A_e r̂_e)
+            B_e = the same with second derivatives of ρ and φ
+            s_a = Σ_{e ∋ a} ρ_e^a' (r̂_e · δ_e),   c_a = w_a F''_a s_a
+            y_e = [(B_e − A_e/r_e)(r̂_e · δ_e) + c_i ρ_e^i' + c_j ρ_e^j'] r̂_e + (A_e/r_e) δ_e
+            (H v)_j += y_e,  (H v)_i −= y_e
+
+        It equals the autograd Hessian of :meth:`forward` (the same piecewise cubics, exact
+        within a table segment; ``tests/test_eam.py``).
+
+        Args:
+            graph: the atoms and their pairs (a half list, as :meth:`forward` takes).
+            weights: ``(n,)`` weights ``w_i`` of the site energies.
+        """
+        with torch.no_grad():
+            vec = graph.vectors.detach()
+            r = torch.linalg.vector_norm(vec, dim=1)
+            keep = r < self.cutoff
+            i, j = graph.i, graph.j
+            if not bool(keep.all()):
+                idx = keep.nonzero()[:, 0]
+                i, j, r, vec = i[idx], j[idx], r[idx], vec[idx]
+            n_el = len(self.elements)
+            which = graph.species[i] * n_el + graph.species[j] if n_el > 1 else torch.zeros_like(i)
+            v, d, dd = _spline_derivatives(self.pair_tables, which, r * (1.0 / self.dr))
+            ci, cj = (0, 0) if v.shape[1] == 2 else (0, 1)
+            inv_dr, inv_r = 1.0 / self.dr, 1.0 / r
+            rho_i, rho_j = v[:, ci], v[:, cj]
+            drho_i, drho_j = d[:, ci] * inv_dr, d[:, cj] * inv_dr
+            ddrho_i, ddrho_j = dd[:, ci] * inv_dr**2, dd[:, cj] * inv_dr**2
+            z, dz, ddz = v[:, -1], d[:, -1] * inv_dr, dd[:, -1] * inv_dr**2
+            dphi = (dz - z * inv_r) * inv_r  # φ = z / r
+            ddphi = (ddz - 2.0 * dphi) * inv_r
+            zeros = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device)
+            rho = zeros.index_add(0, i, rho_i).index_add(0, j, rho_j)
+            species = graph.species
+            fv, fd, fdd = _spline_derivatives(self.frho, species, rho * (1.0 / self.drho))
+            over = (rho > self.rhomax).to(r.dtype)
+            dF = fd[:, 0] / self.drho + self.frho_end_slope[species] * over
+            ddF = fdd[:, 0] / self.drho**2
+            w = weights.to(dtype=r.dtype)
+            wdF, wddF = w * dF, w * ddF
+            half_w = 0.5 * (w[i] + w[j])
+            a = wdF[i] * drho_i + wdF[j] * drho_j + half_w * dphi
+            b = wdF[i] * ddrho_i + wdF[j] * ddrho_j + half_w * ddphi
+            rhat = vec * inv_r[:, None]
+            a_r = a * inv_r
+            b_a = b - a_r
+            n = graph.n_atoms
+
+        def apply(vectors: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                vectors = vectors.to(dtype=r.dtype, device=r.device)
+                delta = vectors[j] - vectors[i]
+                t = (rhat * delta).sum(dim=1)
+                s = torch.zeros(n, dtype=r.dtype, device=r.device)
+                s = s.index_add(0, i, drho_i * t).index_add(0, j, drho_j * t)
+                c = wddF * s
+                coef = b_a * t + c[i] * drho_i + c[j] * drho_j
+                y = coef[:, None] * rhat + a_r[:, None] * delta
+                out = torch.zeros((n, 3), dtype=r.dtype, device=r.device)
+                return out.index_add(0, j, y).index_add(0, i, y, alpha=-1.0)
+
+        return apply
 
     def _embedding(self, species: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
         f = _spline(self.frho, species, rho * (1.0 / self.drho))[:, 0]

@@ -31,7 +31,8 @@ orthogonal and right-handed; ``pad_width ≥ r_cut``; ``h_min ≤ h_max``; a voi
 ``2 r_cut`` inside the core (``core_radius − defect.radius ≥ 2 r_cut``), so that the atoms
 whose forces the void changes see no blending and the ghost-force correction leaves their
 forces alone; the atoms (``core + handshake + pad``) fit inside the outer domain with an
-element of room (``h_min``).
+element of room (``h_min``); ``reference.engine = "lammps"`` only with a potential LAMMPS has
+(:func:`atomistic.mlip.oracles.lammps_equivalent`).
 
 ``r_cut`` is the potential's range (:func:`atomistic.potentials.interaction_range`): its
 cutoff, or for a message-passing potential (MACE) its receptive field ``layers × cutoff``,

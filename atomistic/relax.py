@@ -3,6 +3,10 @@
 Both work on whole arrays (no loop over atoms) and stop when the largest force norm on a
 free atom is below ``fmax`` (eV/Å). Fixed atoms (``fixed[i] = True``) never move.
 
+:func:`minimize_and_finish` hands the work to a calculator's own minimiser (LAMMPS
+``minimize``) with the same criterion and held atoms, and finishes with :func:`relax` should
+that stop short.
+
 ``lbfgs`` is scipy's L-BFGS-B until its line search, which compares energies, gives up on
 changes below the round-off of the total energy; then an L-BFGS on forces alone carries on,
 so that tolerances far below that round-off are reached (a test asserts 1e-10 eV/Å).
@@ -12,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.optimize
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
-__all__ = ["RelaxResult", "relax", "METHODS"]
+__all__ = ["RelaxResult", "relax", "METHODS", "minimize_and_finish"]
 
 METHODS = ("lbfgs", "fire")
 
@@ -290,3 +295,79 @@ def relax_fixed_cell(
         atoms = result.atoms
         energy, worst, steps = result.energy, result.max_force, steps + result.steps
     return atoms, float(energy), float(worst), int(steps)
+
+
+def minimize_and_finish(
+    atoms: Atoms,
+    minimizer: Any,
+    *,
+    fmax: float,
+    fixed: np.ndarray,
+    max_steps: int,
+    finish: BaseCalculator,
+    method: str = "lbfgs",
+    progress: Progress | None = None,
+) -> tuple[RelaxResult, dict[str, Any]]:
+    """Relax with a calculator's own minimiser, held atoms held, to a per-atom ``fmax``.
+
+    ``minimizer`` is an ASE calculator with ``minimize`` (a
+    :class:`~atomistic.mlip.oracles.LammpsCalculator`): LAMMPS ``minimize`` (cg, ``etol`` 0)
+    with ``min_modify norm max``, whose ``ftol`` bounds the largest per-atom force norm, the
+    criterion of :func:`relax`; ``ftol = fmax``. Should it stop above ``fmax`` (a line search
+    that gives up at round-off), :func:`relax` with ``finish`` and ``method`` carries on from
+    where it stopped. The energy and forces reported are always ``minimizer``'s, evaluated at
+    the final positions, so that energies from one engine are never mixed with another's.
+
+    Args:
+        atoms: the start (not changed).
+        minimizer: calculator with ``minimize(atoms, *, etol, ftol, maxiter, maxeval, norm,
+            fixed)``.
+        fmax: tolerance on the largest force norm of a free atom, eV/Å.
+        fixed: ``(n,)`` bool mask of held atoms.
+        max_steps: budget of the minimiser's iterations and of its force evaluations, and of
+            the finish's force evaluations.
+        finish: calculator of the same potential for :func:`relax`.
+        method: :func:`relax`'s method.
+        progress: passed to :func:`relax`.
+
+    Returns:
+        ``(result, record)``: ``result.steps`` is the minimiser's iterations plus the finish's
+        force evaluations; ``record`` holds ``minimizer_iterations``,
+        ``minimizer_max_force_eV_per_A`` and ``finish_force_evaluations`` (0: no finish).
+    """
+    fixed = np.asarray(fixed, dtype=bool)
+    work = minimizer.minimize(
+        atoms,
+        etol=0.0,
+        ftol=fmax,
+        maxiter=max_steps,
+        maxeval=max_steps,
+        norm="max",
+        fixed=fixed,
+    )
+    info = work.info.pop("lammps_minimize")
+    iterations, finish_steps = int(info["iterations"]), 0
+    if info["fmax"] > fmax:
+        work.calc = finish
+        done = relax(
+            work, fmax=fmax, method=method, max_steps=max_steps, fixed=fixed, progress=progress
+        )
+        finish_steps = done.steps
+        work = done.atoms.copy()
+        work.calc = minimizer
+    energy = float(work.get_potential_energy())
+    forces = work.get_forces()[~fixed]
+    worst = float(np.sqrt((forces * forces).sum(axis=1).max(initial=0.0)))
+    result = RelaxResult(
+        atoms=work,
+        energy=energy,
+        max_force=worst,
+        steps=iterations + finish_steps,
+        converged=worst <= fmax,
+    )
+    record = {
+        "minimizer_iterations": iterations,
+        "minimizer_max_force_eV_per_A": float(info["fmax"]),
+        "finish_force_evaluations": finish_steps,
+    }
+    return result, record

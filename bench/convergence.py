@@ -94,7 +94,9 @@ Timing
 Each solve's time is measured inside it: the coupled ``wall_time_s`` is ``run_coupled``'s
 (mesh generation, atoms, blended system with its ghost-force correction, every load step's
 Newton–Krylov solve with its preconditioner factorisations); the atomistic one is
-``run_reference``'s (sites, calculator, every load step's L-BFGS). Excluded from both, the
+``run_reference``'s (sites, calculator, every load step's relaxation by ``reference.engine``:
+LAMMPS cg by default for EAM and SW potentials, ``--set reference.engine=torch`` for the
+torch L-BFGS the tables in the cases' READMEs were measured with). Excluded from both, the
 same for either: imports, loading the potential, relaxing the lattice constant and the
 Cauchy–Born elastic constants (``resolve_setup``), writing files and measuring errors.
 

@@ -269,6 +269,39 @@ def test_minimize_gives_the_relaxed_vacancy():
     assert again.get_potential_energy() == pytest.approx(relaxed.get_potential_energy(), abs=1e-9)
 
 
+def test_minimize_holds_fixed_atoms_and_matches_ase_with_fix_atoms():
+    """Held atoms (``fix setforce 0 0 0``) against ASE's FixAtoms and BFGS on the same
+    calculator: an independent minimiser of the same energy with the same constraint."""
+    from ase.constraints import FixAtoms
+    from ase.optimize import BFGS
+
+    atoms = rattled_cu(repeat=(3, 3, 3), amplitude=0.03, seed=3)
+    atoms.pbc = False
+    del atoms[40]
+    centre = atoms.positions.mean(axis=0)
+    held = np.linalg.norm(atoms.positions - centre, axis=1) > 4.0
+    assert 10 < (~held).sum() < held.sum()
+    calc = cu_calc()
+    relaxed = calc.minimize(atoms, ftol=1e-7, norm="max", fixed=held)
+    np.testing.assert_array_equal(relaxed.positions[held], atoms.positions[held])
+    forces = relaxed.get_forces()
+    norms = np.linalg.norm(forces, axis=1)
+    assert relaxed.info["lammps_minimize"]["fmax"] == pytest.approx(norms[~held].max())
+    assert norms[~held].max() < 1e-7
+    assert norms[held].max() > 1e-2  # the real forces on the held atoms, not the zeroed ones
+
+    ase_atoms = atoms.copy()
+    ase_atoms.calc = calc
+    ase_atoms.set_constraint(FixAtoms(mask=held))
+    BFGS(ase_atoms, logfile=None).run(fmax=1e-7, steps=2000)
+    assert np.abs(ase_atoms.positions - relaxed.positions).max() < 1e-6
+    assert ase_atoms.get_potential_energy() == pytest.approx(
+        relaxed.get_potential_energy(), abs=1e-9
+    )
+    with pytest.raises(ValueError, match="fixed mask"):
+        calc.minimize(atoms, fixed=held[:-1])
+
+
 def test_cu_mishin_elastic_constants():
     c = lammps_elastic_constants(
         bulk("Cu", "fcc", a=3.615, cubic=True),

@@ -51,6 +51,7 @@ __all__ = [
     "OracleSpec",
     "eam_file_header",
     "lammps_elastic_constants",
+    "lammps_equivalent",
     "make_oracle",
     "oracle_cutoff",
 ]
@@ -332,29 +333,55 @@ class LammpsCalculator(Calculator):
         maxiter: int = 10000,
         maxeval: int | None = None,
         min_style: str = "cg",
+        norm: str = "two",
+        line: str | None = None,
+        fixed: np.ndarray | None = None,
     ) -> Atoms:
         """Relax positions at fixed cell with LAMMPS ``minimize``.
 
         Returns a copy of ``atoms`` with relaxed positions (continuous with the input, not
         wrapped) and a :class:`SinglePointCalculator` holding this calculator's properties
-        there. ``info["lammps_minimize"]`` records ``iterations`` and the final ``fmax``
-        (eV/Å): LAMMPS can stop early (line search), so check ``fmax`` against your need.
+        there (the forces on held atoms included). ``info["lammps_minimize"]`` records
+        ``iterations`` and the final ``fmax`` (eV/Å), the largest per-atom force norm over the
+        free atoms: LAMMPS can stop early (line search), so check ``fmax`` against your need.
+
+        Held atoms (``fixed``) form a LAMMPS group under ``fix setforce 0 0 0`` during the
+        minimisation, so they never move; their site energies still count.
 
         Args:
             atoms: the configuration (not changed).
             etol: relative energy tolerance (LAMMPS ``etol``; 0 disables it).
-            ftol: force tolerance, eV/Å, on the 2-norm of the global force vector.
+            ftol: force tolerance, eV/Å, in the norm ``norm``.
             maxiter: most minimiser iterations.
             maxeval: most force evaluations (default ``10 * maxiter``).
             min_style: LAMMPS ``min_style`` (``cg``, ``fire``, ``sd``, ...).
+            norm: LAMMPS ``min_modify norm``: ``"two"`` (2-norm of the global force vector),
+                ``"max"`` (largest per-atom force norm) or ``"inf"`` (largest component).
+            line: LAMMPS ``min_modify line`` (``quadratic``, ``backtrack``, ``forcezero``);
+                None: LAMMPS's default.
+            fixed: ``(n,)`` bool mask of atoms held in place; None: none.
+
+        Raises:
+            ValueError: a ``fixed`` mask of the wrong shape.
         """
         maxeval = 10 * maxiter if maxeval is None else maxeval
+        n = len(atoms)
+        held = np.zeros(n, dtype=bool) if fixed is None else np.asarray(fixed, dtype=bool)
+        if held.shape != (n,):
+            raise ValueError(f"fixed mask has shape {held.shape}, expected ({n},)")
         lmp, frame = self._open(atoms)
         try:
             cmd = _Commander(lmp)
             cmd(f"min_style {min_style}")
+            cmd(f"min_modify norm {norm}" + ("" if line is None else f" line {line}"))
+            if held.any():
+                for chunk in _id_ranges(np.flatnonzero(held) + 1):
+                    cmd(f"group ms_held id {chunk}")  # a repeated group command adds to it
+                cmd("fix ms_hold ms_held setforce 0.0 0.0 0.0")
             cmd(f"minimize {etol:.17g} {ftol:.17g} {int(maxiter)} {int(maxeval)}")
             iterations = int(lmp.extract_global("ntimestep"))
+            if held.any():
+                cmd("unfix ms_hold")  # the final evaluation reports the held atoms' forces too
             cmd("run 0")
             results = self._results(lmp, frame)
             nlocal = int(lmp.extract_global("nlocal"))
@@ -367,11 +394,23 @@ class LammpsCalculator(Calculator):
         finally:
             lmp.close()
         relaxed = atoms.copy()
-        relaxed.positions = atoms.positions + frame.vectors_to_ase(unwrapped - frame.positions)
+        positions = atoms.positions + frame.vectors_to_ase(unwrapped - frame.positions)
+        positions[held] = atoms.positions[held]  # not moved: drop the frame round trip's 1e-15
+        relaxed.positions = positions
         relaxed.calc = SinglePointCalculator(relaxed, **results)
-        fmax = float(np.sqrt((results["forces"] ** 2).sum(axis=1)).max())
+        forces = results["forces"][~held]
+        fmax = float(np.sqrt((forces**2).sum(axis=1)).max(initial=0.0))
         relaxed.info["lammps_minimize"] = {"iterations": iterations, "fmax": fmax}
         return relaxed
+
+
+def _id_ranges(ids: np.ndarray, per_command: int = 500) -> list[str]:
+    """Sorted atom ids as LAMMPS ``group id`` arguments (``"3 7:12 15"``), in chunks."""
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    runs = [
+        f"{r[0]}" if len(r) == 1 else f"{r[0]}:{r[-1]}" for r in np.split(ids, breaks) if len(r)
+    ]
+    return [" ".join(runs[i : i + per_command]) for i in range(0, len(runs), per_command)]
 
 
 def _image_flags(lmp: Any, image: np.ndarray) -> np.ndarray:
@@ -547,6 +586,37 @@ def make_oracle(spec: OracleSpec | Mapping[str, Any]) -> Calculator:
     if not elements and spec.pair_style.split()[0] in _EAM_STYLES:
         elements = eam_file_header(spec.file)[0]
     return LammpsCalculator(spec.pair_style, spec.file, elements)
+
+
+def lammps_equivalent(potential: Any, file: str | Path) -> LammpsCalculator:
+    """The :class:`LammpsCalculator` of the same potential file as a project potential.
+
+    An :class:`~atomistic.potentials.eam.EAM` gives ``eam/alloy`` (``eam/fs`` for a
+    Finnis–Sinclair file), a :class:`~atomistic.potentials.sw.StillingerWeber` gives ``sw``;
+    both with the potential's elements as LAMMPS types, in order. The torch potentials
+    reproduce these pair styles (``tests/test_lammps_agreement.py``).
+
+    Args:
+        potential: a project potential.
+        file: the file it was read from.
+
+    Raises:
+        ValueError: a potential LAMMPS has no pair style for (a network, MACE); the message
+            names its class.
+    """
+    from atomistic.potentials.eam import EAM
+    from atomistic.potentials.sw import StillingerWeber
+
+    if isinstance(potential, EAM):
+        style = "eam/fs" if potential.finnis_sinclair else "eam/alloy"
+    elif isinstance(potential, StillingerWeber):
+        style = "sw"
+    else:
+        raise ValueError(
+            f"LAMMPS has no pair style for a {type(potential).__name__}; only EAM "
+            "(eam/alloy, eam/fs) and Stillinger-Weber (sw) potentials have one"
+        )
+    return LammpsCalculator(style, file, list(potential.elements))
 
 
 def oracle_cutoff(calculator: Calculator, atoms: Atoms | None = None) -> float | None:

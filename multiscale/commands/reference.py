@@ -17,6 +17,12 @@ HELP = "solve a coupled case fully atomistically and write <output>/reference/ f
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``reference``."""
     add_case_arguments(parser)
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "lammps"),
+        help="same as --set reference.engine=...: relax with the project's torch potential or "
+        "with LAMMPS minimize (EAM and Stillinger-Weber potentials; default for them)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,6 +33,8 @@ def main(args: argparse.Namespace) -> int:
     from multiscale.kinds.shared import output_folder
 
     comm = MPI.COMM_WORLD
+    if args.engine is not None:
+        args.overrides = [*args.overrides, f'reference.engine="{args.engine}"']
     case = load_case_from_args(args)
     kind = case_kind(case, needs="reference")
     setup = kind.resolve(case, comm=comm)

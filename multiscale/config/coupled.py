@@ -288,13 +288,24 @@ class ReferenceSection:
         doc="tolerance on the max free-atom force of `multiscale reference`",
         default_doc="`solver.fmax`",
     )
+    engine: Literal["auto", "torch", "lammps"] = option(
+        "auto",
+        doc='what relaxes the atoms: `"torch"` (the project\'s potential and `reference.method`) '
+        'or `"lammps"` (LAMMPS `minimize`, cg, on the same potential file, for EAM and '
+        "Stillinger–Weber potentials; `multiscale reference --engine`)",
+        default_doc='`"lammps"` for `potential.kind = "eam"` or `"sw"`, else `"torch"`',
+    )
     method: Literal["lbfgs", "fire"] = option(
         "lbfgs",
-        doc='minimiser: `"lbfgs"` (scipy\'s L-BFGS-B, then L-BFGS on forces alone once energy '
-        'differences reach round-off) or `"fire"`',
+        doc="minimiser of the torch engine (and of the finish, should LAMMPS stop above "
+        '`reference.fmax`): `"lbfgs"` (scipy\'s L-BFGS-B, then L-BFGS on forces alone once '
+        'energy differences reach round-off) or `"fire"`',
     )
     max_steps: int = option(
-        20000, check=at_least_one, doc="budget of force evaluations per load step"
+        20000,
+        check=at_least_one,
+        doc="budget of force evaluations per load step (LAMMPS: of its iterations and of its "
+        "force evaluations)",
     )
 
 

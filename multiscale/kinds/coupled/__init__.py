@@ -82,6 +82,8 @@ def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = Non
         f"coupling   kappa {c.kappa:.4g} eV/Å² (mu_V {c.shear_modulus:.4g} eV/Å³), ghost-force "
         f"correction {'on' if c.ghost_force_correction else 'off'}",
         f"device     {pot.device}",
+        f"reference  engine {s.reference.engine}, fmax {s.reference.fmax:g} eV/Å "
+        "(multiscale reference)",
         f"output     {case.output_dir(output)}",
         f"--set      {', '.join(overridden) or '-'}",
         f"defaults   {', '.join(defaults) or '-'}",

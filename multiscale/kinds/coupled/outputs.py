@@ -230,7 +230,8 @@ def reference_summary(case: Case, setup: CoupledSetup, result: ReferenceResult) 
         "n_free_atoms": int(result.free.sum()),
         "n_held_atoms": int((~result.free).sum()),
         "fmax_eV_per_A": ref.fmax,
-        "method": ref.method,
+        "engine": result.engine,
+        "method": result.method,
         "load_steps": result.steps,
     }
     summary.update(_case_record(case, setup))

@@ -14,10 +14,18 @@ in ``cases/void-cu-3d``), with ``2 r_cut`` they are round-off (5e-14 eV/Å).
 Sites within 1e-6 Å of the boundary are held too, like the FE boundary nodes.
 
 Load steps are those of the coupled run: step ``k`` starts from the previous relaxed state
-plus the homogeneous increment and is relaxed at fixed held atoms with ``atomistic.relax``
-to ``reference.fmax`` (default: ``solver.fmax``). A looser tolerance is a knob for big
-references, at a price: the reference's relaxation energy is then off by about as much as
-the coupled error being measured (``cases/void-cu-3d/README.md``).
+plus the homogeneous increment and is relaxed at fixed held atoms to ``reference.fmax``
+(default: ``solver.fmax``) on the largest per-atom force norm of a free atom. A looser
+tolerance is a knob for big references, at a price: the reference's relaxation energy is then
+off by about as much as the coupled error being measured (``cases/void-cu-3d/README.md``).
+
+Two engines (``reference.engine``) relax the same sites from the same start with the same
+held atoms and criterion: ``"torch"``, the project's potential with :func:`atomistic.relax.relax`
+(``reference.method``); ``"lammps"``, LAMMPS ``minimize`` (cg) on the same potential file
+with the held atoms under ``fix setforce 0 0 0``, finished by the torch engine's relaxation
+should LAMMPS stop above the tolerance (:func:`atomistic.relax.minimize_and_finish`). Each
+engine computes every energy and force it reports (LAMMPS: the relaxed state and the boundary
+field both), so the relaxation energy is never a difference across engines.
 
 ``relaxation_energy = E(relaxed) − E(boundary field everywhere)`` at the last step (the
 homogeneous state ``(F − I) X``, plus the Volterra field for a dislocation), with
@@ -29,12 +37,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
+
+if TYPE_CHECKING:
+    from atomistic.relax import RelaxResult
 
 __all__ = ["ReferenceResult", "SHELL_FACTOR", "run_reference"]
 
@@ -56,6 +67,9 @@ class ReferenceResult:
         converged: every step reached ``fmax``.
         steps: per step ``{"step", "steps" (force evaluations), "energy_eV", ...}``.
         wall_time_s: seconds for the workflow.
+        engine: ``"torch"`` or ``"lammps"``: what relaxed the atoms and computed every
+            energy and force reported.
+        method: the minimiser: ``reference.method`` (torch) or ``"cg"`` (LAMMPS).
     """
 
     atoms: Any
@@ -66,6 +80,8 @@ class ReferenceResult:
     converged: bool
     steps: list[dict[str, Any]]
     wall_time_s: float
+    engine: str
+    method: str
 
     @property
     def relaxation_energy(self) -> float:
@@ -89,40 +105,107 @@ def _step_start(
     return start
 
 
+def _torch_calculator(setup: CoupledSetup) -> Any:
+    """An ASE calculator of the project's potential on its device."""
+    from atomistic.calculator import Calculator
+
+    return Calculator(setup.potential.module, device=setup.potential.device)
+
+
+class _TorchEngine:
+    """The project's potential and :func:`atomistic.relax.relax` (``reference.method``)."""
+
+    name = "torch"
+
+    def __init__(self, setup: CoupledSetup) -> None:
+        self.options = setup.reference
+        self.calc = _torch_calculator(setup)
+        self.method = self.label = self.options.method
+
+    def relax(
+        self, atoms: Any, free: np.ndarray, progress: Any
+    ) -> tuple[RelaxResult, dict[str, Any]]:
+        """Relax ``atoms`` (the start), the atoms outside ``free`` held; no extra record."""
+        from atomistic.relax import relax
+
+        options = self.options
+        atoms.calc = self.calc
+        result = relax(
+            atoms,
+            fmax=options.fmax,
+            method=options.method,
+            max_steps=options.max_steps,
+            fixed=~free,
+            progress=progress,
+        )
+        return result, {}
+
+
+class _LammpsEngine:
+    """LAMMPS ``minimize`` on the potential's file, finished by the torch engine if need be.
+
+    Every energy and force it reports is LAMMPS's (:func:`atomistic.relax.minimize_and_finish`).
+    """
+
+    name = "lammps"
+
+    def __init__(self, setup: CoupledSetup) -> None:
+        from atomistic.mlip.oracles import lammps_equivalent
+
+        self.setup = setup
+        self.options = setup.reference
+        self.calc = lammps_equivalent(setup.potential.module, setup.potential.file)
+        self.method = "cg"
+        self.label = f"lammps {self.calc.pair_style} cg"
+
+    def relax(
+        self, atoms: Any, free: np.ndarray, progress: Any
+    ) -> tuple[RelaxResult, dict[str, Any]]:
+        """Relax ``atoms`` (the start), the atoms outside ``free`` held; LAMMPS's record."""
+        from atomistic.relax import minimize_and_finish
+
+        options = self.options
+        return minimize_and_finish(
+            atoms,
+            self.calc,
+            fmax=options.fmax,
+            fixed=~free,
+            max_steps=options.max_steps,
+            finish=_torch_calculator(self.setup),
+            method=options.method,
+            progress=progress,
+        )
+
+
+def _engine(setup: CoupledSetup) -> _TorchEngine | _LammpsEngine:
+    """The engine of ``reference.engine``."""
+    return _LammpsEngine(setup) if setup.reference.engine == "lammps" else _TorchEngine(setup)
+
+
 def _relax_step(
     setup: CoupledSetup,
     k: int,
     atoms: Any,
     start: np.ndarray,
     free: np.ndarray,
-    calc: Any,
+    engine: _TorchEngine | _LammpsEngine,
     reporter: Reporter,
-) -> tuple[Any, dict[str, Any], float]:
+) -> tuple[RelaxResult, dict[str, Any], float]:
     """Relax load step ``k`` from ``start``.
 
     Returns:
         The relaxation's result, its record and the energy of the boundary field everywhere.
     """
-    from atomistic.relax import relax
-
     t0 = time.perf_counter()
-    X, options = atoms.positions, setup.reference
+    X = atoms.positions
     homogeneous = atoms.copy()
     homogeneous.positions = X + setup.boundary_displacement(k)(X)
-    homogeneous.calc = calc
+    homogeneous.calc = engine.calc
     unrelaxed = float(homogeneous.get_potential_energy())
     work = atoms.copy()
     work.positions = X + start
-    work.calc = calc
-    label = f"reference load step {k}/{setup.loading.steps} ({options.method})"
-    result = relax(
-        work,
-        fmax=options.fmax,
-        method=options.method,
-        max_steps=options.max_steps,
-        fixed=~free,
-        progress=lambda n, e, f: reporter.progress(label, n, e, f),
-    )
+    label = f"reference load step {k}/{setup.loading.steps} ({engine.label})"
+    result, extra = engine.relax(work, free, lambda n, e, f: reporter.progress(label, n, e, f))
     record = {
         "step": k,
         "load_factor": setup.loading.factor(k),
@@ -131,12 +214,20 @@ def _relax_step(
         "energy_eV": result.energy,
         "relaxation_energy_eV": result.energy - unrelaxed,
         "max_force_eV_per_A": result.max_force,
+        **extra,
         "wall_time_s": time.perf_counter() - t0,
     }
+    finish = extra.get("finish_force_evaluations", 0)
+    how = (
+        f"{extra['minimizer_iterations']} LAMMPS iterations"
+        + (f" + {finish} {setup.reference.method} force evaluations (finish)" if finish else "")
+        if extra
+        else f"{result.steps} force evaluations"
+    )
     reporter.info(
-        f"{label}: {'converged' if result.converged else 'NOT converged'} after "
-        f"{result.steps} force evaluations, E = {result.energy:.8f} eV, relaxation "
-        f"{result.energy - unrelaxed:+.6e} eV, max|F| = {result.max_force:.2e} eV/Å"
+        f"{label}: {'converged' if result.converged else 'NOT converged'} after {how}, "
+        f"E = {result.energy:.8f} eV, relaxation {result.energy - unrelaxed:+.6e} eV, "
+        f"max|F| = {result.max_force:.2e} eV/Å"
     )
     return result, record, unrelaxed
 
@@ -150,24 +241,24 @@ def run_reference(setup: CoupledSetup, *, reporter: Reporter) -> ReferenceResult
         setup: the resolved case.
         reporter: messages and progress.
     """
-    from atomistic.calculator import Calculator
     from multiscale.kinds.coupled.sites import reference_sites
 
     start = time.perf_counter()
     shell = SHELL_FACTOR * setup.potential.range
     atoms, free = reference_sites(setup, shell=shell)
     X = atoms.positions.copy()
-    calc = Calculator(setup.potential.module, device=setup.potential.device)
+    engine = _engine(setup)
+    where = "LAMMPS" if engine.name == "lammps" else f"device {setup.potential.device}"
     reporter.info(
         f"reference: {int(free.sum())} free + {int((~free).sum())} held atoms "
-        f"(shell {shell:.3f} Å), device {setup.potential.device}"
+        f"(shell {shell:.3f} Å), engine {engine.name} ({engine.label}), {where}"
     )
     u = np.zeros_like(X)
     records: list[dict[str, Any]] = []
     result, unrelaxed = None, np.nan
     for k in range(1, setup.loading.steps + 1):
         step_start = _step_start(setup, k, X, u, free)
-        result, record, unrelaxed = _relax_step(setup, k, atoms, step_start, free, calc, reporter)
+        result, record, unrelaxed = _relax_step(setup, k, atoms, step_start, free, engine, reporter)
         records.append(record)
         u = result.atoms.positions - X
         if not result.converged:
@@ -187,4 +278,6 @@ def run_reference(setup: CoupledSetup, *, reporter: Reporter) -> ReferenceResult
         converged=converged and len(records) == setup.loading.steps,
         steps=records,
         wall_time_s=time.perf_counter() - start,
+        engine=engine.name,
+        method=engine.method,
     )

@@ -22,6 +22,8 @@ coupling constants, the :class:`~coupling.solver.SolverOptions` and the referenc
                            spring of the lattice, in eV/Å²
 ``correction_passes``      with a dislocation :data:`AUTO_DISLOCATION_PASSES`, else 1
 ``reference.fmax``         ``"solver"``: ``solver.fmax``
+``reference.engine``       ``"lammps"`` where LAMMPS has the potential's pair style (EAM,
+                           Stillinger–Weber), else ``"torch"``
 =========================  =========================================================
 
 Checks (one-line :class:`~multiscale.errors.CaseError` naming the key): the orientation is
@@ -29,7 +31,8 @@ orthogonal and right-handed; ``pad_width ≥ r_cut``; ``h_min ≤ h_max``; a voi
 ``2 r_cut`` inside the core (``core_radius − defect.radius ≥ 2 r_cut``), so that the atoms
 whose forces the void changes see no blending and the ghost-force correction leaves their
 forces alone; the atoms (``core + handshake + pad``) fit inside the outer domain with an
-element of room (``h_min``).
+element of room (``h_min``); ``reference.engine = "lammps"`` only with a potential LAMMPS has
+(:func:`atomistic.mlip.oracles.lammps_equivalent`).
 
 ``r_cut`` is the potential's range (:func:`atomistic.potentials.interaction_range`): its
 cutoff, or for a message-passing potential (MACE) its receptive field ``layers × cutoff``,
@@ -218,11 +221,13 @@ class ReferenceOptions:
         fmax: tolerance on the largest free-atom force, eV/Å (``"solver"`` resolved).
         method: ``"lbfgs"`` or ``"fire"``.
         max_steps: budget of force evaluations per load step.
+        engine: ``"torch"`` or ``"lammps"`` (``"auto"`` resolved).
     """
 
     fmax: float
     method: str
     max_steps: int
+    engine: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -519,7 +524,32 @@ def _domain(case: Case) -> Domain:
     return Domain(outer=geo.outer, half_size=half, radius=geo.radius)
 
 
-def _options(case: Case, notes: dict) -> tuple[SolverOptions, ReferenceOptions]:
+def _reference_engine(case: Case, potential: PotentialSetup, notes: dict) -> str:
+    """``reference.engine``: ``"auto"`` is LAMMPS where it has the potential's pair style."""
+    from atomistic.mlip.oracles import lammps_equivalent
+
+    engine = case.config.reference.engine  # type: ignore[union-attr]
+    if engine == "torch":
+        return engine
+    try:
+        lammps = lammps_equivalent(potential.module, potential.file)
+    except ValueError as err:
+        if engine == "auto":
+            notes["reference.engine"] = "auto = torch (LAMMPS lacks the potential)"
+            return "torch"
+        kind = case.config.potential.kind  # type: ignore[union-attr]
+        raise CaseError(
+            f'{case.where("reference.engine")}: reference.engine = "lammps" cannot relax '
+            f'potential.kind = {toml_value(kind)} ({err}); allowed: "torch"'
+        ) from None
+    if engine == "auto":
+        notes["reference.engine"] = f"auto = lammps (pair_style {lammps.pair_style})"
+    return "lammps"
+
+
+def _options(
+    case: Case, potential: PotentialSetup, notes: dict
+) -> tuple[SolverOptions, ReferenceOptions]:
     cfg = case.config
     solver, ref = cfg.solver, cfg.reference
     assert solver is not None and ref is not None
@@ -532,7 +562,10 @@ def _options(case: Case, notes: dict) -> tuple[SolverOptions, ReferenceOptions]:
     fmax = solver.fmax if ref.fmax == "solver" else float(ref.fmax)
     if ref.fmax == "solver":
         notes["reference.fmax"] = f"solver.fmax = {fmax:g}"
-    return options, ReferenceOptions(fmax=fmax, method=ref.method, max_steps=ref.max_steps)
+    engine = _reference_engine(case, potential, notes)
+    return options, ReferenceOptions(
+        fmax=fmax, method=ref.method, max_steps=ref.max_steps, engine=engine
+    )
 
 
 def _check_fit(case: Case, setup: CoupledSetup) -> None:
@@ -572,7 +605,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     mesh = _mesh_sizes(case, lattice.r_nn, notes)
     void = _void_radius(case, rc)
     dislocation = _dislocation(case, lattice, potential.law, rc, notes)
-    solver, reference = _options(case, notes)
+    solver, reference = _options(case, potential, notes)
     loading = Loading(strain=np.asarray(cfg.boundary.strain, dtype=float), steps=cfg.loading.steps)
     setup = CoupledSetup(
         dimension=dimension,

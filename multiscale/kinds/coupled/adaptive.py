@@ -48,6 +48,11 @@ from multiscale.progress import Reporter
 
 __all__ = ["HISTORY_COLUMNS", "AdaptiveRecord", "Iteration", "adapt"]
 
+#: After an expansion, cells of the handshake and pad longer than this many ``h_min`` are
+#: bisected (:func:`_refine_shell`), at most :data:`SHELL_PASSES` times.
+SHELL_H_FACTOR = 1.5
+SHELL_PASSES = 4
+
 #: The columns of ``history.csv``, in order.
 HISTORY_COLUMNS = (
     "iteration",
@@ -327,6 +332,47 @@ def _cut_core(setup: CoupledSetup, mesh_data: Any) -> Any:
     return new
 
 
+def _refine_shell(
+    setup: CoupledSetup, mesh_data: Any, settings: AdaptivitySection, plan: _Plan
+) -> Any:
+    """The mesh with the grown core's handshake and pad at the case's ``h_min`` (collective).
+
+    The case's graded mesh has elements of ``h_min`` up to the atoms; a core grown into
+    coarser elements would leave its handshake and pad atoms on a field too coarse to follow
+    them. Cells with a vertex within ``w + p`` of the core (signed depth) and longer than
+    :data:`SHELL_H_FACTOR` ``h_min`` are bisected, up to :data:`SHELL_PASSES` times, and the
+    children inside the core cut again. A refinement that would pass ``max_fe_dofs`` is not
+    done, and the budget is reported.
+    """
+    from continuum.adapt import refine_cells
+
+    handshake, comm = setup.handshake, mesh_data.mesh.comm
+    reach = handshake.width + handshake.pad_width
+    limit = _budget(settings.max_fe_dofs)
+    for _ in range(SHELL_PASSES):
+        mesh = mesh_data.mesh
+        tdim = mesh.topology.dim
+        n = mesh.topology.index_map(tdim).size_local
+        cells = np.arange(n, dtype=np.int32)
+        h = mesh.h(tdim, cells)
+        vertices = mesh.geometry.x[mesh.geometry.dofmap[:n]]
+        depth = handshake.depth(vertices.reshape(-1, 3)).reshape(n, -1).min(axis=1)
+        marked = cells[(depth <= reach) & (h > SHELL_H_FACTOR * setup.mesh.h_min)]
+        if not comm.allreduce(len(marked)):
+            break
+        refined, _ = refine_cells(mesh_data, cells=marked)
+        if limit is not None and _mesh_dofs(refined) > limit:
+            plan.skipped.append(
+                (
+                    "max_fe_dofs",
+                    f"expand: the shell at h_min needs {_mesh_dofs(refined)} FE dofs > {limit}",
+                )
+            )
+            break
+        mesh_data = _cut_core(setup, refined)
+    return mesh_data
+
+
 def _mesh_dofs(mesh_data: Any) -> int:
     return 3 * int(mesh_data.mesh.topology.index_map(0).size_global)
 
@@ -395,6 +441,7 @@ def _apply(
         else:
             setup = grown
             mesh_data = _cut_core(setup, mesh_data)
+            mesh_data = _refine_shell(setup, mesh_data, settings, plan)
             done.append("expand")
     if retrain is not None and comm.allreduce(len(plan.retrain)):
         retrained = retrain(setup, skipped=plan.skipped)

@@ -22,11 +22,11 @@ off by about as much as the coupled error being measured (``cases/void-cu-3d/REA
 Two engines (``reference.engine``) relax the same sites from the same start with the same
 held atoms and criterion: ``"torch"``, the project's potential with :func:`atomistic.relax.relax`
 (``reference.method``); ``"lammps"``, LAMMPS ``minimize`` (cg, then FIRE where cg stops
-short) on the same potential file
-with the held atoms under ``fix setforce 0 0 0``, finished by the torch engine's relaxation
-should LAMMPS stop above the tolerance (:func:`atomistic.relax.minimize_and_finish`). Each
-engine computes every energy and force it reports (LAMMPS: the relaxed state and the boundary
-field both), so the relaxation energy is never a difference across engines.
+short) on the same potential file with the held atoms under ``fix setforce 0 0 0``, finished
+by the torch engine's relaxation should LAMMPS stop above the tolerance
+(:func:`atomistic.relax.minimize_and_finish`). Each engine computes every energy and force it
+reports (LAMMPS: the relaxed state and the boundary field both), so the relaxation energy is
+never a difference across engines.
 
 ``relaxation_energy = E(relaxed) − E(boundary field everywhere)`` at the last step (the
 homogeneous state ``(F − I) X``, plus the Volterra field for a dislocation), with
@@ -156,7 +156,7 @@ class _LammpsEngine:
     Every energy and force it reports is LAMMPS's (:func:`atomistic.relax.minimize_and_finish`).
     Energies are the exact sum (``math.fsum``) of LAMMPS's per-atom energies: its global
     ``pe`` is one running double sum, whose round-off grows with the system (1.7e-5 eV off
-    the per-atom sum on the 124 654 atoms of ``cases/void-cu-3d``, 1e-5 of its relaxation
+    the per-atom sum on the 124 654 atoms of ``cases/void-cu-3d``, 6e-6 of its relaxation
     energy), while the per-atom energies equal the torch site energies to 7e-15 eV.
     """
 

@@ -336,13 +336,16 @@ def minimize_and_finish(
         progress: passed to :func:`relax`.
 
     Returns:
-        ``(result, record)``: ``result.steps`` is the minimiser's iterations plus the finish's
-        force evaluations; ``record`` holds ``minimizer_styles`` (those run),
-        ``minimizer_iterations`` (their total), ``minimizer_max_force_eV_per_A`` (where the
-        last stopped) and ``finish_force_evaluations`` (0: no finish).
+        ``(result, record)``: ``result.steps`` is the minimiser's force evaluations plus the
+        finish's; ``record`` holds ``minimizer_styles`` (those run), ``minimizer_stops`` (why
+        each stopped, LAMMPS's words), ``minimizer_iterations`` and
+        ``minimizer_force_evaluations`` (their totals), ``minimizer_max_force_eV_per_A``
+        (where the last stopped) and ``finish_force_evaluations`` (0: no finish).
     """
     fixed = np.asarray(fixed, dtype=bool)
-    work, iterations, used, stopped = atoms, 0, [], np.inf
+    work, iterations, evaluations, stopped = atoms, 0, 0, np.inf
+    used: list[str] = []
+    stops: list[str | None] = []
     for style in styles:
         work = minimizer.minimize(
             work,
@@ -356,7 +359,10 @@ def minimize_and_finish(
         )
         info = work.info.pop("lammps_minimize")
         iterations, stopped = iterations + int(info["iterations"]), float(info["fmax"])
+        # where the log does not say, one evaluation per iteration (a lower bound)
+        evaluations += int(info.get("force_evaluations") or info["iterations"])
         used.append(style)
+        stops.append(info.get("stop"))
         if stopped <= fmax:
             break
     finish_steps = 0
@@ -375,12 +381,14 @@ def minimize_and_finish(
         atoms=work,
         energy=energy,
         max_force=worst,
-        steps=iterations + finish_steps,
+        steps=evaluations + finish_steps,
         converged=worst <= fmax,
     )
     record = {
         "minimizer_styles": used,
+        "minimizer_stops": stops,
         "minimizer_iterations": iterations,
+        "minimizer_force_evaluations": evaluations,
         "minimizer_max_force_eV_per_A": stopped,
         "finish_force_evaluations": finish_steps,
     }

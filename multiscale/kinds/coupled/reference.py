@@ -241,20 +241,27 @@ def _relax_step(
         **extra,
         "wall_time_s": time.perf_counter() - t0,
     }
-    finish = extra.get("finish_force_evaluations", 0)
-    how = (
-        f"{extra['minimizer_iterations']} LAMMPS iterations "
-        f"({'+'.join(extra['minimizer_styles'])})"
-        + (f" + {finish} {setup.reference.method} force evaluations (finish)" if finish else "")
-        if extra
-        else f"{result.steps} force evaluations"
-    )
     reporter.info(
-        f"{label}: {'converged' if result.converged else 'NOT converged'} after {how}, "
+        f"{label}: {'converged' if result.converged else 'NOT converged'} after "
+        f"{_effort(result.steps, extra, setup.reference.method)}, "
         f"E = {result.energy:.8f} eV, relaxation {result.energy - unrelaxed:+.6e} eV, "
         f"max|F| = {result.max_force:.2e} eV/Å"
     )
     return result, record, unrelaxed
+
+
+def _effort(steps: int, extra: dict[str, Any], method: str) -> str:
+    """What a step's relaxation took, for the log."""
+    if not extra:
+        return f"{steps} force evaluations"
+    stops = " / ".join(map(str, extra["minimizer_stops"]))
+    text = (
+        f"{extra['minimizer_force_evaluations']} LAMMPS force evaluations "
+        f"({'+'.join(extra['minimizer_styles'])}, {extra['minimizer_iterations']} iterations; "
+        f"stopped on {stops})"
+    )
+    finish = extra["finish_force_evaluations"]
+    return text + (f" + {finish} {method} force evaluations (finish)" if finish else "")
 
 
 def run_reference(setup: CoupledSetup, *, reporter: Reporter) -> ReferenceResult:

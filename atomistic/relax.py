@@ -343,6 +343,38 @@ def minimize_and_finish(
         (where the last stopped) and ``finish_force_evaluations`` (0: no finish).
     """
     fixed = np.asarray(fixed, dtype=bool)
+    work, record = _minimize_styles(atoms, minimizer, styles, fmax, fixed, max_steps)
+    finish_steps = 0
+    if record["minimizer_max_force_eV_per_A"] > fmax:
+        work.calc = finish
+        done = relax(
+            work, fmax=fmax, method=method, max_steps=max_steps, fixed=fixed, progress=progress
+        )
+        finish_steps = done.steps
+        work = done.atoms.copy()
+        work.calc = minimizer
+    energy = float(work.get_potential_energy())
+    forces = work.get_forces()[~fixed]
+    worst = float(np.sqrt((forces * forces).sum(axis=1).max(initial=0.0)))
+    result = RelaxResult(
+        atoms=work,
+        energy=energy,
+        max_force=worst,
+        steps=record["minimizer_force_evaluations"] + finish_steps,
+        converged=worst <= fmax,
+    )
+    return result, {**record, "finish_force_evaluations": finish_steps}
+
+
+def _minimize_styles(
+    atoms: Atoms,
+    minimizer: Any,
+    styles: tuple[str, ...],
+    fmax: float,
+    fixed: np.ndarray,
+    max_steps: int,
+) -> tuple[Atoms, dict[str, Any]]:
+    """The ``styles`` of :func:`minimize_and_finish` in turn; the atoms and their record."""
     work, iterations, evaluations, stopped = atoms, 0, 0, np.inf
     used: list[str] = []
     stops: list[str | None] = []
@@ -365,31 +397,10 @@ def minimize_and_finish(
         stops.append(info.get("stop"))
         if stopped <= fmax:
             break
-    finish_steps = 0
-    if stopped > fmax:
-        work.calc = finish
-        done = relax(
-            work, fmax=fmax, method=method, max_steps=max_steps, fixed=fixed, progress=progress
-        )
-        finish_steps = done.steps
-        work = done.atoms.copy()
-        work.calc = minimizer
-    energy = float(work.get_potential_energy())
-    forces = work.get_forces()[~fixed]
-    worst = float(np.sqrt((forces * forces).sum(axis=1).max(initial=0.0)))
-    result = RelaxResult(
-        atoms=work,
-        energy=energy,
-        max_force=worst,
-        steps=evaluations + finish_steps,
-        converged=worst <= fmax,
-    )
-    record = {
+    return work, {
         "minimizer_styles": used,
         "minimizer_stops": stops,
         "minimizer_iterations": iterations,
         "minimizer_force_evaluations": evaluations,
         "minimizer_max_force_eV_per_A": stopped,
-        "finish_force_evaluations": finish_steps,
     }
-    return result, record

@@ -381,24 +381,13 @@ class LammpsCalculator(Calculator):
                 for chunk in _id_ranges(np.flatnonzero(held) + 1):
                     cmd(f"group ms_held id {chunk}")  # a repeated group command adds to it
                 cmd("fix ms_hold ms_held setforce 0.0 0.0 0.0")
-            with tempfile.TemporaryDirectory() as folder:  # its stats go to LAMMPS's log only
-                log = Path(folder) / "minimize.log"
-                cmd(f"log {log}")
-                cmd(f"minimize {etol:.17g} {ftol:.17g} {int(maxiter)} {int(maxeval)}")
-                cmd("log none")
-                stats = _minimize_stats(log.read_text(errors="replace"))
+            stats = _logged_minimize(cmd, f"{etol:.17g} {ftol:.17g} {int(maxiter)} {int(maxeval)}")
             iterations = int(lmp.extract_global("ntimestep"))
             if held.any():
                 cmd("unfix ms_hold")  # the final evaluation reports the held atoms' forces too
             cmd("run 0")
             results = self._results(lmp, frame)
-            nlocal = int(lmp.extract_global("nlocal"))
-            ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
-            order = np.argsort(ids)
-            x = np.array(lmp.numpy.extract_atom("x")[:nlocal], dtype=np.float64)[order]
-            image = np.array(lmp.numpy.extract_atom("image")[:nlocal], dtype=np.int64)[order]
-            flags = _image_flags(lmp, image)
-            unwrapped = x + flags @ frame.cell
+            unwrapped = _unwrapped_positions(lmp, frame)
         finally:
             lmp.close()
         relaxed = atoms.copy()
@@ -410,6 +399,26 @@ class LammpsCalculator(Calculator):
         fmax = float(np.sqrt((forces**2).sum(axis=1)).max(initial=0.0))
         relaxed.info["lammps_minimize"] = {"iterations": iterations, "fmax": fmax, **stats}
         return relaxed
+
+
+def _logged_minimize(cmd: _Commander, arguments: str) -> dict[str, Any]:
+    """``minimize arguments`` with LAMMPS's log on, for the stats only it prints."""
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "minimize.log"
+        cmd(f"log {log}")
+        cmd(f"minimize {arguments}")
+        cmd("log none")
+        return _minimize_stats(log.read_text(errors="replace"))
+
+
+def _unwrapped_positions(lmp: Any, frame: _Frame) -> np.ndarray:
+    """``(n, 3)`` positions in the LAMMPS frame in id order, periodic images undone."""
+    nlocal = int(lmp.extract_global("nlocal"))
+    ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
+    order = np.argsort(ids)
+    x = np.array(lmp.numpy.extract_atom("x")[:nlocal], dtype=np.float64)[order]
+    image = np.array(lmp.numpy.extract_atom("image")[:nlocal], dtype=np.int64)[order]
+    return x + _image_flags(lmp, image) @ frame.cell
 
 
 def _minimize_stats(log: str) -> dict[str, Any]:

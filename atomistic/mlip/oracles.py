@@ -31,6 +31,8 @@ resolve the MPI runtime that mpi4py loads (the same order ``dolfinx_solver`` enf
 from __future__ import annotations
 
 import importlib
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,7 +344,8 @@ class LammpsCalculator(Calculator):
         Returns a copy of ``atoms`` with relaxed positions (continuous with the input, not
         wrapped) and a :class:`SinglePointCalculator` holding this calculator's properties
         there (the forces on held atoms included). ``info["lammps_minimize"]`` records
-        ``iterations`` and the final ``fmax`` (eV/Å), the largest per-atom force norm over the
+        ``iterations``, ``force_evaluations`` and ``stop`` (LAMMPS's stopping criterion, from
+        its log), and the final ``fmax`` (eV/Å), the largest per-atom force norm over the
         free atoms: LAMMPS can stop early (line search), so check ``fmax`` against your need.
 
         Held atoms (``fixed``) form a LAMMPS group under ``fix setforce 0 0 0`` during the
@@ -378,19 +381,13 @@ class LammpsCalculator(Calculator):
                 for chunk in _id_ranges(np.flatnonzero(held) + 1):
                     cmd(f"group ms_held id {chunk}")  # a repeated group command adds to it
                 cmd("fix ms_hold ms_held setforce 0.0 0.0 0.0")
-            cmd(f"minimize {etol:.17g} {ftol:.17g} {int(maxiter)} {int(maxeval)}")
+            stats = _logged_minimize(cmd, f"{etol:.17g} {ftol:.17g} {int(maxiter)} {int(maxeval)}")
             iterations = int(lmp.extract_global("ntimestep"))
             if held.any():
                 cmd("unfix ms_hold")  # the final evaluation reports the held atoms' forces too
             cmd("run 0")
             results = self._results(lmp, frame)
-            nlocal = int(lmp.extract_global("nlocal"))
-            ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
-            order = np.argsort(ids)
-            x = np.array(lmp.numpy.extract_atom("x")[:nlocal], dtype=np.float64)[order]
-            image = np.array(lmp.numpy.extract_atom("image")[:nlocal], dtype=np.int64)[order]
-            flags = _image_flags(lmp, image)
-            unwrapped = x + flags @ frame.cell
+            unwrapped = _unwrapped_positions(lmp, frame)
         finally:
             lmp.close()
         relaxed = atoms.copy()
@@ -400,8 +397,41 @@ class LammpsCalculator(Calculator):
         relaxed.calc = SinglePointCalculator(relaxed, **results)
         forces = results["forces"][~held]
         fmax = float(np.sqrt((forces**2).sum(axis=1)).max(initial=0.0))
-        relaxed.info["lammps_minimize"] = {"iterations": iterations, "fmax": fmax}
+        relaxed.info["lammps_minimize"] = {"iterations": iterations, "fmax": fmax, **stats}
         return relaxed
+
+
+def _logged_minimize(cmd: _Commander, arguments: str) -> dict[str, Any]:
+    """``minimize arguments`` with LAMMPS's log on, for the stats only it prints."""
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "minimize.log"
+        cmd(f"log {log}")
+        cmd(f"minimize {arguments}")
+        cmd("log none")
+        return _minimize_stats(log.read_text(errors="replace"))
+
+
+def _unwrapped_positions(lmp: Any, frame: _Frame) -> np.ndarray:
+    """``(n, 3)`` positions in the LAMMPS frame in id order, periodic images undone."""
+    nlocal = int(lmp.extract_global("nlocal"))
+    ids = np.array(lmp.numpy.extract_atom("id")[:nlocal], dtype=np.int64)
+    order = np.argsort(ids)
+    x = np.array(lmp.numpy.extract_atom("x")[:nlocal], dtype=np.float64)[order]
+    image = np.array(lmp.numpy.extract_atom("image")[:nlocal], dtype=np.int64)[order]
+    return x + _image_flags(lmp, image) @ frame.cell
+
+
+def _minimize_stats(log: str) -> dict[str, Any]:
+    """``force_evaluations`` and ``stop`` (the stopping criterion) from a ``minimize`` log.
+
+    Either is None where the log does not say.
+    """
+    evaluations = re.search(r"Iterations, force evaluations = \d+ (\d+)", log)
+    stop = re.search(r"Stopping criterion = (.+)", log)
+    return {
+        "force_evaluations": None if evaluations is None else int(evaluations.group(1)),
+        "stop": None if stop is None else stop.group(1).strip(),
+    }
 
 
 def _id_ranges(ids: np.ndarray, per_command: int = 500) -> list[str]:

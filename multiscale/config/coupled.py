@@ -291,8 +291,8 @@ class ReferenceSection:
     engine: Literal["auto", "torch", "lammps"] = option(
         "auto",
         doc='what relaxes the atoms: `"torch"` (the project\'s potential and `reference.method`) '
-        'or `"lammps"` (LAMMPS `minimize`, cg, on the same potential file, for EAM and '
-        "Stillinger–Weber potentials; `multiscale reference --engine`)",
+        'or `"lammps"` (LAMMPS `minimize`, cg then FIRE, on the same potential file, for EAM '
+        "and Stillinger–Weber potentials; `multiscale reference --engine`)",
         default_doc='`"lammps"` for `potential.kind = "eam"` or `"sw"`, else `"torch"`',
     )
     method: Literal["lbfgs", "fire"] = option(

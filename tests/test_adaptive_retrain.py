@@ -240,7 +240,10 @@ def test_restart_after_a_retrain_round_goes_on_with_its_committee_and_labels(tmp
                 assert (y[key] == "") == (x[key] == "")
                 continue
             # the case solves to fmax = 1e-3 eV/Å: two Newton paths to it (the restart's
-            # preconditioner and shift history start afresh) give estimates equal to ~1e-6
-            rtol = 1e-5 if key.startswith("eta_") else 1e-6
+            # preconditioner and shift history start afresh, and with 2 threads the
+            # reductions differ) give estimates equal to ~1e-5 (measured: 2.4e-6 on eta_fe
+            # with 1 thread, 1.4e-5 on eta_ml with 2); a wrong committee changes eta_ml by
+            # far more than 1e-4
+            rtol = 1e-4 if key.startswith("eta_") else 1e-6
             np.testing.assert_allclose(float(y[key]), float(x[key]), rtol=rtol, err_msg=key)
     assert len(read_dataset(part / "adaptive" / "dataset.extxyz")) == 2

@@ -2,6 +2,8 @@
 
 import importlib.util
 import pathlib
+import subprocess
+import sys
 
 import dolfinx_solver  # noqa: F401
 import numpy as np
@@ -23,6 +25,17 @@ def potentials_dir() -> pathlib.Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def cli(*args, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m multiscale ARGS`` in a subprocess, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "multiscale", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def central_difference_forces(atoms, h: float = 1e-5) -> np.ndarray:

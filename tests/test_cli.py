@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "vacancy-cu"
@@ -27,16 +28,6 @@ SUMMARY_KEYS = {
     "e_defect_eV",
     "steps",
 }
-
-
-def cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "multiscale", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
 
 
 def one_line_error(proc) -> str:

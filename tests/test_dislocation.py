@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli as run_cli
 
 from atomistic.strain import site_gradients
 from multiscale.config import load_case
@@ -62,12 +63,7 @@ def write_case(tmp_path: Path, text: str) -> Path:
 
 
 def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "multiscale", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_cli(*args, timeout=900)
 
 
 @pytest.mark.parametrize(

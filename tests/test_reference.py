@@ -7,11 +7,10 @@ on a tiny 2.5D void writes its summary, and ``multiscale run`` of the same case 
 """
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import cli
 
 from atomistic.strain import (
     SHELL_FACTOR,
@@ -49,15 +48,6 @@ strain = [[0.01, 0.0, 0.0], [0.0, -0.005, 0.0], [0.0, 0.0, 0.0]]
 [solver]
 fmax = 1e-6
 """
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "multiscale", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def cubic_grid(n=3):

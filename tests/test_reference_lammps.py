@@ -17,13 +17,12 @@ running total ``pe`` gave 6e-8 on the Cu void).
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ase.build import bulk
+from conftest import cli
 
 from atomistic.calculator import Calculator
 from atomistic.mlip.oracles import LammpsCalculator, lammps_equivalent
@@ -244,15 +243,6 @@ def test_a_lammps_stop_above_fmax_is_finished_by_torch(potentials_dir):
 
 
 # -- the command line -------------------------------------------------------------------------
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "multiscale", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_engine_option_is_recorded_and_refused_for_a_network(tmp_path):

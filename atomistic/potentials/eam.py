@@ -300,17 +300,26 @@ class EAM(torch.nn.Module):
             lattice_types=tuple(ltype),
         )
 
-    def forward(self, graph: Graph) -> torch.Tensor:
-        """Site energies ``(n,)`` in eV."""
-        r = torch.linalg.vector_norm(graph.vectors, dim=1)
+    def _pairs(
+        self, graph: Graph, vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(i, j, vectors, r, which)`` of the pairs shorter than the cutoff.
+
+        ``which`` indexes :attr:`pair_tables` by the ordered species pair.
+        """
+        r = torch.linalg.vector_norm(vectors, dim=1)
         keep = r < self.cutoff
+        i, j = graph.i, graph.j
         if not bool(keep.all()):
             idx = keep.nonzero()[:, 0]
-            i, j, r = graph.i[idx], graph.j[idx], r[idx]
-        else:
-            i, j = graph.i, graph.j
+            i, j, vectors, r = i[idx], j[idx], vectors[idx], r[idx]
         n_el = len(self.elements)
         which = graph.species[i] * n_el + graph.species[j] if n_el > 1 else torch.zeros_like(i)
+        return i, j, vectors, r, which
+
+    def forward(self, graph: Graph) -> torch.Tensor:
+        """Site energies ``(n,)`` in eV."""
+        i, j, _, r, which = self._pairs(graph, graph.vectors)
         v = _spline(self.pair_tables, which, r * (1.0 / self.dr))
         rho_i, rho_j = (v[:, 0], v[:, 0]) if v.shape[1] == 2 else (v[:, 0], v[:, 1])
         half_phi = 0.5 * v[:, -1] / r
@@ -344,15 +353,7 @@ class EAM(torch.nn.Module):
             weights: ``(n,)`` weights ``w_i`` of the site energies.
         """
         with torch.no_grad():
-            vec = graph.vectors.detach()
-            r = torch.linalg.vector_norm(vec, dim=1)
-            keep = r < self.cutoff
-            i, j = graph.i, graph.j
-            if not bool(keep.all()):
-                idx = keep.nonzero()[:, 0]
-                i, j, r, vec = i[idx], j[idx], r[idx], vec[idx]
-            n_el = len(self.elements)
-            which = graph.species[i] * n_el + graph.species[j] if n_el > 1 else torch.zeros_like(i)
+            i, j, vec, r, which = self._pairs(graph, graph.vectors.detach())
             v, d, dd = _spline_derivatives(self.pair_tables, which, r * (1.0 / self.dr))
             ci, cj = (0, 0) if v.shape[1] == 2 else (0, 1)
             inv_dr, inv_r = 1.0 / self.dr, 1.0 / r
@@ -365,7 +366,7 @@ class EAM(torch.nn.Module):
             zeros = torch.zeros(graph.n_atoms, dtype=r.dtype, device=r.device)
             rho = zeros.index_add(0, i, rho_i).index_add(0, j, rho_j)
             species = graph.species
-            fv, fd, fdd = _spline_derivatives(self.frho, species, rho * (1.0 / self.drho))
+            _, fd, fdd = _spline_derivatives(self.frho, species, rho * (1.0 / self.drho))
             over = (rho > self.rhomax).to(r.dtype)
             dF = fd[:, 0] / self.drho + self.frho_end_slope[species] * over
             ddF = fdd[:, 0] / self.drho**2

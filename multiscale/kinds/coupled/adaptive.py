@@ -355,8 +355,7 @@ def _refine_shell(
         n = mesh.topology.index_map(tdim).size_local
         cells = np.arange(n, dtype=np.int32)
         h = mesh.h(tdim, cells)
-        vertices = mesh.geometry.x[mesh.geometry.dofmap[:n]]
-        depth = handshake.depth(vertices.reshape(-1, 3)).reshape(n, -1).min(axis=1)
+        depth = handshake.depth(mesh.geometry.x)[mesh.geometry.dofmaps[0][:n]].min(axis=1)
         marked = cells[(depth <= reach) & (h > SHELL_H_FACTOR * setup.mesh.h_min)]
         if not comm.allreduce(len(marked)):
             break

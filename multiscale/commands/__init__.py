@@ -13,5 +13,6 @@ COMMANDS = (
     "check",
     "train",
     "dataset",
+    "sweep",
     "info",
 )

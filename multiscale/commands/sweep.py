@@ -62,15 +62,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the sweep; the exit code says whether every point converged."""
-    from multiscale.errors import EXIT_FAILURE, EXIT_NOT_CONVERGED, EXIT_OK
+    from mpi4py import MPI
+
+    from multiscale.errors import EXIT_FAILURE, EXIT_NOT_CONVERGED, EXIT_OK, CaseError
     from multiscale.sweeps import CSV_FILE, parse_grid_option, sweep, sweep_folder
 
+    if MPI.COMM_WORLD.size > 1:
+        raise CaseError(
+            "multiscale sweep starts its points itself; run it without mpiexec "
+            "(--jobs N runs N points at once)"
+        )
     grid: dict[str, list] = {}
     for text in args.grid:
         key, values = parse_grid_option(text)
         if key in grid:
-            from multiscale.errors import CaseError
-
             raise CaseError(f"--grid {key}: given twice; list all its values in one --grid")
         grid[key] = values
     rows = sweep(

@@ -33,7 +33,7 @@ from multiscale.sweeps.folders import (
     prepare_point,
 )
 from multiscale.sweeps.grid import Point, grid_points, parse_grid_option, validate_points
-from multiscale.sweeps.runner import SCALARS, point_row, run_point, write_csv
+from multiscale.sweeps.runner import SCALARS, point_row, run_point, stop_points, write_csv
 
 __all__ = [
     "CSV_FILE",
@@ -180,8 +180,9 @@ def _run_points(
                     done += 1
                     write_csv(out / CSV_FILE, rows)
                     _report(report, rows[i], done, len(points))
-        except BaseException:
+        except BaseException:  # Ctrl-C: no new points, and the running ones are stopped
             pool.shutdown(wait=False, cancel_futures=True)
+            stop_points()
             raise
     return rows
 

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from multiscale.outputs import write_json, write_text
 from multiscale.sweeps.folders import OUTPUT, completed_summary
 from multiscale.sweeps.grid import Point
 
-__all__ = ["SCALARS", "point_row", "run_point", "write_csv"]
+__all__ = ["SCALARS", "point_row", "run_point", "stop_points", "write_csv"]
 
 #: Columns taken from each point's ``summary.json``: column → path of keys in the summary.
 SCALARS: dict[str, tuple[str, ...]] = {
@@ -72,6 +73,28 @@ def _error_line(log_text: str, code: int) -> str:
     return lines[-1] if lines else f"exit code {code}, no output"
 
 
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def _wait(process: subprocess.Popen) -> int:
+    """Wait for a point's process, which :func:`stop_points` may end meanwhile."""
+    with _running_lock:
+        _running.add(process)
+    try:
+        return process.wait()
+    finally:
+        with _running_lock:
+            _running.discard(process)
+
+
+def stop_points() -> None:
+    """Send SIGTERM to every point still running (an interrupted sweep stops them)."""
+    with _running_lock:
+        for process in _running:
+            process.terminate()
+
+
 def run_point(folder: Path, *, jobs: int = 1, python: str | None = None) -> dict[str, Any]:
     """Run ``multiscale run <folder>`` in a new process and record how it ended.
 
@@ -94,9 +117,9 @@ def run_point(folder: Path, *, jobs: int = 1, python: str | None = None) -> dict
         fh.write(f"\n=== multiscale run {folder.name} at {stamp} ===\n")
         fh.flush()
         offset = fh.tell()
-        code = subprocess.run(
-            command, stdout=fh, stderr=subprocess.STDOUT, env=_child_env(jobs), check=False
-        ).returncode
+        code = _wait(
+            subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=_child_env(jobs))
+        )
     with log.open(encoding="utf-8", errors="replace") as fh:
         fh.seek(offset)
         text = fh.read()

@@ -18,7 +18,7 @@ from conftest import cli
 import multiscale
 from multiscale.config import load_case
 from multiscale.errors import CaseError
-from multiscale.sweeps.folders import completed_summary, point_case_text
+from multiscale.sweeps.folders import completed_summary, point_case_text, prepare_point
 from multiscale.sweeps.grid import grid_points, parse_grid_option, point_name, split_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,3 +199,25 @@ def test_a_summary_older_than_its_case_file_is_not_complete(tmp_path):
     assert completed_summary(tmp_path, needs_reference=True) is None
     summary.write_text(json.dumps({"status": "failed"}))
     assert completed_summary(tmp_path) is None
+
+
+def test_a_point_case_file_is_rewritten_only_when_its_problem_changes(tmp_path):
+    base = load_case(CASE)
+    folder = tmp_path / "point"
+    text = point_case_text(base, values={"relax.fmax": 1e-3})
+    prepare_point(base, folder, text=text, exclude=[])
+    case_file = folder / "case.toml"
+    past = case_file.stat().st_mtime_ns - 10**9
+    os.utime(case_file, ns=(past, past))
+    prepare_point(base, folder, text=text, exclude=[])
+    assert case_file.stat().st_mtime_ns == past  # same problem: a summary stays complete
+    changed = point_case_text(base, values={"relax.fmax": 1e-3}, overrides=["relax.max_steps=9"])
+    prepare_point(base, folder, text=changed, exclude=[])
+    assert case_file.stat().st_mtime_ns > past  # a --set changed it: the point runs again
+    assert (folder / "README.md").read_text() == (CASE / "README.md").read_text()
+
+
+def test_the_example_sweep_case_checks_clean():
+    # cases/sweeps/void-small is one level deeper than test_house's cases/*/case.toml
+    proc = cli("check", ROOT / "cases" / "sweeps" / "void-small")
+    assert proc.returncode == 0, proc.stderr

@@ -92,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     skipped = sum(row["action"] == "skipped" for row in rows)
     told = ", ".join(f"{n} {status}" for status, n in counts.items())
-    print(f"sweep: {len(rows)} points ({told}; {skipped} skipped as complete)")
+    points = f"{len(rows)} point" + ("s" if len(rows) != 1 else "")
+    print(f"sweep: {points} ({told}; {skipped} skipped as complete)")
     print(f"table: {sweep_folder(args.case, args.output) / CSV_FILE}")
     if counts.get("failed"):
         return EXIT_FAILURE

@@ -2,9 +2,21 @@
 
 Submodules are imported explicitly (``multiscale.config``, ``multiscale.kinds.vacancy``...), so that
 ``import multiscale`` stays light and ``multiscale --version`` does not load torch.
+``multiscale.sweep`` (:func:`multiscale.sweeps.sweep`) runs a case over a grid of values.
 """
 
-__all__ = ["version"]
+from typing import Any
+
+__all__ = ["sweep", "version"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``multiscale.sweep`` (multiscale.sweeps.sweep), imported on first use
+    if name == "sweep":
+        from multiscale.sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module 'multiscale' has no attribute {name!r}")
 
 
 def version() -> str:

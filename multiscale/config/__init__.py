@@ -51,6 +51,7 @@ __all__ = [
     "SECTIONS",
     "Case",
     "CaseConfig",
+    "case_table",
     "find_case_file",
     "load_case",
     "parse_override",
@@ -214,6 +215,20 @@ def _dotted_keys(table: Mapping, prefix: str = "") -> set[str]:
         if isinstance(v, Mapping):
             keys |= _dotted_keys(v, name + ".")
     return keys
+
+
+def case_table(path: str | Path, *, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The case file's TOML table with ``overrides`` applied, not validated.
+
+    What a copy of the case with these values holds (:mod:`multiscale.sweeps` writes it).
+
+    Raises:
+        CaseError: a missing or unreadable case file, or a malformed override.
+    """
+    raw = read_toml(find_case_file(path), "case file")
+    for text in overrides:
+        _apply(raw, *parse_override(text))
+    return raw
 
 
 def load_case(path: str | Path, *, overrides: Sequence[str] = ()) -> Case:

@@ -7,4 +7,4 @@ Each module has ``HELP`` (one line), ``add_arguments(parser)`` and ``main(args) 
 __all__ = ["COMMANDS"]
 
 #: Subcommand names, in the order ``multiscale --help`` lists them.
-COMMANDS = ("run", "reference", "check", "dataset", "train")
+COMMANDS = ("run", "reference", "check", "dataset", "train", "plot")

@@ -153,7 +153,7 @@ class Reporter:
         self.iterations.append(row | dict(parts))
 
     def iterations_csv(self) -> str:
-        """The text of ``iterations.csv``: :attr:`iterations`, floats to 12 digits."""
+        """The text of ``iterations.csv``: :attr:`iterations`, floats round-trip exact."""
         columns = list(ITERATION_COLUMNS)
         for row in self.iterations:
             columns += [k for k in row if k not in columns]
@@ -161,7 +161,7 @@ class Reporter:
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in self.iterations:
-            writer.writerow({k: f"{v:.12g}" if isinstance(v, float) else v for k, v in row.items()})
+            writer.writerow({k: _text(v) for k, v in row.items()})
         return buffer.getvalue()
 
     def _clear(self) -> None:
@@ -171,3 +171,8 @@ class Reporter:
             self._live = False
         # A new solve starts its own interval for plain progress lines.
         self._last_draw = -float("inf")
+
+
+def _text(value: Any) -> Any:
+    """A float as the shortest text that reads back to the same number."""
+    return repr(float(value)) if isinstance(value, float) else value

@@ -113,7 +113,7 @@ def _figures(summary: dict[str, Any]) -> list[tuple[str, tuple[str, ...], Draw]]
     if summary["kind"] == "coupled":
         figures += [("load_steps.png", (), _load_steps), ("counts.png", (), _counts)]
         if summary.get("dimension") == "2.5d":
-            needs = ("atoms/coupled.extxyz", "continuum/continuum.xdmf", "continuum/continuum.h5")
+            needs = ("atoms/coupled.extxyz", "continuum/continuum.h5")
             figures.append(("atoms.png", needs, _atoms))
     return figures
 

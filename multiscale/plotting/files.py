@@ -11,7 +11,7 @@ file                       read by
                            evaluation, numbered by solve)
 ``history.csv``            :func:`read_history` (the adaptive loop)
 ``atoms/coupled.extxyz``   :func:`read_atoms` (reference positions and ``region``)
-``continuum/*.xdmf``       :func:`read_mesh` (the FE mesh)
+``continuum/*.h5``         :func:`read_mesh` (the FE mesh of the XDMF file)
 =========================  ===================================================================
 """
 
@@ -123,22 +123,25 @@ def read_atoms(out: Path) -> Any:
     """``out/atoms/coupled.extxyz`` as ASE ``Atoms`` (arrays ``region``, ``reference_position``)."""
     import ase.io
 
-    return ase.io.read(out / "atoms" / "coupled.extxyz")
+    # parallel=False: under mpiexec ASE would broadcast from rank 0 to ranks not reading
+    return ase.io.read(out / "atoms" / "coupled.extxyz", parallel=False)
 
 
 def read_mesh(out: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The FE mesh of ``out/continuum/continuum.xdmf``, read on this process alone.
+    """The FE mesh of ``out/continuum/continuum.xdmf``, from its HDF5 file.
+
+    Read with h5py, not dolfinx: under ``mpiexec`` a dolfinx mesh read by rank 0 alone on
+    ``COMM_SELF`` hangs (seen with 2 ranks) while the other ranks are in ``MPI_Finalize``.
 
     Returns:
-        ``(points, cells)``: ``(n, 3)`` node coordinates in Å and ``(m, k)`` node indices of
-        each cell (triangles in 2.5d).
+        ``(points, cells)``: ``(n, gdim)`` node coordinates in Å and ``(m, k)`` node indices
+        of each cell (triangles in 2.5d).
     """
-    from dolfinx import io
-    from mpi4py import MPI
+    import h5py
 
-    with io.XDMFFile(MPI.COMM_SELF, str(out / "continuum" / "continuum.xdmf"), "r") as xdmf:
-        mesh = xdmf.read_mesh(name="mesh")
-    return np.asarray(mesh.geometry.x), np.asarray(mesh.geometry.dofmaps[0], dtype=np.int64)
+    with h5py.File(out / "continuum" / "continuum.h5", "r") as h5:
+        mesh = h5["Mesh"]["mesh"]
+        return np.asarray(mesh["geometry"]), np.asarray(mesh["topology"], dtype=np.int64)
 
 
 def save_figure(fig: Any, path: Path) -> None:

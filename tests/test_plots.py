@@ -11,6 +11,9 @@ not a run output must be refused in one line.
 import csv
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VACANCY = ROOT / "cases" / "vacancy-cu"
 PATCH = ROOT / "cases" / "patch-test"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
 
 
 def void_case(tmp_path: Path) -> Path:
@@ -118,8 +122,6 @@ def test_coupled_run_draws_its_figures(coupled_run):
 
 
 def test_plot_draws_the_figures_again(coupled_run, tmp_path):
-    import shutil
-
     out = tmp_path / "copy"
     shutil.copytree(coupled_run, out)
     before = {name: (out / "plots" / name).read_bytes() for name in pngs(out)}
@@ -164,3 +166,53 @@ def test_a_failing_plot_is_a_warning_and_the_run_succeeds(tmp_path):
     assert len(warnings) == 1 and warnings[0].startswith("multiscale: warning: ")
     assert json.loads((out / "summary.json").read_text())["status"] == "converged"
     assert "plots/ not drawn" in (out / "log.txt").read_text()
+
+
+def test_adaptive_run_draws_the_loop_figures_too(tmp_path):
+    """One adaptive iteration of ``cases/adaptive-refine`` on an 80 Å disk."""
+    out = tmp_path / "out"
+    case = ROOT / "cases" / "adaptive-refine"
+    sets = ["--set", "adaptivity.max_iterations=1", "--set", "geometry.radius=80"]
+    proc = cli("run", case, "--output", out, *sets)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    expected = {"solver.png", "load_steps.png", "counts.png", "atoms.png"}
+    expected |= {"convergence.png", "terms.png", "actions.png"}
+    assert pngs(out) == expected
+    for name in expected:
+        assert_png(out / "plots" / name)
+    # the adaptive re-solve is recorded too, and ends where the summary's last step does
+    rows = iterations(out)
+    assert [r["label"] for r in rows if r["iteration"] == "0"] == [
+        "load step 1/1 Newton",
+        "adaptive 1 Newton",
+    ]
+    last = summary["load_steps"][-1]
+    assert float(rows[-1]["energy_eV"]) == pytest.approx(last["energy_eV"], abs=1e-9)
+    assert len([r for r in rows if r["solve"] == "2"]) == last["newton_iterations"] + 1
+    # history.csv gives back the free atoms that summary.json records
+    from multiscale.plotting.files import read_history
+
+    free = [it.n_free_atoms for it in read_history(out)]
+    assert free == [it["n_free_atoms"] for it in summary["adaptivity"]["history"]]
+
+
+@pytest.mark.skipif(not MPIEXEC.exists() and shutil.which("mpiexec") is None, reason="no mpiexec")
+def test_two_ranks_draw_the_same_figures(coupled_run, tmp_path):
+    """Rank 0 draws alone while rank 1 finalises: nothing may wait on the other rank.
+
+    (Reading the atoms with ASE's default ``parallel=True``, or the mesh with dolfinx on
+    ``COMM_SELF``, hung here.)
+    """
+    mpiexec = str(MPIEXEC) if MPIEXEC.exists() else shutil.which("mpiexec")
+    out = tmp_path / "out"
+    case = void_case(tmp_path)
+    command = [mpiexec, "-n", "2", sys.executable, "-m", "multiscale", "run", case]
+    proc = subprocess.run(
+        [*map(str, command), "--output", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert pngs(out) == pngs(coupled_run)
+    for name in pngs(out):
+        assert_png(out / "plots" / name)
+    assert len(iterations(out)) == len(iterations(coupled_run))

@@ -37,6 +37,18 @@ def _solve_bounds(rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
     return bounds
 
 
+def _solve_names(bounds: list[tuple[int, int, str]]) -> list[str]:
+    """Labels of the solves; repeats of one label (correction passes) get a pass number."""
+    labels = [label.removesuffix(" Newton") for _, _, label in bounds]
+    names = []
+    for k, label in enumerate(labels):
+        passes = labels[: k + 1][::-1]
+        count = next((i for i, other in enumerate(passes) if other != label), len(passes))
+        repeated = count > 1 or (k + 1 < len(labels) and labels[k + 1] == label)
+        names.append(f"{label}, pass {count}" if repeated else label)
+    return names
+
+
 def _energy_panel(ax: Any, rows: list[dict[str, Any]], bounds: list[tuple[int, int, str]]) -> None:
     energy = np.array([r["energy_eV"] for r in rows], dtype=float)
     drop = np.full(len(rows), np.nan)
@@ -85,15 +97,16 @@ def solver_figure(
     for first, _, _ in bounds[1:]:
         for ax in (top, bottom):
             ax.axvline(first - 0.5, color="grey", lw=0.8, ls=":")
-    if len(rows) <= 40:  # each step numbered within its solve
+    numbered = len(rows) <= 40
+    if numbered:  # each step numbered within its solve
         bottom.set_xticks(range(len(rows)), [str(r["iteration"]) for r in rows], fontsize=8)
     if len(bounds) > 1:  # name each solve above its iterations
-        names = [label.removesuffix(" Newton") for _, _, label in bounds]
         labels = top.secondary_xaxis("top")
-        labels.set_xticks([(a + b - 1) / 2 for a, b, _ in bounds], names)
+        labels.set_xticks([(a + b - 1) / 2 for a, b, _ in bounds], _solve_names(bounds))
         turn = 0 if len(bounds) <= 4 else 40
         labels.tick_params(labelsize=8, length=0, labelrotation=turn)
-        bottom.set_xlabel(f"{xlabel} within each solve (solves in the order they ran)")
+        where = "within each solve" if numbered else "counted over all solves"
+        bottom.set_xlabel(f"{xlabel} {where} (solves in the order they ran)")
     else:
         bottom.set_xlabel(f"{xlabel}: {bounds[0][2]}")
     fig.suptitle(title, fontsize=10)

@@ -4,18 +4,29 @@ Messages go to stderr and to the log. Progress of an iterative solver is a singl
 is redrawn in place when stderr is a terminal, and a plain line every ``interval`` seconds
 otherwise (a batch job's log then stays readable); the log gets one line every
 ``log_every`` steps. ``log.txt`` is appended to, so the logs of earlier runs are kept.
+
+Every progress step is also kept as a row of :attr:`Reporter.iterations` (one per Newton
+iteration or force evaluation, numbered by solve), which ``multiscale run`` writes to
+``iterations.csv`` (:meth:`Reporter.iterations_csv`) and ``plots/solver.png`` shows.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["Reporter"]
+__all__ = ["ITERATION_COLUMNS", "Reporter"]
+
+#: The first columns of ``iterations.csv``; the ``parts`` of :meth:`Reporter.progress`
+#: (e.g. the atom force and the FE residual of a coupled solve) follow.
+ITERATION_COLUMNS = ("solve", "label", "iteration", "energy_eV", "max_force_eV_per_A")
 
 
 class Reporter:
@@ -48,6 +59,8 @@ class Reporter:
         self._start = time.perf_counter()
         self._last_draw = -float("inf")
         self._live = False
+        #: one row per progress step: the columns of :data:`ITERATION_COLUMNS` and the parts
+        self.iterations: list[dict[str, Any]] = []
 
     def __enter__(self) -> Reporter:
         if self.log_path is not None:
@@ -89,17 +102,31 @@ class Reporter:
         print(message, file=self.stream, flush=True)
         self.log(message)
 
-    def progress(self, label: str, step: int, energy: float, max_force: float) -> None:
+    def progress(
+        self,
+        label: str,
+        step: int,
+        energy: float,
+        max_force: float,
+        *,
+        parts: Mapping[str, float] | None = None,
+    ) -> None:
         """Report one step of an iterative solver (a ``relax`` progress callback).
+
+        The step is also kept in :attr:`iterations`; a new solve starts when the label
+        changes or the step number does not grow.
 
         Args:
             label: what is being solved, e.g. ``"relax vacancy"``.
-            step: force evaluations so far.
+            step: force evaluations (or Newton iterations) so far.
             energy: current energy in eV.
             max_force: current largest force norm in eV/Å.
+            parts: more columns for :attr:`iterations` (name with its unit → value), e.g.
+                ``{"max_atom_force_eV_per_A": ..., "max_fe_residual_eV_per_A": ...}``.
         """
         if not self.enabled:
             return
+        self._keep(label, step, energy, max_force, parts or {})
         line = f"{label}: step {step:6d}  E = {energy:.8f} eV  max|F| = {max_force:.2e} eV/Å"
         if step % self.log_every == 0:
             self.log(line)
@@ -114,6 +141,29 @@ class Reporter:
                 print(line, file=self.stream, flush=True)
             self._last_draw = now
 
+    def _keep(
+        self, label: str, step: int, energy: float, max_force: float, parts: Mapping[str, float]
+    ) -> None:
+        last = self.iterations[-1] if self.iterations else None
+        solve = 1
+        if last is not None:
+            same = last["label"] == label and step > last["iteration"]
+            solve = last["solve"] + (0 if same else 1)
+        row = dict(zip(ITERATION_COLUMNS, (solve, label, step, energy, max_force), strict=True))
+        self.iterations.append(row | dict(parts))
+
+    def iterations_csv(self) -> str:
+        """The text of ``iterations.csv``: :attr:`iterations`, floats round-trip exact."""
+        columns = list(ITERATION_COLUMNS)
+        for row in self.iterations:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self.iterations:
+            writer.writerow({k: _text(v) for k, v in row.items()})
+        return buffer.getvalue()
+
     def _clear(self) -> None:
         if self._live:
             self.stream.write("\r\033[K")
@@ -121,3 +171,8 @@ class Reporter:
             self._live = False
         # A new solve starts its own interval for plain progress lines.
         self._last_draw = -float("inf")
+
+
+def _text(value: Any) -> Any:
+    """A float as the shortest text that reads back to the same number."""
+    return repr(float(value)) if isinstance(value, float) else value

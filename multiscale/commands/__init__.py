@@ -14,5 +14,6 @@ COMMANDS = (
     "train",
     "dataset",
     "sweep",
+    "plot",
     "info",
 )

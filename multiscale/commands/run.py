@@ -2,10 +2,13 @@
 
 Outputs (all in the output folder, each replaced atomically and only once the run has
 finished, so a failed run leaves the previous results intact): ``summary.json``,
-``case.resolved.toml``, ``atoms/*.extxyz``, ``log.txt`` (appended to) and, for a coupled
-case, ``continuum/`` (see :mod:`multiscale.kinds.coupled.outputs`). A coupled case whose
-output folder holds ``reference/summary.json`` (from ``multiscale reference``) also gets
-``reference_error`` in its summary.
+``case.resolved.toml``, ``atoms/*.extxyz``, ``log.txt`` (appended to), ``iterations.csv``
+(every Newton iteration or force evaluation of the run's solves) and, for a coupled case,
+``continuum/`` (see :mod:`multiscale.kinds.coupled.outputs`). Then ``plots/*.png``
+(:mod:`multiscale.plotting`); a figure that fails is a warning on stderr and in the log, and
+the run keeps its exit code. A coupled case whose output folder holds
+``reference/summary.json`` (from ``multiscale reference``) also gets ``reference_error`` in
+its summary.
 
 MPI: every rank loads the case and runs the collective parts; only rank 0 prints, logs and
 writes files (the continuum fields are a collective write).
@@ -15,10 +18,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from multiscale.commands.common import add_case_arguments, load_case_from_args
 
-HELP = "run a case and write summary.json, case.resolved.toml, atoms/*.extxyz and log.txt"
+if TYPE_CHECKING:
+    from multiscale.progress import Reporter
+
+HELP = "run a case and write summary.json, case.resolved.toml, atoms/*.extxyz, log.txt, plots/"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK, CaseError
     from multiscale.kinds import case_kind
     from multiscale.kinds.shared import output_folder
-    from multiscale.outputs import resolved_toml
+    from multiscale.outputs import resolved_toml, write_text
     from multiscale.progress import Reporter
 
     comm = MPI.COMM_WORLD
@@ -60,6 +68,8 @@ def main(args: argparse.Namespace) -> int:
             )
         extra = {"restart": True} if restart else {}
         result = kind.run(case, setup, comm=comm, reporter=reporter, out=out, **extra)
+        if root:
+            write_text(out / "iterations.csv", reporter.iterations_csv())
         finished = kind.write(
             case,
             setup,
@@ -69,9 +79,26 @@ def main(args: argparse.Namespace) -> int:
             comm=comm,
             reporter=reporter,
         )
+        if root:
+            _plot(out, reporter)
         reporter.log(f"outputs written to {out}")
     if root:
         print("\n".join(finished.lines))
         if finished.warning is not None:
             print(f"multiscale: warning: {finished.warning}", file=sys.stderr)
     return EXIT_OK if finished.converged else EXIT_NOT_CONVERGED
+
+
+def _plot(out: Path, reporter: Reporter) -> None:
+    """``plots/*.png`` of the finished run; a failure is a warning, never a failed run."""
+    try:
+        from multiscale.plotting import plot_output
+
+        written, notes = plot_output(out)
+    except Exception as err:  # the results are written: a figure must not fail the run
+        message = " ".join(f"{type(err).__name__}: {err}".split())
+        reporter.info(f"multiscale: warning: plots/ not drawn: {message}")
+        return
+    reporter.log(f"plots: {', '.join(p.name for p in written) or 'none'}")
+    for note in notes:
+        reporter.log(f"plots: {note}")

@@ -203,10 +203,6 @@ def write(
         write_coupled_outputs(
             case, run, atoms=atoms, out=out, summary=summary, output_override=output_override
         )
-        if run.adaptive is not None:
-            from multiscale.kinds.coupled.plots import write_plots
-
-            write_plots(run.adaptive.history, out / "plots")
     lines = [
         f"coupled energy: {summary['energy_eV']:.8f} eV, relaxation "
         f"{summary['relaxation_energy_eV']:+.6e} eV ({summary['status']}, "

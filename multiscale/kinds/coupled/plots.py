@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["write_plots"]
 
@@ -47,7 +48,7 @@ def _convergence(plt: Any, history: list[Any], path: Path) -> None:
         ax.loglog(n, np.array(true, dtype=float), "s--", label="true strain_error_rel")
     for power, style in ((0.5, ":"), (1.0, "-.")):
         ax.loglog(n, eta[0] * (n / n[0]) ** -power, style, color="grey", label=f"N^-{power:g}")
-    ax.set_xlabel("n_dof (3 free atoms + FE dofs)")
+    ax.set_xlabel("n_dof = 3 × free atoms + FE dofs")
     ax.set_ylabel("relative strain error")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -63,6 +64,7 @@ def _terms(plt: Any, history: list[Any], path: Path) -> None:
         if np.any(values > 0):
             ax.semilogy(k, np.where(values > 0, values, np.nan), "o-", label=name)
     ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("term of the estimate (relative strain)")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -82,7 +84,9 @@ def _actions(plt: Any, history: list[Any], path: Path) -> None:
     bottom.plot(k, [it.n_free_atoms for it in history], "o-", label="free atoms")
     bottom.plot(k, [it.n_fe_dofs for it in history], "s-", label="FE dofs")
     bottom.set_yscale("log")
+    bottom.set_ylabel("count")
     bottom.set_xlabel("iteration")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)

@@ -267,7 +267,8 @@ def solve_step(
         reporter.log(
             f"{label}: Newton {it:3d}  E = {energy:.10f} eV  max|f| atoms {fa:.3e} FE {ff:.3e} eV/Å"
         )
-        reporter.progress(f"{label} Newton", it, energy, max(fa, ff))
+        parts = {"max_atom_force_eV_per_A": fa, "max_fe_residual_eV_per_A": ff}
+        reporter.progress(f"{label} Newton", it, energy, max(fa, ff), parts=parts)
 
     outcome = solve_with_passes(
         system,

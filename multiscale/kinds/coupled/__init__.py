@@ -31,12 +31,23 @@ from multiscale.kinds import Finished
 from multiscale.kinds.coupled.setup import CoupledSetup, resolve_setup
 from multiscale.progress import Reporter
 
-__all__ = ["describe", "reference", "resolve", "run", "write"]
+__all__ = ["check_reference", "describe", "reference", "resolve", "run", "write"]
 
 
 def resolve(case: Case, *, comm: Any = None) -> CoupledSetup:
     """:func:`multiscale.kinds.coupled.setup.resolve_setup`."""
     return resolve_setup(case, comm=comm)
+
+
+def check_reference(case: Case, setup: CoupledSetup) -> None:
+    """Refuse a reference beyond the machine's memory (the whole domain is atoms).
+
+    Raises:
+        CaseError: naming the outer size and the estimate.
+    """
+    from multiscale.kinds.coupled.setup import check_resources
+
+    check_resources(case, setup, reference=True)
 
 
 def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = None) -> list[str]:

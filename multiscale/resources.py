@@ -44,6 +44,7 @@ __all__ = [
     "log_density",
     "log_neighbours",
     "machine_memory",
+    "machine_text",
     "mesh_elements",
 ]
 
@@ -68,6 +69,11 @@ def machine_memory() -> int:
         if text.isdigit():
             total = min(total, int(text))
     return int(total)
+
+
+def machine_text() -> str:
+    """The machine's memory for messages, e.g. ``"23.5 GiB"``."""
+    return bytes_text(math.log10(machine_memory()))
 
 
 def _log10(x: float) -> float:

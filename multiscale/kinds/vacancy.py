@@ -28,6 +28,7 @@ from multiscale.config.schema import ORIGIN_DEFAULT, ORIGIN_SET
 from multiscale.kinds import Finished
 from multiscale.outputs import resolved_toml, write_extxyz, write_json, write_text
 from multiscale.progress import Reporter
+from multiscale.resources import Estimate, machine_text
 
 if TYPE_CHECKING:
     import torch
@@ -102,38 +103,42 @@ def check_resources(case: Case, cutoff: float) -> None:
     Raises:
         CaseError: naming ``lattice.a`` or ``lattice.size``, with the estimate.
     """
-    import math
-
     from multiscale.config.schema import toml_value
-    from multiscale.resources import (
-        Estimate,
-        check_estimate,
-        check_neighbours,
-        log_density,
-        log_neighbours,
-    )
+    from multiscale.resources import check_estimate, check_neighbours, log_density
 
     lattice = case.config.lattice
     assert lattice is not None and isinstance(lattice.size, tuple)
-    log_atoms = math.log10(_count_sites(lattice.structure, lattice.size))
-    if lattice.a == "relax":
-        log_pairs = log_atoms + math.log10(RELAXED_NEIGHBOURS)
-    else:
-        rho = log_density(lattice.structure, float(lattice.a))
+    if lattice.a != "relax":
         check_neighbours(
-            log_density=rho,
+            log_density=log_density(lattice.structure, float(lattice.a)),
             cutoff=cutoff,
             where=case.where("lattice.a"),
             key="lattice.a",
             value=toml_value(lattice.a),
         )
-        log_pairs = log_atoms + log_neighbours(log_density=rho, cutoff=cutoff)
     check_estimate(
-        Estimate(log_atoms=log_atoms, log_pairs=log_pairs),
+        _estimate(case, cutoff),
         where=case.where("lattice.size"),
         key="lattice.size",
         value=toml_value(list(lattice.size)),
         what="the supercell",
+    )
+
+
+def _estimate(case: Case, cutoff: float) -> Estimate:
+    """Atoms and neighbour pairs of the supercell (:mod:`multiscale.resources`)."""
+    import math
+
+    from multiscale.resources import Estimate, log_density, log_neighbours
+
+    lattice = case.config.lattice
+    assert lattice is not None and isinstance(lattice.size, tuple)
+    log_atoms = math.log10(_count_sites(lattice.structure, lattice.size))
+    if lattice.a == "relax":
+        return Estimate(log_atoms=log_atoms, log_pairs=log_atoms + math.log10(RELAXED_NEIGHBOURS))
+    rho = log_density(lattice.structure, float(lattice.a))
+    return Estimate(
+        log_atoms=log_atoms, log_pairs=log_atoms + log_neighbours(log_density=rho, cutoff=cutoff)
     )
 
 
@@ -170,6 +175,8 @@ def describe(case: Case, setup: VacancySetup, *, output: str | Path | None = Non
         f"relax      {relax.method} to max|F| <= {relax.fmax:g} eV/Å, "
         f"at most {relax.max_steps} steps",
         f"device     {cfg.run.device}",
+        f"needs      {_estimate(case, float(setup.potential.cutoff)).text()} "
+        f"(machine: {machine_text()})",
         f"output     {case.output_dir(output)}",
         f"--set      {', '.join(overridden) or '-'}",
         f"defaults   {', '.join(defaults) or '-'}",

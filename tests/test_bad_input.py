@@ -219,6 +219,19 @@ def test_strain_beyond_the_stretch_limits(tmp_path, capsys, strain):
 # ------------------------------------------------------------------------ potential files
 
 
+def test_unknown_element_named_by_its_potential(tmp_path, capsys, potentials_dir):
+    """An EAM file whose element is "Xx": refused by check and run (was a KeyError in run)."""
+    lines = (potentials_dir / "Cu_mishin1.eam.alloy").read_text().splitlines(keepends=True)
+    assert lines[3].split() == ["1", "Cu"]
+    folder = case_copy(tmp_path, element='element = "Xx"', file='file = "Xx.eam.alloy"')
+    (folder / "Xx.eam.alloy").write_text("".join([*lines[:3], "1 Xx\n", *lines[4:]]))
+    out = tmp_path / "out"
+    for verb in ("check", "run"):
+        extra = ["--output", out] if verb == "run" else []
+        refused(capsys, [verb, folder, *extra], "case.toml", "lattice.element", '"Xx"', "symbol")
+    assert results(out) == {}
+
+
 def test_mlip_kind_on_an_eam_file(capsys):
     refused(
         capsys,

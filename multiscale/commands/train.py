@@ -255,7 +255,8 @@ def main(args: argparse.Namespace) -> int:
         raise CaseError(f"{config.file}: data.files hold no frames")
     settings = _settings(config, resume=args.resume)
     base = _base_model(config)
-    old = _read_frames(config, "training.replay_files", config.training.replay_files)
+    replay = config.training.replay_files if base is not None else ()
+    old = _read_frames(config, "training.replay_files", replay)
     from multiscale.lock import output_lock
 
     potential = config.path(config.output.potential)

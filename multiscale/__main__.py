@@ -1,7 +1,5 @@
 """``python -m multiscale``: the same as the ``multiscale`` console command."""
 
-import sys
+from multiscale.cli import console_main
 
-from multiscale.cli import main
-
-sys.exit(main())
+console_main()

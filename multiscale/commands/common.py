@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from multiscale.config import Case
 
-__all__ = ["add_case_arguments", "load_case_from_args"]
+__all__ = ["add_case_arguments", "load_case_from_args", "locked_output"]
 
 
 def add_case_arguments(
@@ -43,6 +46,48 @@ def load_case_from_args(args: argparse.Namespace) -> Case:
     from multiscale.config import load_case
 
     overrides = list(args.overrides)
-    if getattr(args, "device", None) is not None:
-        overrides.append(f'run.device="{args.device}"')
-    return load_case(args.case, overrides=overrides)
+    options = {}
+    for key, option in (("run.device", "device"), ("reference.engine", "engine")):
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides.append(f'{key}="{value}"')
+            options[key] = f"--{option} {value}"
+    return load_case(args.case, overrides=overrides, options=options)
+
+
+@contextmanager
+def locked_output(case: Case, args: argparse.Namespace, *, comm: Any, verb: str) -> Iterator[Path]:
+    """The output folder, created and locked (:mod:`multiscale.lock`) for the block.
+
+    Rank 0 takes the lock and tells the others whether it could, so that every rank refuses
+    together.
+
+    Raises:
+        CaseError: the folder cannot be made or written, or another run is writing it.
+    """
+    from multiscale.errors import CaseError
+    from multiscale.kinds.shared import output_folder, output_where
+    from multiscale.lock import output_lock
+
+    override = getattr(args, "output", None)
+    root = comm is None or comm.rank == 0
+    with ExitStack() as stack:
+        problem = None
+        out = case.output_dir(override)
+        if root:
+            try:
+                out = output_folder(case, override)
+                stack.enter_context(
+                    output_lock(
+                        out,
+                        where=output_where(case, override),
+                        command=f"multiscale {verb} {args.case}",
+                    )
+                )
+            except CaseError as err:
+                problem = str(err)
+        if comm is not None:
+            problem = comm.bcast(problem, root=0)
+        if problem is not None:
+            raise CaseError(problem)
+        yield out

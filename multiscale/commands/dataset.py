@@ -8,6 +8,7 @@ file (and, with ``--append``, the existing dataset untouched).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "generate configurations, label them with an oracle and write an extxyz dataset"
 
@@ -28,21 +29,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_output(out: Path, *, where: str, append: bool) -> None:
+    """Refuse a bad dataset output before any labelling.
+
+    A folder, a path below a file, or (with ``--append``) a file that is not a dataset.
+
+    Raises:
+        CaseError: naming ``where`` (``--output`` or ``output.path``).
+    """
+    from atomistic.mlip.dataset import DatasetError, read_dataset
+    from multiscale.errors import CaseError
+
+    if out.is_dir():
+        raise CaseError(f"{where}: {out} is a folder; give the dataset's file name (.extxyz)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CaseError(f"{where}: {parent} is a file, not a folder")
+            break
+    if append and out.exists():
+        try:
+            read_dataset(out)
+        except (DatasetError, OSError) as err:
+            raise CaseError(f"{where}: --append onto a file that is not a dataset: {err}") from None
+
+
 def main(args: argparse.Namespace) -> int:
     """Load the config, build the oracle, generate, label, write, print a summary."""
-    from pathlib import Path
-
     from multiscale.config.dataset import load_dataset_config
+    from multiscale.errors import CaseError
 
     config = load_dataset_config(args.config)
+    where = (
+        f"--output {args.output!r}" if args.output is not None else f"{config.file}: output.path"
+    )
+    if args.output is not None and not args.output.strip():
+        raise CaseError(f"{where}: empty; give a file name")
     out = Path(args.output).resolve() if args.output is not None else config.output_path
+    _check_output(out, where=where, append=args.append)
 
     from atomistic.mlip.dataset import append_dataset, label_all, write_dataset
     from multiscale.dataset_build import build_oracle, generate, summary
+    from multiscale.lock import output_lock
     from multiscale.progress import Reporter
 
     calculator, oracle_name = build_oracle(config)
-    with Reporter() as reporter:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        output_lock(out, where=where, command=f"multiscale dataset {args.config}"),
+        Reporter() as reporter,
+    ):
         counts = config.counts()
         total = sum(counts.values())
         reporter.info(

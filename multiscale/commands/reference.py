@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from multiscale.commands.common import add_case_arguments, load_case_from_args
+from multiscale.commands.common import add_case_arguments, load_case_from_args, locked_output
 
 HELP = "solve a coupled case fully atomistically and write <output>/reference/ for validation"
 
@@ -30,13 +30,11 @@ def main(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from multiscale.kinds import case_kind
-    from multiscale.kinds.shared import output_folder
 
     comm = MPI.COMM_WORLD
-    if args.engine is not None:
-        args.overrides = [*args.overrides, f'reference.engine="{args.engine}"']
     case = load_case_from_args(args)
     kind = case_kind(case, needs="reference")
     setup = kind.resolve(case, comm=comm)
-    out = output_folder(case, args.output)
-    return int(kind.reference(case, setup, out=out, output_override=args.output, comm=comm))
+    kind.check_reference(case, setup)
+    with locked_output(case, args, comm=comm, verb="reference") as out:
+        return int(kind.reference(case, setup, out=out, output_override=args.output, comm=comm))

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from multiscale.commands.common import add_case_arguments, load_case_from_args
+from multiscale.commands.common import add_case_arguments, load_case_from_args, locked_output
 
 if TYPE_CHECKING:
     from multiscale.progress import Reporter
@@ -47,7 +47,6 @@ def main(args: argparse.Namespace) -> int:
     from multiscale import version
     from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK, CaseError
     from multiscale.kinds import case_kind
-    from multiscale.kinds.shared import output_folder
     from multiscale.outputs import resolved_toml, write_text
     from multiscale.progress import Reporter
 
@@ -55,8 +54,10 @@ def main(args: argparse.Namespace) -> int:
     root = comm.rank == 0
     case = load_case_from_args(args)
     kind = case_kind(case)
-    out = output_folder(case, args.output)
-    with Reporter(out / "log.txt" if root else None, enabled=root, interval=10.0) as reporter:
+    with (
+        locked_output(case, args, comm=comm, verb="run") as out,
+        Reporter(out / "log.txt" if root else None, enabled=root, interval=10.0) as reporter,
+    ):
         setup = kind.resolve(case, comm=comm)  # bad input is logged as a failed run too
         reporter.log("\n".join(kind.describe(case, setup, output=args.output)))
         reporter.log("parameters (origin after #):\n" + resolved_toml(case, version=version()))

@@ -155,33 +155,58 @@ def _new_model(config: TrainConfig, frames: Sequence[Atoms]) -> NetworkPotential
     return MLIP(seed=seeds[0], **common)
 
 
+def _base_model(config: TrainConfig) -> NetworkPotential | None:
+    """The model of ``training.fine_tune_from``, read before any training (None: not set).
+
+    Raises:
+        CaseError: the file cannot be read as a network potential saved by ``train``.
+    """
+    from atomistic.mlip.network import NetworkPotential
+    from atomistic.mlip.serialization import load_network
+    from multiscale.errors import CaseError
+
+    name = config.training.fine_tune_from
+    if name is None:
+        return None
+    try:
+        base = load_network(config.path(name))
+    except Exception as err:  # torch.load and unpickling raise many types for a bad file
+        raise CaseError(
+            f"{config.file}: training.fine_tune_from = {name!r} cannot be read as a network "
+            f"potential saved by multiscale train ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(base, NetworkPotential):
+        raise CaseError(
+            f"{config.file}: training.fine_tune_from = {name!r} is not a network potential "
+            "(.pt saved by multiscale train)"
+        )
+    return base
+
+
 def _fit(
     config: TrainConfig,
     frames: list[Atoms],
     settings: TrainingConfig,
     *,
+    base: NetworkPotential | None,
+    old: list[Atoms],
     progress: _EpochLine,
     resume: bool,
 ) -> TrainingResult:
-    """Fine-tune ``training.fine_tune_from`` with replay, else train a new model."""
-    from atomistic import load_potential
-    from atomistic.mlip.network import NetworkPotential
+    """Fine-tune ``base`` with replay of ``old``, else train a new model."""
     from atomistic.mlip.training import fine_tune, train
-    from multiscale.errors import CaseError
 
-    t = config.training
-    if t.fine_tune_from is None:
+    if base is None:
         model = _new_model(config, frames)
         return train(model, frames, config=settings, progress=progress, resume=resume)
-    base = load_potential(config.path(t.fine_tune_from))
-    if not isinstance(base, NetworkPotential):
-        raise CaseError(
-            f"{config.file}: training.fine_tune_from = {t.fine_tune_from} is not a "
-            "network potential (.pt saved by multiscale train)"
-        )
-    old = _read_frames(config, "training.replay_files", t.replay_files)
     return fine_tune(
-        base, frames, old, replay=t.replay, config=settings, progress=progress, resume=resume
+        base,
+        frames,
+        old,
+        replay=config.training.replay,
+        config=settings,
+        progress=progress,
+        resume=resume,
     )
 
 
@@ -229,16 +254,30 @@ def main(args: argparse.Namespace) -> int:
     if len(frames) < 1:
         raise CaseError(f"{config.file}: data.files hold no frames")
     settings = _settings(config, resume=args.resume)
-    line = _EpochLine(config.training.epochs, enabled=not args.quiet)
-    try:
-        result = _fit(config, frames, settings, progress=line, resume=args.resume)
-    except (FrameLabelError, UnknownElementError) as err:
-        raise CaseError(f"{config.file}: data.files: {err}") from None
-    except TrainingStateError as err:
-        raise CaseError(f"{config.file}: --resume: {err}") from None
-    finally:
-        line.close()
-    metrics = _write_results(config, result)
+    base = _base_model(config)
+    replay = config.training.replay_files if base is not None else ()
+    old = _read_frames(config, "training.replay_files", replay)
+    from multiscale.lock import output_lock
+
+    potential = config.path(config.output.potential)
+    potential.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(
+        potential,
+        where=f"{config.file}: output.potential",
+        command=f"multiscale train {args.config}",
+    ):
+        line = _EpochLine(config.training.epochs, enabled=not args.quiet)
+        try:
+            result = _fit(
+                config, frames, settings, base=base, old=old, progress=line, resume=args.resume
+            )
+        except (FrameLabelError, UnknownElementError) as err:
+            raise CaseError(f"{config.file}: data.files: {err}") from None
+        except TrainingStateError as err:
+            raise CaseError(f"{config.file}: --resume: {err}") from None
+        finally:
+            line.close()
+        metrics = _write_results(config, result)
     print(_summary(metrics))
     print(f"wrote {metrics['potential']} and {config.path(config.output.metrics)}")
     return 0

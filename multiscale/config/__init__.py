@@ -133,11 +133,14 @@ class Case:
         file: the case file that was read.
         config: its validated content, with ``--set`` overrides applied.
         origins: dotted key → ``"user"``, ``"default"`` or ``"--set"``, for every key used.
+        options: dotted key → the command-line option that set it (``run.device`` →
+            ``--device``), named in messages instead of ``--set KEY``.
     """
 
     file: Path
     config: CaseConfig
     origins: Mapping[str, str]
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -145,7 +148,9 @@ class Case:
         return self.file.parent
 
     def where(self, key: str) -> str:
-        """Name the source of ``key`` for messages: the case file, or ``--set KEY``."""
+        """Name the source of ``key`` for messages: the case file, ``--set KEY`` or the option."""
+        if key in self.options:
+            return self.options[key]
         return f"--set {key}" if self.origins.get(key) == ORIGIN_SET else str(self.file)
 
     def output_dir(self, override: str | Path | None = None) -> Path:
@@ -231,12 +236,16 @@ def case_table(path: str | Path, *, overrides: Sequence[str] = ()) -> dict[str, 
     return raw
 
 
-def load_case(path: str | Path, *, overrides: Sequence[str] = ()) -> Case:
+def load_case(
+    path: str | Path, *, overrides: Sequence[str] = (), options: Mapping[str, str] | None = None
+) -> Case:
     """Read and validate a case.
 
     Args:
         path: a case folder (holding ``case.toml``) or a case file.
         overrides: ``"key=value"`` strings, as given to ``--set``.
+        options: dotted key → the option (e.g. ``--device``) that gave its override, for
+            messages.
 
     Raises:
         CaseError: anything wrong with the folder, the file or the overrides; the one-line
@@ -251,7 +260,8 @@ def load_case(path: str | Path, *, overrides: Sequence[str] = ()) -> Case:
         _apply(raw, key, value)
         set_keys.add(key)
     ctx.set_keys = frozenset(set_keys)
-    return Case(file=file, config=_build_config(raw, ctx), origins=dict(ctx.origins))
+    config = _build_config(raw, ctx)
+    return Case(file=file, config=config, origins=dict(ctx.origins), options=dict(options or {}))
 
 
 def _build_config(raw: dict, ctx: Context) -> CaseConfig:

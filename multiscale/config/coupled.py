@@ -42,9 +42,14 @@ __all__ = [
     "LoadingSection",
     "OUTER_SHAPES",
     "ReferenceSection",
+    "STRETCH_LIMITS",
     "SolverSection",
     "check_coupled",
 ]
+
+#: Smallest and largest principal stretch of ``F = I + boundary.strain``: beyond them no
+#: potential is meant to be used, and the neighbour lists of the deformed lattice blow up.
+STRETCH_LIMITS = (0.5, 2.0)
 
 Vector3 = tuple[float, float, float]
 Miller = tuple[int, int, int]
@@ -190,7 +195,7 @@ class BoundarySection:
         ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
         check=_finite_rows,
         doc="the displacement gradient `F − I`: row i, column j = `∂u_i/∂X_j`; in 2.5d the "
-        "third column must be zero",
+        "third column must be zero; the principal stretches of `F` must lie in [0.5, 2]",
     )
 
 
@@ -429,3 +434,12 @@ def check_coupled(sections: dict, ctx: Context) -> None:
         )
     if np.linalg.det(np.eye(3) + strain) <= 0.0:
         ctx.fail("boundary.strain", "boundary.strain must give det(I + strain) > 0")
+    stretches = np.linalg.svd(np.eye(3) + strain, compute_uv=False)
+    lo, hi = STRETCH_LIMITS
+    if stretches.min() < lo or stretches.max() > hi:
+        ctx.fail(
+            "boundary.strain",
+            f"boundary.strain: the principal stretches of F = I + strain must lie in [{lo:g}, "
+            f"{hi:g}] (bonds at most halved or doubled), got {stretches.min():.4g} to "
+            f"{stretches.max():.4g}",
+        )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from multiscale.config.schema import Context, build_section, option, read_toml, toml_value
-from multiscale.config.sections import at_least_one, non_negative, positive
+from multiscale.config.sections import at_least_one, chemical_symbol, non_negative, positive
 
 __all__ = [
     "GENERATOR_KINDS",
@@ -78,7 +78,7 @@ class LatticeSection:
     """``[lattice]``: the host crystal."""
 
     structure: Literal["fcc", "bcc", "diamond"] = option(doc="cubic lattice")
-    element: str = option(doc="element symbol")
+    element: str = option(doc="element symbol", check=chemical_symbol)
     a: float = option(doc="lattice constant", unit="Å", check=positive)
 
 

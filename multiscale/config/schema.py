@@ -53,6 +53,12 @@ def read_toml(file: Path, what: str) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise CaseError(f"{file}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise CaseError(
+            f"{file}: not valid TOML: byte {err.start} is not UTF-8 (save the file as UTF-8)"
+        ) from None
+    except OSError as err:
+        raise CaseError(f"{file}: cannot read the {what} ({err.strerror})") from None
 
 
 def option(

@@ -21,6 +21,7 @@ __all__ = [
     "RunSection",
     "all_positive",
     "at_least_one",
+    "chemical_symbol",
     "lattice_names",
     "positive",
 ]
@@ -56,6 +57,15 @@ def all_positive(values: tuple[float, ...] | None) -> str | None:
     """Check for an array of numbers: each finite and > 0."""
     if values is not None and not all(v > 0 and math.isfinite(v) for v in values):
         return "entries must all be finite and > 0"
+    return None
+
+
+def chemical_symbol(value: str) -> str | None:
+    """Check for an element: a chemical symbol of the periodic table (ASE's list)."""
+    from ase.data import atomic_numbers
+
+    if value not in atomic_numbers or value == "X":
+        return 'is not a chemical symbol (e.g. "Cu", "Al", "Si")'
     return None
 
 
@@ -112,7 +122,9 @@ class CrystalSection:
     """``[lattice]`` keys every kind shares: the perfect crystal."""
 
     structure: str = option(doc="lattice name", choices=lattice_names)
-    element: str = option(doc="chemical symbol, as named in the potential file")
+    element: str = option(
+        doc="chemical symbol, as named in the potential file", check=chemical_symbol
+    )
     a: float | Literal["relax"] = option(
         "relax",
         unit="Å",

@@ -233,4 +233,37 @@ def load_train_config(path: str | Path) -> TrainConfig:
     tune = config.training.fine_tune_from
     if tune is not None and not config.path(tune).is_file():
         ctx.fail("training.fine_tune_from", f"training.fine_tune_from: {tune} not found")
+    _check_outputs(config, ctx)
     return config
+
+
+def _check_outputs(config: TrainConfig, ctx: Context) -> None:
+    """Each output must be a file, not a folder, an input or another output.
+
+    So the model cannot overwrite its own training data.
+    """
+    inputs = {
+        config.path(n).resolve(): key
+        for key, names in (
+            ("data.files", config.data.files),
+            ("training.replay_files", config.training.replay_files),
+        )
+        for n in names
+    }
+    seen: dict[Path, str] = {}
+    out = config.output
+    for name in ("potential", "metrics", "checkpoint", "state"):
+        value = out.state_name() if name == "state" else getattr(out, name)
+        if value is None:
+            continue
+        key = f"output.{name}"
+        if not value.strip():
+            ctx.fail(key, f"{key} is empty; give a file name")
+        path = config.path(value).resolve()
+        if path.is_dir():
+            ctx.fail(key, f"{key} = {value!r} is a folder; give a file name, e.g. potential.pt")
+        if path in inputs:
+            ctx.fail(key, f"{key} = {value!r} would overwrite the training data ({inputs[path]})")
+        if path in seen:
+            ctx.fail(key, f"{key} = {value!r} is also {seen[path]}; give each output its own file")
+        seen[path] = key

@@ -22,6 +22,7 @@ __all__ = [
     "find_case_potential_file",
     "load_case_potential",
     "output_folder",
+    "output_where",
 ]
 
 
@@ -54,13 +55,27 @@ def load_case_potential(case: Case) -> tuple[Any, Path]:
     Raises:
         CaseError: missing or malformed file, or ``lattice.element`` not in the file.
     """
+    import warnings
+
     from atomistic.potentials import load_potential
+    from atomistic.potentials.registry import POTENTIAL_KINDS
 
     section, lattice = case.config.potential, case.config.lattice
     assert section is not None and lattice is not None
     path = find_case_potential_file(case)
+    named = [k.name for k in POTENTIAL_KINDS.values() if path.name.endswith(k.suffixes)]
+    if named and section.kind not in named:
+        raise CaseError(
+            f"{case.where('potential.kind')}: potential.kind = {toml_value(section.kind)} but "
+            f"potential.file = {toml_value(section.file)} is named as a kind "
+            f"{toml_value(named[0])} file; "
+            f"allowed: potential.kind = {toml_value(named[0])}, or a "
+            f"{', '.join(POTENTIAL_KINDS[section.kind].suffixes)} file"
+        )
     try:
-        potential = load_potential(path, kind=section.kind)
+        with warnings.catch_warnings():  # third-party loaders warn before failing on a bad file
+            warnings.simplefilter("ignore")
+            potential = load_potential(path, kind=section.kind)
     except ImportError as err:  # an optional dependency (mace-torch) is missing
         raise CaseError(
             f"{case.where('potential.kind')}: potential.kind = {toml_value(section.kind)} "
@@ -69,7 +84,7 @@ def load_case_potential(case: Case) -> tuple[Any, Path]:
     except (ValueError, OSError) as err:
         raise CaseError(
             f"{case.where('potential.file')}: potential.file = {toml_value(section.file)} "
-            f"cannot be read as potential.kind = {toml_value(section.kind)}: {err}"
+            f"cannot be read as potential.kind = {toml_value(section.kind)}: {_short(err)}"
         ) from err
     if lattice.element not in potential.elements:
         raise CaseError(
@@ -77,6 +92,12 @@ def load_case_potential(case: Case) -> tuple[Any, Path]:
             f"is not in potential file {path.name} (it has {', '.join(potential.elements)})"
         )
     return potential, path
+
+
+def _short(err: BaseException, limit: int = 240) -> str:
+    """The exception's text on one line, cut at ``limit`` characters (torch's run long)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def case_device(case: Case) -> torch.device:
@@ -91,7 +112,10 @@ def case_device(case: Case) -> torch.device:
     try:
         return resolve_device(case.config.run.device)
     except DeviceError as err:
-        raise CaseError(f"{case.where('run.device')}: run.device: {err}") from None
+        raise CaseError(
+            f"{case.where('run.device')}: run.device = {toml_value(case.config.run.device)}: "
+            f'{err}; allowed here: "cpu" or "auto"'
+        ) from None
 
 
 def case_lattice_constant(case: Case, potential: Any, *, device: Any, comm: Any = None) -> float:
@@ -127,14 +151,20 @@ def output_folder(case: Case, override: str | None) -> Path:
     Raises:
         CaseError: it cannot be created (the message names the key or ``--output``).
     """
+    where = output_where(case, override)
+    given = override if override is not None else case.config.output.directory  # type: ignore[union-attr]
+    if not str(given).strip():
+        raise CaseError(f"{where}: the output folder is empty; give a folder name")
     out = case.output_dir(override)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        where = (
-            "--output"
-            if override is not None
-            else f"{case.where('output.directory')}: output.directory"
-        )
         raise CaseError(f"{where}: cannot create the output folder {out} ({err.strerror})") from err
     return out
+
+
+def output_where(case: Case, override: str | None) -> str:
+    """``--output DIR``, or the case file and ``output.directory``, for messages."""
+    if override is not None:
+        return f"--output {override!r}"
+    return f"{case.where('output.directory')}: output.directory"

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from multiscale import version
 from multiscale.config import Case
 from multiscale.config.schema import ORIGIN_DEFAULT, ORIGIN_SET
 from multiscale.kinds import Finished
 from multiscale.outputs import resolved_toml, write_extxyz, write_json, write_text
 from multiscale.progress import Reporter
+from multiscale.resources import Estimate, machine_text
 
 if TYPE_CHECKING:
     import torch
@@ -85,13 +84,71 @@ def resolve(case: Case, *, comm: Any = None) -> VacancySetup:
     from multiscale.kinds.shared import case_device, load_case_potential
 
     potential, path = load_case_potential(case)
-    return VacancySetup(potential=potential, potential_file=path, device=case_device(case))
+    device = case_device(case)
+    check_resources(case, float(potential.cutoff))
+    return VacancySetup(potential=potential, potential_file=path, device=device)
 
 
-def _count_sites(structure: str, element: str, size: tuple[int, int, int]) -> int:
+#: Neighbours per atom assumed for ``lattice.a = "relax"`` (a crystal at its equilibrium
+#: lattice constant has 50-150 within a typical cutoff).
+RELAXED_NEIGHBOURS = 150
+
+
+def check_resources(case: Case, cutoff: float) -> None:
+    """Refuse a supercell beyond the machine's memory, or too dense a lattice, before work.
+
+    Too dense: more than :data:`~multiscale.resources.MAX_NEIGHBOURS` atoms within ``cutoff``
+    (Å) of each (:mod:`multiscale.resources`); nothing is built before these checks.
+
+    Raises:
+        CaseError: naming ``lattice.a`` or ``lattice.size``, with the estimate.
+    """
+    from multiscale.config.schema import toml_value
+    from multiscale.resources import check_estimate, check_neighbours, log_density
+
+    lattice = case.config.lattice
+    assert lattice is not None and isinstance(lattice.size, tuple)
+    if lattice.a != "relax":
+        check_neighbours(
+            log_density=log_density(lattice.structure, float(lattice.a)),
+            cutoff=cutoff,
+            where=case.where("lattice.a"),
+            key="lattice.a",
+            value=toml_value(lattice.a),
+        )
+    check_estimate(
+        _estimate(case, cutoff),
+        where=case.where("lattice.size"),
+        key="lattice.size",
+        value=toml_value(list(lattice.size)),
+        what="the supercell",
+    )
+
+
+def _estimate(case: Case, cutoff: float) -> Estimate:
+    """Atoms and neighbour pairs of the supercell (:mod:`multiscale.resources`)."""
+    import math
+
+    from multiscale.resources import Estimate, log_density, log_neighbours
+
+    lattice = case.config.lattice
+    assert lattice is not None and isinstance(lattice.size, tuple)
+    log_atoms = math.log10(_count_sites(lattice.structure, lattice.size))
+    if lattice.a == "relax":
+        return Estimate(log_atoms=log_atoms, log_pairs=log_atoms + math.log10(RELAXED_NEIGHBOURS))
+    rho = log_density(lattice.structure, float(lattice.a))
+    return Estimate(
+        log_atoms=log_atoms, log_pairs=log_atoms + log_neighbours(log_density=rho, cutoff=cutoff)
+    )
+
+
+def _count_sites(structure: str, size: tuple[int, int, int]) -> int:
+    """Sites of the supercell (exact integers: a size of ``2**70`` does not overflow)."""
+    import math
+
     from atomistic.lattice import crystal
 
-    return len(crystal(structure, element=element, a=1.0)) * int(np.prod(size))
+    return len(crystal(structure, element="Cu", a=1.0)) * math.prod(size)
 
 
 def describe(case: Case, setup: VacancySetup, *, output: str | Path | None = None) -> list[str]:
@@ -102,7 +159,7 @@ def describe(case: Case, setup: VacancySetup, *, output: str | Path | None = Non
     assert cfg.run is not None and isinstance(lattice.size, tuple)
     a = "relaxed under the potential" if lattice.a == "relax" else f"{lattice.a:g} Å"
     nx, ny, nz = lattice.size
-    n = _count_sites(lattice.structure, lattice.element, lattice.size)
+    n = _count_sites(lattice.structure, lattice.size)
     elements = ", ".join(setup.potential.elements)
     pot_line = (
         f"{pot.kind} {setup.potential_file} (elements {elements}; "
@@ -118,6 +175,8 @@ def describe(case: Case, setup: VacancySetup, *, output: str | Path | None = Non
         f"relax      {relax.method} to max|F| <= {relax.fmax:g} eV/Å, "
         f"at most {relax.max_steps} steps",
         f"device     {cfg.run.device}",
+        f"needs      {_estimate(case, float(setup.potential.cutoff)).text()} "
+        f"(machine: {machine_text()})",
         f"output     {case.output_dir(output)}",
         f"--set      {', '.join(overridden) or '-'}",
         f"defaults   {', '.join(defaults) or '-'}",

@@ -28,15 +28,27 @@ from multiscale.config import Case
 from multiscale.config.schema import ORIGIN_DEFAULT, ORIGIN_SET
 from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK
 from multiscale.kinds import Finished
-from multiscale.kinds.coupled.setup import CoupledSetup, resolve_setup
+from multiscale.kinds.coupled.setup import CoupledSetup, estimate, resolve_setup
 from multiscale.progress import Reporter
+from multiscale.resources import machine_text
 
-__all__ = ["describe", "reference", "resolve", "run", "write"]
+__all__ = ["check_reference", "describe", "reference", "resolve", "run", "write"]
 
 
 def resolve(case: Case, *, comm: Any = None) -> CoupledSetup:
     """:func:`multiscale.kinds.coupled.setup.resolve_setup`."""
     return resolve_setup(case, comm=comm)
+
+
+def check_reference(case: Case, setup: CoupledSetup) -> None:
+    """Refuse a reference beyond the machine's memory (the whole domain is atoms).
+
+    Raises:
+        CaseError: naming the outer size and the estimate.
+    """
+    from multiscale.kinds.coupled.setup import check_resources
+
+    check_resources(case, setup, reference=True)
 
 
 def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = None) -> list[str]:
@@ -82,6 +94,8 @@ def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = Non
         f"coupling   kappa {c.kappa:.4g} eV/Å² (mu_V {c.shear_modulus:.4g} eV/Å³), ghost-force "
         f"correction {'on' if c.ghost_force_correction else 'off'}",
         f"device     {pot.device}",
+        f"needs      {estimate(s).text()}; reference {estimate(s, reference=True).text()} "
+        f"(machine: {machine_text()})",
         f"reference  engine {s.reference.engine}, fmax {s.reference.fmax:g} eV/Å "
         "(multiscale reference)",
         f"output     {case.output_dir(output)}",

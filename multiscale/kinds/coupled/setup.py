@@ -41,6 +41,7 @@ since a site energy there depends on atoms that far away. Neighbour lists keep t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ from coupling.solver import SolverOptions
 from multiscale.config import Case
 from multiscale.config.schema import toml_value
 from multiscale.errors import CaseError
+from multiscale.resources import Estimate
 
 __all__ = [
     "AUTO_DISLOCATION_PASSES",
@@ -351,6 +353,7 @@ def _potential(case: Case, comm: Any, notes: dict[str, str]) -> tuple[PotentialS
     from atomistic.cauchy_born import CauchyBorn
     from atomistic.potentials import interaction_range
     from multiscale.kinds.shared import case_device, case_lattice_constant, load_case_potential
+    from multiscale.resources import check_neighbours, log_density
 
     potential, path = load_case_potential(case)
     device = case_device(case)
@@ -358,6 +361,14 @@ def _potential(case: Case, comm: Any, notes: dict[str, str]) -> tuple[PotentialS
     a = case_lattice_constant(case, potential, device=device, comm=comm)
     if case.config.lattice.a == "relax":  # type: ignore[union-attr]
         notes["lattice.a"] = f"relaxed: {a:.10f} Å"
+    else:  # before any lattice is built: a = 1e-300 would put every atom on every other
+        check_neighbours(
+            log_density=log_density(case.config.lattice.structure, a),  # type: ignore[union-attr]
+            cutoff=float(potential.cutoff),
+            where=case.where("lattice.a"),
+            key="lattice.a",
+            value=toml_value(a),
+        )
     lattice = _lattice(case, a)
     setup = PotentialSetup(
         module=potential,
@@ -623,4 +634,85 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
         notes=notes,
     )
     _check_fit(case, setup)
+    check_resources(case, setup)
     return setup
+
+
+def estimate(setup: CoupledSetup, *, reference: bool = False) -> Estimate:
+    """Atoms, neighbour pairs and mesh elements of the coupled problem, or of its reference.
+
+    The coupled atoms fill the ball (2.5d: the slab cylinder) to ``core + handshake + pad``;
+    the reference's atoms fill the whole domain and it has no mesh
+    (:mod:`multiscale.resources` gives the formulas).
+    """
+    from multiscale.resources import Estimate, log_density, log_neighbours, mesh_elements
+
+    lattice, hs, dom, mesh = setup.lattice, setup.handshake, setup.domain, setup.mesh
+    three = setup.dimension == "3d"
+    if dom.half_size is not None:
+        edges = (2.0 * dom.half_size)[: 3 if three else 2]
+        log_domain = sum(math.log10(e) for e in edges)
+    else:
+        assert dom.radius is not None
+        r = dom.radius
+        log_domain = (
+            math.log10(4.0 / 3.0 * math.pi) + 3 * math.log10(r)
+            if three
+            else (math.log10(math.pi) + 2 * math.log10(r))
+        )
+    rho = log_density(lattice.structure, lattice.a)
+    depth = 0.0 if three else math.log10(lattice.period or lattice.a)  # the slab's thickness
+    if reference:
+        log_atoms = rho + log_domain + depth
+    else:
+        log_ball = (
+            math.log10(4.0 / 3.0 * math.pi) + 3 * math.log10(hs.reach)
+            if three
+            else math.log10(math.pi) + 2 * math.log10(hs.reach)
+        )
+        log_atoms = rho + log_ball + depth
+    log_pairs = log_atoms + log_neighbours(log_density=rho, cutoff=setup.potential.cutoff)
+    if reference:
+        return Estimate(log_atoms=log_atoms, log_pairs=log_pairs)
+    elements = mesh_elements(
+        dimension=setup.dimension,
+        hole=hs.core_radius,
+        reach=hs.reach,
+        inradius=dom.inradius,
+        log_domain=log_domain,
+        h_min=mesh.h_min,
+        h_max=mesh.h_max,
+        growth=mesh.growth,
+    )
+    return Estimate(log_atoms=log_atoms, log_pairs=log_pairs, log_elements=elements)
+
+
+def check_resources(case: Case, setup: CoupledSetup, *, reference: bool = False) -> None:
+    """Refuse a case whose estimate (:func:`estimate`) exceeds the machine's memory.
+
+    The key blamed is ``geometry.h_min`` (when given) or the outer size when the mesh needs
+    most of the memory, else ``geometry.core_radius`` (the reference: the outer size).
+
+    Raises:
+        CaseError: naming the key, the estimate and the machine's memory.
+    """
+    from multiscale.resources import check_estimate
+
+    geo = case.config.geometry
+    assert geo is not None
+    need = estimate(setup, reference=reference)
+    outer = "geometry.size" if geo.size is not None else "geometry.radius"
+    if reference:
+        key = outer
+    elif need.mesh_dominates:
+        key = "geometry.h_min" if case.origins.get("geometry.h_min") != "default" else outer
+    else:
+        key = "geometry.core_radius"
+    value = getattr(geo, key.split(".")[1])
+    check_estimate(
+        need,
+        where=case.where(key),
+        key=key,
+        value=toml_value(value),
+        what="the fully atomistic reference" if reference else "the coupled problem",
+    )

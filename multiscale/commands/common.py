@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -68,6 +69,7 @@ def locked_output(case: Case, args: argparse.Namespace, *, comm: Any, verb: str)
     from multiscale.errors import CaseError
     from multiscale.kinds.shared import output_folder, output_where
     from multiscale.lock import output_lock
+    from multiscale.output_set import recover
 
     override = getattr(args, "output", None)
     root = comm is None or comm.rank == 0
@@ -86,6 +88,9 @@ def locked_output(case: Case, args: argparse.Namespace, *, comm: Any, verb: str)
                 )
             except CaseError as err:
                 problem = str(err)
+            if problem is None:
+                for line in recover(out):  # a run killed while writing its results
+                    print(f"multiscale: note: {out}: {line}", file=sys.stderr)
         if comm is not None:
             problem = comm.bcast(problem, root=0)
         if problem is not None:

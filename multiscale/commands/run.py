@@ -1,7 +1,8 @@
 """``multiscale run CASE``: run a case and write its outputs.
 
-Outputs (all in the output folder, each replaced atomically and only once the run has
-finished, so a failed run leaves the previous results intact): ``summary.json``,
+Outputs (all in the output folder, replaced as a set only once the run has finished, so a
+failed or killed run leaves the previous results intact, :mod:`multiscale.output_set`):
+``summary.json``,
 ``case.resolved.toml``, ``atoms/*.extxyz``, ``log.txt`` (appended to), ``iterations.csv``
 (every Newton iteration or force evaluation of the run's solves) and, for a coupled case,
 ``continuum/`` (see :mod:`multiscale.kinds.coupled.outputs`). Then ``plots/*.png``
@@ -47,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from multiscale import version
     from multiscale.errors import EXIT_NOT_CONVERGED, EXIT_OK, CaseError
     from multiscale.kinds import case_kind
+    from multiscale.output_set import staged
     from multiscale.outputs import resolved_toml, write_text
     from multiscale.progress import Reporter
 
@@ -69,17 +71,20 @@ def main(args: argparse.Namespace) -> int:
             )
         extra = {"restart": True} if restart else {}
         result = kind.run(case, setup, comm=comm, reporter=reporter, out=out, **extra)
-        if root:
-            write_text(out / "iterations.csv", reporter.iterations_csv())
-        finished = kind.write(
-            case,
-            setup,
-            result,
-            out=out,
-            output_override=args.output,
-            comm=comm,
-            reporter=reporter,
-        )
+        # The results replace the previous ones as a set (a kill leaves the old or the new).
+        with staged(out, comm=comm) as stage:
+            if root:
+                write_text(stage / "iterations.csv", reporter.iterations_csv())
+            finished = kind.write(
+                case,
+                setup,
+                result,
+                out=out,
+                stage=stage,
+                output_override=args.output,
+                comm=comm,
+                reporter=reporter,
+            )
         if root:
             _plot(out, reporter)
         reporter.log(f"outputs written to {out}")

@@ -10,8 +10,10 @@ function                                        does
 ``describe(case, setup, *, output) -> lines``   the summary ``check`` prints and ``log.txt``
                                                 starts with
 ``run(case, setup, *, comm, reporter)``         compute (collective under MPI)
-``write(case, setup, result, *, out, ...)``     write the outputs (rank 0 writes files) and
-                                                return a :class:`Finished`
+``write(case, setup, result, *, out, stage,``  write the outputs (rank 0 writes files) into
+``...)``                                        ``stage`` (they replace ``out``'s as a set,
+                                                :mod:`multiscale.output_set`) and return a
+                                                :class:`Finished`
 ``reference(case, setup, *, out, ...)``         optional: the fully atomistic reference
 ==============================================  ==============================================
 

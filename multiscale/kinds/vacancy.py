@@ -237,8 +237,12 @@ def write(
     output_override: str | None,
     comm: Any,
     reporter: Reporter,
+    stage: Path | None = None,
 ) -> Finished:
     """Write ``atoms/relaxed.extxyz``, ``case.resolved.toml`` and ``summary.json`` (last).
+
+    The files go to ``stage`` when given (:func:`multiscale.output_set.staged`), else to
+    ``out``.
 
     Returns:
         What the command prints and its exit status.
@@ -247,10 +251,11 @@ def write(
     assert cfg.lattice is not None and cfg.relax is not None and cfg.potential is not None
     formation = result.formation
     summary = _summary(case, setup, result)
+    dest = out if stage is None else stage
     if comm is None or comm.rank == 0:
         atoms = formation.atoms
         write_extxyz(
-            out / "atoms" / "relaxed.extxyz",
+            dest / "atoms" / "relaxed.extxyz",
             atoms,
             results={
                 "energy": atoms.get_potential_energy(),
@@ -268,8 +273,8 @@ def write(
             "output.directory": str(out.resolve()),
         }
         text = resolved_toml(case, values=values, notes=notes, version=version())
-        write_text(out / "case.resolved.toml", text)
-        write_json(out / "summary.json", summary)
+        write_text(dest / "case.resolved.toml", text)
+        write_json(dest / "summary.json", summary)
     lines = [
         f"vacancy formation energy: {formation.formation_energy:.6f} eV  "
         f"({summary['status']}, {formation.steps} steps, {result.wall_time_s:.1f} s)",

@@ -182,11 +182,13 @@ def write(
     output_override: str | None,
     comm: Any,
     reporter: Reporter,
+    stage: Path | None = None,
 ) -> Finished:
     """Compare with ``out/reference`` when there is one, then write every output.
 
-    Collective: the comparison, the continuum fields and the atoms gather over ``comm``;
-    rank 0 writes the files.
+    The files go to ``stage`` when given (:func:`multiscale.output_set.staged`), else to
+    ``out``. Collective: the comparison, the continuum fields and the atoms gather over
+    ``comm``; rank 0 writes the files.
     """
     from multiscale.kinds.coupled.compare import reference_error
     from multiscale.kinds.coupled.outputs import (
@@ -210,12 +212,19 @@ def write(
                 f"against the reference: energy error {error['energy_error_eV']:.3e} eV, "
                 f"strain error {error['strain_error_rel']:.3e} (relative)"
             )
-    write_continuum(run, out=out)  # collective
+    dest = out if stage is None else stage
+    write_continuum(run, out=dest)  # collective
     atoms = coupled_atoms(run)  # collective
     summary = coupled_summary(run, case, reference_error=error, atoms=atoms)
     if comm.rank == 0:
         write_coupled_outputs(
-            case, run, atoms=atoms, out=out, summary=summary, output_override=output_override
+            case,
+            run,
+            atoms=atoms,
+            out=dest,
+            summary=summary,
+            output_override=output_override,
+            output_dir=out,
         )
     lines = [
         f"coupled energy: {summary['energy_eV']:.8f} eV, relaxation "
@@ -263,6 +272,7 @@ def reference(
     from multiscale import version
     from multiscale.kinds.coupled.outputs import REFERENCE_DIR, write_reference_outputs
     from multiscale.kinds.coupled.reference import run_reference
+    from multiscale.output_set import staged
     from multiscale.outputs import resolved_toml
 
     code = EXIT_OK
@@ -274,9 +284,10 @@ def reference(
             reporter.log("\n".join(describe(case, setup, output=output_override)))
             reporter.log("parameters (origin after #):\n" + resolved_toml(case, version=version()))
             result = run_reference(setup, reporter=reporter)
-            summary = write_reference_outputs(
-                case, setup, result, out=out, output_override=output_override
-            )
+            with staged(folder) as stage:  # the three files replace the old ones as a set
+                summary = write_reference_outputs(
+                    case, setup, result, out=out, output_override=output_override, folder=stage
+                )
             reporter.log(f"outputs written to {folder}")
         print(
             f"reference energy: {result.energy:.8f} eV, relaxation "

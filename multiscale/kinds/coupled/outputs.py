@@ -205,14 +205,19 @@ def write_coupled_outputs(
     out: Path,
     summary: dict,
     output_override: str | None,
+    output_dir: Path | None = None,
 ) -> None:
     """Write ``atoms/coupled.extxyz``, ``case.resolved.toml``, then ``summary.json`` (rank 0).
+
+    ``out`` is the folder written (the staging folder when staged), ``output_dir`` the run's
+    output folder that ``case.resolved.toml`` names (``out`` when None).
 
     ``atoms`` comes from :func:`coupled_atoms` (a collective call); the continuum fields are
     written by :func:`write_continuum`, on every rank.
     """
     write_extxyz(out / "atoms" / "coupled.extxyz", atoms, results={"energy": run.last.energy})
-    write_text(out / "case.resolved.toml", _resolved(case, run.setup, out, output_override))
+    named = out if output_dir is None else output_dir
+    write_text(out / "case.resolved.toml", _resolved(case, run.setup, named, output_override))
     write_json(out / "summary.json", summary)
 
 
@@ -250,9 +255,14 @@ def write_reference_outputs(
     *,
     out: Path,
     output_override: str | None,
+    folder: Path | None = None,
 ) -> dict:
-    """Write ``reference/atoms.extxyz``, ``reference/case.resolved.toml``, then the summary."""
-    folder = out / REFERENCE_DIR
+    """Write ``reference/atoms.extxyz``, ``reference/case.resolved.toml``, then the summary.
+
+    ``folder`` replaces ``out/reference`` as the folder written (the staging folder of
+    :func:`multiscale.output_set.staged`).
+    """
+    folder = out / REFERENCE_DIR if folder is None else folder
     atoms = result.atoms
     write_extxyz(
         folder / "atoms.extxyz",

@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from coupling.system import CoupledSystem
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
@@ -150,6 +152,31 @@ class CoupledRun:
         return max(self.last.max_atom_force, self.last.max_fe_residual)
 
 
+#: Width of a crack's notch in the mesh, in units of the spacing of the lattice planes it
+#: runs between: thin against the elements, and clear of the sites on either side (they sit
+#: half a spacing from the crack plane), so that every pad atom lies in the mesh.
+NOTCH_WIDTH = 0.25
+
+
+def crack_notch(setup: CoupledSetup) -> Any:
+    """The thin rectangle cut from the mesh along a crack's faces, or None without a crack.
+
+    It runs on the crack plane ``y = t_y`` from the core's centre (inside the mesh hole)
+    to beyond the outer boundary, so that the continuum is cut from the atoms outward.
+    """
+    from continuum.geometry import Rectangle
+
+    crack = setup.crack
+    if crack is None:
+        return None
+    dom, c = setup.domain, setup.handshake.center
+    far = dom.radius if dom.half_size is None else float(np.max(dom.half_size[:2]))
+    assert far is not None
+    half = 0.5 * NOTCH_WIDTH * crack.plane_spacing
+    y = float(crack.tip[1])
+    return Rectangle(lo=(-2.0 * far - 1.0, y - half), hi=(float(c[0]), y + half))
+
+
 def _shapes(setup: CoupledSetup) -> tuple[Any, Any]:
     """The outer domain and the mesh hole, as mesh shapes.
 
@@ -176,7 +203,9 @@ def _shapes(setup: CoupledSetup) -> tuple[Any, Any]:
     return Disk(center=(0.0, 0.0), radius=dom.radius), hole
 
 
-def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> CoupledSystem:
+def build_system(
+    setup: CoupledSetup, *, comm: Any, mesh_data: Any = None, step: int | None = None
+) -> CoupledSystem:
     """Mesh, continuum problem, atoms and the coupled system of a case.
 
     Args:
@@ -184,14 +213,19 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
         comm: MPI communicator of the mesh (atoms live on its rank 0).
         mesh_data: the mesh to use (a refined one, or one with the grown core cut out);
             None: the case's graded mesh.
+        step: the load step whose background field the system carries (a crack's K field
+            changes with the load); None: the last (a state at the full load is restored
+            into it).
 
     Returns:
         A :class:`coupling.system.CoupledSystem` at zero displacement; with a dislocation, the
-        FE unknown is the correction to its Volterra field and the atoms start on that field.
+        FE unknown is the correction to its Volterra field and the atoms start on that field;
+        with a crack, likewise with its K field under ``K_step``, and the mesh is cut along
+        the crack faces (:func:`crack_notch`).
     """
     from continuum.mesh import graded_mesh
     from continuum.problem import HyperelasticProblem
-    from coupling.system import Background, build_coupled_system
+    from coupling.system import build_coupled_system
     from multiscale.kinds.coupled.sites import coupled_sites
 
     handshake, mesh, pot = setup.handshake, setup.mesh, setup.potential
@@ -205,6 +239,7 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
             h_min=mesh.h_min,
             h_max=mesh.h_max,
             growth=mesh.growth,
+            notch=crack_notch(setup),
         )
     thickness = setup.lattice.period if setup.dimension == "2.5d" else 1.0
     assert thickness is not None
@@ -213,7 +248,7 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
         law=pot.law,
         mode=setup.dimension,
         weight=lambda x: thickness * handshake.continuum_weight(x),
-        with_background=setup.dislocation is not None,
+        with_background=setup.dislocation is not None or setup.crack is not None,
     )
     atoms, perfect = coupled_sites(setup)
     system = build_coupled_system(
@@ -227,11 +262,11 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
         device=pot.device,
         hessian_dtype=setup.coupling.hessian_dtype,
     )
-    disl = setup.dislocation
-    if disl is not None:
-        # The FE field is the continuous correction to the Volterra field; atoms start on it.
-        system.set_background(Background(displacement=disl.displacement, gradient=disl.gradient))
-        system.set_atom_displacements(disl.displacement(system.positions[: system.n_free]))
+    background = setup.background(setup.loading.steps if step is None else step)
+    if background is not None:
+        # The FE field is the correction to the Volterra or K field; atoms start on it.
+        system.set_background(background)
+        system.set_atom_displacements(background.displacement(system.positions[: system.n_free]))
     return system
 
 
@@ -254,6 +289,15 @@ def solve_step(
     start = time.perf_counter()
     loading = setup.loading
     if advance:
+        if setup.crack is not None:
+            # K_{k-1} -> K_k: the atoms move by the increment of the K field (linear in K),
+            # the FE correction stays; the predictor is then the state on the new field
+            background = setup.background(k)
+            assert background is not None
+            free = system.positions[: system.n_free]
+            du = background.displacement(free) - setup.background(k - 1).displacement(free)  # type: ignore[union-attr]
+            system.set_atom_displacements(system.model.layout.atoms_of(system.z) + du)
+            system.set_background(background)
         system.advance_load(loading.deformation(k - 1), loading.deformation(k))
     ghost = system.ghost_forces(within=setup.potential.range)
     e_predictor = system.energy_parts(system.predictor).total
@@ -322,7 +366,7 @@ def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Couple
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
     """
     start = time.perf_counter()
-    system = build_system(setup, comm=comm)
+    system = build_system(setup, comm=comm, step=0)
     run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
     n_pad = len(system.positions) - system.n_free
     reporter.info(

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5 as K_UNIT
 from coupling.system import CoupledSystem
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
@@ -72,6 +73,8 @@ class StepRecord:
     correction_changes: tuple[float, ...] = ()
     correction_passes: int = 1
     correction_status: str = "one pass"
+    stress_intensity: float | None = None
+    crack_tip_x: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
@@ -94,6 +97,14 @@ class StepRecord:
             "correction_changes_eV_per_A": list(self.correction_changes),
             "correction_status": self.correction_status,
             "wall_time_s": self.wall_time_s,
+            **(
+                {}
+                if self.stress_intensity is None
+                else {
+                    "k_i_MPa_sqrt_m": self.stress_intensity,
+                    "crack_tip_x_A": self.crack_tip_x,
+                }
+            ),
         }
 
 
@@ -302,8 +313,13 @@ def solve_step(
     ghost = system.ghost_forces(within=setup.potential.range)
     e_predictor = system.energy_parts(system.predictor).total
     label = label or f"load step {k}/{loading.steps}"
+    load = f"F = I + {loading.factor(k):g} (F - I)"
+    if setup.crack is not None:
+        load = f"K_I = {loading.stress_intensity(k) / K_UNIT:.4g} MPa√m" + (
+            f", {load}" if np.any(loading.strain) else ""
+        )
     reporter.info(
-        f"{label}: F = I + {loading.factor(k):g} (F - I); ghost forces without correction "
+        f"{label}: {load}; ghost forces without correction "
         f"at the predictor: atoms {ghost[0]:.3e}, FE {ghost[1]:.3e} eV/Å"
     )
 
@@ -340,6 +356,7 @@ def solve_step(
         correction_changes=outcome.changes,
         correction_passes=outcome.passes,
         correction_status=outcome.status,
+        **_crack_tip(setup, system, k, reporter, label),
     )
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(
@@ -350,6 +367,33 @@ def solve_step(
         f"({record.wall_time_s:.1f} s)"
     )
     return record
+
+
+def _crack_tip(
+    setup: CoupledSetup, system: CoupledSystem, k: int, reporter: Reporter, label: str
+) -> dict[str, float | None]:
+    """A crack's ``K_I`` at step ``k`` (MPa√m) and its tip at the solution, logged (collective).
+
+    The tip: :func:`coupling.crack.tip_position` on the free atoms.
+    """
+    crack = setup.crack
+    if crack is None:
+        return {}
+    from coupling.crack import tip_position
+
+    n = system.n_free
+    u = system.atom_displacements()[:n]
+    tip = tip_position(crack.tip, crack.plane_spacing, system.positions[:n], u)
+    where = (
+        "not found"
+        if tip is None
+        else f"x = {tip:.2f} Å ({tip - crack.tip[0]:+.2f} Å from the first)"
+    )
+    reporter.info(f"{label}: crack tip {where}")
+    return {
+        "stress_intensity": setup.loading.stress_intensity(k) / K_UNIT,
+        "crack_tip_x": tip,
+    }
 
 
 def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> CoupledRun:

@@ -8,6 +8,9 @@ which the coupled solution must approach away from the tip.
 """
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +274,25 @@ def test_far_from_the_tip_the_coupled_crack_is_the_k_field(tmp_path):
     # measured 0.134, 0.050, 0.019, 0.011: the tip's nonlinear zone, then the K field
     assert all(b < a for a, b in zip(rel, rel[1:])), rel
     assert rel[0] > 0.05 and rel[-1] < 0.02, rel
+
+
+def test_two_ranks_give_the_serial_answer(small_crack, tmp_path):
+    """``mpiexec -n 2``: the same passes, energy and crack tip as the serial run."""
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    launcher = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    if launcher is None:
+        pytest.skip("no mpiexec")
+    folder = write_case(tmp_path, SMALL_CRACK)
+    run = subprocess.run(
+        [launcher, "-n", "2", sys.executable, "-m", "multiscale", "run", folder],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    parallel = json.loads((folder / "output" / "summary.json").read_text())
+    serial = small_crack[0]
+    assert parallel["mpi_ranks"] == 2
+    assert parallel["correction_passes"] == serial["correction_passes"]
+    assert parallel["energy_eV"] == pytest.approx(serial["energy_eV"], abs=1e-6)
+    assert parallel["crack"]["tip_x_A"] == pytest.approx(serial["crack"]["tip_x_A"])

@@ -281,6 +281,30 @@ def build_system(
     return system
 
 
+def _advance_crack(setup: CoupledSetup, system: CoupledSystem, k: int) -> None:
+    """``K_{k−1} → K_k``: the atoms move by the increment of the K field (linear in ``K``).
+
+    The FE correction stays; the background becomes the field of ``K_k``, so the predictor
+    that :meth:`~coupling.system.CoupledSystem.advance_load` then sets is the state on it.
+    """
+    before, now = setup.background(k - 1), setup.background(k)
+    assert before is not None and now is not None
+    free = system.positions[: system.n_free]
+    du = now.displacement(free) - before.displacement(free)
+    system.set_atom_displacements(system.model.layout.atoms_of(system.z) + du)
+    system.set_background(now)
+
+
+def _load_text(setup: CoupledSetup, k: int) -> str:
+    """The load of step ``k`` for the log: ``F_k``, or a crack's ``K_I`` (and ``F_k``)."""
+    loading = setup.loading
+    load = f"F = I + {loading.factor(k):g} (F - I)"
+    if setup.crack is None:
+        return load
+    text = f"K_I = {loading.stress_intensity(k) / K_UNIT:.4g} MPa√m"
+    return f"{text}, {load}" if np.any(loading.strain) else text
+
+
 def solve_step(
     setup: CoupledSetup,
     system: CoupledSystem,
@@ -301,25 +325,13 @@ def solve_step(
     loading = setup.loading
     if advance:
         if setup.crack is not None:
-            # K_{k-1} -> K_k: the atoms move by the increment of the K field (linear in K),
-            # the FE correction stays; the predictor is then the state on the new field
-            background = setup.background(k)
-            assert background is not None
-            free = system.positions[: system.n_free]
-            du = background.displacement(free) - setup.background(k - 1).displacement(free)  # type: ignore[union-attr]
-            system.set_atom_displacements(system.model.layout.atoms_of(system.z) + du)
-            system.set_background(background)
+            _advance_crack(setup, system, k)
         system.advance_load(loading.deformation(k - 1), loading.deformation(k))
     ghost = system.ghost_forces(within=setup.potential.range)
     e_predictor = system.energy_parts(system.predictor).total
     label = label or f"load step {k}/{loading.steps}"
-    load = f"F = I + {loading.factor(k):g} (F - I)"
-    if setup.crack is not None:
-        load = f"K_I = {loading.stress_intensity(k) / K_UNIT:.4g} MPa√m" + (
-            f", {load}" if np.any(loading.strain) else ""
-        )
     reporter.info(
-        f"{label}: {load}; ghost forces without correction "
+        f"{label}: {_load_text(setup, k)}; ghost forces without correction "
         f"at the predictor: atoms {ghost[0]:.3e}, FE {ghost[1]:.3e} eV/Å"
     )
 

@@ -5,7 +5,10 @@ The element size is a function of the distance ``d`` to a focus point ``c``::
     h(d) = clamp(h_min + growth · (d − focus_radius), h_min, h_max)
 
 so elements are ``h_min`` within ``focus_radius`` of the core and coarsen linearly outward. In
-2D the mesh is made of triangles (``gdim = 2``), in 3D of tetrahedra. Only rank 0 runs gmsh;
+2D the mesh is made of triangles (``gdim = 2``), in 3D of tetrahedra. A ``notch`` (a thin
+rectangle from the hole to beyond the outer boundary: the faces of a crack) is cut out with the
+hole; its faces are free boundary like the hole's (``inner_tag``), so the continuum on either
+side of it does not interact. Only rank 0 runs gmsh;
 the mesh is then distributed over the communicator by DOLFINx.
 """
 
@@ -70,13 +73,18 @@ def _is_inside(box: tuple[float, ...], hole: Shape, tol: float) -> bool:
     return bool(np.all(np.asarray(box[:3]) >= lo - tol) and np.all(np.asarray(box[3:]) <= hi + tol))
 
 
-def _build_model(*, outer: Shape, hole: Shape | None, size: str) -> None:
+def _build_model(
+    *, outer: Shape, hole: Shape | None, size: str, notch: Shape | None = None
+) -> None:
     """Build and mesh the current gmsh model (rank 0 only)."""
     dim = outer.dim
     occ = gmsh.model.occ
     body = outer.add_to_occ(occ)
     if hole is not None:
-        cut, _ = occ.cut([(dim, body)], [(dim, hole.add_to_occ(occ))])
+        tools = [(dim, hole.add_to_occ(occ))]
+        if notch is not None:
+            tools.append((dim, notch.add_to_occ(occ)))
+        cut, _ = occ.cut([(dim, body)], tools)
         bodies = [tag for d, tag in cut if d == dim]
     else:
         bodies = [body]
@@ -88,6 +96,8 @@ def _build_model(*, outer: Shape, hole: Shape | None, size: str) -> None:
     for d, tag in boundary:
         bbox = gmsh.model.getBoundingBox(d, abs(tag))
         is_inner = hole is not None and _is_inside(bbox, hole, tol)
+        if notch is not None and _is_inside(bbox, notch, tol):
+            is_inner = True
         (inner if is_inner else outer_ents).append(abs(tag))
     if hole is not None and not inner:
         raise MeshError(f"gmsh produced no boundary on the hole {hole!r}")
@@ -146,6 +156,28 @@ class _GmshSession:
             gmsh.finalize()
 
 
+def _check_arguments(
+    outer: Shape,
+    hole: Shape | None,
+    notch: Shape | None,
+    focus_radius: float,
+    h_min: float,
+    h_max: float,
+    growth: float,
+) -> None:
+    """Raise :class:`GeometryError` for the inconsistent arguments of :func:`graded_mesh`."""
+    if outer.dim not in (2, 3):
+        raise GeometryError(f"outer shape must be 2D or 3D, got {outer!r}")
+    if hole is not None:
+        check_hole_inside(outer, hole)
+    elif notch is not None:
+        raise GeometryError("a notch needs a hole to start from")
+    if not (0.0 < h_min <= h_max) or not np.isfinite(h_max):
+        raise GeometryError(f"need 0 < h_min <= h_max, got h_min={h_min}, h_max={h_max}")
+    if focus_radius < 0.0 or growth <= 0.0:
+        raise GeometryError(f"need focus_radius >= 0 and growth > 0, got {focus_radius}, {growth}")
+
+
 def graded_mesh(
     *,
     comm: MPI.Comm,
@@ -156,6 +188,7 @@ def graded_mesh(
     h_max: float,
     growth: float = 0.25,
     center: tuple[float, ...] | np.ndarray | None = None,
+    notch: Shape | None = None,
 ) -> MeshData:
     """Mesh ``outer`` minus ``hole`` with elements graded away from the atomistic core.
 
@@ -171,6 +204,9 @@ def graded_mesh(
         growth: slope ``dh/dd`` of the size beyond ``focus_radius`` (dimensionless).
         center: focus point ``(2,)`` or ``(3,)`` in Å; the hole's centroid by default, else the
             outer shape's.
+        notch: a shape removed with the hole (needs one), e.g. a thin
+            :class:`~continuum.geometry.Rectangle` from inside the hole to beyond the outer
+            boundary: a crack's faces. Its boundary facets get ``inner_tag`` (free).
 
     Returns:
         The distributed mesh with facet tags (``outer_tag = 1``, ``inner_tag = 2`` or
@@ -180,14 +216,7 @@ def graded_mesh(
         GeometryError: inconsistent shapes or sizes.
         MeshError: gmsh failed (the message is gmsh's, raised on every rank).
     """
-    if outer.dim not in (2, 3):
-        raise GeometryError(f"outer shape must be 2D or 3D, got {outer!r}")
-    if hole is not None:
-        check_hole_inside(outer, hole)
-    if not (0.0 < h_min <= h_max) or not np.isfinite(h_max):
-        raise GeometryError(f"need 0 < h_min <= h_max, got h_min={h_min}, h_max={h_max}")
-    if focus_radius < 0.0 or growth <= 0.0:
-        raise GeometryError(f"need focus_radius >= 0 and growth > 0, got {focus_radius}, {growth}")
+    _check_arguments(outer, hole, notch, focus_radius, h_min, h_max, growth)
     dim = outer.dim
     if center is None:
         focus = (hole if hole is not None else outer).centroid
@@ -203,7 +232,7 @@ def graded_mesh(
     if session is not None:
         try:
             session.open(h_min=h_min, h_max=h_max)
-            _build_model(outer=outer, hole=hole, size=size)
+            _build_model(outer=outer, hole=hole, size=size, notch=notch)
         except Exception as exc:  # gmsh raises plain Exceptions; re-raised on every rank
             error = f"{type(exc).__name__}: {exc}"
     try:

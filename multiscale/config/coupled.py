@@ -146,11 +146,14 @@ class GeometrySection:
 class DefectSection:
     """``[defect]``: what is taken out of (or cut into) the perfect lattice near the origin."""
 
-    kind: Literal["none", "void", "dislocation"] = option(
+    kind: Literal["none", "void", "dislocation", "crack"] = option(
         "none",
         doc='`"none"`: perfect crystal; `"void"`: the sites within `defect.radius` are removed; '
         '`"dislocation"` (2.5d only): a straight dislocation along z with Burgers vector '
-        '`defect.burgers` (needs `boundary.kind = "dislocation"`)',
+        '`defect.burgers` (needs `boundary.kind = "dislocation"`); `"crack"` (2.5d only): a '
+        "straight crack along z on the plane normal to y through `defect.center`, faces on "
+        '`x < c_x`, opened by the mode-I K field (needs `boundary.kind = "crack"`); the '
+        "mesh is cut along the faces from the atoms to the outer boundary",
     )
     radius: float | None = option(
         None,
@@ -168,7 +171,7 @@ class DefectSection:
     center: tuple[float, float] | None = option(
         None,
         unit="Å",
-        doc="dislocation only: `[x, y]` of the line",
+        doc="dislocation or crack only: `[x, y]` of the line, or of the crack front (the tip)",
         default_doc="midway between the two lattice planes normal to y, and the two atomic "
         "columns along x, nearest the origin",
     )
@@ -184,18 +187,36 @@ def _finite_rows(rows: tuple[Vector3, Vector3, Vector3]) -> str | None:
 class BoundarySection:
     """``[boundary]``: the displacement imposed on the outer boundary."""
 
-    kind: Literal["homogeneous", "dislocation"] = option(
+    kind: Literal["homogeneous", "dislocation", "crack"] = option(
         "homogeneous",
         doc='`"homogeneous"`: `u = (F − I) X` on the outer boundary; `"dislocation"`: '
         "`u = (F − I) X + u_d(X)`, `u_d` the anisotropic linear-elastic (Stroh) Volterra "
         "field of the defect's dislocation with the Cauchy–Born elastic constants (needs "
-        '`defect.kind = "dislocation"`, and vice versa)',
+        '`defect.kind = "dislocation"`, and vice versa); `"crack"`: `u = (F − I) X + '
+        "u_K(X)`, `u_K` the anisotropic (Stroh) mode-I near-tip field of the defect's crack "
+        "under `boundary.k_i`, with the Cauchy–Born elastic constants, on the outer boundary "
+        'only (the crack faces are free) (needs `defect.kind = "crack"`, and vice versa)',
     )
     strain: tuple[Vector3, Vector3, Vector3] = option(
         ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
         check=_finite_rows,
         doc="the displacement gradient `F − I`: row i, column j = `∂u_i/∂X_j`; in 2.5d the "
         "third column must be zero; the principal stretches of `F` must lie in [0.5, 2]",
+    )
+    k_i: float | None = option(
+        None,
+        unit="MPa√m",
+        check=positive,
+        doc="crack only: the mode-I stress intensity factor `K_I` of the last load step; "
+        "load step k of `loading.steps` holds `K_k = K_0 + (k/steps)(K_I − K_0)`, "
+        "`K_0 = boundary.k_i_start` (1 MPa√m = 0.62415 eV/Å^2.5)",
+    )
+    k_i_start: float = option(
+        0.0,
+        unit="MPa√m",
+        check=non_negative,
+        doc="crack only: `K_0`, the load before the first step (the atoms start on the K "
+        "field of the first step, `K_1`, which opens the faces); must be below `boundary.k_i`",
     )
 
 
@@ -238,9 +259,9 @@ class CouplingSection:
         "auto",
         check=_passes,
         doc="solves per load step; each pass after the first recomputes the ghost-force "
-        "correction at the previous solution. More than 1 needs a dislocation (the correction "
-        "is recomputed on the defect's full lattice, which a void lacks)",
-        default_doc="8 with a dislocation, else 1",
+        "correction at the previous solution. More than 1 needs a dislocation or a crack (the "
+        "correction is recomputed on the defect's full lattice, which a void lacks)",
+        default_doc="8 with a dislocation or a crack, else 1",
     )
     correction_tolerance: float = option(
         1e-3,
@@ -355,12 +376,29 @@ def _check_defect(defect: DefectSection, dimension: str, ctx: Context) -> None:
         ctx.fail("defect.radius", "missing key 'defect.radius' (void radius in Å)")
     if defect.kind != "void" and defect.radius is not None:
         ctx.fail("defect.radius", 'defect.radius is only used with defect.kind = "void"')
+    if defect.kind == "crack":
+        if dimension != "2.5d":
+            ctx.fail(
+                "defect.kind",
+                'defect.kind = "crack" needs case.dimension = "2.5d" (a straight front along '
+                f"z), got {toml_value(dimension)}",
+            )
+        if defect.burgers is not None:
+            ctx.fail(
+                "defect.burgers", 'defect.burgers is only used with defect.kind = "dislocation"'
+            )
     if defect.kind != "dislocation":
-        for key in ("burgers", "center"):
+        keys = ("burgers",) if defect.kind == "crack" else ("burgers", "center")
+        for key in keys:
             if getattr(defect, key) is not None:
                 ctx.fail(
-                    f"defect.{key}", f'defect.{key} is only used with defect.kind = "dislocation"'
+                    f"defect.{key}",
+                    f'defect.{key} is only used with defect.kind = "dislocation"'
+                    + (' or "crack"' if key == "center" else ""),
                 )
+        if defect.kind == "crack" and defect.center is not None:
+            if not np.all(np.isfinite(defect.center)):
+                ctx.fail("defect.center", "defect.center must be two finite numbers [x, y] in Å")
         return
     if dimension != "2.5d":
         ctx.fail(
@@ -381,6 +419,42 @@ def _check_defect(defect: DefectSection, dimension: str, ctx: Context) -> None:
         ctx.fail("defect.center", "defect.center must be two finite numbers [x, y] in Å")
 
 
+def _check_crack(boundary: BoundarySection, defect_kind: str, ctx: Context) -> None:
+    """``boundary.kind = "crack"`` if and only if ``defect.kind = "crack"``; its ``K`` keys."""
+    if (boundary.kind == "crack") != (defect_kind == "crack"):
+        if boundary.kind == "crack":
+            ctx.fail(
+                "boundary.kind",
+                'boundary.kind = "crack" needs defect.kind = "crack" (the K field of which '
+                f"crack?), got defect.kind = {toml_value(defect_kind)}",
+            )
+        ctx.fail(
+            "boundary.kind",
+            'defect.kind = "crack" needs boundary.kind = "crack" (its K field on the outer '
+            f"boundary), got boundary.kind = {toml_value(boundary.kind)}",
+        )
+    if boundary.kind != "crack":
+        if boundary.k_i is not None:
+            ctx.fail("boundary.k_i", 'boundary.k_i is only used with boundary.kind = "crack"')
+        if boundary.k_i_start != 0.0:
+            ctx.fail(
+                "boundary.k_i_start", 'boundary.k_i_start is only used with boundary.kind = "crack"'
+            )
+        return
+    if boundary.k_i is None:
+        ctx.fail(
+            "boundary.k_i",
+            "missing key 'boundary.k_i' (mode-I stress intensity factor of the last load step, "
+            "in MPa√m)",
+        )
+    if boundary.k_i_start >= boundary.k_i:
+        ctx.fail(
+            "boundary.k_i_start",
+            f"boundary.k_i_start = {boundary.k_i_start:g} MPa√m must be below boundary.k_i = "
+            f"{boundary.k_i:g} MPa√m",
+        )
+
+
 def check_coupled(sections: dict, ctx: Context) -> None:
     """Checks across the keys of a coupled case that need no potential.
 
@@ -398,6 +472,7 @@ def check_coupled(sections: dict, ctx: Context) -> None:
     defect = sections["defect"]
     _check_defect(defect, dimension, ctx)
     boundary_kind = sections["boundary"].kind
+    _check_crack(sections["boundary"], defect.kind, ctx)
     if (boundary_kind == "dislocation") != (defect.kind == "dislocation"):
         if boundary_kind == "dislocation":
             ctx.fail(
@@ -412,11 +487,11 @@ def check_coupled(sections: dict, ctx: Context) -> None:
         )
     coupling = sections["coupling"]
     passes = coupling.correction_passes
-    if passes != "auto" and passes > 1 and defect.kind != "dislocation":
+    if passes != "auto" and passes > 1 and defect.kind not in ("dislocation", "crack"):
         ctx.fail(
             "coupling.correction_passes",
-            'coupling.correction_passes > 1 needs defect.kind = "dislocation" (the correction '
-            "is recomputed on the defect's full lattice, which a void lacks), got "
+            'coupling.correction_passes > 1 needs defect.kind = "dislocation" or "crack" (the '
+            "correction is recomputed on the defect's full lattice, which a void lacks), got "
             f"{coupling.correction_passes} with defect.kind = {toml_value(defect.kind)}",
         )
     if passes != "auto" and passes > 1 and not coupling.ghost_force_correction:

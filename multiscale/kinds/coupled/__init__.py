@@ -69,6 +69,15 @@ def describe(case: Case, setup: CoupledSetup, *, output: str | Path | None = Non
             f"(|b| {np.linalg.norm(b):.4f} Å), line at [{c[0]:.4f}, {c[1]:.4f}] Å"
         )
         boundary = "u = (F - I) X + anisotropic Volterra field of the dislocation"
+    if s.crack is not None:
+        from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5 as K_UNIT
+
+        t, load = s.crack.tip, s.loading
+        defect = f"crack along z on y = {t[1]:.4f} Å, faces x < {t[0]:.4f} Å (mesh cut along them)"
+        boundary = (
+            "u = (F - I) X + anisotropic mode-I K field of the crack, K_I from "
+            f"{load.k_i_start / K_UNIT:g} to {load.k_i / K_UNIT:g} MPa√m"
+        )
     slab = f", slab period {lattice.period:.4f} Å along z" if lattice.period else ""
     overridden = [k for k, o in case.origins.items() if o == ORIGIN_SET]
     defaults = [

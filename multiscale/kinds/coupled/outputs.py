@@ -142,6 +142,29 @@ def dislocation_record(
     return record
 
 
+def crack_record(setup: CoupledSetup, positions: np.ndarray, displacements: np.ndarray) -> dict:
+    """``summary["crack"]``: the load, the Griffith coefficient and where the tip is.
+
+    The tip is the largest ``x`` whose opening across the crack plane exceeds half the plane
+    spacing (:func:`coupling.crack.tip_position`), among the given sites (the coupled free
+    atoms, or the reference's); ``tip_advance_A`` is that ``x`` minus the initial tip's.
+    """
+    from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5 as K_UNIT
+    from coupling.crack import tip_position
+
+    crack, load = setup.crack, setup.loading
+    assert crack is not None
+    tip = tip_position(crack.tip, crack.plane_spacing, positions, displacements)
+    return {
+        "initial_tip_A": crack.tip.tolist(),
+        "plane_spacing_A": crack.plane_spacing,
+        "k_i_MPa_sqrt_m": [load.stress_intensity(k) / K_UNIT for k in range(1, load.steps + 1)],
+        "energy_release_coefficient_A3_per_eV": crack.energy_release_coefficient(),
+        "tip_x_A": tip,
+        "tip_advance_A": None if tip is None else tip - float(crack.tip[0]),
+    }
+
+
 def coupled_summary(
     run: CoupledRun, case: Case, *, reference_error: dict | None, atoms: Any = None
 ) -> dict:
@@ -188,6 +211,11 @@ def coupled_summary(
     if setup.dislocation is not None and atoms is not None:
         n = int(system.n_free)
         summary["dislocation"] = dislocation_record(
+            setup, atoms.arrays["reference_position"][:n], atoms.arrays["displacement"][:n]
+        )
+    if setup.crack is not None and atoms is not None:
+        n = int(system.n_free)
+        summary["crack"] = crack_record(
             setup, atoms.arrays["reference_position"][:n], atoms.arrays["displacement"][:n]
         )
     if reference_error is not None:
@@ -244,6 +272,13 @@ def reference_summary(case: Case, setup: CoupledSetup, result: ReferenceResult) 
         atoms = result.atoms
         summary["dislocation"] = dislocation_record(
             setup, atoms.arrays["reference_position"], atoms.arrays["displacement"]
+        )
+    if setup.crack is not None:
+        atoms = result.atoms
+        summary["crack"] = crack_record(
+            setup,
+            atoms.arrays["reference_position"][result.free],
+            atoms.arrays["displacement"][result.free],
         )
     return summary
 

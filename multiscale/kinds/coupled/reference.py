@@ -4,7 +4,8 @@ The same problem with atoms everywhere: every lattice site of the outer domain (
 in 2.5d a rectangle or disk extruded into a slab periodic along ``z`` with the lattice
 period), the defect applied, is a free atom. A shell of sites outside the domain, of
 thickness ``2 r_cut`` (plus 1 %), is held at the boundary displacement ``(F − I) X`` (plus,
-for a dislocation, its anisotropic Volterra field, on which the free atoms also start), so that
+for a dislocation, its anisotropic Volterra field, on which the free atoms also start; for a
+crack, its K field under the step's ``K_I``, likewise), so that
 every free atom has a full neighbourhood and the boundary condition is the coupled one.
 Two cutoffs, not one: the force on a free atom involves the site energies of its neighbours
 within ``r_cut`` (EAM: their embedding densities), which must see full neighbourhoods too;
@@ -29,7 +30,8 @@ reports (LAMMPS: the relaxed state and the boundary field both), so the relaxati
 never a difference across engines.
 
 ``relaxation_energy = E(relaxed) − E(boundary field everywhere)`` at the last step (the
-homogeneous state ``(F − I) X``, plus the Volterra field for a dislocation), with
+homogeneous state ``(F − I) X``, plus the Volterra field for a dislocation or the K field
+for a crack), with
 the energy of all atoms, held ones included (their site energies respond to the free atoms
 within ``r_cut``).
 """
@@ -98,12 +100,18 @@ def _step_start(
     """Displacements that load step ``k`` starts from.
 
     The previous ones plus the homogeneous increment (at step 1 on the Volterra field of a
-    dislocation), the held atoms on the boundary field.
+    dislocation), plus for a crack the increment of its K field from ``K_{k-1}`` to ``K_k``
+    (at step 1 on the field of ``K_0``, so the atoms start on that of ``K_1``, which opens
+    the faces); the held atoms on the boundary field.
     """
-    if k == 1 and setup.dislocation is not None:
-        u = setup.dislocation.displacement(X)
+    before, now = setup.background(k - 1), setup.background(k)
+    if k == 1 and before is not None:
+        u = before.displacement(X)
     loading = setup.loading
     start = u + X @ (loading.deformation(k) - loading.deformation(k - 1)).T
+    if setup.crack is not None:
+        assert before is not None and now is not None
+        start = start + now.displacement(X) - before.displacement(X)
     start[~free] = setup.boundary_displacement(k)(X[~free])
     return start
 
@@ -264,6 +272,22 @@ def _effort(steps: int, extra: dict[str, Any], method: str) -> str:
     return text + (f" + {finish} {method} force evaluations (finish)" if finish else "")
 
 
+def _unwrapped(setup: CoupledSetup, u: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Displacements ``u`` with the slab's periodic wrap undone, relative to ``start``.
+
+    An engine may wrap positions back into the periodic cell along ``z`` (LAMMPS does: a
+    site at ``z = 0`` that moves by ``−1e-17`` Å comes back at ``z ≈ period``); the
+    relaxation moves the atoms far less than half a period from where the step started.
+    """
+    period = setup.lattice.period
+    if period is None:
+        return u
+    u = np.array(u, dtype=float)
+    change = u[:, 2] - start[:, 2]
+    u[:, 2] -= period * np.round(change / period)
+    return u
+
+
 def run_reference(setup: CoupledSetup, *, reporter: Reporter) -> ReferenceResult:
     """Relax the fully atomistic version of a coupled case in load steps.
 
@@ -292,7 +316,7 @@ def run_reference(setup: CoupledSetup, *, reporter: Reporter) -> ReferenceResult
         step_start = _step_start(setup, k, X, u, free)
         result, record, unrelaxed = _relax_step(setup, k, atoms, step_start, free, engine, reporter)
         records.append(record)
-        u = result.atoms.positions - X
+        u = _unwrapped(setup, result.atoms.positions - X, step_start)
         if not result.converged:
             break
     assert result is not None

@@ -41,6 +41,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5 as K_UNIT
 from coupling.system import CoupledSystem
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
@@ -70,6 +73,8 @@ class StepRecord:
     correction_changes: tuple[float, ...] = ()
     correction_passes: int = 1
     correction_status: str = "one pass"
+    stress_intensity: float | None = None
+    crack_tip_x: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
@@ -92,6 +97,14 @@ class StepRecord:
             "correction_changes_eV_per_A": list(self.correction_changes),
             "correction_status": self.correction_status,
             "wall_time_s": self.wall_time_s,
+            **(
+                {}
+                if self.stress_intensity is None
+                else {
+                    "k_i_MPa_sqrt_m": self.stress_intensity,
+                    "crack_tip_x_A": self.crack_tip_x,
+                }
+            ),
         }
 
 
@@ -150,6 +163,31 @@ class CoupledRun:
         return max(self.last.max_atom_force, self.last.max_fe_residual)
 
 
+#: Width of a crack's notch in the mesh, in units of the spacing of the lattice planes it
+#: runs between: thin against the elements, and clear of the sites on either side (they sit
+#: half a spacing from the crack plane), so that every pad atom lies in the mesh.
+NOTCH_WIDTH = 0.25
+
+
+def crack_notch(setup: CoupledSetup) -> Any:
+    """The thin rectangle cut from the mesh along a crack's faces, or None without a crack.
+
+    It runs on the crack plane ``y = t_y`` from the core's centre (inside the mesh hole)
+    to beyond the outer boundary, so that the continuum is cut from the atoms outward.
+    """
+    from continuum.geometry import Rectangle
+
+    crack = setup.crack
+    if crack is None:
+        return None
+    dom, c = setup.domain, setup.handshake.center
+    far = dom.radius if dom.half_size is None else float(np.max(dom.half_size[:2]))
+    assert far is not None
+    half = 0.5 * NOTCH_WIDTH * crack.plane_spacing
+    y = float(crack.tip[1])
+    return Rectangle(lo=(-2.0 * far - 1.0, y - half), hi=(float(c[0]), y + half))
+
+
 def _shapes(setup: CoupledSetup) -> tuple[Any, Any]:
     """The outer domain and the mesh hole, as mesh shapes.
 
@@ -176,7 +214,9 @@ def _shapes(setup: CoupledSetup) -> tuple[Any, Any]:
     return Disk(center=(0.0, 0.0), radius=dom.radius), hole
 
 
-def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> CoupledSystem:
+def build_system(
+    setup: CoupledSetup, *, comm: Any, mesh_data: Any = None, step: int | None = None
+) -> CoupledSystem:
     """Mesh, continuum problem, atoms and the coupled system of a case.
 
     Args:
@@ -184,14 +224,19 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
         comm: MPI communicator of the mesh (atoms live on its rank 0).
         mesh_data: the mesh to use (a refined one, or one with the grown core cut out);
             None: the case's graded mesh.
+        step: the load step whose background field the system carries (a crack's K field
+            changes with the load); None: the last (a state at the full load is restored
+            into it).
 
     Returns:
         A :class:`coupling.system.CoupledSystem` at zero displacement; with a dislocation, the
-        FE unknown is the correction to its Volterra field and the atoms start on that field.
+        FE unknown is the correction to its Volterra field and the atoms start on that field;
+        with a crack, likewise with its K field under ``K_step``, and the mesh is cut along
+        the crack faces (:func:`crack_notch`).
     """
     from continuum.mesh import graded_mesh
     from continuum.problem import HyperelasticProblem
-    from coupling.system import Background, build_coupled_system
+    from coupling.system import build_coupled_system
     from multiscale.kinds.coupled.sites import coupled_sites
 
     handshake, mesh, pot = setup.handshake, setup.mesh, setup.potential
@@ -205,6 +250,7 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
             h_min=mesh.h_min,
             h_max=mesh.h_max,
             growth=mesh.growth,
+            notch=crack_notch(setup),
         )
     thickness = setup.lattice.period if setup.dimension == "2.5d" else 1.0
     assert thickness is not None
@@ -213,7 +259,7 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
         law=pot.law,
         mode=setup.dimension,
         weight=lambda x: thickness * handshake.continuum_weight(x),
-        with_background=setup.dislocation is not None,
+        with_background=setup.dislocation is not None or setup.crack is not None,
     )
     atoms, perfect = coupled_sites(setup)
     system = build_coupled_system(
@@ -227,12 +273,36 @@ def build_system(setup: CoupledSetup, *, comm: Any, mesh_data: Any = None) -> Co
         device=pot.device,
         hessian_dtype=setup.coupling.hessian_dtype,
     )
-    disl = setup.dislocation
-    if disl is not None:
-        # The FE field is the continuous correction to the Volterra field; atoms start on it.
-        system.set_background(Background(displacement=disl.displacement, gradient=disl.gradient))
-        system.set_atom_displacements(disl.displacement(system.positions[: system.n_free]))
+    background = setup.background(setup.loading.steps if step is None else step)
+    if background is not None:
+        # The FE field is the correction to the Volterra or K field; atoms start on it.
+        system.set_background(background)
+        system.set_atom_displacements(background.displacement(system.positions[: system.n_free]))
     return system
+
+
+def _advance_crack(setup: CoupledSetup, system: CoupledSystem, k: int) -> None:
+    """``K_{k−1} → K_k``: the atoms move by the increment of the K field (linear in ``K``).
+
+    The FE correction stays; the background becomes the field of ``K_k``, so the predictor
+    that :meth:`~coupling.system.CoupledSystem.advance_load` then sets is the state on it.
+    """
+    before, now = setup.background(k - 1), setup.background(k)
+    assert before is not None and now is not None
+    free = system.positions[: system.n_free]
+    du = now.displacement(free) - before.displacement(free)
+    system.set_atom_displacements(system.model.layout.atoms_of(system.z) + du)
+    system.set_background(now)
+
+
+def _load_text(setup: CoupledSetup, k: int) -> str:
+    """The load of step ``k`` for the log: ``F_k``, or a crack's ``K_I`` (and ``F_k``)."""
+    loading = setup.loading
+    load = f"F = I + {loading.factor(k):g} (F - I)"
+    if setup.crack is None:
+        return load
+    text = f"K_I = {loading.stress_intensity(k) / K_UNIT:.4g} MPa√m"
+    return f"{text}, {load}" if np.any(loading.strain) else text
 
 
 def solve_step(
@@ -254,12 +324,14 @@ def solve_step(
     start = time.perf_counter()
     loading = setup.loading
     if advance:
+        if setup.crack is not None:
+            _advance_crack(setup, system, k)
         system.advance_load(loading.deformation(k - 1), loading.deformation(k))
     ghost = system.ghost_forces(within=setup.potential.range)
     e_predictor = system.energy_parts(system.predictor).total
     label = label or f"load step {k}/{loading.steps}"
     reporter.info(
-        f"{label}: F = I + {loading.factor(k):g} (F - I); ghost forces without correction "
+        f"{label}: {_load_text(setup, k)}; ghost forces without correction "
         f"at the predictor: atoms {ghost[0]:.3e}, FE {ghost[1]:.3e} eV/Å"
     )
 
@@ -297,6 +369,7 @@ def solve_step(
         correction_changes=outcome.changes,
         correction_passes=outcome.passes,
         correction_status=outcome.status,
+        **_crack_tip(setup, system, k, reporter, label),
     )
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(
@@ -307,6 +380,33 @@ def solve_step(
         f"({record.wall_time_s:.1f} s)"
     )
     return record
+
+
+def _crack_tip(
+    setup: CoupledSetup, system: CoupledSystem, k: int, reporter: Reporter, label: str
+) -> dict[str, float | None]:
+    """A crack's ``K_I`` at step ``k`` (MPa√m) and its tip at the solution, logged (collective).
+
+    The tip: :func:`coupling.crack.tip_position` on the free atoms.
+    """
+    crack = setup.crack
+    if crack is None:
+        return {}
+    from coupling.crack import tip_position
+
+    n = system.n_free
+    u = system.atom_displacements()[:n]
+    tip = tip_position(crack.tip, crack.plane_spacing, system.positions[:n], u)
+    where = (
+        "not found"
+        if tip is None
+        else f"x = {tip:.2f} Å ({tip - crack.tip[0]:+.2f} Å from the first)"
+    )
+    reporter.info(f"{label}: crack tip {where}")
+    return {
+        "stress_intensity": setup.loading.stress_intensity(k) / K_UNIT,
+        "crack_tip_x": tip,
+    }
 
 
 def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> CoupledRun:
@@ -323,7 +423,7 @@ def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Couple
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
     """
     start = time.perf_counter()
-    system = build_system(setup, comm=comm)
+    system = build_system(setup, comm=comm, step=0)
     run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
     n_pad = len(system.positions) - system.n_free
     reporter.info(

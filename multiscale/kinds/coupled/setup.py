@@ -20,7 +20,8 @@ coupling constants, the :class:`~coupling.solver.SolverOptions` and the referenc
                            + 3(C44+C55+C66)]/15`` in eV/Å³ (rotation invariant), times the
                            nearest-neighbour distance: the stiffness of one bond-length
                            spring of the lattice, in eV/Å²
-``correction_passes``      with a dislocation :data:`AUTO_DISLOCATION_PASSES`, else 1
+``correction_passes``      with a dislocation or a crack :data:`AUTO_DISLOCATION_PASSES`,
+                           else 1
 ``reference.fmax``         ``"solver"``: ``solver.fmax``
 ``reference.engine``       ``"lammps"`` where LAMMPS has the potential's pair style (EAM,
                            Stillinger–Weber), else ``"torch"``
@@ -50,7 +51,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from coupling.crack import CrackTip
 from coupling.dislocation import VolterraDislocation
+from coupling.fields import Background
 from coupling.handshake import Handshake
 from coupling.passes import CorrectionPasses
 from coupling.solver import SolverOptions
@@ -172,15 +175,23 @@ class MeshSizes:
 
 @dataclass(frozen=True, kw_only=True)
 class Loading:
-    """Quasi-static load steps ``F_k = I + (k/steps)(F − I)``.
+    """Quasi-static load steps ``F_k = I + (k/steps)(F − I)``, ``K_k = K_0 + (k/steps)(K − K_0)``.
 
     Attributes:
         strain: ``(3, 3)`` far-field ``F − I``.
         steps: number of load steps.
+        k_i: a crack's ``K_I`` at the last step, eV/Å^2.5 (0 without a crack).
+        k_i_start: ``K_0``, the load before the first step, eV/Å^2.5.
     """
 
     strain: np.ndarray
     steps: int
+    k_i: float = 0.0
+    k_i_start: float = 0.0
+
+    def stress_intensity(self, step: int) -> float:
+        """``K_k`` in eV/Å^2.5 (``K_0`` at ``step = 0``)."""
+        return self.k_i_start + self.factor(step) * (self.k_i - self.k_i_start)
 
     @property
     def F(self) -> np.ndarray:
@@ -245,6 +256,7 @@ class CoupledSetup:
         mesh: element sizes.
         void_radius: radius in Å of a void (None: no void).
         dislocation: the dislocation and its Volterra field (None: none).
+        crack: the crack and its K field at the last load step (None: none).
         loading: the load steps.
         coupling: penalty, ghost-force correction, Hessian precision.
         solver: the Newton–Krylov options.
@@ -265,6 +277,7 @@ class CoupledSetup:
     solver: SolverOptions
     reference: ReferenceOptions
     notes: dict[str, str] = field(default_factory=dict)
+    crack: CrackTip | None = None
 
     def problem_key(self) -> dict[str, Any]:
         """What defines the problem's solution; a reference is reused only if this matches."""
@@ -289,19 +302,46 @@ class CoupledSetup:
                 "center": [round(float(v), 10) for v in disl.center],
             },
             "strain": self.loading.strain.tolist(),
+            **(
+                {}
+                if self.crack is None
+                else {
+                    "crack": {
+                        "tip": [round(float(v), 10) for v in self.crack.tip],
+                        "k_i": round(self.loading.k_i, 10),
+                        "k_i_start": round(self.loading.k_i_start, 10),
+                        "steps": self.loading.steps,
+                    }
+                }
+            ),
         }
+
+    def background(self, step: int) -> Background | None:
+        """The background field the FE unknown corrects at load step ``step``, or None.
+
+        A dislocation's Volterra field (the same at every step), or a crack's K field under
+        ``K_step`` (:meth:`Loading.stress_intensity`).
+        """
+        if self.dislocation is not None:
+            d = self.dislocation
+            return Background(displacement=d.displacement, gradient=d.gradient)
+        if self.crack is not None:
+            c = self.crack.at(self.loading.stress_intensity(step))
+            return Background(displacement=c.displacement, gradient=c.gradient)
+        return None
 
     def boundary_displacement(self, step: int) -> Callable[[np.ndarray], np.ndarray]:
         """``X (n, 3) -> u (n, 3)`` on the outer boundary at load step ``step``.
 
-        ``(F_k − I) X``, plus the dislocation's Volterra field when there is one.
+        ``(F_k − I) X``, plus the dislocation's Volterra field or the crack's K field under
+        ``K_k`` when there is one.
         """
         D = self.loading.deformation(step) - np.eye(3)
-        disl = self.dislocation
+        background = self.background(step)
 
         def u(X: np.ndarray) -> np.ndarray:
             X = np.asarray(X, dtype=float).reshape(-1, 3)
-            return X @ D.T + (0.0 if disl is None else disl.displacement(X))
+            return X @ D.T + (0.0 if background is None else background.displacement(X))
 
         return u
 
@@ -492,6 +532,47 @@ def _dislocation(
     return VolterraDislocation(burgers=b, center=center, C66=C66, plane_spacing=float(spacing[1]))
 
 
+def _crack(case: Case, lattice: LatticeSetup, law: Any, rc: float, notes: dict) -> CrackTip | None:
+    """Resolve ``[defect]`` of kind ``crack`` (its tip and K field, at the last load step)."""
+    from atomistic.cauchy_born import EV_PER_A3_TO_GPA
+    from atomistic.equilibrium import lattice_plane_spacings
+    from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5
+
+    defect, geo, boundary = case.config.defect, case.config.geometry, case.config.boundary
+    assert defect is not None and geo is not None and boundary is not None
+    if defect.kind != "crack":
+        return None
+    rows = lattice.orientation
+    if rows is None:
+        raise CaseError(
+            f'{case.where("defect.kind")}: defect.kind = "crack" needs a cubic lattice '
+            "(lattice.orientation names the crack plane and front)"
+        )
+    spacing = lattice_plane_spacings(lattice.structure, lattice.element, lattice.a, rows)
+    if defect.center is None:
+        center = 0.5 * spacing[:2]
+        notes["defect.center"] = (
+            "between the planes and columns nearest the origin = "
+            f"[{center[0]:.6g}, {center[1]:.6g}]"
+        )
+    else:
+        center = np.asarray(defect.center, dtype=float)
+    if np.linalg.norm(center) > geo.core_radius - 2 * rc:
+        raise CaseError(
+            f"{case.where('defect.center')}: defect.center = {toml_value(center.tolist())} "
+            f"puts the crack tip within 2 r_cut = {2 * rc:.3f} Å of the handshake at "
+            f"geometry.core_radius = {geo.core_radius:g} Å"
+        )
+    assert boundary.k_i is not None
+    C66 = np.asarray(law.elastic_constants(relaxed=True), dtype=float) / EV_PER_A3_TO_GPA
+    return CrackTip(
+        tip=center,
+        C66=C66,
+        K_I=boundary.k_i * MPA_SQRT_M_TO_EV_PER_A2_5,
+        plane_spacing=float(spacing[1]),
+    )
+
+
 def _voigt_shear_modulus(C: np.ndarray) -> float:
     """``μ_V`` of a 6×6 Voigt matrix (same unit as ``C``)."""
     d = np.diag(C)
@@ -499,6 +580,7 @@ def _voigt_shear_modulus(C: np.ndarray) -> float:
 
 
 def _coupling(case: Case, law: Any, r_nn: float, dislocation: bool, notes: dict) -> CouplingSetup:
+    """Penalty, correction and passes; ``dislocation``: a dislocation or a crack (passes)."""
     from atomistic.cauchy_born import EV_PER_A3_TO_GPA
 
     cfg = case.config
@@ -509,12 +591,14 @@ def _coupling(case: Case, law: Any, r_nn: float, dislocation: bool, notes: dict)
     if passes == "auto":
         passes = 1
         if not cfg.coupling.ghost_force_correction or not dislocation:
-            notes["coupling.correction_passes"] = "auto = 1 (no dislocation, or no correction)"
+            notes["coupling.correction_passes"] = (
+                "auto = 1 (no dislocation or crack, or no correction)"
+            )
         else:
             passes = AUTO_DISLOCATION_PASSES
             notes["coupling.correction_passes"] = (
-                f"auto = {passes} (a dislocation: the correction is recomputed at the solution "
-                "until it changes by less than coupling.correction_tolerance)"
+                f"auto = {passes} (a dislocation or a crack: the correction is recomputed at the "
+                "solution until it changes by less than coupling.correction_tolerance)"
             )
     return CouplingSetup(
         kappa=kappa,
@@ -616,8 +700,16 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     mesh = _mesh_sizes(case, lattice.r_nn, notes)
     void = _void_radius(case, rc)
     dislocation = _dislocation(case, lattice, potential.law, rc, notes)
+    crack = _crack(case, lattice, potential.law, rc, notes)
     solver, reference = _options(case, potential, notes)
-    loading = Loading(strain=np.asarray(cfg.boundary.strain, dtype=float), steps=cfg.loading.steps)
+    from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5 as K_UNIT
+
+    loading = Loading(
+        strain=np.asarray(cfg.boundary.strain, dtype=float),
+        steps=cfg.loading.steps,
+        k_i=0.0 if cfg.boundary.k_i is None else cfg.boundary.k_i * K_UNIT,
+        k_i_start=cfg.boundary.k_i_start * K_UNIT,
+    )
     setup = CoupledSetup(
         dimension=dimension,
         lattice=lattice,
@@ -628,10 +720,13 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
         void_radius=void,
         dislocation=dislocation,
         loading=loading,
-        coupling=_coupling(case, potential.law, lattice.r_nn, dislocation is not None, notes),
+        coupling=_coupling(
+            case, potential.law, lattice.r_nn, dislocation is not None or crack is not None, notes
+        ),
         solver=solver,
         reference=reference,
         notes=notes,
+        crack=crack,
     )
     _check_fit(case, setup)
     check_resources(case, setup)

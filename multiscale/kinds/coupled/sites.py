@@ -6,7 +6,8 @@ reference can be compared site by site. In 2.5d the sites form a slab periodic a
 with the lattice period; in 3d they are a finite cluster.
 
 The void removes the sites within ``defect.radius`` of the origin (of the ``z`` axis in
-2.5d, where the void is a cylindrical hole through the slab).
+2.5d, where the void is a cylindrical hole through the slab). A dislocation or a crack removes
+no site: it is in the displacement (a Volterra or K field the atoms start on).
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ def coupled_sites(setup: CoupledSetup) -> tuple[Any, Any]:
         ``(atoms, perfect)``: ASE ``Atoms`` of every site within the handshake's ``reach``
         of its centre (plus one Å: every site of the core, handshake and pad, however the
         region grew), the defect applied, and the same sites of the perfect lattice (for a
-        dislocation, whose sites are the perfect lattice's, ``r_cut`` further out).
+        dislocation or a crack, whose sites are the perfect lattice's, ``r_cut`` further out).
     """
     reach, c = setup.handshake.reach, setup.handshake.center
     perfect = _cluster(setup, _round(setup, reach + 1.0, c))
-    if setup.dislocation is not None:
+    if setup.dislocation is not None or setup.crack is not None:
         # the ghost-force correction at the Volterra predictor subtracts the fully atomistic
         # forces of these sites: they must reach 2 r_cut beyond the free atoms
         return perfect, _cluster(setup, _round(setup, reach + setup.potential.range + 1.0, c))

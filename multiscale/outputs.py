@@ -88,7 +88,8 @@ def write_extxyz(path: Path, atoms: Any, *, results: Mapping[str, Any]) -> None:
     out.info = {k: v for k, v in atoms.info.items() if isinstance(v, str | int | float)}
     out.calc = SinglePointCalculator(out, **results)
     with atomic_file(path) as fh:
-        ase.io.write(fh, out, format="extxyz")
+        # parallel=False: only the calling rank writes (ASE would broadcast to the others)
+        ase.io.write(fh, out, format="extxyz", parallel=False)
 
 
 def resolved_toml(

@@ -174,7 +174,7 @@ def _write_atomic(path: Path, frames: Sequence[Atoms], *, keep: Path | None) -> 
             if keep is not None:
                 fh.write(keep.read_text(encoding="utf-8"))
             if frames:
-                ase.io.write(fh, list(frames), format="extxyz")
+                ase.io.write(fh, list(frames), format="extxyz", parallel=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -182,6 +182,25 @@ def run(
     return result
 
 
+def _compare(run: Any, out: Path, reporter: Reporter) -> dict | None:
+    """``reference_error`` against ``out/reference``, or None without one (collective)."""
+    from multiscale.kinds.coupled.compare import reference_error
+    from multiscale.kinds.coupled.outputs import REFERENCE_DIR, read_reference
+
+    reference_data = read_reference(out)  # every rank reads it: the comparison is collective
+    if reference_data is None:
+        return None
+    error = reference_error(run, *reference_data, path=str(out / REFERENCE_DIR))
+    if "skipped" in error:
+        reporter.info(f"multiscale: warning: reference_error skipped: {error['skipped']}")
+    else:
+        reporter.info(
+            f"against the reference: energy error {error['energy_error_eV']:.3e} eV, "
+            f"strain error {error['strain_error_rel']:.3e} (relative)"
+        )
+    return error
+
+
 def write(
     case: Case,
     setup: CoupledSetup,
@@ -199,28 +218,15 @@ def write(
     ``out``. Collective: the comparison, the continuum fields and the atoms gather over
     ``comm``; rank 0 writes the files.
     """
-    from multiscale.kinds.coupled.compare import reference_error
     from multiscale.kinds.coupled.outputs import (
-        REFERENCE_DIR,
         coupled_atoms,
         coupled_summary,
-        read_reference,
         write_continuum,
         write_coupled_outputs,
     )
 
     run = result
-    reference_data = read_reference(out)  # every rank reads it: the comparison is collective
-    error = None
-    if reference_data is not None:
-        error = reference_error(run, *reference_data, path=str(out / REFERENCE_DIR))
-        if "skipped" in error:
-            reporter.info(f"multiscale: warning: reference_error skipped: {error['skipped']}")
-        else:
-            reporter.info(
-                f"against the reference: energy error {error['energy_error_eV']:.3e} eV, "
-                f"strain error {error['strain_error_rel']:.3e} (relative)"
-            )
+    error = _compare(run, out, reporter)
     dest = out if stage is None else stage
     write_continuum(run, out=dest)  # collective
     atoms = coupled_atoms(run)  # collective

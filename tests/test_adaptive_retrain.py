@@ -255,7 +255,8 @@ def _compare_restart(tmp_path: Path, main) -> None:
                 continue
             # the case solves to fmax = 1e-3 eV/Å: two Newton paths to it (the restart's
             # preconditioner and shift history start afresh) give estimates equal to ~1e-6
-            # (measured 2.4e-6 on eta_fe); a wrong committee changes eta_ml by far more
-            rtol = 1e-5 if key.startswith("eta_") else 1e-6
+            # (measured 2.4e-6 on eta_fe, 1.1e-5 on eta_model); a wrong committee changes
+            # eta_ml by far more
+            rtol = 1e-4 if key.startswith("eta_") else 1e-6
             np.testing.assert_allclose(float(y[key]), float(x[key]), rtol=rtol, err_msg=key)
     assert len(read_dataset(part / "adaptive" / "dataset.extxyz")) == 2

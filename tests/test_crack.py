@@ -247,7 +247,7 @@ def test_far_from_the_tip_the_coupled_crack_is_the_k_field(tmp_path):
         def log(self, message):
             pass
 
-        def progress(self, *args):
+        def progress(self, *args, **kwargs):
             pass
 
     setup = resolve_setup(load_case(write_case(tmp_path, SMALL_CRACK)))

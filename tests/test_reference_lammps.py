@@ -270,6 +270,6 @@ def test_engine_option_is_recorded_and_refused_for_a_network(tmp_path):
     assert run.returncode == 2, run.stdout + run.stderr
     message = run.stderr.strip().splitlines()
     assert len(message) == 1, run.stderr
-    assert "--set reference.engine" in message[0] and 'allowed: "torch"' in message[0]
+    assert "--engine lammps" in message[0] and 'allowed: "torch"' in message[0]
     assert 'potential.kind = "mlip"' in message[0]
     assert not (folder / "output").exists()

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ase import Atoms
 
     from atomistic.mlip.network import NetworkPotential
@@ -245,11 +247,6 @@ def main(args: argparse.Namespace) -> int:
     from multiscale.errors import CaseError
 
     config = load_train_config(args.config)
-
-    from atomistic import UnknownElementError
-    from atomistic.mlip.batches import FrameLabelError
-    from atomistic.mlip.training import TrainingStateError
-
     frames = _read_frames(config, "data.files", config.data.files)
     if len(frames) < 1:
         raise CaseError(f"{config.file}: data.files hold no frames")
@@ -257,10 +254,38 @@ def main(args: argparse.Namespace) -> int:
     base = _base_model(config)
     replay = config.training.replay_files if base is not None else ()
     old = _read_frames(config, "training.replay_files", replay)
+    potential = config.path(config.output.potential)
+    made = [p for p in (potential.parent, *potential.parent.parents) if not p.exists()]
+    potential.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        metrics = _locked_fit(args, config, potential, frames, settings, base=base, old=old)
+    except CaseError:
+        for folder in made:  # refused before any result: leave no empty output folders
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    print(_summary(metrics))
+    print(f"wrote {metrics['potential']} and {config.path(config.output.metrics)}")
+    return 0
+
+
+def _locked_fit(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    potential: Path,
+    frames: list,
+    settings: Any,
+    *,
+    base: Any,
+    old: list,
+) -> dict:
+    """Train under the lock of the output potential and write the results."""
+    from atomistic import UnknownElementError
+    from atomistic.mlip.batches import FrameLabelError
+    from atomistic.mlip.training import TrainingStateError
+    from multiscale.errors import CaseError
     from multiscale.lock import output_lock
 
-    potential = config.path(config.output.potential)
-    potential.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(
         potential,
         where=f"{config.file}: output.potential",
@@ -277,7 +302,4 @@ def main(args: argparse.Namespace) -> int:
             raise CaseError(f"{config.file}: --resume: {err}") from None
         finally:
             line.close()
-        metrics = _write_results(config, result)
-    print(_summary(metrics))
-    print(f"wrote {metrics['potential']} and {config.path(config.output.metrics)}")
-    return 0
+        return _write_results(config, result)

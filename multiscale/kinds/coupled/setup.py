@@ -490,8 +490,8 @@ def _dislocation(
     from atomistic.equilibrium import lattice_plane_spacings
     from coupling.dislocation import NotALatticeVectorError, lab_burgers_vector
 
-    defect, geo = case.config.defect, case.config.geometry
-    assert defect is not None and geo is not None
+    defect = case.config.defect
+    assert defect is not None
     if defect.kind != "dislocation":
         return None
     rows = lattice.orientation
@@ -514,41 +514,20 @@ def _dislocation(
             f"{np.round(err.fractional, 4).tolist()}); the cut would leave a fault"
         ) from None
     spacing = lattice_plane_spacings(lattice.structure, lattice.element, lattice.a, rows)
-    if defect.center is None:
-        center = 0.5 * spacing[:2]
-        notes["defect.center"] = (
-            "between the planes and columns nearest the origin = "
-            f"[{center[0]:.6g}, {center[1]:.6g}]"
-        )
-    else:
-        center = np.asarray(defect.center, dtype=float)
-    if np.linalg.norm(center) > geo.core_radius - 2 * rc:
-        raise CaseError(
-            f"{case.where('defect.center')}: defect.center = {toml_value(center.tolist())} is "
-            f"within 2 r_cut = {2 * rc:.3f} Å of the handshake at geometry.core_radius = "
-            f"{geo.core_radius:g} Å"
-        )
+    center = _line_center(case, spacing, rc, notes, what="the dislocation")
     C66 = np.asarray(law.elastic_constants(relaxed=True), dtype=float) / EV_PER_A3_TO_GPA
     return VolterraDislocation(burgers=b, center=center, C66=C66, plane_spacing=float(spacing[1]))
 
 
-def _crack(case: Case, lattice: LatticeSetup, law: Any, rc: float, notes: dict) -> CrackTip | None:
-    """Resolve ``[defect]`` of kind ``crack`` (its tip and K field, at the last load step)."""
-    from atomistic.cauchy_born import EV_PER_A3_TO_GPA
-    from atomistic.equilibrium import lattice_plane_spacings
-    from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5
+def _line_center(
+    case: Case, spacing: np.ndarray, rc: float, notes: dict, *, what: str
+) -> np.ndarray:
+    """``defect.center`` of a dislocation line or crack front, checked against the core.
 
-    defect, geo, boundary = case.config.defect, case.config.geometry, case.config.boundary
-    assert defect is not None and geo is not None and boundary is not None
-    if defect.kind != "crack":
-        return None
-    rows = lattice.orientation
-    if rows is None:
-        raise CaseError(
-            f'{case.where("defect.kind")}: defect.kind = "crack" needs a cubic lattice '
-            "(lattice.orientation names the crack plane and front)"
-        )
-    spacing = lattice_plane_spacings(lattice.structure, lattice.element, lattice.a, rows)
+    Unset: midway between the lattice planes and atomic columns nearest the origin.
+    """
+    defect, geo = case.config.defect, case.config.geometry
+    assert defect is not None and geo is not None
     if defect.center is None:
         center = 0.5 * spacing[:2]
         notes["defect.center"] = (
@@ -560,9 +539,30 @@ def _crack(case: Case, lattice: LatticeSetup, law: Any, rc: float, notes: dict) 
     if np.linalg.norm(center) > geo.core_radius - 2 * rc:
         raise CaseError(
             f"{case.where('defect.center')}: defect.center = {toml_value(center.tolist())} "
-            f"puts the crack tip within 2 r_cut = {2 * rc:.3f} Å of the handshake at "
+            f"puts {what} within 2 r_cut = {2 * rc:.3f} Å of the handshake at "
             f"geometry.core_radius = {geo.core_radius:g} Å"
         )
+    return center
+
+
+def _crack(case: Case, lattice: LatticeSetup, law: Any, rc: float, notes: dict) -> CrackTip | None:
+    """Resolve ``[defect]`` of kind ``crack`` (its tip and K field, at the last load step)."""
+    from atomistic.cauchy_born import EV_PER_A3_TO_GPA
+    from atomistic.equilibrium import lattice_plane_spacings
+    from continuum.elastic_fields import MPA_SQRT_M_TO_EV_PER_A2_5
+
+    defect, boundary = case.config.defect, case.config.boundary
+    assert defect is not None and boundary is not None
+    if defect.kind != "crack":
+        return None
+    rows = lattice.orientation
+    if rows is None:
+        raise CaseError(
+            f'{case.where("defect.kind")}: defect.kind = "crack" needs a cubic lattice '
+            "(lattice.orientation names the crack plane and front)"
+        )
+    spacing = lattice_plane_spacings(lattice.structure, lattice.element, lattice.a, rows)
+    center = _line_center(case, spacing, rc, notes, what="the crack tip")
     assert boundary.k_i is not None
     C66 = np.asarray(law.elastic_constants(relaxed=True), dtype=float) / EV_PER_A3_TO_GPA
     return CrackTip(

@@ -38,6 +38,14 @@ def cli(*args, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
+def write_case(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
+    """``tmp_path/case/case.toml`` holding ``text``; returns the case folder."""
+    folder = tmp_path / "case"
+    folder.mkdir(exist_ok=True)
+    (folder / "case.toml").write_text(text)
+    return folder
+
+
 def central_difference_forces(atoms, h: float = 1e-5) -> np.ndarray:
     """−∂E/∂x by central differences (the reference every potential is checked against)."""
     f = np.zeros((len(atoms), 3))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli as run_cli
+from conftest import write_case
 from mpi4py import MPI
 
 from multiscale.config import load_case
@@ -50,13 +51,6 @@ k_i_start = 0.55
 [solver]
 fmax = 1e-5
 """
-
-
-def write_case(tmp_path: Path, text: str) -> Path:
-    folder = tmp_path / "case"
-    folder.mkdir(exist_ok=True)
-    (folder / "case.toml").write_text(text)
-    return folder
 
 
 def cli(*args):

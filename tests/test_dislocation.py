@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli as run_cli
+from conftest import write_case
 
 from atomistic.strain import site_gradients
 from multiscale.config import load_case
@@ -53,13 +54,6 @@ kind = "dislocation"
 [solver]
 fmax = 1e-5
 """
-
-
-def write_case(tmp_path: Path, text: str) -> Path:
-    folder = tmp_path / "case"
-    folder.mkdir(exist_ok=True)
-    (folder / "case.toml").write_text(text)
-    return folder
 
 
 def cli(*args):

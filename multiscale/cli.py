@@ -68,13 +68,44 @@ def _mpi_rank() -> int:
     return 0
 
 
-def _fail(message: str, *, show_traceback: bool) -> None:
-    if _mpi_rank() != 0:
+def _mpi_size() -> int:
+    """The number of MPI ranks from the launcher's environment (1 when not under mpiexec)."""
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 1
+
+
+def _fail(message: str, *, show_traceback: bool, every_rank: bool = False) -> None:
+    """Print the one-line error: on rank 0 only, or with ``every_rank`` on each rank that fails.
+
+    Bad input is met by every rank alike and reported once. A run that fails may fail on one
+    rank only, so each failing rank reports, naming itself when there are several.
+    """
+    rank = _mpi_rank()
+    if rank != 0 and not every_rank:
         return
     if show_traceback:
         traceback.print_exc()
+    where = f"rank {rank}: " if every_rank and _mpi_size() > 1 else ""
     # One line, whatever the exception text holds.
-    print(f"multiscale: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"multiscale: error: {where}{' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def _abort_other_ranks(code: int) -> None:
+    """End every rank of a parallel run after a failure on this one.
+
+    The other ranks may be waiting in a collective call that this rank will never make;
+    without this they would wait for ever. Not used for bad input (every rank refuses it).
+    """
+    if _mpi_size() <= 1:
+        return
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+        sys.stdout.flush()
+        MPI.COMM_WORLD.Abort(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:  # anything else is a failure of the run, not of the input
         hint = "" if show else " (run with -T for the traceback)"
-        _fail(f"{type(err).__name__}: {err}{hint}", show_traceback=show)
+        _fail(f"{type(err).__name__}: {err}{hint}", show_traceback=show, every_rank=True)
+        _abort_other_ranks(EXIT_FAILURE)
         return EXIT_FAILURE
 
 

@@ -216,3 +216,44 @@ def test_lattice_names_match_the_builder():
     from multiscale.config import LATTICE_NAMES
 
     assert tuple(sorted(LATTICE_NAMES)) == tuple(sorted(LATTICES))
+
+
+RANK_LOCAL_FAILURE = """
+import sys
+import dolfinx_solver  # noqa: F401
+from mpi4py import MPI
+import multiscale.commands.check as check
+from multiscale.cli import main
+
+
+def fails_on_rank_1(args):
+    if MPI.COMM_WORLD.rank == 1:
+        raise RuntimeError("only this rank failed")
+    MPI.COMM_WORLD.Barrier()  # rank 0 waits in a collective that rank 1 never joins
+    return 0
+
+
+check.main = fails_on_rank_1
+sys.exit(main(["check", sys.argv[1]]))
+"""
+
+
+def test_a_failure_on_one_rank_is_printed_and_ends_every_rank(tmp_path):
+    """Under mpiexec a run that fails on rank 1 only names rank 1 and does not hang rank 0."""
+    import shutil
+
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    launcher = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    if launcher is None:
+        pytest.skip("no mpiexec")
+    script = tmp_path / "fail.py"
+    script.write_text(RANK_LOCAL_FAILURE)
+    proc = subprocess.run(
+        [launcher, "-n", "2", sys.executable, str(script), str(CASE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "multiscale: error: rank 1: RuntimeError: only this rank failed" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -18,9 +18,9 @@ The same holds one level down (``OUT/reference/.incoming/``: ``multiscale refere
 replaces its three result files as a set and keeps appending to its ``log.txt``).
 
 Temporary files of :func:`multiscale.outputs.atomic_file` that a killed run left behind
-(``.NAME.*.tmp``) are deleted as well. ``log.txt`` (appended to) and the adaptive loop's
-per-iteration files and checkpoint (written as the loop goes, for ``--restart``) are not
-part of the set.
+(``.NAME.*.tmp``) are deleted as well. ``log.txt`` (appended to), the adaptive loop's
+per-iteration files and the checkpoints (``checkpoint/`` after every load step,
+``adaptive/checkpoint/`` every iteration, for ``--restart``) are not part of the set.
 """
 
 from __future__ import annotations

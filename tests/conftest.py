@@ -1,6 +1,7 @@
 """Shared fixtures. ``dolfinx_solver`` is imported first: it orders MPI ahead of lammps/dolfinx."""
 
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -44,6 +45,47 @@ def write_case(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
     folder.mkdir(exist_ok=True)
     (folder / "case.toml").write_text(text)
     return folder
+
+
+def subprocess_environment() -> dict[str, str]:
+    """This environment, one OpenMP thread, the repository on ``PYTHONPATH``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
+def kill_after_checkpoint(command, record, key: str, at_least: int, timeout=600.0) -> int:
+    """Start ``command``, SIGKILL it once ``record`` (a checkpoint's ``record.json``) holds
+    ``key >= at_least`` and half a second has passed; returns the value it held."""
+    import json
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        command,
+        env=subprocess_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if proc.poll() is not None:
+                pytest.fail("the run finished before it could be killed")
+            if record.exists():
+                try:
+                    reached = json.loads(record.read_text(encoding="utf-8"))[key]
+                except (json.JSONDecodeError, KeyError, OSError):
+                    continue  # being replaced
+                if reached >= at_least:
+                    time.sleep(0.5)  # into the next step's work
+                    return int(reached)
+        pytest.fail("no checkpoint in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def central_difference_forces(atoms, h: float = 1e-5) -> np.ndarray:

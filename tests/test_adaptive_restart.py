@@ -9,15 +9,13 @@ already converged, so they agree far below the solver tolerance).
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kill_after_checkpoint, subprocess_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "adaptive-refine"
@@ -38,55 +36,26 @@ def command(out: Path, *extra: str) -> list[str]:
     ]
 
 
-def environment() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def history(out: Path) -> list[dict[str, str]]:
     with open(out / "history.csv", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def kill_after_checkpoint(out: Path, iteration: int, timeout: float = 600.0) -> int:
-    """Start a run, SIGKILL it once the checkpoint of ``iteration`` exists; its iteration."""
-    proc = subprocess.Popen(
-        command(out), env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    record = out / "adaptive" / "checkpoint" / "record.json"
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            if proc.poll() is not None:
-                pytest.fail("the run finished before it could be killed")
-            if record.exists():
-                try:
-                    reached = json.loads(record.read_text(encoding="utf-8"))["iteration"]
-                except (json.JSONDecodeError, KeyError, OSError):
-                    continue  # being replaced
-                if reached >= iteration:
-                    time.sleep(0.5)  # into the next iteration's work
-                    return int(reached)
-        pytest.fail("no checkpoint in time")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_restart_after_sigkill_reproduces_the_history(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    done = subprocess.run(command(straight), env=environment(), capture_output=True, text=True)
+    done = subprocess.run(
+        command(straight), env=subprocess_environment(), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     expected = history(straight)
     assert [row["iteration"] for row in expected] == ["0", "1", "2"]
 
-    reached = kill_after_checkpoint(killed, 1)
+    record = killed / "adaptive" / "checkpoint" / "record.json"
+    reached = kill_after_checkpoint(command(killed), record, "iteration", 1)
     assert not (killed / "summary.json").exists()  # it really died before the end
     resumed = subprocess.run(
-        command(killed, "--restart"), env=environment(), capture_output=True, text=True
+        command(killed, "--restart"), env=subprocess_environment(), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"from the checkpoint of adaptive iteration {reached}" in resumed.stderr
@@ -104,7 +73,7 @@ def test_restart_after_sigkill_reproduces_the_history(tmp_path):
     assert summary["adaptivity"]["stop"] == "budget: max_iterations"
 
 
-def test_restart_without_adaptivity_is_refused(tmp_path):
+def test_restart_of_a_case_that_is_not_coupled_is_refused(tmp_path):
     case = ROOT / "cases" / "vacancy-cu"
     done = subprocess.run(
         [
@@ -117,10 +86,10 @@ def test_restart_without_adaptivity_is_refused(tmp_path):
             str(tmp_path),
             "--restart",
         ],
-        env=environment(),
+        env=subprocess_environment(),
         capture_output=True,
         text=True,
     )
     assert done.returncode == 2
-    assert "--restart continues an adaptive run" in done.stderr
+    assert "--restart continues a coupled run" in done.stderr
     assert "case.toml" in done.stderr

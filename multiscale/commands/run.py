@@ -5,7 +5,9 @@ failed or killed run leaves the previous results intact, :mod:`multiscale.output
 ``summary.json``,
 ``case.resolved.toml``, ``atoms/*.extxyz``, ``log.txt`` (appended to), ``iterations.csv``
 (every Newton iteration or force evaluation of the run's solves) and, for a coupled case,
-``continuum/`` (see :mod:`multiscale.kinds.coupled.outputs`). Then ``plots/*.png``
+``continuum/`` (see :mod:`multiscale.kinds.coupled.outputs`) and its checkpoint
+(``checkpoint/`` or ``adaptive/checkpoint/``, for ``--restart``,
+:mod:`multiscale.kinds.coupled.checkpoint`). Then ``plots/*.png``
 (:mod:`multiscale.plotting`); a figure that fails is a warning on stderr and in the log, and
 the run keeps its exit code. A coupled case whose output folder holds
 ``reference/summary.json`` (from ``multiscale reference``) also gets ``reference_error`` in
@@ -36,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--restart",
         action="store_true",
-        help="continue an adaptive run ([adaptivity]) from the last checkpoint in the output "
-        "folder (adaptive/checkpoint/); without one, start from the beginning",
+        help="continue a coupled run from its last checkpoint in the output folder (the last "
+        "load step's, checkpoint/, or the adaptive loop's, adaptive/checkpoint/); without "
+        "one, start from the beginning",
     )
 
 
@@ -64,10 +67,10 @@ def main(args: argparse.Namespace) -> int:
         reporter.log("\n".join(kind.describe(case, setup, output=args.output)))
         reporter.log("parameters (origin after #):\n" + resolved_toml(case, version=version()))
         restart = bool(getattr(args, "restart", False))
-        if restart and case.config.adaptivity is None:
+        if restart and case.config.case.kind != "coupled":
             raise CaseError(
-                f"{case.file}: --restart continues an adaptive run, and this case has no "
-                "[adaptivity] section"
+                f"{case.file}: --restart continues a coupled run, and this case is "
+                f'case.kind = "{case.config.case.kind}"'
             )
         extra = {"restart": True} if restart else {}
         result = kind.run(case, setup, comm=comm, reporter=reporter, out=out, **extra)

@@ -131,37 +131,23 @@ def run(
 
     With ``[adaptivity]``, the adaptive loop follows
     (:func:`multiscale.kinds.coupled.adaptive.adapt`); ``out`` is where it keeps
-    ``history.csv`` and its checkpoint and finds ``reference/``. With ``restart`` and a
-    checkpoint in ``out``, the load steps and the iterations before the checkpoint are not
-    run again (:mod:`multiscale.kinds.coupled.checkpoint`).
+    ``history.csv`` and its checkpoint and finds ``reference/``, and where every load step
+    leaves its checkpoint. With ``restart`` and a checkpoint in ``out``, the load steps and
+    the iterations before the checkpoint are not run again
+    (:mod:`multiscale.kinds.coupled.checkpoint`).
     """
     import time
 
     from multiscale.kinds.coupled.run import run_coupled
 
     settings = case.config.adaptivity
-    checkpoint = None
-    if restart and settings is not None and out is not None:
-        from multiscale.kinds.coupled.checkpoint import read_checkpoint
-
-        checkpoint = read_checkpoint(out, comm)
-        if checkpoint is None:
-            reporter.info(f"restart: no checkpoint in {out}; running from the start")
-    if checkpoint is not None:
-        from multiscale.kinds.coupled.checkpoint import restore_run
-
-        k = checkpoint.record["iteration"]
-        reporter.info(f"restart: from the checkpoint of adaptive iteration {k} in {out}")
-        start = time.perf_counter()
-        from multiscale.kinds.coupled.retraining import restored_setup
-
+    checkpoint = _checkpoint(out, comm, reporter, restart=restart, adaptive=settings is not None)
+    case_module = setup.potential.module
+    if checkpoint is not None and checkpoint.adaptive:
         assert out is not None  # a checkpoint is only read from an output folder
-        case_module = setup.potential.module
-        setup = restored_setup(setup, checkpoint.record.get("retrainer"), out)
-        result = restore_run(checkpoint, setup, comm=comm, reporter=reporter)
-        result.wall_time_s = time.perf_counter() - start
+        result = _resume_adaptive(checkpoint, setup, out=out, comm=comm, reporter=reporter)
     else:
-        result = run_coupled(setup, comm=comm, reporter=reporter)
+        result = run_coupled(setup, comm=comm, reporter=reporter, out=out, resume=checkpoint)
     if settings is None:
         return result
     from multiscale.kinds.coupled.adaptive import adapt
@@ -169,16 +155,55 @@ def run(
 
     start = time.perf_counter()
     reference = read_reference(out) if out is not None else None
+    resume = checkpoint is not None and checkpoint.adaptive
     result.adaptive = adapt(
         result,
         settings,
         reporter=reporter,
         out=out,
         reference=reference,
-        resume=None if checkpoint is None else checkpoint.record,
-        case_module=None if checkpoint is None else case_module,
+        resume=checkpoint.record if resume else None,
+        case_module=case_module if resume else None,
     )
     result.wall_time_s += time.perf_counter() - start
+    return result
+
+
+def _checkpoint(
+    out: Path | None, comm: Any, reporter: Reporter, *, restart: bool, adaptive: bool
+) -> Any:
+    """The checkpoint a restart goes on from, or None (then the old ones are removed)."""
+    if out is None:
+        return None
+    from multiscale.kinds.coupled.checkpoint import latest_checkpoint, remove_checkpoints
+
+    checkpoint = latest_checkpoint(out, comm, adaptive=adaptive) if restart else None
+    if checkpoint is None:
+        if restart:
+            reporter.info(f"restart: no checkpoint in {out}; running from the start")
+        remove_checkpoints(out, comm)
+    elif checkpoint.adaptive:
+        k = checkpoint.record["iteration"]
+        reporter.info(f"restart: from the checkpoint of adaptive iteration {k} in {out}")
+    else:
+        k = checkpoint.record["step"]
+        reporter.info(f"restart: from the checkpoint of load step {k} in {out}")
+    return checkpoint
+
+
+def _resume_adaptive(
+    checkpoint: Any, setup: CoupledSetup, *, out: Path, comm: Any, reporter: Reporter
+) -> Any:
+    """The run at an adaptive checkpoint, with the committee it was using (collective)."""
+    import time
+
+    from multiscale.kinds.coupled.checkpoint import restore_run
+    from multiscale.kinds.coupled.retraining import restored_setup
+
+    start = time.perf_counter()
+    setup = restored_setup(setup, checkpoint.record.get("retrainer"), out)
+    result = restore_run(checkpoint, setup, comm=comm, reporter=reporter)
+    result.wall_time_s = time.perf_counter() - start
     return result
 
 

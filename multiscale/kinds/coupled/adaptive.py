@@ -598,12 +598,18 @@ def adapt(
         retrainer.restore(resume["retrainer"], case_module or run.setup.potential.module)
     for k in range(first, settings.max_iterations + 1):
         if out is not None:
-            from multiscale.kinds.coupled.checkpoint import write_checkpoint
+            from multiscale.kinds.coupled.checkpoint import (
+                remove_checkpoints,
+                step_states,
+                write_checkpoint,
+            )
 
             elapsed = time.perf_counter() - start
             state = record.state(iteration=k, elapsed=elapsed)
             state["retrainer"] = retrainer.state()
+            state["steps"] = step_states(run)
             write_checkpoint(out, run, state)
+            remove_checkpoints(out, comm, adaptive=False)  # superseded by the loop's
         est = _estimate(run.setup, run.system)
         it = _row(k, run, est, record, reference, start)
         record.history.append(it)

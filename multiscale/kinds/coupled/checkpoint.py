@@ -1,8 +1,13 @@
-"""Checkpoints of the adaptive loop: ``<output>/adaptive/checkpoint/``, one per iteration.
+"""Checkpoints of a coupled run, for ``multiscale run CASE --restart``.
 
-At the start of iteration ``k`` (its state solved, nothing estimated yet) the loop writes
-what it needs to go on from there, replacing the previous checkpoint atomically (a new folder
-renamed over the old one, so a run killed while writing leaves the last complete one):
+Two checkpoints, both in the output folder, with the same three files:
+
+- ``<output>/checkpoint/``: after every converged load step (:func:`write_step_checkpoint`);
+- ``<output>/adaptive/checkpoint/``: at the start of every adaptive iteration ``k`` (its
+  state solved, nothing estimated yet).
+
+Each write replaces the previous checkpoint atomically (a new folder renamed over the old
+one, so a run killed while writing leaves the last complete one):
 
 ===================  ==========================================================================
 file                 content
@@ -11,14 +16,24 @@ file                 content
                      boundary facets (by their nodes) with their tags
 ``state.npz``        the free atoms' sites and displacements, the FE displacement at the FE
                      dofs' coordinates, the core's balls (centres, radii)
-``record.json``      the iteration ``k``, the history rows before it, notes, budgets reached,
-                     oracle calls, the wall time so far
+``record.json``      the load step (``step``) or the iteration (``iteration``), the load steps'
+                     records so far, the wall time so far; an iteration's also the history
+                     rows before it, notes, budgets reached, oracle calls, retraining rounds
 ===================  ==========================================================================
 
-``multiscale run CASE --restart`` rebuilds the mesh and the grown region from these, puts the
-atoms and the FE field back where they were (atoms by site, the field by dof coordinate, so
-the partition of a restarted ``mpiexec`` run may differ), solves once from there (it is
-already the solution, to the solver's tolerance) and goes on with iteration ``k``.
+The adaptive checkpoint supersedes the load-step one: the loop's first checkpoint removes
+``checkpoint/``, and a restart of an adaptive case takes ``adaptive/checkpoint/`` when there
+is one. A run that starts from the beginning (no ``--restart``, or no checkpoint) removes
+both first, so that a checkpoint is always of the run in progress or the last one. A finished
+run keeps its last checkpoint (the last load step's, or the last iteration's).
+
+``multiscale run CASE --restart`` rebuilds the mesh (and the grown region) from the
+checkpoint, puts the atoms and the FE field back where they were (atoms by site, the field
+by dof coordinate, so the partition of a restarted ``mpiexec`` run may differ). From a load
+step ``k`` it goes on with step ``k + 1`` (the state is that of the uninterrupted run; when
+no step is left it solves once at the last load, which rebuilds the ghost-force correction
+at the solution); from an iteration ``k`` it solves once (already the solution, to the
+solver's tolerance) and goes on with iteration ``k``.
 """
 
 from __future__ import annotations
@@ -32,10 +47,24 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHECKPOINT_DIR", "Checkpoint", "read_checkpoint", "restore_run", "write_checkpoint"]
+__all__ = [
+    "CHECKPOINT_DIR",
+    "STEP_CHECKPOINT_DIR",
+    "Checkpoint",
+    "latest_checkpoint",
+    "read_checkpoint",
+    "remove_checkpoints",
+    "restore_run",
+    "restore_steps",
+    "step_states",
+    "write_checkpoint",
+    "write_step_checkpoint",
+]
 
-#: Folder of the checkpoint, under the output folder.
+#: Folder of the adaptive loop's checkpoint, under the output folder.
 CHECKPOINT_DIR = Path("adaptive") / "checkpoint"
+#: Folder of the load steps' checkpoint, under the output folder.
+STEP_CHECKPOINT_DIR = Path("checkpoint")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -45,6 +74,11 @@ class Checkpoint:
     record: dict[str, Any]
     mesh: dict[str, np.ndarray] | None
     state: dict[str, np.ndarray] | None
+
+    @property
+    def adaptive(self) -> bool:
+        """The adaptive loop's checkpoint (else a load step's)."""
+        return "iteration" in self.record
 
 
 def _gather_mesh(mesh_data: Any) -> dict[str, np.ndarray] | None:
@@ -176,23 +210,25 @@ def _gather_state(run: Any) -> dict[str, np.ndarray] | None:
     }
 
 
-def write_checkpoint(out: Path, run: Any, record: dict[str, Any]) -> None:
-    """Replace ``out/adaptive/checkpoint`` by the run's current state (collective)."""
+def write_checkpoint(
+    out: Path, run: Any, record: dict[str, Any], *, folder: Path = CHECKPOINT_DIR
+) -> None:
+    """Replace ``out/folder`` by the run's current state (collective)."""
     mesh = _gather_mesh(run.system.problem.mesh_data)
     state = _gather_state(run)
     comm = run.system.comm
     if comm.rank == 0:
         assert mesh is not None and state is not None
-        final = out / CHECKPOINT_DIR
+        final = out / folder
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".checkpoint.{os.getpid()}"
+        tmp = final.parent / f".{final.name}.{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
         np.savez(tmp / "mesh.npz", **mesh)
         np.savez(tmp / "state.npz", **state)
         (tmp / "record.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-        old = final.parent / f".checkpoint.old.{os.getpid()}"
+        old = final.parent / f".{final.name}.old.{os.getpid()}"
         if final.exists():
             final.rename(old)
         tmp.rename(final)
@@ -201,35 +237,75 @@ def write_checkpoint(out: Path, run: Any, record: dict[str, Any]) -> None:
     comm.barrier()
 
 
-def read_checkpoint(out: Path, comm: Any) -> Checkpoint | None:
-    """The checkpoint in ``out`` (None when there is none; collective)."""
-    folder = out / CHECKPOINT_DIR
-    found = comm.bcast((folder / "record.json").is_file() if comm.rank == 0 else None, root=0)
+def step_states(run: Any) -> list[dict[str, Any]]:
+    """The run's load-step records, JSON-ready (:func:`_steps_from` reads them back)."""
+    return [dataclasses.asdict(s) for s in run.steps]
+
+
+def _steps_from(states: list[dict[str, Any]]) -> list[Any]:
+    from multiscale.kinds.coupled.run import StepRecord
+
+    return [
+        StepRecord(**{**s, "correction_changes": tuple(s["correction_changes"])}) for s in states
+    ]
+
+
+def write_step_checkpoint(out: Path, run: Any, *, elapsed: float) -> None:
+    """The checkpoint of the run's last load step, ``out/checkpoint`` (collective)."""
+    record = {
+        "step": run.last.step,
+        "elapsed_s": elapsed,
+        "build_time_s": run.build_time_s,
+        "steps": step_states(run),
+    }
+    write_checkpoint(out, run, record, folder=STEP_CHECKPOINT_DIR)
+
+
+def remove_checkpoints(out: Path, comm: Any, *, adaptive: bool = True, steps: bool = True) -> None:
+    """Remove the checkpoints in ``out`` (collective)."""
+    if comm.rank == 0:
+        chosen = [CHECKPOINT_DIR] * adaptive + [STEP_CHECKPOINT_DIR] * steps
+        for folder in chosen:
+            if (out / folder).is_dir():
+                shutil.rmtree(out / folder)
+    comm.barrier()
+
+
+def read_checkpoint(out: Path, comm: Any, *, folder: Path = CHECKPOINT_DIR) -> Checkpoint | None:
+    """The checkpoint in ``out/folder`` (None when there is none; collective)."""
+    where = out / folder
+    found = comm.bcast((where / "record.json").is_file() if comm.rank == 0 else None, root=0)
     if not found:
         return None
-    record = json.loads((folder / "record.json").read_text(encoding="utf-8"))
+    record = json.loads((where / "record.json").read_text(encoding="utf-8"))
     mesh = state = None
     if comm.rank == 0:
-        with np.load(folder / "mesh.npz") as f:
+        with np.load(where / "mesh.npz") as f:
             mesh = {k: f[k] for k in f.files}
-        with np.load(folder / "state.npz") as f:
+        with np.load(where / "state.npz") as f:
             state = {k: f[k] for k in f.files}
     return Checkpoint(record=record, mesh=mesh, state=state)
 
 
-def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any) -> Any:
-    """The run at the checkpoint's state, solved once from there (collective).
+def latest_checkpoint(out: Path, comm: Any, *, adaptive: bool) -> Checkpoint | None:
+    """What ``--restart`` goes on from (collective).
 
-    Returns:
-        A :class:`~multiscale.kinds.coupled.run.CoupledRun` whose last step is that solve.
+    With ``adaptive``, the loop's checkpoint when there is one, else the last load step's;
+    None without either.
     """
-    import time
+    found = read_checkpoint(out, comm) if adaptive else None
+    return found if found is not None else read_checkpoint(out, comm, folder=STEP_CHECKPOINT_DIR)
 
+
+def _restored_system(checkpoint: Checkpoint, setup: Any, *, comm: Any, step: int) -> Any:
+    """``(setup, system)``: the checkpoint's mesh, balls, atoms and FE field (collective).
+
+    ``step``: the load step whose background field (a crack's K) the system carries.
+    """
     from scipy.spatial import cKDTree
 
-    from multiscale.kinds.coupled.run import CoupledRun, build_system, solve_step
+    from multiscale.kinds.coupled.run import build_system
 
-    start = time.perf_counter()
     state = checkpoint.state
     balls = comm.bcast(
         None
@@ -242,7 +318,7 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
     )
     setup = dataclasses.replace(setup, handshake=dataclasses.replace(setup.handshake, balls=balls))
     mesh_data = _build_mesh(comm, checkpoint.mesh)
-    system = build_system(setup, comm=comm, mesh_data=mesh_data)
+    system = build_system(setup, comm=comm, mesh_data=mesh_data, step=step)
     sites = comm.bcast(None if state is None else state["sites"], root=0)
     u_atoms = comm.bcast(None if state is None else state["displacements"], root=0)
     here = system.positions[: system.n_free]
@@ -253,19 +329,44 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
     system.set_atom_displacements(u_atoms)
     fe = comm.bcast(None if state is None else (state["fe_points"], state["fe_values"]), root=0)
     V = system.problem.V
-    n_owned = V.dofmap.index_map.size_local
-    points = V.tabulate_dof_coordinates()[:n_owned]
+    points = V.tabulate_dof_coordinates()[: V.dofmap.index_map.size_local]
     distance, index = cKDTree(fe[0]).query(points)
     if len(distance) and distance.max() > 1e-8:
         raise RuntimeError("restart: the checkpoint's FE field does not match its mesh")
     system.model.layout.set_fe(system.z, fe[1][index].ravel())
-    deformation = setup.loading.deformation(setup.loading.steps)
+    deformation = setup.loading.deformation(step)
     system.advance_load(deformation, deformation)
+    return setup, system
+
+
+def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any) -> Any:
+    """The run at an adaptive checkpoint's state, solved once from there (collective).
+
+    Returns:
+        A :class:`~multiscale.kinds.coupled.run.CoupledRun` whose last step is that solve
+        (the load steps before it are the checkpoint's).
+    """
+    import time
+
+    from multiscale.kinds.coupled.run import CoupledRun, solve_step
+
+    start = time.perf_counter()
+    n = setup.loading.steps
+    setup, system = _restored_system(checkpoint, setup, comm=comm, step=n)
     run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
+    run.steps = _steps_from(checkpoint.record.get("steps", []))[:-1]
     k = int(checkpoint.record["iteration"])
-    record = solve_step(
-        setup, system, setup.loading.steps, reporter, advance=False, label=f"restart {k}"
-    )
-    run.steps.append(record)
+    run.steps.append(solve_step(setup, system, n, reporter, advance=False, label=f"restart {k}"))
     run.measure_energy_parts()
+    return run
+
+
+def restore_steps(checkpoint: Checkpoint, setup: Any, *, comm: Any) -> Any:
+    """The run at a load-step checkpoint's state, its steps and build time (collective)."""
+    from multiscale.kinds.coupled.run import CoupledRun
+
+    record = checkpoint.record
+    setup, system = _restored_system(checkpoint, setup, comm=comm, step=int(record["step"]))
+    run = CoupledRun(setup=setup, system=system, build_time_s=float(record["build_time_s"]))
+    run.steps = _steps_from(record["steps"])
     return run

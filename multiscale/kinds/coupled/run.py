@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -409,7 +410,14 @@ def _crack_tip(
     }
 
 
-def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> CoupledRun:
+def run_coupled(
+    setup: CoupledSetup,
+    *,
+    comm: Any,
+    reporter: Reporter,
+    out: Path | None = None,
+    resume: Any = None,
+) -> CoupledRun:
     """Solve a coupled case in load steps (collective over ``comm``).
 
     The solver's options are ``setup.solver``; the correction passes ``setup.coupling``.
@@ -418,24 +426,47 @@ def run_coupled(setup: CoupledSetup, *, comm: Any, reporter: Reporter) -> Couple
         setup: the resolved case.
         comm: MPI communicator.
         reporter: messages and progress (silent on ranks other than 0).
+        out: the output folder: the checkpoint of every converged load step goes there
+            (:mod:`multiscale.kinds.coupled.checkpoint`); None: no checkpoints.
+        resume: a load-step :class:`~multiscale.kinds.coupled.checkpoint.Checkpoint` to go
+            on from (the steps after its step); None: from the start.
 
     Returns:
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
     """
     start = time.perf_counter()
-    system = build_system(setup, comm=comm, step=0)
-    run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
-    n_pad = len(system.positions) - system.n_free
+    run = _first_state(setup, comm=comm, resume=resume)
+    if resume is not None:
+        start -= float(resume.record["elapsed_s"])
+    n_pad = len(run.system.positions) - run.system.n_free
     reporter.info(
-        f"coupled system: {system.n_free} free + {n_pad} pad atoms, "
-        f"{system.problem.n_dofs} FE dofs on {comm.size} rank(s), kappa "
+        f"coupled system: {run.system.n_free} free + {n_pad} pad atoms, "
+        f"{run.system.problem.n_dofs} FE dofs on {comm.size} rank(s), kappa "
         f"{setup.coupling.kappa:.4g} eV/Å² (built in {run.build_time_s:.1f} s)"
     )
-    for k in range(1, setup.loading.steps + 1):
-        record = solve_step(setup, system, k, reporter)
+    first = len(run.steps) + 1
+    for k in range(first, setup.loading.steps + 1):
+        record = solve_step(setup, run.system, k, reporter)
         run.steps.append(record)
         if not record.converged:
             break
+        if out is not None:
+            from multiscale.kinds.coupled.checkpoint import write_step_checkpoint
+
+            write_step_checkpoint(out, run, elapsed=time.perf_counter() - start)
+    if first > setup.loading.steps:  # restored at the last step: rebuild its correction
+        solve_step(setup, run.system, first - 1, reporter, advance=False, label="restart")
     run.measure_energy_parts()  # also leaves problem.u at the solution
     run.wall_time_s = time.perf_counter() - start
     return run
+
+
+def _first_state(setup: CoupledSetup, *, comm: Any, resume: Any) -> CoupledRun:
+    """The run before its first load step to solve: built at zero load, or ``resume``'s."""
+    start = time.perf_counter()
+    if resume is None:
+        system = build_system(setup, comm=comm, step=0)
+        return CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
+    from multiscale.kinds.coupled.checkpoint import restore_steps
+
+    return restore_steps(resume, setup, comm=comm)

@@ -5,9 +5,11 @@ the law is called once on the whole batch, and ``W``, ``P`` and ``A`` are scatte
 quadrature-element functions that the UFL forms of :mod:`continuum.problem` read.
 
 On affine simplices with P1 displacements ``∇u`` is constant in each cell, so ``F`` is
-evaluated at the cell centroid only and the law is called once per cell; the result is
-broadcast to the cell's quadrature points. A Cauchy–Born law is expensive, so this cuts its
-cost by the number of quadrature points per cell. The tangent ``A`` (several times dearer
+evaluated at the cell centroid only and the law is called once per cell; ``W``, ``P`` and
+``A`` are then DG0 functions (one value a cell, which the forms read at every quadrature
+point): a quarter of the memory and coefficient packing of a degree-2 quadrature function
+on tetrahedra. A Cauchy–Born law is expensive, so this cuts its cost by the number of
+quadrature points per cell. The tangent ``A`` (several times dearer
 than ``W`` and ``P`` for Cauchy–Born) is computed once per distinct ``F`` (to round-off,
 :data:`SAME_F`: a homogeneously strained mesh costs one call), and only for cells whose ``F``
 moved since it was last computed (by more than ``tangent_tolerance``, 0 by default).
@@ -18,7 +20,7 @@ equation                                code
 ``F_c = F(u)(x̂_c)``                     ``self._F_expr.eval`` (one point per cell)
 ``(W, P)_c = law.stress(F_c)``          one call, shape ``(n_cells, …)``
 ``A_c = law(F_c)[2]``                   stale cells only, once per distinct ``F_c``
-``W_q = W_c`` for ``q`` in cell ``c``   ``_scatter`` (broadcast over quadrature points)
+``W_q = W_c`` for ``q`` in cell ``c``   ``scatter`` (DG0: one value a cell)
 =====================================  ============================================
 """
 
@@ -77,9 +79,10 @@ class QuadratureMaterial:
             much (largest entry) from where ``A`` was computed; 0 (default): ``A`` is exact.
 
     Attributes:
-        W: energy density at the quadrature points, eV/Å³ (scalar quadrature function).
-        P: first Piola stress, eV/Å³ (``(3, 3)`` quadrature function).
-        A: tangent ``∂P/∂F``, eV/Å³ (``(3, 3, 3, 3)`` quadrature function).
+        W: energy density, eV/Å³: a scalar DG0 function (one value per cell) where the law
+            is evaluated once per cell, else a quadrature function.
+        P: first Piola stress, eV/Å³ (``(3, 3)``, DG0 or quadrature, as ``W``).
+        A: tangent ``∂P/∂F``, eV/Å³ (``(3, 3, 3, 3)``, DG0 or quadrature, as ``W``).
         law_calls: number of times ``law`` has been called.
         tangent_evaluations: number of cells (times points) whose tangent has been computed.
         tangent_tolerance: see the argument; may be changed at any time.
@@ -99,18 +102,26 @@ class QuadratureMaterial:
         self._mesh, self._u, self._law = mesh, u, law
         tdim = mesh.topology.dim
         self._cells = np.arange(mesh.topology.index_map(tdim).size_local, dtype=np.int32)
-        self.W, self.P, self.A = (
-            fem.Function(quadrature_space(mesh, degree, _SHAPES[k]), name=k) for k in "WPA"
-        )
-        self._dofs = {k: f.function_space.dofmap.list[self._cells] for k, f in self._fields()}
-        cell_type = mesh.basix_cell()
-        points = np.asarray(basix.make_quadrature(cell_type, degree)[0])
-        self.n_points = points.shape[0]
         self._cellwise = (
             cellwise
             and mesh.topology.cell_type in (CellType.triangle, CellType.tetrahedron)
             and mesh.geometry.cmaps[0].degree == 1
         )
+        # constant per cell: one value a cell (DG0) instead of one a quadrature point; the
+        # forms still integrate them with the weight at every quadrature point
+        self.W, self.P, self.A = (
+            fem.Function(
+                fem.functionspace(mesh, ("DG", 0, _SHAPES[k]))
+                if self._cellwise
+                else quadrature_space(mesh, degree, _SHAPES[k]),
+                name=k,
+            )
+            for k in "WPA"
+        )
+        self._dofs = {k: f.function_space.dofmap.list[self._cells] for k, f in self._fields()}
+        cell_type = mesh.basix_cell()
+        points = np.asarray(basix.make_quadrature(cell_type, degree)[0])
+        self.n_points = points.shape[0]
         centroid = basix.geometry(cell_type).mean(axis=0, keepdims=True)
         eval_points = centroid if self._cellwise else points
         self._F_expr = fem.Expression(deformation_gradient, eval_points)
@@ -150,12 +161,13 @@ class QuadratureMaterial:
         return np.pad(x, ((0, 0), (0, 3 - x.shape[1])))
 
     def scatter(self, field: fem.Function, values: np.ndarray) -> None:
-        """Write per-point or per-cell values into a quadrature function of the owned cells.
+        """Write per-point or per-cell values of the owned cells into a quadrature or DG0 field.
 
         Args:
-            field: a quadrature function on this mesh and degree.
+            field: a quadrature function on this mesh and degree, or a DG0 function.
             values: shape ``(n_cells, n_points, *value_shape)`` or
-                ``(n_cells, 1, *value_shape)`` (broadcast over the cell's points).
+                ``(n_cells, 1, *value_shape)`` (broadcast over the cell's points; one value
+                a cell for DG0).
         """
         bs = field.function_space.dofmap.index_map_bs
         dofs = field.function_space.dofmap.list[self._cells]
@@ -180,7 +192,8 @@ class QuadratureMaterial:
         For the tangent, rows whose entries agree to :data:`SAME_F` (round-off: a homogeneous
         state on a mesh) share one evaluation, so a uniformly strained region costs one point
         whatever its size.
-        ``W`` and ``P``, which decide the answer, are computed for every row.
+        ``W`` and ``P``, which decide the answer, are computed for every row, unless all rows
+        agree to :data:`SAME_F` (a homogeneous state, e.g. the predictor): then once.
 
         Returns:
             ``(W (n,), P (n, 3, 3), A (n, 3, 3, 3, 3) or None)``.
@@ -194,6 +207,9 @@ class QuadratureMaterial:
             key = np.rint(F.reshape(n, 9) / SAME_F).astype(np.int64)
             _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
             distinct = len(first) == n
+        elif n > 1 and np.abs(F - F[0]).max() <= SAME_F:
+            # one homogeneous state (a predictor, a patch test): one call
+            distinct, first, inverse = False, np.zeros(1, dtype=np.intp), np.zeros(n, np.intp)
         Fu = F if distinct else F[first]
         stress_only = getattr(self._law, "stress", None)
         if tangent or stress_only is None:

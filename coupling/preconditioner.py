@@ -137,15 +137,10 @@ def monolithic_matrix(
     # global interpolation operators, gathered on rank 0 (small: a few entries per atom)
     I_P = _gather_global(data.pad_interpolation, layout, N)
     I_H = _gather_global(data.penalty_interpolation, layout, N)
-    M = PETSc.Mat().createAIJ(((layout.size_local, N), (layout.size_local, N)), bsize=3, comm=comm)
-    # petsc4py's stub types the enums of Mat.Option and InsertMode as int, and the index
-    # and value arguments as Sequences where arrays are what PETSc takes
-    M.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, False)  # type: ignore[arg-type]
-    M.setUp()
     ai, aj, av = tangent.getValuesCSR()
     r0 = tangent.getOwnershipRange()[0]
-    rows = layout.fe_offset + r0 + np.repeat(np.arange(len(ai) - 1), np.diff(ai))
-    _add_coo(M, rows, layout.fe_offset + aj, av)
+    rows = [layout.fe_offset + r0 + np.repeat(np.arange(len(ai) - 1), np.diff(ai))]
+    cols, vals = [layout.fe_offset + np.asarray(aj)], [np.asarray(av)]
     if comm.rank == 0:
         nA = 3 * n_free
         S = sp.csr_matrix(
@@ -165,8 +160,12 @@ def monolithic_matrix(
             T = sp.vstack([sp.eye(nA, N, format="csr"), I_P]).tocsr()
             blocks = blocks + T.T @ L @ T
         c = blocks.tocoo()
-        _add_coo(M, c.row, c.col, c.data)
-    M.assemble()
+        rows.append(c.row)
+        cols.append(c.col)
+        vals.append(c.data)
+    M = _owned_csr_matrix(
+        layout, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), N
+    )
     M.zeroRowsColumns(np.asarray(dirichlet_rows, dtype=PETSc.IntType), diag=1.0)  # type: ignore[arg-type]
     return M
 
@@ -186,14 +185,29 @@ def _gather_global(local: sp.csr_matrix, layout: MonolithicLayout, N: int) -> sp
     return sp.csr_matrix((vals, (rows, cols)), shape=(local.shape[0], N))
 
 
-def _add_coo(M: PETSc.Mat, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
-    rows = np.asarray(rows, dtype=PETSc.IntType)
-    cols = np.asarray(cols, dtype=PETSc.IntType)
-    vals = np.asarray(vals, dtype=PETSc.ScalarType)
-    order = np.argsort(rows, kind="stable")
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    ends = np.r_[starts[1:], len(rows)]
-    for s, e in zip(starts, ends, strict=True):
-        add = PETSc.InsertMode.ADD_VALUES
-        M.setValues(rows[s : s + 1], cols[s:e], vals[s:e], addv=add)  # type: ignore[arg-type]
+def _owned_csr_matrix(
+    layout: MonolithicLayout, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, N: int
+) -> PETSc.Mat:
+    """The AIJ matrix (block size 3) summing the triplets every rank contributes.
+
+    Triplets of rows another rank owns are sent to it; each rank then sums its own rows
+    (duplicates added) and hands PETSc one CSR array, which preallocates exactly.
+    """
+    comm = layout.comm
+    bounds = np.cumsum([0, *comm.allgather(layout.size_local)])
+    start, stop = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+    if comm.size > 1:
+        owner = np.searchsorted(bounds, rows, side="right") - 1
+        parts = [np.flatnonzero(owner == r) for r in range(comm.size)]
+        received = comm.alltoall([(rows[k], cols[k], vals[k]) for k in parts])
+        rows, cols, vals = (np.concatenate([t[i] for t in received]) for i in range(3))
+    local = sp.csr_matrix((vals, (rows - start, cols)), shape=(stop - start, N))
+    local.sum_duplicates()
+    local.sort_indices()
+    size = ((stop - start, N), (stop - start, N))
+    csr = (
+        local.indptr.astype(PETSc.IntType),
+        local.indices.astype(PETSc.IntType),
+        local.data.astype(PETSc.ScalarType),
+    )
+    return PETSc.Mat().createAIJ(size, bsize=3, csr=csr, comm=comm)

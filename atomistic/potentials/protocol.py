@@ -144,9 +144,10 @@ def evaluate(
         return out
     (g,) = torch.autograd.grad(energy, vectors)
     if forces:
+        # F = Σ_{i→·} g − Σ_{·→j} g as −(Σ_j g) + Σ_i g: index_add_ with alpha=-1 is several
+        # times slower on the CPU
         f = torch.zeros((graph.n_atoms, 3), dtype=g.dtype, device=g.device)
-        f.index_add_(0, graph.i, g)
-        f.index_add_(0, graph.j, g, alpha=-1.0)
+        f.index_add_(0, graph.j, g).neg_().index_add_(0, graph.i, g)
         out["forces"] = f
     if virial:
         out["virial"] = _sym(vectors.detach().T @ g)

@@ -27,7 +27,9 @@ Third derivatives are not provided: differentiating the Hessian-vector product r
 
 The graph is a half list (each pair once), so every pair adds to both of its atoms. Loops
 over pairs that add into atoms run in ``torch.get_num_threads()`` chunks with a private
-accumulator each; per-pair outputs run in a parallel loop. numba's thread count is set to
+accumulator each; per-pair outputs run in a parallel loop, on numba's ``workqueue`` threading
+layer unless ``NUMBA_THREADING_LAYER`` names another (OpenMP fights torch's own OpenMP
+threads; the work queue takes no nested or concurrent launches). numba's thread count is set to
 ``torch.get_num_threads()`` (capped at numba's maximum) before every call, so a one-thread
 torch run is a one-core run. Kernels are compiled on first use and cached on disk
 (``cache=True``, next to this file or in numba's user cache directory); where no cache
@@ -46,6 +48,11 @@ import numpy as np
 import torch
 
 __all__ = ["EAMTables", "compiled_wanted", "site_energies"]
+
+# numba's OpenMP layer competes with torch's OpenMP threads (a 20x slower kernel launch on 2
+# cores); its own work queue does not. NUMBA_THREADING_LAYER in the environment still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 
 def _jit(parallel: bool) -> Any:

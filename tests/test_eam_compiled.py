@@ -184,3 +184,23 @@ def test_threads_give_the_same_numbers(potentials_dir, rng):
         torch.set_num_threads(threads)
     for a, b in zip(*out, strict=True):
         assert np.abs(a - b).max() < 1e-12 * max(1.0, np.abs(b).max())
+
+
+@pytest.mark.parametrize("per_pair_shift", [True, False])
+def test_pair_vectors_and_scatter_are_adjoint_and_differentiable(rng, per_pair_shift):
+    from atomistic.pair_ops import pair_scatter, pair_vectors
+
+    n, m = 7, 20
+    i, j = (torch.as_tensor(rng.integers(0, n, m)) for _ in range(2))
+    x = torch.as_tensor(rng.standard_normal((n, 3))).requires_grad_(True)
+    s = torch.as_tensor(rng.standard_normal((m if per_pair_shift else 1, 3))).requires_grad_(True)
+    g = torch.as_tensor(rng.standard_normal((m, 3))).requires_grad_(True)
+    r = pair_vectors(x, s, i, j)
+    assert r.grad_fn is not None and "Gather" in type(r.grad_fn).__name__  # the compiled path
+    assert torch.allclose(r, x[j] - x[i] + s, rtol=0, atol=1e-15)
+    f = pair_scatter(g, i, j, n)
+    ref = torch.zeros((n, 3), dtype=torch.float64).index_add(0, j, g).index_add(0, i, -g)
+    assert torch.allclose(f, ref, rtol=0, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda a, b: pair_vectors(a, b, i, j), (x, s))
+    assert torch.autograd.gradgradcheck(lambda a, b: pair_vectors(a, b, i, j) ** 2, (x, s))
+    assert torch.autograd.gradgradcheck(lambda a: pair_scatter(a, i, j, n) ** 2, (g,))

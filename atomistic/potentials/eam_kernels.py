@@ -381,3 +381,30 @@ def site_energies(
     )
     out: torch.Tensor = _SiteEnergies.apply(vectors, state)
     return out
+
+
+# -- pair gather and scatter (atomistic.pair_ops) ------------------------------------------------
+@_jit(parallel=False)
+def gather(x, s, i, j):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``x[j] − x[i] + s`` ``(E, 3)``; ``s`` is ``(E, 3)`` or ``(1, 3)``."""
+    n_e = i.shape[0]
+    out = np.empty((n_e, 3))
+    per_pair = s.shape[0] == n_e and n_e != 1
+    for e in range(n_e):
+        a, b = i[e], j[e]
+        r = e if per_pair else 0
+        for k in range(3):
+            out[e, k] = x[b, k] - x[a, k] + s[r, k]
+    return out
+
+
+@_jit(parallel=False)
+def scatter(g, i, j, n):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``f (n, 3)``: ``+g_e`` onto ``j_e``, ``−g_e`` onto ``i_e``."""
+    f = np.zeros((n, 3))
+    for e in range(i.shape[0]):
+        a, b = i[e], j[e]
+        for k in range(3):
+            f[b, k] += g[e, k]
+            f[a, k] -= g[e, k]
+    return f

@@ -18,6 +18,8 @@ import torch
 import vesin
 from numpy.typing import ArrayLike
 
+from atomistic.pair_ops import pair_vectors
+
 __all__ = ["Graph", "NeighbourList", "build_graph", "vesin_box"]
 
 
@@ -225,5 +227,5 @@ def build_graph(
     """
     neighbours.update(positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), pbc)
     i, j, shift_vectors = neighbours.torch_pairs(cell.to(positions.dtype))
-    vectors = positions[j] - positions[i] + shift_vectors
+    vectors = pair_vectors(positions, shift_vectors, i, j)
     return Graph(n_atoms=positions.shape[0], species=species, i=i, j=j, vectors=vectors)

@@ -1,11 +1,16 @@
-"""Energy+forces throughput of the torch EAM against LAMMPS, measured in the same run.
+"""Energy+forces throughput of the EAM (compiled and torch) against LAMMPS, in the same run.
 
     python bench/throughput.py [--sizes 1000 10000 100000] [--seconds 3] [--json out.json]
 
 For each size: a rattled fcc Cu supercell with Cu_mishin1; the neighbour list is built once and
-reused (skin 0.5 Å in both codes; the atoms do not move), and every step computes the energy and
-all forces. Rows: LAMMPS on one core, torch on the CPU with one thread and with all threads, and
-torch on CUDA when a GPU is present. ``ratio_vs_lammps`` > 1 means faster than LAMMPS.
+reused (skin 0.5 Å in both codes; the atoms do not move), and every step computes the pair
+vectors from the positions, the energy and all forces. Rows: LAMMPS on one core; the compiled
+EAM kernels (``multiscale-compiled``) and the torch path (``multiscale-torch``,
+``MULTISCALE_EAM_TORCH``) on the CPU with one thread and with all threads; torch on CUDA when a
+GPU is present. ``ratio_vs_lammps`` > 1 means faster than LAMMPS. The ``*-hvp`` rows time one
+Hessian-vector product ``(∂²E/∂x²) v`` by autograd on a retained gradient graph (as the coupled
+solver's Krylov iterations use it), with ``hvp_over_force`` its time over one energy+forces step
+of the same code and threads.
 """
 
 from __future__ import annotations
@@ -49,14 +54,20 @@ def time_steps(step, seconds: float) -> tuple[int, float]:
             return n, dt
 
 
-def bench_torch(atoms, device: str, threads: int | None, seconds: float) -> float:
+def _setup(atoms, device: str, threads: int | None, compiled: bool):
     if threads is not None:
         torch.set_num_threads(threads)
     pot = EAM.from_file(find_potential_file(POTENTIAL)).to(device=device, dtype=torch.float64)
+    pot.compiled = compiled
     pos = torch.tensor(atoms.positions, device=device)
     cell = torch.tensor(atoms.cell.array, device=device)
     species = torch.zeros(len(atoms), dtype=torch.int64, device=device)
     nl = NeighbourList(cutoff=pot.cutoff, skin=0.5)
+    return pot, pos, cell, species, nl
+
+
+def bench_torch(atoms, device: str, threads: int | None, seconds: float, compiled: bool) -> float:
+    pot, pos, cell, species, nl = _setup(atoms, device, threads, compiled)
 
     def step():
         graph = build_graph(positions=pos, cell=cell, species=species, neighbours=nl)
@@ -65,6 +76,22 @@ def bench_torch(atoms, device: str, threads: int | None, seconds: float) -> floa
 
     n, dt = time_steps(step, seconds)
     return len(atoms) * n / dt
+
+
+def bench_hvp(atoms, device: str, threads: int | None, seconds: float, compiled: bool) -> float:
+    """Hessian-vector products per second, by autograd on one retained gradient graph."""
+    pot, pos, cell, species, nl = _setup(atoms, device, threads, compiled)
+    x = pos.clone().requires_grad_(True)
+    graph = build_graph(positions=x, cell=cell, species=species, neighbours=nl)
+    (g,) = torch.autograd.grad(pot(graph).sum(), x, create_graph=True)
+    v = torch.randn_like(pos)
+
+    def step():
+        (hv,) = torch.autograd.grad(g, x, v, retain_graph=True)
+        hv.sum().item()
+
+    n, dt = time_steps(step, seconds)
+    return n / dt
 
 
 def bench_lammps(atoms, seconds: float) -> float:
@@ -120,27 +147,44 @@ def main(argv=None) -> int:
                 "ratio_vs_lammps": 1.0,
             }
         )
-        configs = [("cpu", 1)] + ([("cpu", cpu_threads)] if cpu_threads > 1 else [])
+        threads_list = [1] + ([cpu_threads] if cpu_threads > 1 else [])
+        configs = [("cpu", t, c) for c in (True, False) for t in threads_list]
         if torch.cuda.is_available():
-            configs.append(("cuda", None))
-        for device, threads in configs:
-            rate = bench_torch(atoms, device, threads, args.seconds)
+            configs.append(("cuda", None, False))
+        force_rate = {}
+        for device, threads, compiled in configs:
+            rate = bench_torch(atoms, device, threads, args.seconds, compiled)
+            force_rate[(device, threads, compiled)] = rate
             rows.append(
                 {
                     "n_atoms": len(atoms),
-                    "code": "multiscale-torch",
+                    "code": "multiscale-compiled" if compiled else "multiscale-torch",
                     "device": device,
                     "threads": threads,
                     "atom_steps_per_s": rate,
                     "ratio_vs_lammps": rate / ref,
                 }
             )
+        for device, threads, compiled in [("cpu", 1, True), ("cpu", 1, False)]:
+            hvp = bench_hvp(atoms, device, threads, args.seconds, compiled)
+            rows.append(
+                {
+                    "n_atoms": len(atoms),
+                    "code": "multiscale-compiled-hvp" if compiled else "multiscale-torch-hvp",
+                    "device": device,
+                    "threads": threads,
+                    "atom_steps_per_s": len(atoms) * hvp,
+                    "ratio_vs_lammps": len(atoms) * hvp / ref,
+                    "hvp_over_force": force_rate[(device, threads, compiled)] / (len(atoms) * hvp),
+                }
+            )
         torch.set_num_threads(default_threads)
-        for r in rows[-len(configs) - 1 :]:
+        for r in rows[-len(configs) - 3 :]:
+            extra = f"  hvp/force {r['hvp_over_force']:.2f}" if "hvp_over_force" in r else ""
             print(
-                f"{r['n_atoms']:>8d}  {r['code']:<17s} {r['device']:<4s} "
+                f"{r['n_atoms']:>8d}  {r['code']:<23s} {r['device']:<4s} "
                 f"threads={r['threads']!s:<4s} {r['atom_steps_per_s']:12.4g} atom-steps/s  "
-                f"ratio {r['ratio_vs_lammps']:.3f}",
+                f"ratio {r['ratio_vs_lammps']:.3f}{extra}",
                 flush=True,
             )
     meta = {

@@ -16,6 +16,11 @@ Tables are interpolated with LAMMPS's own piecewise cubic (five-point derivative
 the knots, ``PairEAM::interpolate``), so energies and forces agree with LAMMPS to round-off.
 That interpolant is C¹: second derivatives (Cauchy–Born tangents, Hessians) are exact within a
 table segment and jump at the knots.
+
+On the CPU in ``float64`` the site energies and their first two derivatives come from compiled
+kernels (:mod:`atomistic.potentials.eam_kernels`, numba); CUDA, ``float32`` and
+``MULTISCALE_EAM_TORCH=1`` (or ``EAM.compiled = False``) use the torch code below. Both give
+the same numbers to round-off and the same autograd behaviour up to second derivatives.
 """
 
 from __future__ import annotations
@@ -185,6 +190,8 @@ class EAM(torch.nn.Module):
 
     #: ``ε_i = F(Σ_j ρ(r_ij)) + ½ Σ_j φ(r_ij)`` uses only the pairs that contain ``i``
     site_local = True
+    #: use the compiled kernels where they apply (CPU, float64); False forces the torch path
+    compiled = True
 
     # buffers (registered in ``__init__``)
     pair_tables: torch.Tensor
@@ -319,6 +326,16 @@ class EAM(torch.nn.Module):
 
     def forward(self, graph: Graph) -> torch.Tensor:
         """Site energies ``(n,)`` in eV."""
+        kernels = self._kernels(graph)
+        if kernels is not None:
+            return kernels.site_energies(
+                self.compiled_tables(),
+                graph.i,
+                graph.j,
+                graph.species,
+                graph.vectors,
+                graph.n_atoms,
+            )
         i, j, _, r, which = self._pairs(graph, graph.vectors)
         v = _spline(self.pair_tables, which, r * (1.0 / self.dr))
         rho_i, rho_j = (v[:, 0], v[:, 0]) if v.shape[1] == 2 else (v[:, 0], v[:, 1])
@@ -327,6 +344,34 @@ class EAM(torch.nn.Module):
         rho = zeros.index_add(0, i, rho_i).index_add(0, j, rho_j)
         pair = zeros.index_add(0, i, half_phi).index_add(0, j, half_phi)
         return self._embedding(graph.species, rho) + pair
+
+    def _kernels(self, graph: Graph) -> Any:
+        """The compiled kernels' module if they apply to ``graph``, else None (torch path)."""
+        v, t = graph.vectors, self.pair_tables
+        if not (self.compiled and v.ndim == 2 and v.dtype == t.dtype == torch.float64):
+            return None
+        if v.device.type != "cpu" or t.device.type != "cpu":
+            return None
+        try:
+            from atomistic.potentials import eam_kernels
+        except ImportError:  # numba missing: the torch path
+            return None
+        return eam_kernels if eam_kernels.compiled_wanted() else None
+
+    def compiled_tables(self) -> Any:
+        """The tables as NumPy arrays for :mod:`~atomistic.potentials.eam_kernels` (CPU)."""
+        from atomistic.potentials.eam_kernels import EAMTables
+
+        return EAMTables(
+            pair=np.ascontiguousarray(self.pair_tables.numpy()),
+            frho=np.ascontiguousarray(self.frho[:, :, 0, :].numpy()),
+            end_slope=np.ascontiguousarray(self.frho_end_slope.numpy()),
+            n_el=len(self.elements),
+            inv_dr=1.0 / self.dr,
+            inv_drho=1.0 / self.drho,
+            rhomax=self.rhomax,
+            cutoff=self.cutoff,
+        )
 
     def hessian_operator(
         self, graph: Graph, weights: torch.Tensor
@@ -391,7 +436,8 @@ class EAM(torch.nn.Module):
                 coef = b_a * t + c[i] * drho_i + c[j] * drho_j
                 y = coef[:, None] * rhat + a_r[:, None] * delta
                 out = torch.zeros((n, 3), dtype=r.dtype, device=r.device)
-                return out.index_add(0, j, y).index_add(0, i, y, alpha=-1.0)
+                # −(Σ_i y) + Σ_j y: index_add_ with alpha=-1 is several times slower
+                return out.index_add_(0, i, y).neg_().index_add_(0, j, y)
 
         return apply
 

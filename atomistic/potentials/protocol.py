@@ -9,7 +9,7 @@ quantity                    code
 ==========================  ==================================================
 ``E = Σ_i ε_i``             ``energies.sum()``
 ``g_e = ∂E/∂r_e``           one autograd pass to the pair vectors
-``F_i = Σ_{e: i→·} g_e − Σ_{e: ·→i} g_e``  two ``index_add_``
+``F_i = Σ_{e: i→·} g_e − Σ_{e: ·→i} g_e``  ``−pair_scatter(g)``
 ``V σ = Σ_e sym(r_e ⊗ g_e)``  ``vectors.T @ g``
 ``W_i = ½ Σ_{e∋i} sym(r_e ⊗ g_e)``   per-atom virial (eV), ``Σ_i W_i = V σ``
 ==========================  ==================================================
@@ -25,6 +25,7 @@ from typing import Protocol, Self, runtime_checkable
 import torch
 
 from atomistic.neighbours import Graph
+from atomistic.pair_ops import pair_scatter
 
 __all__ = [
     "Potential",
@@ -144,10 +145,7 @@ def evaluate(
         return out
     (g,) = torch.autograd.grad(energy, vectors)
     if forces:
-        f = torch.zeros((graph.n_atoms, 3), dtype=g.dtype, device=g.device)
-        f.index_add_(0, graph.i, g)
-        f.index_add_(0, graph.j, g, alpha=-1.0)
-        out["forces"] = f
+        out["forces"] = pair_scatter(g, graph.i, graph.j, graph.n_atoms).neg_()
     if virial:
         out["virial"] = _sym(vectors.detach().T @ g)
     if per_atom_virial:

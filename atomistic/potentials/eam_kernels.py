@@ -1,0 +1,410 @@
+"""Compiled (numba) EAM: site energies and their first two derivatives in pair space.
+
+:class:`~atomistic.potentials.eam.EAM` uses these kernels when the pair vectors are a CPU
+``float64`` ``(E, 3)`` tensor and its tables are CPU ``float64``; anything else (CUDA,
+``float32``) takes the torch path. ``MULTISCALE_EAM_TORCH=1`` in the environment, or
+``EAM.compiled = False`` on one potential, forces the torch path. The results are the same
+piecewise cubics as the torch path (LAMMPS's ``PairEAM::interpolate``), so both agree to
+round-off; autograd sees them through two functions:
+
+===========================  ===========================================================
+autograd node                computes (``E_w = Σ_a w_a ε_a``, ``w`` the site weights)
+===========================  ===========================================================
+:class:`_SiteEnergies`       ``ε (n,)`` from the pair vectors ``r (E, 3)``
+its backward                 ``g_e = ∂E_w/∂r_e = A_e r̂_e``, itself the differentiable
+                             :class:`_PairGradient` of ``(r, w)``
+:class:`_PairGradient`       backward for a pair-space ``V (E, 3)``: ``H_w V`` (to ``r``)
+                             and ``∂(V·g)/∂w_a = F'_a s_a + ½ Σ_{e∋a} φ'_e t_e`` (to ``w``)
+===========================  ===========================================================
+
+With ``t_e = r̂_e · V_e``, ``s_a = Σ_{e∋a} ρ_e^a' t_e`` and ``c_a = w_a F''_a s_a``::
+
+    A_e = w_i F'_i ρ_e^i' + w_j F'_j ρ_e^j' + ½ (w_i + w_j) φ'_e,   B_e: same with ρ'', φ''
+    (H_w V)_e = [(B_e − A_e/r_e) t_e + c_i ρ_e^i' + c_j ρ_e^j'] r̂_e + (A_e/r_e) V_e
+
+Third derivatives are not provided: differentiating the Hessian-vector product raises
+(``RuntimeError``).
+
+The graph is a half list (each pair once), so every pair adds to both of its atoms. Loops
+over pairs that add into atoms run in ``torch.get_num_threads()`` chunks with a private
+accumulator each; per-pair outputs run in a parallel loop, on numba's ``workqueue`` threading
+layer unless ``NUMBA_THREADING_LAYER`` names another (OpenMP fights torch's own OpenMP
+threads; the work queue takes no nested or concurrent launches). numba's thread count is set to
+``torch.get_num_threads()`` (capped at numba's maximum) before every call, so a one-thread
+torch run is a one-core run. Kernels are compiled on first use and cached on disk
+(``cache=True``, next to this file or in numba's user cache directory); where no cache
+directory is writable they are compiled in every process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["EAMTables", "compiled_wanted", "site_energies"]
+
+# numba's OpenMP layer competes with torch's OpenMP threads (a 20x slower kernel launch on 2
+# cores); its own work queue does not. NUMBA_THREADING_LAYER in the environment still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
+
+
+def _jit(parallel: bool) -> Any:
+    """``numba.njit`` with a disk cache, without it where no cache directory is writable."""
+
+    def wrap(func: Any) -> Any:
+        try:
+            return numba.njit(cache=True, parallel=parallel, fastmath=True, nogil=True)(func)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, parallel=parallel, fastmath=True, nogil=True)(func)
+
+    return wrap
+
+
+def compiled_wanted() -> bool:
+    """False when ``MULTISCALE_EAM_TORCH`` is set to a true value (force the torch path)."""
+    return os.environ.get("MULTISCALE_EAM_TORCH", "").strip().lower() not in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class EAMTables:
+    """The potential's cubic tables as NumPy arrays, in the layout of :class:`EAM`'s buffers.
+
+    Attributes:
+        pair: ``(T, n_r, K, 4)`` per ordered species pair ``[ρ_{b→a}, (ρ_{a→b},) r φ]``.
+        frho: ``(n_el, n_ρ, 4)`` embedding tables.
+        end_slope: ``(n_el,)`` ``F'`` at ``ρ_max`` (continued linearly beyond).
+        n_el: number of elements.
+        inv_dr: ``1/Δr``.
+        inv_drho: ``1/Δρ``.
+        rhomax: ``ρ_max``.
+        cutoff: ``r_cut`` in Å.
+    """
+
+    pair: np.ndarray
+    frho: np.ndarray
+    end_slope: np.ndarray
+    n_el: int
+    inv_dr: float
+    inv_drho: float
+    rhomax: float
+    cutoff: float
+
+
+# -- scalar helpers (inlined by LLVM) ---------------------------------------------------------
+@_jit(parallel=False)
+def _locate(x: float, n: int) -> tuple[int, float, bool]:  # pragma: no cover - compiled
+    m = int(math.floor(x))
+    m = min(max(m, 0), n - 2)
+    p = x - m
+    return m, min(p, 1.0), p > 1.0
+
+
+@_jit(parallel=False)
+def _cubic(tab, t, m, kk, p, beyond, inv_dr):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Value, slope and curvature (per Å, Å²) of table ``(t, ·, kk)`` on segment ``m``."""
+    c0, c1, c2, c3 = tab[t, m, kk, 0], tab[t, m, kk, 1], tab[t, m, kk, 2], tab[t, m, kk, 3]
+    v = ((c0 * p + c1) * p + c2) * p + c3
+    if beyond:
+        return v, 0.0, 0.0
+    d = ((3.0 * c0 * p + 2.0 * c1) * p + c2) * inv_dr
+    return v, d, (6.0 * c0 * p + 2.0 * c1) * inv_dr * inv_dr
+
+
+@_jit(parallel=False)
+def _pair_terms(tab, t, r, inv_dr):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``(ρ^i, ρ^j, φ)`` values, slopes (per Å) and curvatures (per Å²) at ``r``, 9 floats."""
+    k = tab.shape[2]
+    m, p, beyond = _locate(r * inv_dr, tab.shape[1])
+    vi, di, ddi = _cubic(tab, t, m, 0, p, beyond, inv_dr)
+    if k == 2:
+        vj, dj, ddj = vi, di, ddi
+    else:
+        vj, dj, ddj = _cubic(tab, t, m, 1, p, beyond, inv_dr)
+    z, dz, ddz = _cubic(tab, t, m, k - 1, p, beyond, inv_dr)
+    phi = z / r  # the table holds r φ
+    dphi = (dz - phi) / r
+    return vi, vj, phi, di, dj, dphi, ddi, ddj, (ddz - 2.0 * dphi) / r
+
+
+@_jit(parallel=True)
+def _embedding(rho, species, frho, end_slope, inv_drho, rhomax):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``F, F', F''`` per atom, ``F`` continued linearly past ``ρ_max`` as LAMMPS."""
+    n = rho.shape[0]
+    nr = frho.shape[1]
+    out = np.zeros((3, n))
+    for a in numba.prange(n):
+        s = species[a]
+        m, p, beyond = _locate(rho[a] * inv_drho, nr)
+        c0, c1, c2, c3 = frho[s, m, 0], frho[s, m, 1], frho[s, m, 2], frho[s, m, 3]
+        f = ((c0 * p + c1) * p + c2) * p + c3
+        df = 0.0
+        ddf = 0.0
+        if not beyond:
+            df = ((3.0 * c0 * p + 2.0 * c1) * p + c2) * inv_drho
+            ddf = (6.0 * c0 * p + 2.0 * c1) * inv_drho * inv_drho
+        if rho[a] > rhomax:
+            f += end_slope[s] * (rho[a] - rhomax)
+            df += end_slope[s]
+        out[0, a], out[1, a], out[2, a] = f, df, ddf
+    return out
+
+
+# -- pair loops --------------------------------------------------------------------------------
+@_jit(parallel=True)
+def _densities(i, j, vec, species, tab, n_el, inv_dr, cutoff, n_atoms, chunks):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``ρ`` and the pair energy ``½ Σ_j φ`` per atom, ``(2, n)``."""
+    n_e = i.shape[0]
+    acc = np.zeros((chunks, 2, n_atoms))
+    size = (n_e + chunks - 1) // chunks
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+            if r >= cutoff:
+                continue
+            a, b = i[e], j[e]
+            t = species[a] * n_el + species[b] if n_el > 1 else 0
+            vi, vj, phi, _, _, _, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+            acc[c, 0, a] += vi
+            acc[c, 0, b] += vj
+            acc[c, 1, a] += 0.5 * phi
+            acc[c, 1, b] += 0.5 * phi
+    out = np.zeros((2, n_atoms))
+    for a in numba.prange(n_atoms):
+        for c in range(chunks):
+            out[0, a] += acc[c, 0, a]
+            out[1, a] += acc[c, 1, a]
+    return out
+
+
+@_jit(parallel=True)
+def _gradient(i, j, vec, species, tab, n_el, inv_dr, cutoff, w, wdf):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``g_e = A_e r̂_e`` ``(E, 3)`` for site weights ``w`` (``wdf = w F'``)."""
+    n_e = i.shape[0]
+    g = np.zeros((n_e, 3))
+    for e in numba.prange(n_e):
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        if r >= cutoff:
+            continue
+        a, b = i[e], j[e]
+        t = species[a] * n_el + species[b] if n_el > 1 else 0
+        _, _, _, di, dj, dphi, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+        coef = (wdf[a] * di + wdf[b] * dj + 0.5 * (w[a] + w[b]) * dphi) / r
+        g[e, 0], g[e, 1], g[e, 2] = coef * vec[e, 0], coef * vec[e, 1], coef * vec[e, 2]
+    return g
+
+
+@_jit(parallel=True)
+def _contract(i, j, vec, species, tab, n_el, inv_dr, cutoff, V, n_atoms, chunks):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Per atom ``s_a = Σ_{e∋a} ρ_e^a' t_e`` and ``q_a = ½ Σ_{e∋a} φ'_e t_e``, ``(2, n)``."""
+    n_e = i.shape[0]
+    acc = np.zeros((chunks, 2, n_atoms))
+    size = (n_e + chunks - 1) // chunks
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+            if r >= cutoff:
+                continue
+            a, b = i[e], j[e]
+            t = species[a] * n_el + species[b] if n_el > 1 else 0
+            _, _, _, di, dj, dphi, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+            te = (vec[e, 0] * V[e, 0] + vec[e, 1] * V[e, 1] + vec[e, 2] * V[e, 2]) / r
+            acc[c, 0, a] += di * te
+            acc[c, 0, b] += dj * te
+            acc[c, 1, a] += 0.5 * dphi * te
+            acc[c, 1, b] += 0.5 * dphi * te
+    out = np.zeros((2, n_atoms))
+    for a in numba.prange(n_atoms):
+        for c in range(chunks):
+            out[0, a] += acc[c, 0, a]
+            out[1, a] += acc[c, 1, a]
+    return out
+
+
+@_jit(parallel=True)
+def _hessian_pairs(i, j, vec, species, tab, n_el, inv_dr, cutoff, w, wdf, cf, V):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``(H_w V)_e`` ``(E, 3)``; ``cf = w F'' s`` per atom from :func:`_contract`."""
+    n_e = i.shape[0]
+    out = np.zeros((n_e, 3))
+    for e in numba.prange(n_e):
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        if r >= cutoff:
+            continue
+        a, b = i[e], j[e]
+        t = species[a] * n_el + species[b] if n_el > 1 else 0
+        _, _, _, di, dj, dphi, ddi, ddj, ddphi = _pair_terms(tab, t, r, inv_dr)
+        half_w = 0.5 * (w[a] + w[b])
+        big_a = wdf[a] * di + wdf[b] * dj + half_w * dphi
+        big_b = wdf[a] * ddi + wdf[b] * ddj + half_w * ddphi
+        inv_r = 1.0 / r
+        te = (vec[e, 0] * V[e, 0] + vec[e, 1] * V[e, 1] + vec[e, 2] * V[e, 2]) * inv_r
+        a_r = big_a * inv_r
+        radial = ((big_b - a_r) * te + cf[a] * di + cf[b] * dj) * inv_r
+        for k in range(3):
+            out[e, k] = radial * vec[e, k] + a_r * V[e, k]
+    return out
+
+
+# -- torch glue --------------------------------------------------------------------------------
+def _chunks() -> int:
+    """Threads for the next kernel: ``torch.get_num_threads()``, capped at numba's maximum."""
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    numba.set_num_threads(n)
+    return n
+
+
+@dataclass
+class _State:
+    """What the derivatives need of one forward call (no autograd inside)."""
+
+    tables: EAMTables
+    i: np.ndarray
+    j: np.ndarray
+    species: np.ndarray
+    n_atoms: int
+    dF: np.ndarray  # F' per atom
+    ddF: np.ndarray  # F'' per atom
+
+    def pair_args(self, vec: np.ndarray) -> tuple[Any, ...]:
+        t = self.tables
+        return (self.i, self.j, vec, self.species, t.pair, t.n_el, t.inv_dr, t.cutoff)
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().numpy())
+
+
+class _SiteEnergies(torch.autograd.Function):
+    """``ε (n,)`` from the pair vectors; backward is the differentiable :class:`_PairGradient`."""
+
+    @staticmethod
+    def forward(ctx: Any, vectors: torch.Tensor, state: _State) -> torch.Tensor:
+        t = state.tables
+        vec = _np(vectors)
+        dens = _densities(*state.pair_args(vec), state.n_atoms, _chunks())
+        f = _embedding(dens[0], state.species, t.frho, t.end_slope, t.inv_drho, t.rhomax)
+        state.dF, state.ddF = f[1], f[2]
+        ctx.state = state
+        ctx.save_for_backward(vectors)
+        return torch.from_numpy(f[0] + dens[1])
+
+    @staticmethod
+    def backward(ctx: Any, w: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (vectors,) = ctx.saved_tensors
+        return _PairGradient.apply(vectors, w, ctx.state), None
+
+
+class _PairGradient(torch.autograd.Function):
+    """``g = ∂(Σ w_a ε_a)/∂r`` ``(E, 3)``; backward gives ``H_w V`` and ``∂(V·g)/∂w``."""
+
+    @staticmethod
+    def forward(ctx: Any, vectors: torch.Tensor, w: torch.Tensor, state: _State) -> torch.Tensor:
+        ctx.state = state
+        ctx.save_for_backward(vectors, w)
+        wn = _np(w)
+        _chunks()
+        return torch.from_numpy(_gradient(*state.pair_args(_np(vectors)), wn, wn * state.dF))
+
+    @staticmethod
+    def backward(ctx: Any, V: torch.Tensor) -> tuple[Any, Any, None]:
+        vectors, w = ctx.saved_tensors
+        hv, dw = _PairGradient._products(ctx, vectors, w, V)
+        if torch.is_grad_enabled():  # a graph of the products is asked for: third derivatives
+            hv = None if hv is None else _NoThirdDerivative.apply(hv, vectors, w, V)
+            dw = None if dw is None else _NoThirdDerivative.apply(dw, vectors, w, V)
+        return hv, dw, None
+
+    @staticmethod
+    def _products(
+        ctx: Any, vectors: torch.Tensor, w: torch.Tensor, V: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        state: _State = ctx.state
+        vec, wn, Vn = _np(vectors), _np(w), _np(V)
+        args = state.pair_args(vec)
+        s, q = _contract(*args, Vn, state.n_atoms, _chunks())
+        hv = dw = None
+        if ctx.needs_input_grad[0]:
+            hv = torch.from_numpy(_hessian_pairs(*args, wn, wn * state.dF, wn * state.ddF * s, Vn))
+        if ctx.needs_input_grad[1]:
+            dw = torch.from_numpy(state.dF * s + q)
+        return hv, dw
+
+
+class _NoThirdDerivative(torch.autograd.Function):
+    """Passes a second derivative on; differentiating it again raises."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        raise RuntimeError(
+            "the compiled EAM has no third derivatives; set EAM.compiled = False or "
+            "MULTISCALE_EAM_TORCH=1 for the torch path"
+        )
+
+
+def site_energies(
+    tables: EAMTables,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    species: torch.Tensor,
+    vectors: torch.Tensor,
+    n_atoms: int,
+) -> torch.Tensor:
+    """Site energies ``(n,)`` of the half list ``(i, j, vectors)``, twice differentiable.
+
+    Args:
+        tables: the potential's tables (:meth:`EAM.compiled_tables`).
+        i: ``(E,)`` first atom of each pair.
+        j: ``(E,)`` second atom.
+        species: ``(n,)`` element indices.
+        vectors: ``(E, 3)`` CPU float64 pair vectors; pairs at or beyond the cutoff count 0.
+        n_atoms: ``n``.
+    """
+    empty = np.zeros(0)
+    state = _State(
+        tables=tables,
+        i=_np(i).astype(np.int64, copy=False),
+        j=_np(j).astype(np.int64, copy=False),
+        species=_np(species).astype(np.int64, copy=False),
+        n_atoms=int(n_atoms),
+        dF=empty,
+        ddF=empty,
+    )
+    out: torch.Tensor = _SiteEnergies.apply(vectors, state)
+    return out
+
+
+# -- pair gather and scatter (atomistic.pair_ops) ------------------------------------------------
+@_jit(parallel=False)
+def gather(x, s, i, j):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``x[j] − x[i] + s`` ``(E, 3)``; ``s`` is ``(E, 3)`` or ``(1, 3)``."""
+    n_e = i.shape[0]
+    out = np.empty((n_e, 3))
+    per_pair = s.shape[0] == n_e and n_e != 1
+    for e in range(n_e):
+        a, b = i[e], j[e]
+        r = e if per_pair else 0
+        for k in range(3):
+            out[e, k] = x[b, k] - x[a, k] + s[r, k]
+    return out
+
+
+@_jit(parallel=False)
+def scatter(g, i, j, n):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``f (n, 3)``: ``+g_e`` onto ``j_e``, ``−g_e`` onto ``i_e``."""
+    f = np.zeros((n, 3))
+    for e in range(i.shape[0]):
+        a, b = i[e], j[e]
+        for k in range(3):
+            f[b, k] += g[e, k]
+            f[a, k] -= g[e, k]
+    return f

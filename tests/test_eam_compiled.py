@@ -1,0 +1,206 @@
+"""The compiled (numba) EAM path against the torch path, LAMMPS and finite differences.
+
+Energies, forces and per-atom virials against LAMMPS (1e-8 eV/atom, 1e-6 eV/Å); the weighted
+pair gradient, its Hessian-vector product and the derivative of that product in the weights
+against the torch path's double backward and against central differences; which path runs
+(CPU float64 compiled; float32, ``compiled = False`` and ``MULTISCALE_EAM_TORCH=1`` torch).
+"""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from test_eam import _lammps_site_energies_and_virials
+
+from atomistic.calculator import Calculator
+from atomistic.mlip.oracles import LammpsCalculator
+from atomistic.neighbours import NeighbourList, build_graph
+from atomistic.potentials import eam_kernels
+from atomistic.potentials.eam import EAM
+from atomistic.potentials.protocol import species_indices
+
+FILES = [
+    ("Cu_mishin1.eam.alloy", "eam/alloy", ["Cu"]),
+    ("AlCu.eam.alloy", "eam/alloy", ["Cu", "Al"]),
+    ("CuZr_mm.eam.fs", "eam/fs", ["Cu", "Zr"]),
+]
+
+
+def _atoms(rng, elements, *, a=3.7, periodic=True, scale=1.0):
+    atoms = bulk("Cu", "fcc", a=a * scale).repeat((3, 3, 3))  # primitive cell: triclinic
+    atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms)).tolist())
+    del atoms[[3, 11]]
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.02 * rng.standard_normal((3, 3))), True)
+    atoms.positions += rng.normal(scale=0.08 * scale, size=atoms.positions.shape)
+    atoms.pbc = periodic
+    return atoms
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the calls of the compiled path."""
+    n = [0]
+    inner = eam_kernels.site_energies
+
+    def counted(*args, **kwargs):
+        n[0] += 1
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(eam_kernels, "site_energies", counted)
+    return n
+
+
+def _graph(eam, atoms, positions):
+    species = species_indices(atoms.get_chemical_symbols(), eam.elements)
+    return build_graph(
+        positions=positions,
+        cell=torch.as_tensor(atoms.cell.array, dtype=positions.dtype),
+        species=species,
+        neighbours=NeighbourList(cutoff=eam.cutoff, skin=0.5),
+        pbc=atoms.pbc,
+    )
+
+
+@pytest.mark.parametrize("file, style, elements", FILES)
+def test_compiled_matches_lammps(potentials_dir, rng, calls, file, style, elements):
+    f = potentials_dir / file
+    atoms = _atoms(rng, elements)
+    ref = atoms.copy()
+    ref.calc = LammpsCalculator(style, f, elements)
+    atoms.calc = Calculator(EAM.from_file(f), device="cpu")
+    de = abs(atoms.get_potential_energy() - ref.get_potential_energy()) / len(atoms)
+    assert calls[0] > 0
+    assert de < 1e-8
+    assert np.abs(atoms.get_forces() - ref.get_forces()).max() < 1e-6
+    e_ref, w_ref = _lammps_site_energies_and_virials(atoms, style, f, elements)
+    w = atoms.get_stresses() * atoms.get_volume()
+    assert np.abs(atoms.get_potential_energies() - e_ref).max() < 1e-8
+    assert np.abs(w - w_ref).max() < 1e-6
+
+
+@pytest.mark.parametrize("scale", [0.8, 1.0, 2.1])  # beyond ρ_max, around a0, near r_cut
+@pytest.mark.parametrize("periodic", [True, False])
+def test_compiled_matches_torch_path(potentials_dir, rng, calls, scale, periodic):
+    eam = EAM.from_file(potentials_dir / "CuZr_mm.eam.fs")
+    atoms = _atoms(rng, ["Cu", "Zr"], periodic=periodic, scale=scale)
+    out, used = {}, []
+    for compiled in (True, False):
+        eam.compiled = compiled
+        atoms.calc = Calculator(eam, device="cpu")
+        out[compiled] = (atoms.get_potential_energies(), atoms.get_forces(), atoms.get_stresses())
+        used.append(calls[0])
+    assert used[0] > 0 and used[1] == used[0]
+    for a, b in zip(out[True], out[False], strict=True):
+        assert np.abs(a - b).max() < 1e-10 * max(1.0, np.abs(b).max())
+
+
+def _derivatives(eam, atoms, x0, w, v):
+    """``E_w``, ``∂E_w/∂x``, ``H_w v`` and ``∂(v·∂E_w/∂x)/∂w`` by double backward."""
+    x = torch.as_tensor(x0).clone().requires_grad_(True)
+    wt = torch.as_tensor(w).clone().requires_grad_(True)
+    energy = (wt * eam(_graph(eam, atoms, x))).sum()
+    (g,) = torch.autograd.grad(energy, x, create_graph=True)
+    hv, dw = torch.autograd.grad((g * torch.as_tensor(v)).sum(), (x, wt))
+    return float(energy.detach()), g.detach().numpy(), hv.numpy(), dw.numpy()
+
+
+@pytest.mark.parametrize("file, style, elements", FILES)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_hessian_vector_product(potentials_dir, rng, calls, file, style, elements, periodic):
+    eam = EAM.from_file(potentials_dir / file)
+    atoms = _atoms(rng, elements, periodic=periodic)
+    n = len(atoms)
+    w = rng.uniform(0.0, 1.0, n)
+    w[:5] = 0.0  # pad atoms of a coupled problem
+    v = rng.standard_normal((n, 3))
+    x0 = atoms.positions.copy()
+    e, g, hv, dw = _derivatives(eam, atoms, x0, w, v)
+    assert calls[0] == 1
+    eam.compiled = False
+    e_t, g_t, hv_t, dw_t = _derivatives(eam, atoms, x0, w, v)
+    assert abs(e - e_t) < 1e-10 * abs(e_t)
+    assert np.abs(g - g_t).max() < 1e-10 * np.abs(g_t).max()
+    assert np.abs(hv - hv_t).max() < 1e-10 * np.abs(hv_t).max()
+    assert np.abs(dw - dw_t).max() < 1e-10 * np.abs(dw_t).max()
+    # against central differences of the compiled gradient and site energies; the tables are
+    # C¹, so a pair that crosses a knot within ±h adds an O(h) error (2e-5 relative at
+    # h = 1e-5 Å with CuZr_mm's fine grid)
+    eam.compiled = True
+    h = 1e-6
+
+    def at(x):
+        xt = torch.as_tensor(x).requires_grad_(True)
+        eps = eam(_graph(eam, atoms, xt))
+        (gx,) = torch.autograd.grad((torch.as_tensor(w) * eps).sum(), xt)
+        return eps.detach().numpy(), gx.numpy()
+
+    (ep, gp), (em, gm) = at(x0 + h * v), at(x0 - h * v)
+    assert np.abs((gp - gm) / (2 * h) - hv).max() < 1e-5 * np.abs(hv).max()
+    assert np.abs((ep - em) / (2 * h) - dw).max() < 1e-6 * np.abs(dw).max()
+    step = 1e-5 * np.eye(n * 3)[7].reshape(n, 3)
+    (ep, _), (em, _) = at(x0 + step), at(x0 - step)
+    assert abs((w @ (ep - em)) / 2e-5 - g.reshape(-1)[7]) < 1e-6 * np.abs(g).max()
+
+
+def test_third_derivative_raises(potentials_dir, rng):
+    eam = EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy")
+    atoms = _atoms(rng, ["Cu"])
+    x = torch.as_tensor(atoms.positions).requires_grad_(True)
+    (g,) = torch.autograd.grad(eam(_graph(eam, atoms, x)).sum(), x, create_graph=True)
+    (hv,) = torch.autograd.grad(g.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="no third derivatives"):
+        torch.autograd.grad(hv.sum(), x)
+
+
+def test_torch_path_where_compiled_does_not_apply(potentials_dir, rng, calls, monkeypatch):
+    eam = EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy")
+    atoms = _atoms(rng, ["Cu"])
+    x = torch.as_tensor(atoms.positions)
+    e64 = eam(_graph(eam, atoms, x)).sum()
+    assert calls[0] == 1
+    eam32 = EAM.from_file(eam.source).to(dtype=torch.float32)
+    e32 = eam32(_graph(eam32, atoms, x.float())).sum()
+    assert calls[0] == 1
+    assert abs(float(e32) - float(e64)) < 1e-5 * abs(float(e64))
+    monkeypatch.setenv("MULTISCALE_EAM_TORCH", "1")
+    assert abs(float(eam(_graph(eam, atoms, x)).sum()) - float(e64)) < 1e-10 * abs(float(e64))
+    assert calls[0] == 1
+    monkeypatch.setenv("MULTISCALE_EAM_TORCH", "0")
+    eam(_graph(eam, atoms, x))
+    assert calls[0] == 2
+
+
+def test_threads_give_the_same_numbers(potentials_dir, rng):
+    eam = EAM.from_file(potentials_dir / "CuZr_mm.eam.fs")
+    atoms = _atoms(rng, ["Cu", "Zr"])
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            atoms.calc = Calculator(eam, device="cpu")
+            out.append((atoms.get_potential_energies(), atoms.get_forces()))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*out, strict=True):
+        assert np.abs(a - b).max() < 1e-12 * max(1.0, np.abs(b).max())
+
+
+@pytest.mark.parametrize("per_pair_shift", [True, False])
+def test_pair_vectors_and_scatter_are_adjoint_and_differentiable(rng, per_pair_shift):
+    from atomistic.pair_ops import pair_scatter, pair_vectors
+
+    n, m = 7, 20
+    i, j = (torch.as_tensor(rng.integers(0, n, m)) for _ in range(2))
+    x = torch.as_tensor(rng.standard_normal((n, 3))).requires_grad_(True)
+    s = torch.as_tensor(rng.standard_normal((m if per_pair_shift else 1, 3))).requires_grad_(True)
+    g = torch.as_tensor(rng.standard_normal((m, 3))).requires_grad_(True)
+    r = pair_vectors(x, s, i, j)
+    assert r.grad_fn is not None and "Gather" in type(r.grad_fn).__name__  # the compiled path
+    assert torch.allclose(r, x[j] - x[i] + s, rtol=0, atol=1e-15)
+    f = pair_scatter(g, i, j, n)
+    ref = torch.zeros((n, 3), dtype=torch.float64).index_add(0, j, g).index_add(0, i, -g)
+    assert torch.allclose(f, ref, rtol=0, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda a, b: pair_vectors(a, b, i, j), (x, s))
+    assert torch.autograd.gradgradcheck(lambda a, b: pair_vectors(a, b, i, j) ** 2, (x, s))
+    assert torch.autograd.gradgradcheck(lambda a: pair_scatter(a, i, j, n) ** 2, (g,))

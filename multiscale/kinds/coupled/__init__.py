@@ -138,8 +138,6 @@ def run(
     """
     import time
 
-    from multiscale.kinds.coupled.run import run_coupled
-
     settings = case.config.adaptivity
     checkpoint = _checkpoint(out, comm, reporter, restart=restart, adaptive=settings is not None)
     case_module = setup.potential.module
@@ -147,7 +145,7 @@ def run(
         assert out is not None  # a checkpoint is only read from an output folder
         result = _resume_adaptive(checkpoint, setup, out=out, comm=comm, reporter=reporter)
     else:
-        result = run_coupled(setup, comm=comm, reporter=reporter, out=out, resume=checkpoint)
+        result = _run_steps(setup, out=out, comm=comm, reporter=reporter, checkpoint=checkpoint)
     if settings is None:
         return result
     from multiscale.kinds.coupled.adaptive import adapt
@@ -167,6 +165,31 @@ def run(
     )
     result.wall_time_s += time.perf_counter() - start
     return result
+
+
+def _run_steps(
+    setup: CoupledSetup, *, out: Path | None, comm: Any, reporter: Reporter, checkpoint: Any
+) -> Any:
+    """The load steps, from ``checkpoint`` (a load-step checkpoint) when given.
+
+    Each converged step leaves its checkpoint in ``out``
+    (:mod:`multiscale.kinds.coupled.checkpoint`).
+    """
+    from multiscale.kinds.coupled.checkpoint import restore_steps, write_step_checkpoint
+    from multiscale.kinds.coupled.run import run_coupled
+
+    def after_step(run: Any, elapsed: float) -> None:
+        assert out is not None
+        write_step_checkpoint(out, run, elapsed=elapsed)
+
+    return run_coupled(
+        setup,
+        comm=comm,
+        reporter=reporter,
+        restored=None if checkpoint is None else restore_steps(checkpoint, setup, comm=comm),
+        after_step=None if out is None else after_step,
+        elapsed_before=0.0 if checkpoint is None else float(checkpoint.record["elapsed_s"]),
+    )
 
 
 def _checkpoint(

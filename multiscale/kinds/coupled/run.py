@@ -38,8 +38,8 @@ integrates over the 2D mesh, i.e. per Å of thickness).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -415,8 +415,9 @@ def run_coupled(
     *,
     comm: Any,
     reporter: Reporter,
-    out: Path | None = None,
-    resume: Any = None,
+    restored: CoupledRun | None = None,
+    after_step: Callable[[CoupledRun, float], None] | None = None,
+    elapsed_before: float = 0.0,
 ) -> CoupledRun:
     """Solve a coupled case in load steps (collective over ``comm``).
 
@@ -426,18 +427,23 @@ def run_coupled(
         setup: the resolved case.
         comm: MPI communicator.
         reporter: messages and progress (silent on ranks other than 0).
-        out: the output folder: the checkpoint of every converged load step goes there
-            (:mod:`multiscale.kinds.coupled.checkpoint`); None: no checkpoints.
-        resume: a load-step :class:`~multiscale.kinds.coupled.checkpoint.Checkpoint` to go
-            on from (the steps after its step); None: from the start.
+        restored: a run restored from a load-step checkpoint
+            (:func:`multiscale.kinds.coupled.checkpoint.restore_steps`): the steps after its
+            last one are solved; None: built at zero load, from the first step.
+        after_step: called with the run and the seconds since its start after every
+            converged load step (the checkpoint); None: nothing.
+        elapsed_before: seconds the restored run had taken before it was interrupted.
 
     Returns:
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
     """
     start = time.perf_counter()
-    run = _first_state(setup, comm=comm, resume=resume)
-    if resume is not None:
-        start -= float(resume.record["elapsed_s"])
+    if restored is None:
+        system = build_system(setup, comm=comm, step=0)
+        run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
+    else:
+        run = restored
+        start -= elapsed_before
     n_pad = len(run.system.positions) - run.system.n_free
     reporter.info(
         f"coupled system: {run.system.n_free} free + {n_pad} pad atoms, "
@@ -450,23 +456,10 @@ def run_coupled(
         run.steps.append(record)
         if not record.converged:
             break
-        if out is not None:
-            from multiscale.kinds.coupled.checkpoint import write_step_checkpoint
-
-            write_step_checkpoint(out, run, elapsed=time.perf_counter() - start)
+        if after_step is not None:
+            after_step(run, time.perf_counter() - start)
     if first > setup.loading.steps:  # restored at the last step: rebuild its correction
         solve_step(setup, run.system, first - 1, reporter, advance=False, label="restart")
     run.measure_energy_parts()  # also leaves problem.u at the solution
     run.wall_time_s = time.perf_counter() - start
     return run
-
-
-def _first_state(setup: CoupledSetup, *, comm: Any, resume: Any) -> CoupledRun:
-    """The run before its first load step to solve: built at zero load, or ``resume``'s."""
-    start = time.perf_counter()
-    if resume is None:
-        system = build_system(setup, comm=comm, step=0)
-        return CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
-    from multiscale.kinds.coupled.checkpoint import restore_steps
-
-    return restore_steps(resume, setup, comm=comm)

@@ -116,6 +116,40 @@ def test_a_failed_point_is_recorded_and_the_others_run(tmp_path):
     assert [r["action"] for r in again] == ["ran", "skipped"]
 
 
+def test_an_interrupted_sweep_marks_the_running_point_and_leaves_the_rest_pending(tmp_path):
+    """SIGINT while the first of two points runs: it is ``interrupted``, the second ``pending``."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import subprocess_environment
+
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "multiscale", "sweep", CASE, "--output", out, "--jobs", "1"]
+        + ["--grid", "relax.fmax=1e-3,1e-4", "--set", "lattice.size=[3,3,3]"],
+        env=subprocess_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/run.log")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(out.glob("*/run.log")), "the first point never started"
+    proc.send_signal(signal.SIGINT)  # the point's own process is still importing
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    rows = read_csv(out / "sweep.csv")
+    assert [(r["status"], r["action"]) for r in rows] == [
+        ("interrupted", "interrupted"),
+        ("pending", "pending"),
+    ]
+    assert not (out / rows[0]["point"] / "output" / "summary.json").exists()
+
+
 @pytest.mark.parametrize(
     ("grid", "named"),
     [

@@ -33,7 +33,14 @@ from multiscale.sweeps.folders import (
     prepare_point,
 )
 from multiscale.sweeps.grid import Point, grid_points, parse_grid_option, validate_points
-from multiscale.sweeps.runner import SCALARS, point_row, run_point, stop_points, write_csv
+from multiscale.sweeps.runner import (
+    SCALARS,
+    allow_points,
+    point_row,
+    run_point,
+    stop_points,
+    write_csv,
+)
 
 __all__ = [
     "CSV_FILE",
@@ -151,6 +158,7 @@ def _run_points(
     report: Callable[[str], None] | None,
 ) -> list[dict[str, Any]]:
     """Skip the complete points, run the others ``jobs`` at a time, keep ``sweep.csv`` current."""
+    allow_points()
     rows = [point_row(p, out / p.name, action="pending") for p in points]
     todo, done = [], 0
     for i, point in enumerate(points):
@@ -165,16 +173,20 @@ def _run_points(
         running: dict[Future, int] = {
             pool.submit(run_point, out / points[i].name, jobs=jobs): i for i in todo
         }
+        started: set[int] = set()  # points whose run began and has not been recorded
         try:
             while running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = running.pop(future)
+                    started.add(i)
+                    record = future.result()
+                    started.discard(i)
                     rows[i] = point_row(
                         points[i],
                         out / points[i].name,
                         action="ran",
-                        record=future.result(),
+                        record=record,
                         needs_reference=needs_reference,
                     )
                     done += 1
@@ -183,6 +195,10 @@ def _run_points(
         except BaseException:  # Ctrl-C: no new points, and the running ones are stopped
             pool.shutdown(wait=False, cancel_futures=True)
             stop_points()
+            started.update(i for future, i in running.items() if not future.cancelled())
+            for i in started:
+                rows[i] = point_row(points[i], out / points[i].name, action="interrupted")
+            write_csv(out / CSV_FILE, rows)
             raise
     return rows
 

@@ -4,7 +4,8 @@ A point whose ``summary.json`` records a finished run of its current problem is 
 (:func:`~multiscale.sweeps.folders.completed_summary`). A point that fails is recorded (status
 ``failed``, the exit code and the last error line) and the others go on. After every point,
 ``sweep.csv`` is rewritten atomically with one row per point (``pending`` for those not yet
-done), so it is complete and readable at any moment.
+done, ``interrupted`` for those a Ctrl-C or a signal stopped), so it is complete and readable at
+any moment.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from multiscale.outputs import write_json, write_text
 from multiscale.sweeps.folders import OUTPUT, completed_summary
 from multiscale.sweeps.grid import Point
 
-__all__ = ["SCALARS", "point_row", "run_point", "stop_points", "write_csv"]
+__all__ = ["SCALARS", "allow_points", "point_row", "run_point", "stop_points", "write_csv"]
 
 #: Columns taken from each point's ``summary.json``: column → path of keys in the summary.
 SCALARS: dict[str, tuple[str, ...]] = {
@@ -75,12 +76,15 @@ def _error_line(log_text: str, code: int) -> str:
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
+_stopping = threading.Event()
 
 
 def _wait(process: subprocess.Popen) -> int:
     """Wait for a point's process, which :func:`stop_points` may end meanwhile."""
     with _running_lock:
         _running.add(process)
+        if _stopping.is_set():  # started after stop_points: it must not outlive the sweep
+            process.terminate()
     try:
         return process.wait()
     finally:
@@ -89,10 +93,19 @@ def _wait(process: subprocess.Popen) -> int:
 
 
 def stop_points() -> None:
-    """Send SIGTERM to every point still running (an interrupted sweep stops them)."""
+    """Send SIGTERM to every point still running (an interrupted sweep stops them).
+
+    Points started after this call are stopped as they start, until :func:`allow_points`.
+    """
     with _running_lock:
+        _stopping.set()
         for process in _running:
             process.terminate()
+
+
+def allow_points() -> None:
+    """Let points run again after :func:`stop_points` (a new sweep in the same process)."""
+    _stopping.clear()
 
 
 def run_point(folder: Path, *, jobs: int = 1, python: str | None = None) -> dict[str, Any]:
@@ -155,16 +168,17 @@ def point_row(
     Args:
         point: the point.
         folder: its folder.
-        action: ``"ran"``, ``"skipped"`` (complete before this sweep) or ``"pending"``.
+        action: ``"ran"``, ``"skipped"`` (complete before this sweep), ``"pending"`` (not
+            started) or ``"interrupted"`` (started, then stopped by Ctrl-C or a signal).
         record: the ``point.json`` of its last run (read from the folder when None).
         needs_reference: a summary without ``reference_error`` is not complete.
 
     Returns:
-        ``point``, the grid values, ``status`` (``converged``, ``not_converged``, ``failed``
-        or ``pending``), ``action``, ``exit_code``, ``error``, ``run_time_s`` and the
-        :data:`SCALARS` of the summary (None when absent).
+        ``point``, the grid values, ``status`` (``converged``, ``not_converged``, ``failed``,
+        ``pending`` or ``interrupted``), ``action``, ``exit_code``, ``error``, ``run_time_s``
+        and the :data:`SCALARS` of the summary (None when absent).
     """
-    if action == "pending":
+    if action in ("pending", "interrupted"):
         record, summary = {}, None
     else:
         if record is None:
@@ -172,7 +186,7 @@ def point_row(
         summary = completed_summary(folder, needs_reference=needs_reference)
         if action == "ran" and record.get("exit_code") not in (0, 3):
             summary = None  # a failed run leaves the summary of an earlier problem, if any
-    status = "pending" if action == "pending" else "failed"
+    status = action if action in ("pending", "interrupted") else "failed"
     error = record.get("error") or ""
     if summary is not None:
         status, error = str(summary["status"]), ""

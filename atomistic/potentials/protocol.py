@@ -137,6 +137,19 @@ def evaluate(
         ``virial`` and ``virials``. Returned tensors are detached.
     """
     need_grad = forces or virial or per_atom_virial
+    fused = getattr(potential, "energy_forces", None) if need_grad else None
+    res = fused(graph, per_atom_virial=virial or per_atom_virial) if fused is not None else None
+    if res is not None:  # compiled energies and forces, no autograd
+        energies, f, w = res
+        out = {"energy": energies.sum(), "energies": energies}
+        if forces:
+            out["forces"] = f
+        if w is not None:
+            if virial:
+                out["virial"] = w.sum(dim=0)
+            if per_atom_virial:
+                out["virials"] = w
+        return out
     vectors = graph.vectors.detach().requires_grad_(need_grad)
     energies = potential(graph.with_vectors(vectors))
     energy = energies.sum()

@@ -4,13 +4,15 @@
 
 For each size: a rattled fcc Cu supercell with Cu_mishin1; the neighbour list is built once and
 reused (skin 0.5 Å in both codes; the atoms do not move), and every step computes the pair
-vectors from the positions, the energy and all forces. Rows: LAMMPS on one core; the compiled
-EAM kernels (``multiscale-compiled``) and the torch path (``multiscale-torch``,
+vectors from the positions, the energy and all forces (``build_graph`` + ``evaluate``). Rows:
+LAMMPS on one core; the compiled EAM kernels (``multiscale-compiled``: ``evaluate`` takes the
+fused energy+forces kernel, no autograd) and the torch path (``multiscale-torch``,
 ``MULTISCALE_EAM_TORCH``) on the CPU with one thread and with all threads; torch on CUDA when a
 GPU is present. ``ratio_vs_lammps`` > 1 means faster than LAMMPS. The ``*-hvp`` rows time one
 Hessian-vector product ``(∂²E/∂x²) v`` by autograd on a retained gradient graph (as the coupled
 solver's Krylov iterations use it), with ``hvp_over_force`` its time over one energy+forces step
-of the same code and threads.
+of the same code and threads. Run from the repository root with ``PYTHONPATH=.`` to time the
+checkout's code rather than an installed copy.
 """
 
 from __future__ import annotations

@@ -25,6 +25,14 @@ With ``t_e = r̂_e · V_e``, ``s_a = Σ_{e∋a} ρ_e^a' t_e`` and ``c_a = w_a F'
 Third derivatives are not provided: differentiating the Hessian-vector product raises
 (``RuntimeError``).
 
+Energies and forces without autograd (:func:`energy_forces`, used by
+:func:`~atomistic.potentials.protocol.evaluate` through :meth:`EAM.energy_forces`) take two
+passes over the pairs: densities and pair energies, then ``F'`` per atom and the forces (and
+per-atom virials if asked) added straight onto the atoms, with no ``(E, 3)`` arrays. When the
+graph was built from positions that need no grad (:class:`~atomistic.neighbours.PairSource`)
+the pair vectors are formed inside the passes from the positions, int32 indices and the int8
+shifts of the few pairs that cross the cell (:meth:`NeighbourList.compact`).
+
 The graph is a half list (each pair once), so every pair adds to both of its atoms. Loops
 over pairs that add into atoms run in ``torch.get_num_threads()`` chunks with a private
 accumulator each; per-pair outputs run in a parallel loop, on numba's ``workqueue`` threading

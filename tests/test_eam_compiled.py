@@ -218,6 +218,33 @@ def test_fused_energy_forces_match_autograd(potentials_dir, rng, file, style, el
     assert torch.allclose(fused["virial"], virials.sum(0), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("file, style, elements", FILES)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_compiled_hessian_operator_matches_torch(
+    potentials_dir, rng, file, style, elements, periodic
+):
+    """The compiled ``hessian_operator`` against the torch one (which ``test_eam`` checks
+    against autograd), with weights in [0, 1] and some zeros, on one and two threads."""
+    eam = EAM.from_file(potentials_dir / file)
+    atoms = _atoms(rng, elements, periodic=periodic)
+    graph = _graph(eam, atoms, torch.as_tensor(atoms.positions))
+    w = torch.as_tensor(rng.uniform(0.0, 1.0, len(atoms)))
+    w[:4] = 0.0
+    eam.compiled = False
+    expected_op = eam.hessian_operator(graph, w)
+    eam.compiled = True
+    op = eam.hessian_operator(graph, w)
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            v = torch.as_tensor(rng.normal(size=(len(atoms), 3)))
+            expected = expected_op(v)
+            assert torch.abs(op(v) - expected).max() < 1e-11 * torch.abs(expected).max()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_lazy_vectors_and_in_place_changes(potentials_dir, rng):
     eam = EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy")
     atoms = _atoms(rng, ["Cu"])

@@ -406,7 +406,9 @@ class EAM(torch.nn.Module):
 
         The analytic Hessian of the weighted EAM energy, for Newton–Krylov solvers that ask
         for many products at one state: the per-pair and per-atom coefficients are computed
-        here once, and each product is then two gathers and three ``index_add``. With
+        here once, and each product is then two gathers and three ``index_add`` (on the CPU in
+        ``float64``: compiled setup and two passes over the pairs per product,
+        :func:`~atomistic.potentials.eam_kernels.hessian_operator`). With
         ``r_e = x_j − x_i`` the pair vector of pair ``e = (i, j)``, ``r̂_e`` its direction,
         ``ρ_e^i`` the density it gives atom ``i`` and ``δ_e = v_j − v_i``::
 
@@ -423,6 +425,12 @@ class EAM(torch.nn.Module):
             graph: the atoms and their pairs (a half list, as :meth:`forward` takes).
             weights: ``(n,)`` weights ``w_i`` of the site energies.
         """
+        kernels = self._kernels(graph)
+        if kernels is not None:  # CPU float64: compiled setup and products, same numbers
+            op: Callable[[torch.Tensor], torch.Tensor] = kernels.hessian_operator(
+                self.compiled_tables(), graph, weights
+            )
+            return op
         with torch.no_grad():
             i, j, vec, r, which = self._pairs(graph, graph.vectors.detach())
             v, d, dd = _spline_derivatives(self.pair_tables, which, r * (1.0 / self.dr))

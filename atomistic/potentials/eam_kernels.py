@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -409,6 +410,131 @@ def energy_forces(
         t.end_slope, t.inv_drho, t.rhomax, int(graph.n_atoms), _chunks(), virials,
     )  # fmt: skip
     return torch.from_numpy(e), torch.from_numpy(f), torch.from_numpy(w) if virials else None
+
+
+# -- analytic Hessian operator (EAM.hessian_operator) -----------------------------------------
+@_jit(parallel=False)
+def _hessian_setup(
+    i, j, vec, species, tab, n_el, inv_dr, cutoff, frho, end_slope, inv_drho, rhomax, w, n_atoms
+):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Per-pair and per-atom coefficients of ``H_w`` for :func:`_hessian_apply`.
+
+    Returns the pairs shorter than the cutoff ``(i, j)``, their unit vectors ``(m, 3)``,
+    coefficients ``(m, 4)`` ``[ρ^i', ρ^j', B − A/r, A/r]`` and ``w F''`` per atom.
+    """
+    n_e = i.shape[0]
+    rho = np.zeros(n_atoms)
+    keep = np.zeros(n_e, dtype=np.bool_)
+    for e in range(n_e):
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        if r >= cutoff:
+            continue
+        keep[e] = True
+        a, b = i[e], j[e]
+        t = species[a] * n_el + species[b] if n_el > 1 else 0
+        vi, vj, _, _, _, _, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+        rho[a] += vi
+        rho[b] += vj
+    emb = _embedding(rho, species, frho, end_slope, inv_drho, rhomax)
+    wdf = w * emb[1]
+    wddf = w * emb[2]
+    m = int(keep.sum())
+    ii = np.empty(m, dtype=i.dtype)
+    jj = np.empty(m, dtype=j.dtype)
+    rhat = np.empty((m, 3))
+    coef = np.empty((m, 4))
+    k = 0
+    for e in range(n_e):
+        if not keep[e]:
+            continue
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        a, b = i[e], j[e]
+        t = species[a] * n_el + species[b] if n_el > 1 else 0
+        _, _, _, di, dj, dphi, ddi, ddj, ddphi = _pair_terms(tab, t, r, inv_dr)
+        half_w = 0.5 * (w[a] + w[b])
+        a_r = (wdf[a] * di + wdf[b] * dj + half_w * dphi) / r
+        big_b = wdf[a] * ddi + wdf[b] * ddj + half_w * ddphi
+        ii[k], jj[k] = a, b
+        for q in range(3):
+            rhat[k, q] = vec[e, q] / r
+        coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3] = di, dj, big_b - a_r, a_r
+        k += 1
+    return ii, jj, rhat, coef, wddf
+
+
+@_jit(parallel=True)
+def _hessian_apply(i, j, rhat, coef, wddf, v, chunks):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``(H_w v)`` ``(n, 3)`` for atom displacements ``v`` from :func:`_hessian_setup`'s arrays.
+
+    With ``δ_e = v_j − v_i``, ``t_e = r̂_e · δ_e``, ``s_a = Σ_{e∋a} ρ_e^a' t_e``, ``c_a = w_a F''_a
+    s_a``: ``y_e = [(B − A/r) t_e + c_i ρ_e^i' + c_j ρ_e^j'] r̂_e + (A/r) δ_e`` added to ``j``,
+    subtracted from ``i``.
+    """
+    n_e = i.shape[0]
+    n = v.shape[0]
+    size = (n_e + chunks - 1) // chunks
+    sacc = np.zeros((chunks, n))
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            a, b = i[e], j[e]
+            t = (
+                rhat[e, 0] * (v[b, 0] - v[a, 0])
+                + rhat[e, 1] * (v[b, 1] - v[a, 1])
+                + rhat[e, 2] * (v[b, 2] - v[a, 2])
+            )
+            sacc[c, a] += coef[e, 0] * t
+            sacc[c, b] += coef[e, 1] * t
+    cf = np.zeros(n)
+    for a in range(n):
+        for c in range(chunks):
+            cf[a] += sacc[c, a]
+        cf[a] *= wddf[a]
+    acc = np.zeros((chunks, n, 3))
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            a, b = i[e], j[e]
+            d0, d1, d2 = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+            t = rhat[e, 0] * d0 + rhat[e, 1] * d1 + rhat[e, 2] * d2
+            radial = coef[e, 2] * t + cf[a] * coef[e, 0] + cf[b] * coef[e, 1]
+            y0 = radial * rhat[e, 0] + coef[e, 3] * d0
+            y1 = radial * rhat[e, 1] + coef[e, 3] * d1
+            y2 = radial * rhat[e, 2] + coef[e, 3] * d2
+            acc[c, b, 0] += y0
+            acc[c, b, 1] += y1
+            acc[c, b, 2] += y2
+            acc[c, a, 0] -= y0
+            acc[c, a, 1] -= y1
+            acc[c, a, 2] -= y2
+    out = np.zeros((n, 3))
+    for a in numba.prange(n):
+        for c in range(chunks):
+            for q in range(3):
+                out[a, q] += acc[c, a, q]
+    return out
+
+
+def hessian_operator(
+    tables: EAMTables, graph: Any, weights: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``v (n, 3) -> H_w v`` of ``E = Σ w_a ε_a`` at ``graph``'s positions (no autograd).
+
+    The coefficients are computed once here; each product is two passes over the pairs.
+    """
+    t = tables
+    i = _np(graph.i).astype(np.int64, copy=False)
+    j = _np(graph.j).astype(np.int64, copy=False)
+    species = _np(graph.species).astype(np.int64, copy=False)
+    w = np.ascontiguousarray(weights.detach().to(torch.float64).numpy())
+    arrays = _hessian_setup(
+        i, j, _np(graph.vectors), species, t.pair, t.n_el, t.inv_dr, t.cutoff, t.frho,
+        t.end_slope, t.inv_drho, t.rhomax, w, int(graph.n_atoms),
+    )  # fmt: skip
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        vn = np.ascontiguousarray(v.detach().to(dtype=torch.float64, device="cpu").numpy())
+        return torch.from_numpy(_hessian_apply(*arrays, vn, _chunks()))
+
+    return apply
 
 
 # -- torch glue --------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def _jit(parallel: bool, inline: bool = False) -> Any:
     ``inline``: a scalar helper inlined into its callers in numba's own IR (``inline="always"``),
     so that the pair loops compile as one function.
     """
-    opts = {"parallel": parallel, "fastmath": True, "nogil": True}
+    opts: dict[str, Any] = {"parallel": parallel, "fastmath": True, "nogil": True}
     if inline:
         opts["inline"] = "always"
 
@@ -288,27 +288,11 @@ def _pair_vector(e, i, j, x, shifts, cell, vec):  # type: ignore[no-untyped-def]
     return d0, d1, d2
 
 
+# fmt: off
 @_jit(parallel=True)
-def _energy_forces(
-    i,
-    j,
-    x,
-    shifts,
-    cell,
-    vec,
-    species,
-    tab,
-    n_el,
-    inv_dr,
-    cutoff,
-    frho,
-    end_slope,
-    inv_drho,
-    rhomax,
-    n_atoms,
-    chunks,
-    virials,
-):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _energy_forces(i, j, x, shifts, cell, vec, species, tab, n_el, inv_dr, cutoff, frho,  # type: ignore[no-untyped-def]  # noqa: E501
+                   end_slope, inv_drho, rhomax, n_atoms, chunks, virials):  # pragma: no cover
+    # fmt: on
     """Site energies ``(n,)``, forces ``(n, 3)`` and per-atom virials ``(n, 3, 3)``.
 
     The virials are computed only when ``virials`` (else an empty array). Two passes over the
@@ -413,10 +397,11 @@ def energy_forces(
 
 
 # -- analytic Hessian operator (EAM.hessian_operator) -----------------------------------------
+# fmt: off
 @_jit(parallel=False)
-def _hessian_setup(
-    i, j, vec, species, tab, n_el, inv_dr, cutoff, frho, end_slope, inv_drho, rhomax, w, n_atoms
-):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _hessian_setup(i, j, vec, species, tab, n_el, inv_dr, cutoff, frho, end_slope, inv_drho,  # type: ignore[no-untyped-def]  # noqa: E501
+                   rhomax, w, n_atoms):  # pragma: no cover
+    # fmt: on
     """Per-pair and per-atom coefficients of ``H_w`` for :func:`_hessian_apply`.
 
     Returns the pairs shorter than the cutoff ``(i, j)``, their unit vectors ``(m, 3)``,

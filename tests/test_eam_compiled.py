@@ -15,9 +15,10 @@ from test_eam import _lammps_site_energies_and_virials
 from atomistic.calculator import Calculator
 from atomistic.mlip.oracles import LammpsCalculator
 from atomistic.neighbours import NeighbourList, build_graph
+from atomistic.pair_ops import pair_scatter
 from atomistic.potentials import eam_kernels
 from atomistic.potentials.eam import EAM
-from atomistic.potentials.protocol import species_indices
+from atomistic.potentials.protocol import evaluate, species_indices
 
 FILES = [
     ("Cu_mishin1.eam.alloy", "eam/alloy", ["Cu"]),
@@ -38,15 +39,18 @@ def _atoms(rng, elements, *, a=3.7, periodic=True, scale=1.0):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts the calls of the compiled path."""
+    """Counts the calls of the compiled path (autograd site energies or fused forces)."""
     n = [0]
-    inner = eam_kernels.site_energies
 
-    def counted(*args, **kwargs):
-        n[0] += 1
-        return inner(*args, **kwargs)
+    def counting(inner):
+        def counted(*args, **kwargs):
+            n[0] += 1
+            return inner(*args, **kwargs)
 
-    monkeypatch.setattr(eam_kernels, "site_energies", counted)
+        return counted
+
+    for name in ("site_energies", "energy_forces"):
+        monkeypatch.setattr(eam_kernels, name, counting(getattr(eam_kernels, name)))
     return n
 
 
@@ -184,6 +188,78 @@ def test_threads_give_the_same_numbers(potentials_dir, rng):
         torch.set_num_threads(threads)
     for a, b in zip(*out, strict=True):
         assert np.abs(a - b).max() < 1e-12 * max(1.0, np.abs(b).max())
+
+
+@pytest.mark.parametrize("file, style, elements", FILES)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_fused_energy_forces_match_autograd(potentials_dir, rng, file, style, elements, periodic):
+    """``evaluate`` (fused kernel, from positions or from given vectors) against autograd on
+    the compiled site energies, with and without per-atom virials."""
+    eam = EAM.from_file(potentials_dir / file)
+    atoms = _atoms(rng, elements, periodic=periodic)
+    x = torch.as_tensor(atoms.positions)
+    graph = _graph(eam, atoms, x)
+    assert graph.source is not None and graph._vectors is None  # vectors not computed yet
+    fused = evaluate(eam, graph, forces=True, virial=True, per_atom_virial=True)
+    assert graph._vectors is None  # the kernel read positions and shifts
+    given = evaluate(eam, graph.with_vectors(graph.vectors), forces=True, per_atom_virial=True)
+    vectors = graph.vectors.detach().requires_grad_(True)
+    energies = eam(graph.with_vectors(vectors))
+    (g,) = torch.autograd.grad(energies.sum(), vectors)
+    forces = -pair_scatter(g, graph.i, graph.j, graph.n_atoms)
+    half = 0.25 * (vectors.detach()[:, :, None] * g[:, None, :])
+    half = half + half.transpose(1, 2)
+    virials = torch.zeros((graph.n_atoms, 3, 3), dtype=g.dtype)
+    virials.index_add_(0, graph.i, half).index_add_(0, graph.j, half)
+    for out in (fused, given):
+        assert torch.allclose(out["energies"], energies.detach(), rtol=0, atol=1e-12)
+        assert torch.allclose(out["forces"], forces, rtol=0, atol=1e-12)
+        assert torch.allclose(out["virials"], virials, rtol=0, atol=1e-11)
+    assert torch.allclose(fused["virial"], virials.sum(0), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("file, style, elements", FILES)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_compiled_hessian_operator_matches_torch(
+    potentials_dir, rng, file, style, elements, periodic
+):
+    """The compiled ``hessian_operator`` against the torch one (which ``test_eam`` checks
+    against autograd), with weights in [0, 1] and some zeros, on one and two threads."""
+    eam = EAM.from_file(potentials_dir / file)
+    atoms = _atoms(rng, elements, periodic=periodic)
+    graph = _graph(eam, atoms, torch.as_tensor(atoms.positions))
+    w = torch.as_tensor(rng.uniform(0.0, 1.0, len(atoms)))
+    w[:4] = 0.0
+    eam.compiled = False
+    expected_op = eam.hessian_operator(graph, w)
+    eam.compiled = True
+    op = eam.hessian_operator(graph, w)
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            v = torch.as_tensor(rng.normal(size=(len(atoms), 3)))
+            expected = expected_op(v)
+            assert torch.abs(op(v) - expected).max() < 1e-11 * torch.abs(expected).max()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_lazy_vectors_and_in_place_changes(potentials_dir, rng):
+    eam = EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy")
+    atoms = _atoms(rng, ["Cu"])
+    x = torch.as_tensor(atoms.positions).clone()
+    graph = _graph(eam, atoms, x)
+    x_grad = x.clone().requires_grad_(True)
+    eager = _graph(eam, atoms, x_grad)
+    assert eager.source is None  # positions that need grad: vectors computed at once
+    assert torch.equal(graph.vectors, eager.vectors.detach())
+    lazy = _graph(eam, atoms, x)
+    x[0, 0] += 0.1
+    with pytest.raises(RuntimeError, match="modified in place"):
+        evaluate(eam, lazy)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        lazy.vectors  # noqa: B018
 
 
 @pytest.mark.parametrize("per_pair_shift", [True, False])

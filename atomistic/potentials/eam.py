@@ -345,9 +345,35 @@ class EAM(torch.nn.Module):
         pair = zeros.index_add(0, i, half_phi).index_add(0, j, half_phi)
         return self._embedding(graph.species, rho) + pair
 
+    def energy_forces(
+        self, graph: Graph, *, per_atom_virial: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """Site energies, forces and per-atom virials by the compiled kernels, no autograd.
+
+        Returns ``(n,)`` energies, ``(n, 3)`` forces and, if asked, ``(n, 3, 3)`` per-atom
+        virials (eV), or None where the kernels do not apply (then use autograd on
+        :meth:`forward`). The same numbers as
+        :func:`~atomistic.potentials.protocol.evaluate` on :meth:`forward`, to round-off.
+        """
+        src = graph.source
+        if src is not None and graph._vectors is None:
+            pos = src.positions
+            ok = pos.dtype == torch.float64 and pos.device.type == "cpu" and pos.ndim == 2
+            kernels = self._kernels(graph) if ok else None
+        else:
+            kernels = self._kernels(graph)
+        if kernels is None:
+            return None
+        result: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] = kernels.energy_forces(
+            self.compiled_tables(), graph, virials=per_atom_virial
+        )
+        return result
+
     def _kernels(self, graph: Graph) -> Any:
         """The compiled kernels' module if they apply to ``graph``, else None (torch path)."""
-        v, t = graph.vectors, self.pair_tables
+        t = self.pair_tables
+        src = graph.source
+        v = src.positions if src is not None and graph._vectors is None else graph.vectors
         if not (self.compiled and v.ndim == 2 and v.dtype == t.dtype == torch.float64):
             return None
         if v.device.type != "cpu" or t.device.type != "cpu":
@@ -380,7 +406,9 @@ class EAM(torch.nn.Module):
 
         The analytic Hessian of the weighted EAM energy, for Newton–Krylov solvers that ask
         for many products at one state: the per-pair and per-atom coefficients are computed
-        here once, and each product is then two gathers and three ``index_add``. With
+        here once, and each product is then two gathers and three ``index_add`` (on the CPU in
+        ``float64``: compiled setup and two passes over the pairs per product,
+        :func:`~atomistic.potentials.eam_kernels.hessian_operator`). With
         ``r_e = x_j − x_i`` the pair vector of pair ``e = (i, j)``, ``r̂_e`` its direction,
         ``ρ_e^i`` the density it gives atom ``i`` and ``δ_e = v_j − v_i``::
 
@@ -397,6 +425,12 @@ class EAM(torch.nn.Module):
             graph: the atoms and their pairs (a half list, as :meth:`forward` takes).
             weights: ``(n,)`` weights ``w_i`` of the site energies.
         """
+        kernels = self._kernels(graph)
+        if kernels is not None:  # CPU float64: compiled setup and products, same numbers
+            op: Callable[[torch.Tensor], torch.Tensor] = kernels.hessian_operator(
+                self.compiled_tables(), graph, weights
+            )
+            return op
         with torch.no_grad():
             i, j, vec, r, which = self._pairs(graph, graph.vectors.detach())
             v, d, dd = _spline_derivatives(self.pair_tables, which, r * (1.0 / self.dr))

@@ -25,6 +25,14 @@ With ``t_e = r̂_e · V_e``, ``s_a = Σ_{e∋a} ρ_e^a' t_e`` and ``c_a = w_a F'
 Third derivatives are not provided: differentiating the Hessian-vector product raises
 (``RuntimeError``).
 
+Energies and forces without autograd (:func:`energy_forces`, used by
+:func:`~atomistic.potentials.protocol.evaluate` through :meth:`EAM.energy_forces`) take two
+passes over the pairs: densities and pair energies, then ``F'`` per atom and the forces (and
+per-atom virials if asked) added straight onto the atoms, with no ``(E, 3)`` arrays. When the
+graph was built from positions that need no grad (:class:`~atomistic.neighbours.PairSource`)
+the pair vectors are formed inside the passes from the positions, int32 indices and the int8
+shifts of the few pairs that cross the cell (:meth:`NeighbourList.compact`).
+
 The graph is a half list (each pair once), so every pair adds to both of its atoms. Loops
 over pairs that add into atoms run in ``torch.get_num_threads()`` chunks with a private
 accumulator each; per-pair outputs run in a parallel loop, on numba's ``workqueue`` threading
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,14 +64,21 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 
-def _jit(parallel: bool) -> Any:
-    """``numba.njit`` with a disk cache, without it where no cache directory is writable."""
+def _jit(parallel: bool, inline: bool = False) -> Any:
+    """``numba.njit`` with a disk cache, without it where no cache directory is writable.
+
+    ``inline``: a scalar helper inlined into its callers in numba's own IR (``inline="always"``),
+    so that the pair loops compile as one function.
+    """
+    opts: dict[str, Any] = {"parallel": parallel, "fastmath": True, "nogil": True}
+    if inline:
+        opts["inline"] = "always"
 
     def wrap(func: Any) -> Any:
         try:
-            return numba.njit(cache=True, parallel=parallel, fastmath=True, nogil=True)(func)
+            return numba.njit(cache=True, **opts)(func)
         except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, parallel=parallel, fastmath=True, nogil=True)(func)
+            return numba.njit(cache=False, **opts)(func)
 
     return wrap
 
@@ -97,8 +113,8 @@ class EAMTables:
     cutoff: float
 
 
-# -- scalar helpers (inlined by LLVM) ---------------------------------------------------------
-@_jit(parallel=False)
+# -- scalar helpers (inlined) ---------------------------------------------------------
+@_jit(parallel=False, inline=True)
 def _locate(x: float, n: int) -> tuple[int, float, bool]:  # pragma: no cover - compiled
     m = int(math.floor(x))
     m = min(max(m, 0), n - 2)
@@ -106,7 +122,7 @@ def _locate(x: float, n: int) -> tuple[int, float, bool]:  # pragma: no cover - 
     return m, min(p, 1.0), p > 1.0
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _cubic(tab, t, m, kk, p, beyond, inv_dr):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Value, slope and curvature (per Å, Å²) of table ``(t, ·, kk)`` on segment ``m``."""
     c0, c1, c2, c3 = tab[t, m, kk, 0], tab[t, m, kk, 1], tab[t, m, kk, 2], tab[t, m, kk, 3]
@@ -117,7 +133,7 @@ def _cubic(tab, t, m, kk, p, beyond, inv_dr):  # type: ignore[no-untyped-def]  #
     return v, d, (6.0 * c0 * p + 2.0 * c1) * inv_dr * inv_dr
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _pair_terms(tab, t, r, inv_dr):  # type: ignore[no-untyped-def]  # pragma: no cover
     """``(ρ^i, ρ^j, φ)`` values, slopes (per Å) and curvatures (per Å²) at ``r``, 9 floats."""
     k = tab.shape[2]
@@ -249,6 +265,261 @@ def _hessian_pairs(i, j, vec, species, tab, n_el, inv_dr, cutoff, w, wdf, cf, V)
         for k in range(3):
             out[e, k] = radial * vec[e, k] + a_r * V[e, k]
     return out
+
+
+# -- fused energy and forces (no autograd) ----------------------------------------------------
+@_jit(parallel=False, inline=True)
+def _pair_vector(e, i, j, x, shifts, cell, vec):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Pair ``e``'s vector.
+
+    ``vec[e]`` when given (``vec`` has rows), else ``x[j] − x[i] + S·cell`` with ``S`` the row
+    ``e − (E − m)`` of the ``(m, 3)`` ``shifts`` for the last ``m`` pairs, zero for the others.
+    """
+    if vec.shape[0] > 0:
+        return vec[e, 0], vec[e, 1], vec[e, 2]
+    a, b = i[e], j[e]
+    d0, d1, d2 = x[b, 0] - x[a, 0], x[b, 1] - x[a, 1], x[b, 2] - x[a, 2]
+    k = e - (i.shape[0] - shifts.shape[0])
+    if k >= 0:
+        s0, s1, s2 = float(shifts[k, 0]), float(shifts[k, 1]), float(shifts[k, 2])
+        d0 += s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
+        d1 += s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
+        d2 += s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
+    return d0, d1, d2
+
+
+# fmt: off
+@_jit(parallel=True)
+def _energy_forces(i, j, x, shifts, cell, vec, species, tab, n_el, inv_dr, cutoff, frho,  # type: ignore[no-untyped-def]  # noqa: E501
+                   end_slope, inv_drho, rhomax, n_atoms, chunks, virials):  # pragma: no cover
+    # fmt: on
+    """Site energies ``(n,)``, forces ``(n, 3)`` and per-atom virials ``(n, 3, 3)``.
+
+    The virials are computed only when ``virials`` (else an empty array). Two passes over the
+    half list (densities, then forces), no per-pair arrays; pair vectors as in
+    :func:`_pair_vector`.
+    """
+    n_e = i.shape[0]
+    size = (n_e + chunks - 1) // chunks
+    cut2 = cutoff * cutoff
+    acc = np.zeros((chunks, 2, n_atoms))
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            d0, d1, d2 = _pair_vector(e, i, j, x, shifts, cell, vec)
+            r2 = d0 * d0 + d1 * d1 + d2 * d2
+            if r2 >= cut2:
+                continue
+            r = math.sqrt(r2)
+            a, b = i[e], j[e]
+            t = species[a] * n_el + species[b] if n_el > 1 else 0
+            vi, vj, phi, _, _, _, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+            acc[c, 0, a] += vi
+            acc[c, 0, b] += vj
+            acc[c, 1, a] += 0.5 * phi
+            acc[c, 1, b] += 0.5 * phi
+    rho = np.zeros(n_atoms)
+    energies = np.zeros(n_atoms)
+    for a in numba.prange(n_atoms):
+        for c in range(chunks):
+            rho[a] += acc[c, 0, a]
+            energies[a] += acc[c, 1, a]
+    emb = _embedding(rho, species, frho, end_slope, inv_drho, rhomax)
+    df = emb[1]
+    for a in range(n_atoms):
+        energies[a] += emb[0, a]
+    facc = np.zeros((chunks, n_atoms, 3))
+    vacc = np.zeros((chunks if virials else 0, n_atoms, 3, 3))
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            d0, d1, d2 = _pair_vector(e, i, j, x, shifts, cell, vec)
+            r2 = d0 * d0 + d1 * d1 + d2 * d2
+            if r2 >= cut2:
+                continue
+            r = math.sqrt(r2)
+            a, b = i[e], j[e]
+            t = species[a] * n_el + species[b] if n_el > 1 else 0
+            _, _, _, di, dj, dphi, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+            coef = (df[a] * di + df[b] * dj + dphi) / r  # g_e = ∂E/∂r_e = coef r_e
+            g0, g1, g2 = coef * d0, coef * d1, coef * d2
+            facc[c, a, 0] += g0
+            facc[c, a, 1] += g1
+            facc[c, a, 2] += g2
+            facc[c, b, 0] -= g0
+            facc[c, b, 1] -= g1
+            facc[c, b, 2] -= g2
+            if virials:  # ¼ (r ⊗ g + g ⊗ r) to each atom
+                dv = (d0, d1, d2)
+                gv = (g0, g1, g2)
+                for p in range(3):
+                    for q in range(3):
+                        h = 0.25 * (dv[p] * gv[q] + gv[p] * dv[q])
+                        vacc[c, a, p, q] += h
+                        vacc[c, b, p, q] += h
+    forces = np.zeros((n_atoms, 3))
+    vir = np.zeros((n_atoms if virials else 0, 3, 3))
+    for a in numba.prange(n_atoms):
+        for c in range(chunks):
+            for k in range(3):
+                forces[a, k] += facc[c, a, k]
+            if virials:
+                for p in range(3):
+                    for q in range(3):
+                        vir[a, p, q] += vacc[c, a, p, q]
+    return energies, forces, vir
+
+
+def energy_forces(
+    tables: EAMTables, graph: Any, *, virials: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Site energies, forces and (if asked) per-atom virials of ``graph``, without autograd.
+
+    Reads positions and the compact list of ``graph.source`` when it has one and its vectors
+    were not materialised, else ``graph.vectors``.
+    """
+    src = graph.source
+    none = np.zeros((0, 3))
+    if src is not None and graph._vectors is None:
+        src.check()
+        x = _np(src.positions)
+        i, j, shifts, cell, vec = src.i32, src.j32, src.shifts, src.cell, none
+    else:
+        x, shifts, cell = none, np.zeros((0, 3), dtype=np.int8), np.zeros((3, 3))
+        i = _np(graph.i).astype(np.int64, copy=False)
+        j = _np(graph.j).astype(np.int64, copy=False)
+        vec = _np(graph.vectors)
+    species = _np(graph.species).astype(np.int64, copy=False)
+    t = tables
+    e, f, w = _energy_forces(
+        i, j, x, shifts, cell, vec, species, t.pair, t.n_el, t.inv_dr, t.cutoff, t.frho,
+        t.end_slope, t.inv_drho, t.rhomax, int(graph.n_atoms), _chunks(), virials,
+    )  # fmt: skip
+    return torch.from_numpy(e), torch.from_numpy(f), torch.from_numpy(w) if virials else None
+
+
+# -- analytic Hessian operator (EAM.hessian_operator) -----------------------------------------
+# fmt: off
+@_jit(parallel=False)
+def _hessian_setup(i, j, vec, species, tab, n_el, inv_dr, cutoff, frho, end_slope, inv_drho,  # type: ignore[no-untyped-def]  # noqa: E501
+                   rhomax, w, n_atoms):  # pragma: no cover
+    # fmt: on
+    """Per-pair and per-atom coefficients of ``H_w`` for :func:`_hessian_apply`.
+
+    Returns the pairs shorter than the cutoff ``(i, j)``, their unit vectors ``(m, 3)``,
+    coefficients ``(m, 4)`` ``[ρ^i', ρ^j', B − A/r, A/r]`` and ``w F''`` per atom.
+    """
+    n_e = i.shape[0]
+    rho = np.zeros(n_atoms)
+    keep = np.zeros(n_e, dtype=np.bool_)
+    for e in range(n_e):
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        if r >= cutoff:
+            continue
+        keep[e] = True
+        a, b = i[e], j[e]
+        t = species[a] * n_el + species[b] if n_el > 1 else 0
+        vi, vj, _, _, _, _, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+        rho[a] += vi
+        rho[b] += vj
+    emb = _embedding(rho, species, frho, end_slope, inv_drho, rhomax)
+    wdf = w * emb[1]
+    wddf = w * emb[2]
+    m = int(keep.sum())
+    ii = np.empty(m, dtype=i.dtype)
+    jj = np.empty(m, dtype=j.dtype)
+    rhat = np.empty((m, 3))
+    coef = np.empty((m, 4))
+    k = 0
+    for e in range(n_e):
+        if not keep[e]:
+            continue
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        a, b = i[e], j[e]
+        t = species[a] * n_el + species[b] if n_el > 1 else 0
+        _, _, _, di, dj, dphi, ddi, ddj, ddphi = _pair_terms(tab, t, r, inv_dr)
+        half_w = 0.5 * (w[a] + w[b])
+        a_r = (wdf[a] * di + wdf[b] * dj + half_w * dphi) / r
+        big_b = wdf[a] * ddi + wdf[b] * ddj + half_w * ddphi
+        ii[k], jj[k] = a, b
+        for q in range(3):
+            rhat[k, q] = vec[e, q] / r
+        coef[k, 0], coef[k, 1], coef[k, 2], coef[k, 3] = di, dj, big_b - a_r, a_r
+        k += 1
+    return ii, jj, rhat, coef, wddf
+
+
+@_jit(parallel=True)
+def _hessian_apply(i, j, rhat, coef, wddf, v, chunks):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``(H_w v)`` ``(n, 3)`` for atom displacements ``v`` from :func:`_hessian_setup`'s arrays.
+
+    With ``δ_e = v_j − v_i``, ``t_e = r̂_e · δ_e``, ``s_a = Σ_{e∋a} ρ_e^a' t_e``, ``c_a = w_a F''_a
+    s_a``: ``y_e = [(B − A/r) t_e + c_i ρ_e^i' + c_j ρ_e^j'] r̂_e + (A/r) δ_e`` added to ``j``,
+    subtracted from ``i``.
+    """
+    n_e = i.shape[0]
+    n = v.shape[0]
+    size = (n_e + chunks - 1) // chunks
+    sacc = np.zeros((chunks, n))
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            a, b = i[e], j[e]
+            t = (
+                rhat[e, 0] * (v[b, 0] - v[a, 0])
+                + rhat[e, 1] * (v[b, 1] - v[a, 1])
+                + rhat[e, 2] * (v[b, 2] - v[a, 2])
+            )
+            sacc[c, a] += coef[e, 0] * t
+            sacc[c, b] += coef[e, 1] * t
+    cf = np.zeros(n)
+    for a in range(n):
+        for c in range(chunks):
+            cf[a] += sacc[c, a]
+        cf[a] *= wddf[a]
+    acc = np.zeros((chunks, n, 3))
+    for c in numba.prange(chunks):
+        for e in range(c * size, min(n_e, (c + 1) * size)):
+            a, b = i[e], j[e]
+            d0, d1, d2 = v[b, 0] - v[a, 0], v[b, 1] - v[a, 1], v[b, 2] - v[a, 2]
+            t = rhat[e, 0] * d0 + rhat[e, 1] * d1 + rhat[e, 2] * d2
+            radial = coef[e, 2] * t + cf[a] * coef[e, 0] + cf[b] * coef[e, 1]
+            y0 = radial * rhat[e, 0] + coef[e, 3] * d0
+            y1 = radial * rhat[e, 1] + coef[e, 3] * d1
+            y2 = radial * rhat[e, 2] + coef[e, 3] * d2
+            acc[c, b, 0] += y0
+            acc[c, b, 1] += y1
+            acc[c, b, 2] += y2
+            acc[c, a, 0] -= y0
+            acc[c, a, 1] -= y1
+            acc[c, a, 2] -= y2
+    out = np.zeros((n, 3))
+    for a in numba.prange(n):
+        for c in range(chunks):
+            for q in range(3):
+                out[a, q] += acc[c, a, q]
+    return out
+
+
+def hessian_operator(
+    tables: EAMTables, graph: Any, weights: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``v (n, 3) -> H_w v`` of ``E = Σ w_a ε_a`` at ``graph``'s positions (no autograd).
+
+    The coefficients are computed once here; each product is two passes over the pairs.
+    """
+    t = tables
+    i = _np(graph.i).astype(np.int64, copy=False)
+    j = _np(graph.j).astype(np.int64, copy=False)
+    species = _np(graph.species).astype(np.int64, copy=False)
+    w = np.ascontiguousarray(weights.detach().to(torch.float64).numpy())
+    arrays = _hessian_setup(
+        i, j, _np(graph.vectors), species, t.pair, t.n_el, t.inv_dr, t.cutoff, t.frho,
+        t.end_slope, t.inv_drho, t.rhomax, w, int(graph.n_atoms),
+    )  # fmt: skip
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        vn = np.ascontiguousarray(v.detach().to(dtype=torch.float64, device="cpu").numpy())
+        return torch.from_numpy(_hessian_apply(*arrays, vn, _chunks()))
+
+    return apply
 
 
 # -- torch glue --------------------------------------------------------------------------------

@@ -15,6 +15,10 @@ quantity                    code
 ==========================  ==================================================
 
 The stress follows ASE's sign: positive in tension, ``σ = (1/V) ∂E/∂ε``.
+
+A potential may offer ``energy_forces(graph, per_atom_virial=...)`` returning site energies,
+forces and per-atom virials (or None where it does not apply); :func:`evaluate` then uses it
+instead of autograd (the compiled EAM).
 """
 
 from __future__ import annotations
@@ -137,6 +141,19 @@ def evaluate(
         ``virial`` and ``virials``. Returned tensors are detached.
     """
     need_grad = forces or virial or per_atom_virial
+    fused = getattr(potential, "energy_forces", None) if need_grad else None
+    res = fused(graph, per_atom_virial=virial or per_atom_virial) if fused is not None else None
+    if res is not None:  # compiled energies and forces, no autograd
+        energies, f, w = res
+        out = {"energy": energies.sum(), "energies": energies}
+        if forces:
+            out["forces"] = f
+        if w is not None:
+            if virial:
+                out["virial"] = w.sum(dim=0)
+            if per_atom_virial:
+                out["virials"] = w
+        return out
     vectors = graph.vectors.detach().requires_grad_(need_grad)
     energies = potential(graph.with_vectors(vectors))
     energy = energies.sum()

@@ -148,6 +148,11 @@ class QuadratureMaterial:
         return (("W", self.W), ("P", self.P), ("A", self.A))
 
     @property
+    def cellwise(self) -> bool:
+        """``W``, ``P`` and ``A`` are stored once per cell (DG0): P1 on affine simplices."""
+        return self._cellwise
+
+    @property
     def n_cells(self) -> int:
         """Number of owned cells."""
         return self._cells.shape[0]

@@ -428,9 +428,11 @@ def test_a_law_refusing_F_in_cells_without_weight_leaves_the_energy_finite(disk_
 
 @pytest.mark.parametrize("mode", ["2.5d", "3d"])
 def test_per_cell_storage_equals_per_point_storage(request, mode):
-    """W, P, A stored once per cell (DG0, the default on P1 simplices) give the energy,
-    residual, weight residual and tangent of the same law stored at every quadrature point
-    (the path a background gradient takes), under a weight that varies inside each cell."""
+    """W, P, A stored once per cell (DG0, the default on P1 simplices, integrated with one
+    point a cell and the cell mean of the weight) give the energy, residual, weight residual
+    and tangent of the same law stored at every quadrature point and integrated with the
+    full rule (the path a background gradient takes), under a weight that varies inside
+    each cell."""
     mesh_data, _ = setup(request, mode)
     kw = dict(mesh_data=mesh_data, law=LAWS["neo-hookean"], mode=mode, weight=smooth_weight)
     cells, points = HyperelasticProblem(**kw), HyperelasticProblem(**kw, with_background=True)

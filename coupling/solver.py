@@ -427,7 +427,9 @@ def _set_preconditioner(
     inner.setType("gamg")
     # our defaults, unless given as PETSc options: SOR inside the Chebyshev smoother keeps
     # the CG counts flat as the mesh is refined below the lattice spacing (point Jacobi,
-    # PETSc's default, does not)
+    # PETSc's default, does not); plain (unsmoothed) aggregation, agg_nsmooths 0, gives
+    # sparser coarse operators, much cheaper to build and to apply, for a few more CG
+    # iterations (bench/solver_scaling.py --linear-solver gamg shows both)
     options = PETSc.Options(prefix)
     added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
     for key in added:
@@ -445,7 +447,7 @@ def _set_preconditioner(
     return inner
 
 
-_GAMG_DEFAULTS = {"mg_levels_pc_type": "sor"}
+_GAMG_DEFAULTS = {"mg_levels_pc_type": "sor", "pc_gamg_agg_nsmooths": "0"}
 
 
 class _DirichletPC:

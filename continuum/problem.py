@@ -141,8 +141,8 @@ class HyperelasticProblem:
         self._cell_weight: fem.Function | None = None
         if self.material.cellwise:
             self._cell_weight = fem.Function(fem.functionspace(mesh, ("DG", 0)), name="w_mean")
-            rule = basix.make_quadrature(mesh.basix_cell(), quadrature_degree)[1]
-            self._rule_weights = np.asarray(rule) / np.sum(rule)
+            rule = np.asarray(basix.make_quadrature(mesh.basix_cell(), quadrature_degree)[1])
+            self._rule_weights = rule / rule.sum()
         self._weight_gradient = fem.Function(
             quadrature_space(mesh, quadrature_degree, (3,)), name="weight_gradient"
         )

@@ -143,9 +143,21 @@ class QuadratureMaterial:
         #: law there is stored as 0, so that a law which refuses a squashed ``F`` where it does
         #: not count cannot make the energy NaN (``0 · inf``)
         self.inactive: np.ndarray | None = None
+        #: ``(F0, W0, P0 (9,), A0 (9, 9), bound)`` of :meth:`linearise`, or None
+        self._linear: tuple[np.ndarray, float, np.ndarray, np.ndarray, float] | None = None
+        #: points whose law was replaced by the quadratic expansion at the last evaluation
+        self.linearised_points = 0
+        #: ``(n_cells,)`` the cells that take the expansion, fixed by
+        #: :meth:`freeze_linearisation`; None: decided at every evaluation
+        self._near: np.ndarray | None = None
 
     def _fields(self) -> tuple[tuple[str, fem.Function], ...]:
         return (("W", self.W), ("P", self.P), ("A", self.A))
+
+    @property
+    def cellwise(self) -> bool:
+        """``W``, ``P`` and ``A`` are stored once per cell (DG0): P1 on affine simplices."""
+        return self._cellwise
 
     @property
     def n_cells(self) -> int:
@@ -184,7 +196,108 @@ class QuadratureMaterial:
         """Force the next :meth:`update` to call the law (``F`` changed other than via ``u``)."""
         self._state = None
 
+    def linearise(self, *, about: np.ndarray | None, within: float = 0.0) -> None:
+        """Replace the law by its quadratic expansion about ``about`` where ``F`` is near it.
+
+        Wherever every entry of ``F − F0`` is at most ``within`` (``F0 = about``), ``W``,
+        ``P`` and ``A`` are those of
+        ``W0 + P0 : (F − F0) + ½ (F − F0) : A0 : (F − F0)``, the second-order Taylor
+        expansion of the law at ``F0`` (the linearised far field of the elastic constants of
+        the same law at ``F0``): ``P`` and ``A`` are its exact derivatives, so energy,
+        residual and tangent stay consistent, and a state at ``F0`` is exact. The law's error
+        there is bounded by ``|∂A/∂F| within²`` in the stress. ``about=None`` or
+        ``within = 0``: the law everywhere (the default).
+
+        Args:
+            about: ``F0``, ``(3, 3)``.
+            within: the bound on ``max |F − F0|`` (dimensionless).
+        """
+        if about is None or within <= 0.0:
+            if self._linear is None:
+                return
+            self._linear = None
+            self.linearised_points = 0
+        else:
+            last = self._linear
+            if (
+                last is not None
+                and last[4] == within
+                and np.array_equal(last[0], np.asarray(about, dtype=np.float64).reshape(9))
+            ):
+                return
+            F0 = np.asarray(about, dtype=np.float64).reshape(1, 3, 3)
+            W0, P0, A0 = self._law(F0)
+            self.law_calls += 1
+            self._linear = (
+                F0.reshape(9),
+                float(np.asarray(W0).reshape(())),
+                np.asarray(P0, dtype=np.float64).reshape(9),
+                np.asarray(A0, dtype=np.float64).reshape(9, 9),
+                float(within),
+            )
+        self._near = None
+        self.invalidate()
+        self._A, self._A_at = None, None
+
+    def freeze_linearisation(self) -> bool:
+        """Fix which cells take the expansion of :meth:`linearise`: those within the bound now.
+
+        Until :meth:`linearise` is called again, the same cells keep the expansion wherever
+        ``F`` goes, so the energy is one smooth function of ``u`` (a cell that crossed the
+        bound during a Newton solve would make it jump).
+
+        Returns:
+            Whether a linearisation is in force.
+        """
+        if self._linear is None:
+            return False
+        F0, bound = self._linear[0], self._linear[4]
+        d = self.deformation_gradients().reshape(self.n_cells, -1) - np.tile(F0, self._m())
+        self._near = np.abs(d).max(axis=1) <= bound
+        self.invalidate()
+        self._A, self._A_at = None, None
+        return True
+
+    def _m(self) -> int:
+        """Evaluation points per cell: 1 where the material is stored once per cell."""
+        return 1 if self._cellwise else self.n_points
+
     def _call(
+        self, F: np.ndarray, *, tangent: bool, cells: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`_call_law`, with the quadratic expansion of :meth:`linearise` near ``F0``.
+
+        ``cells``: the owned cells whose points the rows of ``F`` are (None: all of them).
+        """
+        if self._linear is None:
+            return self._call_law(F, tangent=tangent)
+        F0, W0, P0, A0, bound = self._linear
+        n = F.shape[0]
+        d = F.reshape(n, 9) - F0
+        if self._near is not None:
+            chosen = self._near if cells is None else self._near[cells]
+            near = np.repeat(chosen, n // len(chosen))
+        else:
+            near = np.abs(d).max(axis=1) <= bound
+        self.linearised_points = int(near.sum())
+        W, P = np.empty(n), np.empty((n, 9))
+        A = np.empty((n, 81)) if tangent else None
+        dn = d[near]
+        Pn = P0 + dn @ A0.T
+        P[near] = Pn
+        W[near] = W0 + dn @ P0 + 0.5 * np.einsum("ni,ni->n", dn, Pn - P0)
+        if A is not None:
+            A[near] = A0.reshape(81)
+        far = ~near
+        if far.any():
+            Wf, Pf, Af = self._call_law(F[far], tangent=tangent)
+            W[far], P[far] = Wf, Pf.reshape(-1, 9)
+            if A is not None:
+                assert Af is not None
+                A[far] = Af.reshape(-1, 81)
+        return W, P.reshape(n, 3, 3), None if A is None else A.reshape(n, 3, 3, 3, 3)
+
+    def _call_law(
         self, F: np.ndarray, *, tangent: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The law on ``F`` ``(n, 3, 3)``; for the tangent, once per distinct ``F``.
@@ -310,7 +423,9 @@ class QuadratureMaterial:
             moved = np.abs(F.reshape(self.n_cells, m, 9) - self._A_at).max(axis=(1, 2))
             stale = ~(moved <= self.tangent_tolerance)  # NaN (never computed) is stale
         if stale.any():
-            _, _, A = self._call(F[stale].reshape(-1, 3, 3), tangent=True)
+            _, _, A = self._call(
+                F[stale].reshape(-1, 3, 3), tangent=True, cells=np.flatnonzero(stale)
+            )
             assert A is not None  # asked for
             if self.inactive is not None:
                 A = A.reshape(int(stale.sum()), m, -1).copy()

@@ -345,6 +345,18 @@ class BlendedModel:
             self._tangent_matrix = self._tangent
         return self._tangent
 
+    def freeze_linearisation(self) -> bool:
+        """Fix the continuum cells that take the linearised law.
+
+        See :meth:`continuum.material.QuadratureMaterial.freeze_linearisation`. Returns
+        whether a linearisation is in force.
+        """
+        material = getattr(self.problem, "material", None)
+        if material is None or not material.freeze_linearisation():
+            return False
+        self._tangent = None
+        return True
+
     def hessian_vector(self, z: PETSc.Vec, v: PETSc.Vec, out: PETSc.Vec) -> None:
         """``out = H(z) v``; the identity on Dirichlet DOFs."""
         s = self.split(z)

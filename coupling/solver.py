@@ -52,6 +52,12 @@ class SolverOptions:
             Hessian error, ``~|∂A/∂F|·tol``, can only slow Newton; the minimiser is set by
             the gradient, which is always exact.
         max_krylov: CG iteration limit per Newton step.
+        linear_far_field: where every entry of a cell's ``F − F_far`` is at most this, the
+            Cauchy–Born law is replaced by its quadratic expansion about the far field's
+            ``F_far`` (the elastic constants of the same law at ``F_far``: linear-elasticity
+            enhanced coupling, applied by :meth:`coupling.system.CoupledSystem.solve`). It
+            changes the model, by at most ``|∂A/∂F|·bound²`` in the stress of those cells;
+            0 (default): the law everywhere.
     """
 
     fmax: float = 1e-6
@@ -59,8 +65,11 @@ class SolverOptions:
     linear_solver: Literal["auto", "gamg", "mumps"] = "auto"
     tangent_tolerance: float = 1e-2
     max_krylov: int = 500
+    linear_far_field: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.linear_far_field >= 0.0:
+            raise ValueError(f"linear_far_field must be >= 0, got {self.linear_far_field!r}")
         if self.linear_solver not in LINEAR_SOLVERS:
             raise ValueError(
                 f"linear_solver must be one of {LINEAR_SOLVERS}, got {self.linear_solver!r}"
@@ -334,6 +343,10 @@ def solve(
             trial.copy(z)
             g_trial.copy(g)
             energy = step.energy
+            if it == 1 and model.freeze_linearisation():
+                # the cells within the linearisation bound after the first step keep the
+                # expansion for the rest of the solve: one smooth energy from here on
+                energy = model.energy_gradient(z, g)
     finally:
         model.tangent_tolerance = saved_tolerance
     result = _result(model, g, opts, newton, it=it, energy=energy, reason=reason)
@@ -427,7 +440,9 @@ def _set_preconditioner(
     inner.setType("gamg")
     # our defaults, unless given as PETSc options: SOR inside the Chebyshev smoother keeps
     # the CG counts flat as the mesh is refined below the lattice spacing (point Jacobi,
-    # PETSc's default, does not)
+    # PETSc's default, does not); plain (unsmoothed) aggregation, agg_nsmooths 0, gives
+    # sparser coarse operators, much cheaper to build and to apply, for a few more CG
+    # iterations (bench/solver_scaling.py --linear-solver gamg shows both)
     options = PETSc.Options(prefix)
     added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
     for key in added:
@@ -445,7 +460,7 @@ def _set_preconditioner(
     return inner
 
 
-_GAMG_DEFAULTS = {"mg_levels_pc_type": "sor"}
+_GAMG_DEFAULTS = {"mg_levels_pc_type": "sor", "pc_gamg_agg_nsmooths": "0"}
 
 
 class _DirichletPC:

@@ -92,6 +92,8 @@ class CoupledSystem:
         z: the current state ``(u_A, U)``.
         predictor: the state of the homogeneous far-field predictor of the current load
             (None until :meth:`set_boundary`).
+        far_field_F: the predictor's deformation gradient ``(3, 3)`` (None until
+            :meth:`set_boundary`).
         boundary: ``(displacement, predictor)`` of the current load, as given to
             :meth:`set_boundary` (None until then).
         background: the background field, or None.
@@ -117,6 +119,7 @@ class CoupledSystem:
         self.predictor: PETSc.Vec | None = None
         self.boundary: tuple[Displacement, Displacement] | None = None
         self.background: Background | None = None
+        self.far_field_F: np.ndarray | None = None
 
     # -- what the atoms are ----------------------------------------------------------------
     @property
@@ -244,6 +247,12 @@ class CoupledSystem:
         tag = self.problem.mesh_data.outer_tag
         self.problem.set_dirichlet(tag=tag, displacement=lambda X: displacement(X.T).T)
         self.boundary = (displacement, predictor)
+        # the predictor is homogeneous, X ↦ (F − I) X: its F is the far field's
+        D = np.asarray(predictor(np.eye(3)) - predictor(np.zeros((1, 3))), dtype=float)
+        self.far_field_F = np.eye(3) + D.T
+        # the correction below is measured with the law itself (a linearisation about an
+        # earlier load's F would differ from it at this predictor); solve() sets it again
+        self.problem.material.linearise(about=None)
         model = self.model
         model.refresh_dirichlet()
         z_bc = self.state_from(displacement)
@@ -319,7 +328,15 @@ class CoupledSystem:
     def solve(
         self, options: SolverOptions | None = None, *, progress: Progress | None = None
     ) -> SolveResult:
-        """Minimise from the current state, updated in place (:func:`coupling.solver.solve`)."""
+        """Minimise from the current state, updated in place (:func:`coupling.solver.solve`).
+
+        With ``options.linear_far_field > 0`` the continuum's law is its quadratic expansion
+        about :attr:`far_field_F` wherever ``F`` is that close to it
+        (:meth:`continuum.material.QuadratureMaterial.linearise`); otherwise the law itself.
+        """
+        bound = (options or SolverOptions()).linear_far_field
+        about = self.far_field_F if bound > 0 else None
+        self.problem.material.linearise(about=about, within=bound)
         return solve(
             self.model,
             self.z,

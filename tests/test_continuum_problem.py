@@ -428,9 +428,11 @@ def test_a_law_refusing_F_in_cells_without_weight_leaves_the_energy_finite(disk_
 
 @pytest.mark.parametrize("mode", ["2.5d", "3d"])
 def test_per_cell_storage_equals_per_point_storage(request, mode):
-    """W, P, A stored once per cell (DG0, the default on P1 simplices) give the energy,
-    residual, weight residual and tangent of the same law stored at every quadrature point
-    (the path a background gradient takes), under a weight that varies inside each cell."""
+    """W, P, A stored once per cell (DG0, the default on P1 simplices, integrated with one
+    point a cell and the cell mean of the weight) give the energy, residual, weight residual
+    and tangent of the same law stored at every quadrature point and integrated with the
+    full rule (the path a background gradient takes), under a weight that varies inside
+    each cell."""
     mesh_data, _ = setup(request, mode)
     kw = dict(mesh_data=mesh_data, law=LAWS["neo-hookean"], mode=mode, weight=smooth_weight)
     cells, points = HyperelasticProblem(**kw), HyperelasticProblem(**kw, with_background=True)
@@ -449,3 +451,107 @@ def test_per_cell_storage_equals_per_point_storage(request, mode):
     K1, K2 = cells.tangent(), points.tangent()
     K1.axpy(-1.0, K2)
     assert K1.norm() < 1e-13 * K2.norm()
+
+
+def test_linearised_far_field_is_the_quadratic_expansion_of_the_law(disk_mesh):
+    """Where ``max |F − F0| ≤ bound`` the material is the second-order Taylor expansion of
+    the law at ``F0`` (checked against the expansion written out here and against finite
+    differences of the law's stress); elsewhere, and with the bound 0, it is the law."""
+    law = LAWS["neo-hookean"]
+    F0 = F_25D
+    lin = HyperelasticProblem(mesh_data=disk_mesh, law=law, mode="2.5d")
+    plain = HyperelasticProblem(mesh_data=disk_mesh, law=law, mode="2.5d")
+    X = lin.dof_coordinates()
+    # the far field F0 plus a perturbation that grows with the distance from the origin
+    rng = np.random.default_rng(11)
+    u = (
+        exact(lin, F0)
+        + 1e-3 * (np.linalg.norm(X, axis=1)[:, None] ** 2 * rng.standard_normal(X.shape)).ravel()
+    )
+    for p in (lin, plain):
+        p.u.x.array[:] = u
+    bound = 8e-3
+    lin.material.linearise(about=F0, within=bound)
+    F = lin.material.deformation_gradients()[:, 0]
+    d = (F - F0).reshape(-1, 9)
+    near = np.abs(d).max(axis=1) <= bound
+    assert 0 < near.sum() < len(near)
+
+    lin.material.update_tangent()
+    plain.material.update_tangent()
+    dofs = lin.material._dofs
+    got = {k: getattr(lin.material, k).x.array.reshape(len(F), -1) for k in "WPA"}
+    ref = {k: getattr(plain.material, k).x.array.reshape(len(F), -1) for k in "WPA"}
+    assert all(np.array_equal(dofs[k].ravel(), np.arange(len(F))) for k in "WPA")
+    # far cells: the law itself
+    for k in "WPA":
+        np.testing.assert_array_equal(got[k][~near], ref[k][~near])
+    # near cells: W0 + P0:d + ½ d:A0:d, P0 + A0:d, A0
+    W0, P0, A0 = law(F0[None])
+    P0, A0 = P0.reshape(9), A0.reshape(9, 9)
+    dn = d[near]
+    np.testing.assert_allclose(
+        got["W"][near, 0], W0[0] + dn @ P0 + 0.5 * np.einsum("ni,ij,nj->n", dn, A0, dn), 1e-13
+    )
+    np.testing.assert_allclose(got["P"][near], P0 + dn @ A0.T, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(got["A"][near], np.tile(A0.reshape(81), (near.sum(), 1)), 1e-14)
+    # and it differs from the law's stress by second order in F − F0 only: the law's own
+    # stress along F0 + t d, by central differences, matches the expansion's slope
+    t = 1e-6
+    k = np.flatnonzero(near)[np.argmax(np.abs(d[near]).max(axis=1))]
+    dk = d[k].reshape(3, 3)
+    slope = (law((F0 + t * dk)[None])[1] - law((F0 - t * dk)[None])[1])[0].ravel() / (2 * t)
+    np.testing.assert_allclose(A0 @ d[k], slope, rtol=0, atol=1e-7)
+    gap = np.abs(got["P"][near] - ref["P"][near]).max()
+    assert 0 < gap < 10 * bound**2
+    # residual and tangent of the linearised problem are its energy's derivatives
+    R = lin.residual().array.copy()
+    h, v = 1e-6, rng.standard_normal(u.size)
+
+    def energy_at(x):
+        lin.u.x.array[:] = x
+        return lin.energy()
+
+    fd = (energy_at(u + h * v) - energy_at(u - h * v)) / (2 * h)
+    assert abs(fd - R @ v) < 1e-7 * np.abs(R).max() * np.abs(v).sum()
+    # bound 0: back to the law
+    lin.u.x.array[:] = u
+    lin.material.linearise(about=None)
+    assert lin.energy() == pytest.approx(plain.energy(), rel=1e-14)
+    np.testing.assert_allclose(lin.residual().array, plain.residual().array, rtol=0, atol=1e-14)
+
+
+def test_frozen_linearisation_keeps_its_cells_wherever_F_goes(disk_mesh):
+    """After ``freeze_linearisation`` the cells within the bound then keep the expansion
+    (also for the tangent of a subset of cells), the others the law, as ``u`` moves on."""
+    law = LAWS["neo-hookean"]
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=law, mode="2.5d")
+    X = problem.dof_coordinates()
+    bump = (1e-3 * np.linalg.norm(X, axis=1)[:, None] ** 2 * np.array([1.0, -0.5, 0.3])).ravel()
+    u = exact(problem, F_25D) + bump
+    problem.u.x.array[:] = u
+    m = problem.material
+    assert not m.freeze_linearisation()  # nothing to freeze without a linearisation
+    bound = 5e-3
+    m.linearise(about=F_25D, within=bound)
+    assert m.freeze_linearisation()
+    F = m.deformation_gradients()[:, 0].reshape(-1, 9)
+    frozen = np.abs(F - F_25D.reshape(9)).max(axis=1) <= bound
+    assert 0 < frozen.sum() < len(frozen)
+    problem.u.x.array[:] = exact(problem, F_25D) + 3.0 * bump  # every cell moves away
+    m.update_tangent()
+    assert m.linearised_points == frozen.sum()
+    F = m.deformation_gradients()[:, 0].reshape(-1, 9)
+    W0, P0, A0 = law(F_25D[None])
+    d = F[frozen] - F_25D.reshape(9)
+    P = m.P.x.array.reshape(len(F), 9)
+    np.testing.assert_allclose(P[frozen], P0.reshape(9) + d @ A0.reshape(9, 9).T, atol=1e-13)
+    np.testing.assert_allclose(P[~frozen], law(F[~frozen].reshape(-1, 3, 3))[1].reshape(-1, 9))
+    A = m.A.x.array.reshape(len(F), 81)
+    np.testing.assert_array_equal(A[frozen], np.tile(A0.reshape(81), (frozen.sum(), 1)))
+    # a new linearisation lets every evaluation decide again
+    m.linearise(about=None)
+    m.linearise(about=F_25D, within=bound)
+    m.update()
+    near = np.abs(F - F_25D.reshape(9)).max(axis=1) <= bound
+    assert m.linearised_points == near.sum() != frozen.sum()

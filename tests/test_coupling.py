@@ -123,9 +123,10 @@ def test_blending_function_is_c2_and_spans_the_handshake():
     assert hs.classify(x).tolist() == [0, 0, 1, 2, 2, 3]
 
 
-@pytest.mark.parametrize("mode", ["2.5d", "3d"])
-def test_patch_test_with_ghost_force_correction(eam, law, mode):
-    """Three homogeneous F: from a perturbed start the solver returns to F·X, forces ~0."""
+@pytest.mark.parametrize(("mode", "far"), [("2.5d", 0.0), ("3d", 0.0), ("2.5d", 0.05)])
+def test_patch_test_with_ghost_force_correction(eam, law, mode, far):
+    """Three homogeneous F: from a perturbed start the solver returns to F·X, forces ~0;
+    also with the law linearised about the far field's F wherever F is within ``far``."""
     system = make_system(eam, law, mode=mode)
     for k, strain in enumerate(STRAINS):
         F = deformation(strain, mode)
@@ -136,12 +137,15 @@ def test_patch_test_with_ghost_force_correction(eam, law, mode):
         fa, ff = system.model.max_forces(g)
         assert fa < 1e-8 and ff < 1e-8, (k, fa, ff)
         system.z = perturbed(system, exact, 0.03, seed=k)
-        result = system.solve(SolverOptions(fmax=1e-9, max_iterations=30))
+        result = system.solve(SolverOptions(fmax=1e-9, max_iterations=30, linear_far_field=far))
         assert result.converged, result
         assert result.max_atom_force < 1e-8 and result.max_fe_residual < 1e-8
         diff = system.z.copy()
         diff.axpy(-1.0, exact)
         assert diff.norm(3) < 1e-8  # PETSc NORM_INFINITY: back at the homogeneous state
+        np.testing.assert_array_equal(system.far_field_F, F)
+        n_cells = system.problem.material.n_cells
+        assert system.problem.material.linearised_points == (n_cells if far else 0)
 
 
 def test_correction_recomputed_at_a_homogeneous_state_still_passes_the_patch_test(eam, law):

@@ -295,6 +295,15 @@ class SolverSection:
         "this (largest entry) since; the gradient is always exact, so this changes only the "
         "Newton path, not the answer; `0`: exact tangent at every Newton step",
     )
+    linear_far_field: float = option(
+        0.0,
+        check=non_negative,
+        doc="where every entry of a cell's `F` is within this of the far field's (the load's "
+        "homogeneous `F`), the Cauchy–Born law is replaced by its quadratic expansion there "
+        "(the elastic constants of the same potential at that `F`: linear-elasticity "
+        "enhanced coupling), which costs almost nothing per cell. It changes the model by "
+        "at most `|∂A/∂F|·bound²` in those cells' stress; `0`: Cauchy–Born everywhere",
+    )
     hessian_precision: Literal["float32", "float64"] = option(
         "float32",
         doc="precision of the atoms' Hessian-vector products inside CG (analytic for EAM, "

@@ -653,6 +653,7 @@ def _options(
         max_iterations=solver.max_iterations,
         linear_solver=solver.linear_solver,
         tangent_tolerance=solver.tangent_tolerance,
+        linear_far_field=solver.linear_far_field,
     )
     fmax = solver.fmax if ref.fmax == "solver" else float(ref.fmax)
     if ref.fmax == "solver":

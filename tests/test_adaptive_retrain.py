@@ -187,6 +187,23 @@ def test_retrain_counts_calls_keeps_labels_of_a_failing_oracle_and_learns(tmp_pa
     assert float(rows[1]["eta_ml"]) < float(rows[0]["eta_ml"])
 
 
+def test_label_predictor_labels_the_unrelaxed_state_too_and_counts_both(tmp_path):
+    out, summary = run_case(
+        tmp_path,
+        "max_clusters = 2\nlabel_predictor = true\nreplay_energy_noise = 0.002\n",
+    )
+    frames = read_dataset(out / "adaptive" / "dataset.extxyz")
+    # two centres, each labelled at the solution and at the homogeneous predictor
+    assert len(frames) == 4 and summary["adaptivity"]["oracle_calls"] == 4
+    solved, predicted = frames[:2], frames[2:]
+    for a, b in zip(solved, predicted, strict=True):
+        # the same neighbourhood, unrelaxed: the centres differ by the centre's displacement
+        centre = [f.positions[f.arrays["force_mask"]].mean(0) for f in (a, b)]
+        assert 0.0 < np.linalg.norm(centre[0] - centre[1]) < 1.0
+        assert abs(len(a) - len(b)) < 0.1 * len(a)
+    assert (out / "adaptive" / "committee_00.pt").is_file()
+
+
 def test_rollback_fine_tunes_the_last_accepted_committee():
     """The choice of the committee a round starts from (no solve: stand-ins for committees)."""
     from multiscale.config.adaptivity import AdaptivitySection

@@ -125,6 +125,31 @@ def test_masked_atoms_do_not_enter_the_loss(frames):
     assert float(batch_loss(model, batch3, config=FAST, create_graph=False).detach()) > float(loss)
 
 
+def test_energy_weight_scales_only_that_frames_energy_term(frames):
+    """``info["energy_weight"]`` multiplies the frame's energy term: shifting the energy
+    label of a frame of weight w by d adds w times what it adds at weight 1."""
+    model = committee()
+    base = [f.copy() for f in frames[:3]]
+
+    def loss(fs):
+        b = make_batch(fs, [0, 1, 2], elements=model.elements, cutoff=model.cutoff)
+        return float(batch_loss(model, b, config=FAST, create_graph=False).detach())
+
+    def shifted(weight, d=1.0):
+        fs = [f.copy() for f in base]
+        fs[1].info["energy"] += d
+        fs[1].info["energy_weight"] = weight
+        return fs
+
+    zero = loss(shifted(0.0, 0.0))
+    assert loss(shifted(0.0)) == pytest.approx(zero, rel=1e-12)  # weight 0: label unused
+    unit = loss(shifted(1.0)) - loss(shifted(1.0, 0.0))
+    assert loss(shifted(25.0)) - loss(shifted(25.0, 0.0)) == pytest.approx(25.0 * unit, rel=1e-9)
+    bad = shifted(-1.0)
+    with pytest.raises(ValueError, match="energy_weight"):
+        make_batch(bad, [0, 1, 2], elements=model.elements, cutoff=model.cutoff)
+
+
 def test_loss_vanishes_on_own_predictions_with_stress(frames):
     # labels made by each member through the Calculator: energy, forces and stress terms
     # of its loss vanish, and a known stress offset gives a known loss

@@ -108,7 +108,12 @@ class RetrainSettings:
         energy_noise: ``σ_E`` of the fine-tuning loss, eV/atom. Looser than for training
             from scratch: a cluster's energy includes its cut surface, which the run never
             meets, and a tight ``σ_E`` lets that outweigh the masked forces.
+        replay_energy_noise: ``σ_E`` of the replayed frames, eV/atom; None: ``energy_noise``.
+            Tighter than ``energy_noise`` keeps the energy of the old (bulk) frames where it
+            was while the new clusters' energies stay loose (:func:`retrain`).
         force_noise: ``σ_F`` of the fine-tuning loss, eV/Å per component.
+        stress_noise: ``σ_S`` of the fine-tuning loss, eV/Å³ (frames with a stress label,
+            the periodic replayed ones); None leaves stresses out.
         seed: seeds the replay draw, the split, the bootstrap and the batch order.
     """
 
@@ -125,7 +130,9 @@ class RetrainSettings:
     replay: float | None = 4.0
     split: tuple[float, float, float] = (1.0, 0.0, 0.0)
     energy_noise: float = 0.02
+    replay_energy_noise: float | None = None
     force_noise: float = 0.05
+    stress_noise: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +147,10 @@ class RetrainSettings:
         for name in ("max_clusters", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RetrainSettings.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("replay_energy_noise", "stress_noise"):
+            value = getattr(self, name)
+            if value is not None and not value > 0.0:
+                raise ValueError(f"RetrainSettings.{name} must be > 0 or None, got {value}")
         if self.replay is not None and self.replay < 0.0:
             raise ValueError(f"RetrainSettings.replay must be >= 0 or None, got {self.replay}")
 
@@ -488,6 +499,13 @@ def _arranged(
     return [f for f in ordered if f is not None], min(len(new), len(train_ids))
 
 
+def _weighted(frame: Atoms, weight: float) -> Atoms:
+    """A copy of ``frame`` whose energy term weighs ``weight`` times its own."""
+    out = frame.copy()
+    out.info["energy_weight"] = weight * float(frame.info.get("energy_weight", 1.0))
+    return out
+
+
 def retrain(
     committee: Committee,
     new_frames: Sequence[Atoms],
@@ -495,6 +513,7 @@ def retrain(
     old_frames: Sequence[Atoms] = (),
     config: TrainingConfig,
     replay: float | None,
+    replay_energy_noise: float | None = None,
 ) -> RetrainResult:
     """Fine-tune every member on new labels with a replay of old ones, then recalibrate.
 
@@ -512,6 +531,9 @@ def retrain(
         old_frames: the frames trained on before.
         config: fine-tuning settings (:meth:`RetrainSettings.training_config`).
         replay: old frames per new frame; None: all.
+        replay_energy_noise: ``σ_E`` of the replayed frames, eV/atom (their energy terms are
+            weighted by ``(config.energy_noise / replay_energy_noise)²``, on copies); None:
+            ``config.energy_noise`` like the new frames.
 
     Raises:
         ValueError: no new frames.
@@ -525,6 +547,11 @@ def retrain(
         n_old = min(len(old), round(replay * len(new_frames)))
         pick = np.random.default_rng([config.seed, 2]).choice(len(old), n_old, replace=False)
         old = [old[k] for k in sorted(pick.tolist())]
+    if replay_energy_noise is not None:
+        if not replay_energy_noise > 0.0:
+            raise ValueError(f"replay_energy_noise must be > 0, got {replay_energy_noise}")
+        weight = (config.energy_noise / replay_energy_noise) ** 2
+        old = [_weighted(frame, weight) for frame in old]
     frames, n_in_training = _arranged(new_frames, old, config)
     before = masked_errors(committee, new_frames)
     result = fine_tune(committee, frames, (), replay=None, config=config)

@@ -3,7 +3,9 @@
 A labelled frame is an ``ase.Atoms`` with ``info["energy"]`` (total, eV),
 ``arrays["forces"]`` (``(n, 3)`` eV/Å) and optionally ``arrays["force_mask"]`` (per atom;
 atoms with a false/0 mask give no force label, e.g. the outer atoms of a carved cluster),
-``info["stress"]`` (Voigt ``xx yy zz yz xz xy``, eV/Å³, positive in tension) and
+``info["stress"]`` (Voigt ``xx yy zz yz xz xy``, eV/Å³, positive in tension),
+``info["energy_weight"]`` (a factor on the frame's energy term of the loss, default 1: a
+fine-tuning weighs replayed frames' energies more than new clusters') and
 ``info["config_type"]`` (str).
 
 A :class:`Batch` is many frames concatenated into one graph (atom indices offset per frame);
@@ -51,6 +53,8 @@ class Batch:
         stress: ``(C, 6)`` stress labels (eV/Å³), zero where absent.
         has_stress: ``(C,)`` 1 where the frame has a stress label.
         volume: ``(C,)`` cell volumes (Å³; 1 for frames without a 3D cell).
+        energy_weight: ``(C,)`` factor on each frame's energy term (``info["energy_weight"]``,
+            default 1).
         cache: descriptors and their Jacobians for these fixed positions
             (:class:`~atomistic.mlip.jacobian.DescriptorJacobian`), or None.
     """
@@ -66,6 +70,7 @@ class Batch:
     stress: torch.Tensor
     has_stress: torch.Tensor
     volume: torch.Tensor
+    energy_weight: torch.Tensor | None = None
     cache: DescriptorJacobian | None = None
 
     @property
@@ -107,6 +112,7 @@ def make_batch(
     """
     i_all, j_all, vec_all, species, edge_frame = [], [], [], [], []
     energy, forces, mask, stress, has_stress, volume, n_atoms = [], [], [], [], [], [], []
+    energy_weight = []
     offset = 0
     for c, k in enumerate(frame_ids):  # once per batch, not per step
         atoms = frames[k]
@@ -127,6 +133,7 @@ def make_batch(
         has_stress.append(0.0 if s is None else 1.0)
         volume.append(abs(atoms.cell.volume) if atoms.cell.rank == 3 else 1.0)
         n_atoms.append(len(atoms))
+        energy_weight.append(_energy_weight(atoms, k))
         offset += len(atoms)
 
     def t(x: Any, dt: torch.dtype = dtype) -> torch.Tensor:
@@ -151,7 +158,15 @@ def make_batch(
         stress=t(np.stack(stress)),
         has_stress=t(has_stress),
         volume=t(volume),
+        energy_weight=t(energy_weight),
     )
+
+
+def _energy_weight(atoms: Atoms, k: int) -> float:
+    w = float(atoms.info.get("energy_weight", 1.0))
+    if not (np.isfinite(w) and w >= 0.0):
+        raise FrameLabelError(f"frame {k}: energy_weight must be finite and >= 0, got {w}")
+    return w
 
 
 def split_indices(

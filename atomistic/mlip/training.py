@@ -3,17 +3,19 @@
 Loss of member ``m`` over a set of frames ``c`` (bootstrap weights ``w_mc``) and atoms ``a``
 (``μ_a`` the force mask, ``N_c`` atoms per frame):
 
-    L_m = Σ_c w_mc (ΔE_mc / N_c)² / σ_E² / Σ_c w_mc
+    L_m = Σ_c w_mc λ_c (ΔE_mc / N_c)² / σ_E² / Σ_c w_mc
         + Σ_a w_m,c(a) μ_a |ΔF_ma|² / σ_F² / Σ_a w_m,c(a) μ_a
         + Σ_c w_mc h_c |Δσ_mc|² / σ_S² / Σ_c w_mc h_c          (frames with stress, h_c = 1)
 
-``σ_E`` (eV/atom), ``σ_F`` (eV/Å per component) and ``σ_S`` (eV/Å³) are the stated label
-noise levels, so each term is a squared error in units of its noise. All members train
-together on ``Σ_m L_m``: they differ by initial weights (seed per member) and by bootstrap
-weights (a resample of the training frames per member). Minibatches of frames are built
-once; each epoch visits them in a seeded random order, so a seed fixes the weights on the
-CPU bit for bit. Early stopping keeps the weights of the best validation loss. Finally the
-committee calibration is fitted on the validation frames (see :mod:`atomistic.mlip.committee`).
+``λ_c`` is the frame's ``info["energy_weight"]`` (default 1; a fine-tuning gives replayed
+frames ``(σ_E/σ_E,replay)²``). ``σ_E`` (eV/atom), ``σ_F`` (eV/Å per component) and ``σ_S``
+(eV/Å³) are the stated label noise levels, so each term is a squared error in units of
+its noise. All members train together on ``Σ_m L_m``: they differ by initial weights (seed
+per member) and by bootstrap weights (a resample of the training frames per member).
+Minibatches of frames are built once; each epoch visits them in a seeded random order, so a
+seed fixes the weights on the CPU bit for bit. Early stopping keeps the weights of the best
+validation loss. Finally the committee calibration is fitted on the validation frames (see
+:mod:`atomistic.mlip.committee`).
 
 With ``TrainingConfig.state`` set, the whole training state (weights, Adam moments, the
 learning-rate schedule, the best weights so far, the history) is written there atomically
@@ -239,7 +241,8 @@ def _member_losses(
     """``L_m`` ``(M,)`` from the squared errors of :func:`_member_terms`."""
     if weights is None:
         weights = t["energy"].new_ones(t["energy"].shape)
-    loss = (weights * t["energy"]).sum(1) / weights.sum(1).clamp(min=1e-12)
+    e2 = t["energy"] if batch.energy_weight is None else t["energy"] * batch.energy_weight
+    loss = (weights * e2).sum(1) / weights.sum(1).clamp(min=1e-12)
     loss = loss / config.energy_noise**2
     w_atom = weights[:, batch.atom_frame] * batch.force_mask
     forces = (w_atom * t["forces"]).sum(1) / w_atom.sum(1).clamp(min=1e-12)

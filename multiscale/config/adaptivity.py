@@ -114,6 +114,26 @@ class AdaptivitySection:
         1e-3, check=positive, doc="retraining: Adam learning rate of the fine-tuning"
     )
     replay: float = option(1.0, check=positive, doc="retraining: old frames replayed per new frame")
+    label_predictor: bool = option(
+        False,
+        doc="retraining: also label, around each centre, a cluster cut from the homogeneous "
+        "predictor (the unrelaxed state the relaxation starts from; up to two oracle calls "
+        "per centre)",
+    )
+    energy_noise: float = option(
+        0.02,
+        unit="eV/atom",
+        check=positive,
+        doc="retraining: energy noise `σ_E` of the fine-tuning loss on the labelled clusters",
+    )
+    replay_energy_noise: float | Literal["auto"] = option(
+        "auto",
+        unit="eV/atom",
+        check=positive,
+        doc="retraining: `σ_E` of the replayed frames; tighter than `energy_noise` keeps "
+        "the committee's bulk energy where it was",
+        default_doc="`energy_noise`",
+    )
 
 
 def check_adaptivity(section: AdaptivitySection, ctx: Context) -> None:

@@ -18,13 +18,18 @@ One round, when the loop marks atoms where ``eta_ml`` dominates
 3. **clusters**: open spheres of the free and pad atoms at the solution, force labels
    within ``cluster_radius`` of the centre and an unlabelled buffer of ``cluster_buffer``
    (``"auto"``: twice the larger of the committee's and the oracle's cutoffs, so that the
-   labelled forces are the ones of the configuration they were cut from).
+   labelled forces are the ones of the configuration they were cut from). With
+   ``label_predictor`` each centre also gets a cluster cut from the homogeneous predictor
+   (the unrelaxed state the relaxation energy is measured from), once per centre position:
+   the relaxation energy integrates the forces along the whole path, not at its end alone.
 4. **labels**: one oracle call per cluster, each frame appended at once to
    ``<output>/adaptive/dataset.extxyz`` (atomic; earlier labels stay). An oracle that fails
    stops the labelling; the labels made are kept and used, the failure becomes a note (and a
    log line), the run goes on.
 5. **fine-tune**: every member, warm start, on all the labels of the run with a replay of
-   ``replay`` old frames per label, then recalibrated (:func:`~atomistic.mlip.active.retrain`).
+   ``replay`` old frames per label, then recalibrated (:func:`~atomistic.mlip.active.retrain`);
+   the loss weighs the labels' energies with ``energy_noise`` and the replayed frames' with
+   ``replay_energy_noise`` (tighter keeps the bulk energy of the committee).
    The old frames are the committee file's training data (``metadata["data_files"]``, tried
    against the working folder and each folder above the committee file); when none is found
    only this run's labels are trained on, and a note says so.
@@ -135,6 +140,7 @@ class Retrainer:
     _oracle: Any = None
     _old: list[Any] | None = None
     _files: list[str] = field(default_factory=list)
+    _predictor_done: set[tuple[float, ...]] = field(default_factory=set)
 
     @property
     def dataset(self) -> Path | None:
@@ -198,6 +204,9 @@ class Retrainer:
         if self.accepted is None:
             self.accepted = run.setup.potential.module
         atoms = coupled_atoms(run)  # collective
+        if self.settings.label_predictor and run.system.predictor is not None:
+            u0 = run.system.atom_displacements(run.system.predictor)  # collective
+            atoms.set_array("predictor_position", atoms.arrays["reference_position"] + u0)
         done = None
         if self.comm.rank == 0:
             done = self._round(run.setup, atoms, np.asarray(spread, dtype=float), record, k)
@@ -278,6 +287,8 @@ class Retrainer:
         n_free = len(spread)
         limit = None if s.max_oracle_calls == "none" else int(s.max_oracle_calls)
         left = s.max_clusters if limit is None else max(0, limit - calls)
+        if s.label_predictor and limit is not None:  # up to two calls per centre
+            left //= 2
         centres = select_centres(
             spread,
             atoms.positions[:n_free],
@@ -317,6 +328,8 @@ class Retrainer:
             r_core=s.cluster_radius,
             r_buffer=buffer,
         )
+        if "predictor_position" in atoms.arrays:
+            clusters += self._predictor_clusters(atoms, centres, s.cluster_radius, buffer)
         outcome = label_frames(
             clusters, oracle, oracle_name=oracle_name(oracle), dataset=self.dataset
         )
@@ -329,6 +342,35 @@ class Retrainer:
         if outcome.error is not None:
             done.notes.append(f"retrain: {outcome.error}")
             done.log += f"; {outcome.error}"
+
+    def _predictor_clusters(
+        self, atoms: Any, centres: np.ndarray, r_core: float, r_buffer: float
+    ) -> list[Any]:
+        """Clusters cut around ``centres`` from the homogeneous predictor (``label_predictor``).
+
+        The predictor is the unrelaxed state the relaxation starts from; a centre whose
+        predictor position was labelled in an earlier round is not labelled again.
+        """
+        from atomistic.mlip.active import carve_clusters
+
+        x0 = atoms.arrays["predictor_position"]
+        keep = []
+        for c in np.asarray(centres, dtype=np.int64).tolist():  # a few centres
+            key = tuple(np.round(x0[c], 3).tolist())
+            if key not in self._predictor_done:
+                self._predictor_done.add(key)
+                keep.append(c)
+        if not keep:
+            return []
+        return carve_clusters(
+            x0,
+            atoms.get_chemical_symbols(),
+            atoms.cell.array,
+            atoms.pbc,
+            keep,
+            r_core=r_core,
+            r_buffer=r_buffer,
+        )
 
     def _replay(self, base: Any, done: _Round) -> list[Any]:
         if self._old is None:
@@ -345,9 +387,21 @@ class Retrainer:
 
         s = self.settings
         config = RetrainSettings(
-            lo=s.lo, hi=s.hi, epochs=s.epochs, learning_rate=s.learning_rate
+            lo=s.lo,
+            hi=s.hi,
+            epochs=s.epochs,
+            learning_rate=s.learning_rate,
+            energy_noise=s.energy_noise,
         ).training_config()
-        result = retrain(base, self.labels, old_frames=old, config=config, replay=s.replay)
+        replay_noise = None if s.replay_energy_noise == "auto" else float(s.replay_energy_noise)
+        result = retrain(
+            base,
+            self.labels,
+            old_frames=old,
+            config=config,
+            replay=s.replay,
+            replay_energy_noise=replay_noise,
+        )
         done.log += (
             f"; fine-tuned on {result.n_new} label(s) + {result.n_replayed} replayed: masked "
             f"force RMSE {result.before.force_rmse:.3f} -> {result.after.force_rmse:.3f} eV/Å, "

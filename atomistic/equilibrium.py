@@ -29,6 +29,7 @@ from ase.calculators.calculator import BaseCalculator
 from atomistic.calculator import Calculator
 from atomistic.cauchy_born import CauchyBorn
 from atomistic.defects import vacancy
+from atomistic.device import one_thread
 from atomistic.lattice import crystal, unit_cell
 from atomistic.potentials.protocol import Potential
 from atomistic.relax import Progress, relax_fixed_cell
@@ -95,12 +96,35 @@ def equilibrium_lattice_constant(
         span: relative half-width of the scan around ``a_guess``.
 
     Returns:
-        ``a_0`` in Å.
+        ``a_0`` in Å, the same to the last bit whatever the number of CPU threads (it is
+        computed on one), so that every lattice and mesh built from it is reproducible.
 
     Raises:
         ValueError: no minimum inside the scan, neither a guess nor a potential, or an
             oracle with a non-cubic lattice.
     """
+    with one_thread():
+        return _equilibrium_lattice_constant(
+            calculator,
+            structure=structure,
+            element=element,
+            potential=potential,
+            device=device,
+            a_guess=a_guess,
+            span=span,
+        )
+
+
+def _equilibrium_lattice_constant(
+    calculator: BaseCalculator | None,
+    *,
+    structure: str,
+    element: str,
+    potential: Potential | None,
+    device: str | torch.device | None,
+    a_guess: float | None,
+    span: float,
+) -> float:
     import scipy.optimize
 
     if calculator is None:

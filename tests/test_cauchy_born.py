@@ -69,6 +69,27 @@ def test_cu_mishin_lattice_constant(cu_cb):
     assert a == pytest.approx(3.6149, abs=5e-5)
 
 
+def test_relaxed_lattice_constant_does_not_depend_on_the_thread_count(potentials_dir):
+    # Every lattice site and mesh vertex of an ``a = "relax"`` case scales with a_0: a
+    # last-bit difference between 1 and 2 threads moved one vertex of the patch-test mesh.
+    from atomistic.equilibrium import equilibrium_lattice_constant
+
+    pot = EAM.from_file(potentials_dir / "Cu_mishin1.eam.alloy")
+    before = torch.get_num_threads()
+    values = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            values.append(
+                equilibrium_lattice_constant(structure="fcc", element="Cu", potential=pot, device="cpu")
+            )
+            assert torch.get_num_threads() == threads  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert values[0] == values[1] == values[2]
+    assert values[0] == pytest.approx(3.6149, abs=5e-5)
+
+
 @pytest.mark.parametrize(
     "structure, element, a, c, file",
     [("diamond", "Si", 5.431, None, "Si.sw"), ("hcp", "Zr", 3.23, 5.17, "Zr_mm.eam.fs")],

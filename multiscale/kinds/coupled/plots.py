@@ -12,13 +12,13 @@ file                   what it shows
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
+
+from multiscale.outputs import atomic_file
 
 __all__ = ["write_plots"]
 
@@ -27,15 +27,9 @@ _ACTIONS = ("refine", "expand", "retrain")
 
 
 def _save(fig: Any, path: Path) -> None:
-    """Save atomically: a temporary file in the same folder, then replaced onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Save as PNG atomically, as every output file is (:func:`multiscale.outputs.atomic_file`)."""
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
 
 
 def _convergence(plt: Any, history: list[Any], path: Path) -> None:

@@ -280,3 +280,45 @@ def test_pair_vectors_and_scatter_are_adjoint_and_differentiable(rng, per_pair_s
     assert torch.autograd.gradcheck(lambda a, b: pair_vectors(a, b, i, j), (x, s))
     assert torch.autograd.gradgradcheck(lambda a, b: pair_vectors(a, b, i, j) ** 2, (x, s))
     assert torch.autograd.gradgradcheck(lambda a: pair_scatter(a, i, j, n) ** 2, (g,))
+
+
+_CACHED_CALL = """
+import sys
+import numpy as np
+from atomistic.potentials import eam_kernels as k
+from atomistic.potentials.eam import EAM
+
+t = EAM.from_file(sys.argv[2]).compiled_tables()
+rho, species = np.array([0.01, 0.02]), np.zeros(2, dtype=np.int64)
+if sys.argv[1] == "embedding":
+    k._embedding(rho, species, t.frho, t.end_slope, t.inv_drho, t.rhomax)
+else:
+    i, j = np.array([0, 1]), np.array([1, 0])
+    vec = np.array([[2.5, 0.0, 0.0], [-2.5, 0.0, 0.0]])
+    out = k._hessian_setup(i, j, vec, species, t.pair, t.n_el, t.inv_dr, t.cutoff, t.frho,
+                           t.end_slope, t.inv_drho, t.rhomax, np.ones(2), 2)
+    assert np.all(np.isfinite(out[-1]))
+"""
+
+
+def test_a_cached_kernel_that_calls_parallel_code_runs_in_a_fresh_process(tmp_path, potentials_dir):
+    # ``_hessian_setup`` (serial) calls ``_embedding`` (parallel). Compiled in a process that
+    # had loaded ``_embedding`` from the disk cache, then itself loaded from the cache as the
+    # first kernel of a new process, it crashed that process (numba's thread pool was never
+    # started): a segmentation fault in a clean clone's test run.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    file = str(potentials_dir / "Cu_mishin1.eam.alloy")
+    for step in ("embedding", "hessian_setup", "hessian_setup"):  # compile, compile, load
+        done = subprocess.run(
+            [sys.executable, "-c", _CACHED_CALL, step, file],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{step}: exit {done.returncode}\n{done.stderr[-2000:]}"
+    assert list((tmp_path / "cache").rglob("*_hessian_setup*.nbc"))  # it did use the cache

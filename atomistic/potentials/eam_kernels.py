@@ -62,6 +62,10 @@ __all__ = ["EAMTables", "compiled_wanted", "site_energies"]
 # cores); its own work queue does not. NUMBA_THREADING_LAYER in the environment still wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
+# Start numba's thread pool now. A kernel loaded from the disk cache that reaches parallel code
+# through a call (``_hessian_setup`` → ``_embedding``) does not start it, and crashed its
+# process with a segmentation fault when it was the first parallel code the process ran.
+numba.get_num_threads()
 
 
 def _jit(parallel: bool, inline: bool = False) -> Any:

@@ -32,6 +32,7 @@ import numpy as np
 import ufl
 from dolfinx import fem
 from dolfinx.mesh import CellType, Mesh
+from mpi4py import MPI
 
 from continuum.laws import ConstitutiveLaw
 
@@ -257,6 +258,30 @@ class QuadratureMaterial:
         self.invalidate()
         self._A, self._A_at = None, None
         return True
+
+    def linearisation_report(self) -> dict[str, float | int] | None:
+        """Where :meth:`linearise`'s expansion is in force, and how far ``F`` went (collective).
+
+        Returns:
+            None without a linearisation; else, over every rank, ``bound``, ``cells`` (cells
+            taking the expansion), ``cells_total`` (all cells) and ``max_deviation``: the
+            largest entry of ``|F − F0|`` in those cells now. Above ``bound``, cells fixed by
+            :meth:`freeze_linearisation` left the bound during the solve, and the stress error
+            bound of :meth:`linearise` does not hold there.
+        """
+        if self._linear is None:
+            return None
+        F0, bound = self._linear[0], self._linear[4]
+        d = self.deformation_gradients().reshape(self.n_cells, -1) - np.tile(F0, self._m())
+        dev = np.abs(d).max(axis=1) if self.n_cells else np.zeros(0)
+        near = self._near if self._near is not None else dev <= bound
+        comm = self._mesh.comm
+        return {
+            "bound": float(bound),
+            "cells": int(comm.allreduce(int(near.sum()))),
+            "cells_total": int(comm.allreduce(int(self.n_cells))),
+            "max_deviation": float(comm.allreduce(float(dev[near].max(initial=0.0)), op=MPI.MAX)),
+        }
 
     def _m(self) -> int:
         """Evaluation points per cell: 1 where the material is stored once per cell."""

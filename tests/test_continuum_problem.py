@@ -555,3 +555,37 @@ def test_frozen_linearisation_keeps_its_cells_wherever_F_goes(disk_mesh):
     m.update()
     near = np.abs(F - F_25D.reshape(9)).max(axis=1) <= bound
     assert m.linearised_points == near.sum() != frozen.sum()
+
+
+def test_linearisation_report_says_when_frozen_cells_left_the_bound(disk_mesh):
+    """The report counts the cells taking the expansion and gives the largest ``|F − F0|``
+    entry among them, computed here from the deformation gradients themselves."""
+    law = LAWS["neo-hookean"]
+    problem = HyperelasticProblem(mesh_data=disk_mesh, law=law, mode="2.5d")
+    X = problem.dof_coordinates()
+    bump = (1e-3 * np.linalg.norm(X, axis=1)[:, None] ** 2 * np.array([1.0, -0.5, 0.3])).ravel()
+    problem.u.x.array[:] = exact(problem, F_25D) + bump
+    m = problem.material
+    assert m.linearisation_report() is None  # no linearisation
+    bound = 5e-3
+    m.linearise(about=F_25D, within=bound)
+
+    def deviations():
+        return np.abs(m.deformation_gradients()[:, 0].reshape(-1, 9) - F_25D.reshape(9)).max(1)
+
+    dev = deviations()
+    near = dev <= bound
+    report = m.linearisation_report()
+    assert report == {
+        "bound": bound,
+        "cells": int(near.sum()),
+        "cells_total": len(dev),
+        "max_deviation": pytest.approx(dev[near].max(), rel=1e-14),
+    }
+    assert report["max_deviation"] <= bound
+    assert m.freeze_linearisation()
+    problem.u.x.array[:] = exact(problem, F_25D) + 3.0 * bump  # the frozen cells move on
+    report = m.linearisation_report()
+    assert report["cells"] == int(near.sum())  # the frozen set, not the cells near now
+    assert report["max_deviation"] == pytest.approx(deviations()[near].max(), rel=1e-14)
+    assert report["max_deviation"] > bound

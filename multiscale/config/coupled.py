@@ -302,7 +302,11 @@ class SolverSection:
         "homogeneous `F`), the Cauchy–Born law is replaced by its quadratic expansion there "
         "(the elastic constants of the same potential at that `F`: linear-elasticity "
         "enhanced coupling), which costs almost nothing per cell. It changes the model by "
-        "at most `|∂A/∂F|·bound²` in those cells' stress; `0`: Cauchy–Born everywhere",
+        "at most `|∂A/∂F|·bound²` in those cells' stress. The cells are chosen after the "
+        "first Newton step and kept; each load step in `summary.json` reports "
+        "`linear_far_field` (`bound`, `cells`, `cells_total`, `max_deviation`: the largest "
+        "entry of `|F − F_far|` in those cells at the solution), and the log warns when that "
+        "exceeds the bound; `0`: Cauchy–Born everywhere",
     )
     hessian_precision: Literal["float32", "float64"] = option(
         "float32",

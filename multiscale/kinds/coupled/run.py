@@ -76,6 +76,7 @@ class StepRecord:
     correction_status: str = "one pass"
     stress_intensity: float | None = None
     crack_tip_x: float | None = None
+    linear_far_field: dict[str, float | int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
@@ -98,6 +99,7 @@ class StepRecord:
             "correction_changes_eV_per_A": list(self.correction_changes),
             "correction_status": self.correction_status,
             "wall_time_s": self.wall_time_s,
+            **({"linear_far_field": self.linear_far_field} if self.linear_far_field else {}),
             **(
                 {}
                 if self.stress_intensity is None
@@ -351,6 +353,7 @@ def solve_step(
         report=lambda message: reporter.info(f"{label}: {message}"),
     )
     result = outcome.result
+    linear = _linear_far_field(system, reporter, label)
     record = StepRecord(
         step=k,
         load_factor=loading.factor(k),
@@ -371,6 +374,7 @@ def solve_step(
         correction_passes=outcome.passes,
         correction_status=outcome.status,
         **_crack_tip(setup, system, k, reporter, label),
+        linear_far_field=linear,
     )
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(
@@ -381,6 +385,30 @@ def solve_step(
         f"({record.wall_time_s:.1f} s)"
     )
     return record
+
+
+def _linear_far_field(
+    system: CoupledSystem, reporter: Reporter, label: str
+) -> dict[str, float | int] | None:
+    """``solver.linear_far_field`` at the solution: its cells, and whether they kept the bound.
+
+    The cells are chosen after the first Newton step and kept (one smooth energy); a cell
+    whose ``F`` then left the bound is reported, not hidden (collective).
+    """
+    report = system.problem.material.linearisation_report()
+    if report is None:
+        return None
+    reporter.info(
+        f"{label}: linearised far field in {report['cells']} of {report['cells_total']} cells, "
+        f"max |F - F_far| there {report['max_deviation']:.3e} (bound {report['bound']:.3e})"
+    )
+    if report["max_deviation"] > report["bound"]:
+        reporter.info(
+            f"{label}: warning: cells of the linearised far field left its bound during the "
+            "solve; the linearisation's error bound does not hold there (lower "
+            "solver.linear_far_field, or 0 to turn it off)"
+        )
+    return report
 
 
 def _crack_tip(

@@ -149,3 +149,22 @@ def test_member_forces_compiled_equal_plain(create_graph):
         for a, b in zip(p1, p0, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-10 * float(b.abs().max()))
 
+
+@pytest.mark.parametrize("activation", ["silu", "tanh"])
+def test_hessian_operator_equals_autograd_double_backward(activation):
+    from atomistic.mlip.hessian import _autograd_operator
+
+    model = Committee(
+        elements=ELEMENTS, descriptor=spec(), hidden=(8, 6), n_members=2, activation=activation
+    )
+    with torch.no_grad():
+        model.descriptor_std.fill_(0.7)
+        model.energy_scale.fill_(0.4)
+    graph = graph_of()
+    gen = torch.Generator().manual_seed(5)
+    weights = torch.rand(graph.n_atoms, generator=gen, dtype=torch.float64)
+    v = torch.randn((graph.n_atoms, 3), generator=gen, dtype=torch.float64)
+    fast = model.hessian_operator(graph, weights)(v)
+    plain = _autograd_operator(model, graph, weights)(v)
+    assert float(plain.abs().max()) > 1e-2
+    np.testing.assert_allclose(fast.numpy(), plain.numpy(), atol=1e-12 * float(plain.abs().max()))

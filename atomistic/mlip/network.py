@@ -314,6 +314,18 @@ class NetworkPotential(torch.nn.Module):
         y = self.networks(x, species)
         return self.energy_shift[species] + self.energy_scale * y
 
+    def hessian_operator(
+        self, graph: Graph, weights: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``V (n, 3) -> (∂²E/∂x²) V`` of ``E = Σ_i w_i ε̄_i`` (``ε̄`` the member mean).
+
+        For Newton–Krylov solvers (:class:`coupling.blended_atoms.BlendedAtoms`): what does
+        not depend on ``V`` is computed here once; see :mod:`atomistic.mlip.hessian`.
+        """
+        from atomistic.mlip.hessian import hessian_operator
+
+        return hessian_operator(self, graph, weights)
+
     @torch.no_grad()
     def set_statistics(
         self,

@@ -168,3 +168,22 @@ def test_hessian_operator_equals_autograd_double_backward(activation):
     plain = _autograd_operator(model, graph, weights)(v)
     assert float(plain.abs().max()) > 1e-2
     np.testing.assert_allclose(fast.numpy(), plain.numpy(), atol=1e-12 * float(plain.abs().max()))
+
+
+def test_float32_hessian_operator_runs_the_kernels_in_float64():
+    import copy
+
+    from atomistic.mlip.hessian import _autograd_operator, _compiled_state
+
+    model = Committee(elements=ELEMENTS, descriptor=spec(), hidden=(8, 6), n_members=2)
+    graph, graph32 = graph_of(), graph_of(dtype=torch.float32)
+    model32 = copy.deepcopy(model).to(torch.float32)
+    assert _compiled_state(model32, graph32) is not None
+    gen = torch.Generator().manual_seed(6)
+    weights = torch.rand(graph.n_atoms, generator=gen, dtype=torch.float64)
+    v = torch.randn((graph.n_atoms, 3), generator=gen, dtype=torch.float64)
+    exact = _autograd_operator(model, graph, weights)(v)
+    fast = model32.hessian_operator(graph32, weights.float())(v.float())
+    assert fast.dtype == torch.float32
+    scale = float(exact.abs().max())
+    np.testing.assert_allclose(fast.double().numpy(), exact.numpy(), atol=1e-5 * scale)

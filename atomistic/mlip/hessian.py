@@ -21,14 +21,16 @@ network layer ``z_{k+1} = act(z_k) W_{k+1} + b``, with ``d_k = ∂y/∂z_k``:
     δz_{k+1} = (act'(z_k) δz_k) W_{k+1}
     δd_k     = act''(z_k) δz_k d̃_k + act'(z_k) (δd_{k+1} W_{k+1}ᵀ)
 
-(``d̃_k = d_{k+1} W_{k+1}ᵀ``). Where the kernels do not apply (CUDA, ``float32``, ACSF) the
-operator is autograd's double backward, as for any potential.
+(``d̃_k = d_{k+1} W_{k+1}ᵀ``). With ``float32`` pairs on the CPU (the coupled solver's
+default ``hessian_precision``) the kernels run in ``float64`` and the networks in ``float32``.
+Where the kernels do not apply (CUDA, ACSF) the operator is autograd's double backward, as
+for any potential.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -120,19 +122,18 @@ def hessian_operator(
         graph: the atoms and their pairs.
         weights: ``(n,)`` weights ``w_i`` of the site energies.
     """
-    compiled = getattr(potential.descriptor, "compiled_state", None)
-    with torch.no_grad():
-        state = compiled(graph) if compiled is not None else None
+    state = _compiled_state(potential, graph)
     if state is None:
         return _autograd_operator(potential, graph, weights)
     features, moments = state
     species, nets = graph.species, potential.networks
+    dtype = potential.descriptor_std.dtype  # the networks' (float32 with hessian_precision)
     std = potential.descriptor_std[species]
     n_members, n_el = nets.weights[0].shape[:2]
     with torch.no_grad():
-        x = (features - potential.descriptor_mean[species]) / std
+        x = (features.to(dtype) - potential.descriptor_mean[species]) / std
         # ∂E/∂x = c ∂ȳ/∂x with c = w s / M per atom; Λ = ∂E/∂G = c ∂ȳ/∂x / σ
-        c = weights.to(x.dtype) * potential.energy_scale / n_members
+        c = weights.to(dtype) * potential.energy_scale / n_members
         _, dy = nets.input_gradients(x, species)
         lam = (c[:, None] * dy.sum(0) / std)[None]  # (1, n, D)
         blocks = []
@@ -140,19 +141,37 @@ def hessian_operator(
             idx = (species == a).nonzero()[:, 0]
             if idx.numel():
                 blocks.append((idx, _NetworkCurvature(nets, x[idx], a, c[idx])))
-    lam_np = lam.numpy()
+    lam_np = lam.double().numpy()
     zero = features.new_zeros((1, 3))
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            dr = pair_vectors(v.to(features.dtype).contiguous(), zero, graph.i, graph.j)
+            dr = pair_vectors(v.double().contiguous(), zero, graph.i, graph.j)
             dr_np = dr.numpy()[None]
-            dx = torch.from_numpy(moments.jvp(dr_np)[0]) / std
+            dx = torch.from_numpy(moments.jvp(dr_np)[0]).to(dtype) / std
             dlam = torch.zeros_like(dx)
             for idx, curvature in blocks:
                 dlam[idx] = curvature(dx[idx])
             dlam = dlam / std
-            h = moments.hvp(lam_np, dr_np, dlam.numpy()[None])
-            return pair_scatter(torch.from_numpy(h), graph.i, graph.j, graph.n_atoms)
+            h = moments.hvp(lam_np, dr_np, dlam.double().numpy()[None])
+            hv = pair_scatter(torch.from_numpy(h), graph.i, graph.j, graph.n_atoms)
+            return hv.to(v.dtype)
 
     return apply
+
+
+def _compiled_state(potential: NetworkPotential, graph: Graph) -> tuple[torch.Tensor, Any] | None:
+    """The compiled descriptor at the graph's pairs, or None where the kernels do not apply.
+
+    CPU ``float32`` pairs (``solver.hessian_precision = "float32"``) are evaluated in
+    ``float64`` by the kernels; the networks run in the potential's own dtype.
+    """
+    compiled = getattr(potential.descriptor, "compiled_state", None)
+    if compiled is None:
+        return None
+    vec = graph.vectors.detach()
+    if vec.device.type == "cpu" and vec.dtype == torch.float32:
+        graph = graph.with_vectors(vec.double())
+    with torch.no_grad():
+        state: tuple[torch.Tensor, Any] | None = compiled(graph)
+    return state

@@ -148,12 +148,12 @@ def hessian_operator(
         with torch.no_grad():
             dr = pair_vectors(v.double().contiguous(), zero, graph.i, graph.j)
             dr_np = dr.numpy()[None]
-            dx = torch.from_numpy(moments.jvp(dr_np)[0]).to(dtype) / std
+            dx = torch.from_numpy(moments.jvp(dr_np, keep=True)[0]).to(dtype) / std
             dlam = torch.zeros_like(dx)
             for idx, curvature in blocks:
                 dlam[idx] = curvature(dx[idx])
             dlam = dlam / std
-            h = moments.hvp(lam_np, dr_np, dlam.double().numpy()[None])
+            h = moments.hvp(lam_np, dr_np, dlam.double().numpy()[None], kept=True)
             hv = pair_scatter(torch.from_numpy(h), graph.i, graph.j, graph.n_atoms)
             return hv.to(v.dtype)
 

@@ -19,7 +19,7 @@ Differentiating the Hessian-vector product raises (``RuntimeError``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,7 @@ class MomentState:
     angular: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     moments: np.ndarray
     features: np.ndarray
+    _kept: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0, 0)), repr=False)
 
     def _radial(self) -> tuple[Any, ...]:
         return (self.i, self.j, self.vectors, self.species, *self.plan.radial_args())
@@ -98,23 +99,35 @@ class MomentState:
         mk._angular_vjp(*self._angular(), self.moments, lam, out)
         return out
 
-    def jvp(self, w: np.ndarray) -> np.ndarray:
-        """``(∂G/∂r) w_b`` ``(B, n, D)`` for pair-space tangents ``w`` ``(B, E, 3)``."""
+    def jvp(self, w: np.ndarray, *, keep: bool = False) -> np.ndarray:
+        """``(∂G/∂r) w_b`` ``(B, n, D)`` for pair-space tangents ``w`` ``(B, E, 3)``.
+
+        ``keep``: also keep the moments' tangent ``δM`` for the next :meth:`hvp` with the same
+        ``w`` (``kept=True`` there), which then skips recomputing it.
+        """
         out = np.zeros((w.shape[0], *self.features.shape))
+        shape = (self.features.shape[0] if keep else 0, w.shape[0], *self.moments.shape[1:])
+        self._kept = np.empty(shape)
         mk._radial_jvp(*self._radial(), w, out)
-        mk._angular_jvp(*self._angular(), self.moments, w, out)
+        mk._angular_jvp(*self._angular(), self.moments, w, out, self._kept)
         return out
 
-    def hvp(self, lam: np.ndarray, w: np.ndarray, dlam: np.ndarray | None = None) -> np.ndarray:
+    def hvp(
+        self, lam: np.ndarray, w: np.ndarray, dlam: np.ndarray | None = None, *, kept: bool = False
+    ) -> np.ndarray:
         """``Σ_b (∂²(Λ_b·G)/∂r²) w_b`` ``(E, 3)``, plus ``∂(δΛ_b·G)/∂r`` for ``dlam`` given.
 
-        (The same as adding ``vjp(dlam)``, in the same pass over the pairs).
+        (The same as adding ``vjp(dlam)``, in the same pass over the pairs). ``kept``: the
+        last :meth:`jvp` ran with ``keep=True`` on this ``w``.
         """
         out = np.zeros((self.i.shape[0], 3))
         if dlam is None:
             dlam = np.empty((0, *self.features.shape))
         mk._radial_hvp(*self._radial(), lam, dlam, w, out)
-        mk._angular_hvp(*self._angular(), self.moments, lam, dlam, w, out)
+        if kept and self._kept.shape[0] == 0:
+            raise ValueError("hvp(kept=True) needs a jvp(keep=True) with the same tangent first")
+        dm = self._kept if kept else np.empty((0, *self._kept.shape[1:]))
+        mk._angular_hvp(*self._angular(), self.moments, lam, dlam, w, dm, out)
         return out
 
 

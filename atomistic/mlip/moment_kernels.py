@@ -524,8 +524,11 @@ def _moment_jvp(nbrs, consts, w, a, n_b, dm):  # pragma: no cover
 
 
 @_jit(parallel=False)
-def _angular_jvp(nbrs, consts, moments, w, out):  # pragma: no cover
-    """``δI[l, (c, c')] = Σ_{α∈l} δM[c, α] M[c', α] + M[c, α] δM[c', α]`` (``out[:, :, off:]``)."""
+def _angular_jvp(nbrs, consts, moments, w, out, keep):  # pragma: no cover
+    """``δI[l, (c, c')] = Σ_{α∈l} δM[c, α] M[c', α] + M[c, α] δM[c', α]`` (``out[:, :, off:]``).
+
+    ``keep`` ``(n, B, K, A)`` receives ``δM`` (for :func:`_angular_hvp`), unless it is empty.
+    """
     ptr, pair, sign, element, vec = nbrs
     eta, mu, ra, kind, exps, rank, weight, l_start, prow, pcol, off = consts
     n = ptr.shape[0] - 1
@@ -537,6 +540,8 @@ def _angular_jvp(nbrs, consts, moments, w, out):  # pragma: no cover
         if ptr[a] == ptr[a + 1]:
             continue
         _moment_jvp(nbrs, consts, w, a, n_b, dm)
+        if keep.shape[0] > 0:
+            keep[a] = dm
         for m in range(n_b):
             for l in range(n_l):
                 for q in range(n_p):
@@ -575,11 +580,12 @@ def _hvp_channel(b_, c_, rank, rho, val, grad, hess, ux, uy, uz, inv, dx, dy, dz
 
 
 @_jit(parallel=False)
-def _angular_hvp(nbrs, consts, moments, lam, dlam, w, out):  # pragma: no cover
+def _angular_hvp(nbrs, consts, moments, lam, dlam, w, kept, out):  # pragma: no cover
     """``out[e] += Σ_m (∂²(Λ_m·I)/∂r²) w_m + ∂(δΛ_m·I)/∂r``.
 
     That is the ``∇²φ`` term, ``(∂M)ᵀ S δM`` and (``dlam`` not empty) the first derivative
-    along the cotangents' tangent.
+    along the cotangents' tangent. ``kept``: ``δM`` from :func:`_angular_jvp` with the same
+    ``w``, or empty (then computed here).
     """
     ptr, pair, sign, element, vec = nbrs
     eta, mu, ra, kind, exps, rank, weight, l_start, prow, pcol, off = consts
@@ -599,7 +605,10 @@ def _angular_hvp(nbrs, consts, moments, lam, dlam, w, out):  # pragma: no cover
     for a in range(n):
         if ptr[a] == ptr[a + 1]:
             continue
-        _moment_jvp(nbrs, consts, w, a, n_b, dm)
+        if kept.shape[0] > 0:
+            dm[:] = kept[a]
+        else:
+            _moment_jvp(nbrs, consts, w, a, n_b, dm)
         for m in range(n_b):
             _cotangent_moments(lam[m, a], moments[a], weight, rank, l_start, prow, pcol, off, bw[m])
             _cotangent_moments(lam[m, a], dm[m], weight, rank, l_start, prow, pcol, off, cw[m])

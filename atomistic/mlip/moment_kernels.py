@@ -553,29 +553,54 @@ def _angular_jvp(nbrs, consts, moments, w, out, keep):  # pragma: no cover
 
 
 @_jit(parallel=False)
-def _hvp_channel(b_, c_, rank, rho, val, grad, hess, ux, uy, uz, inv, dx, dy, dz):  # noqa: E501  # pragma: no cover
-    """One channel of one neighbour: ``∇²φ δ`` plus a first derivative, ``δ = (dx, dy, dz)``.
+def _hvp_entry(b_, c_, c0, rank, rho, val, grad, hess, u, inv, d, acc):  # pragma: no cover
+    """``∇²φ δ`` plus a first derivative for one neighbour, summed over its channels.
 
-    ``b_``: the cotangent moments of ``Λ``; ``c_``: those the first derivative is taken
-    against (``w_α (S δM)`` and ``δΛ``'s).
+    ``b_``, ``c_`` ``(K, A)``: the cotangent moments of ``Λ`` and those the first derivative
+    is taken against (``w_α (S δM)`` and ``δΛ``'s); the neighbour's channels are ``c0 + n``;
+    ``rho (n_ang, 3, n_l)``; ``u = r̂``, ``d = δ``. Per channel and rank the polynomials
+    ``P = Σ b v^α``, ``Q = Σ c v^α`` with ``∇P``, ``∇Q`` and ``∇²P δ`` are summed first (in
+    ``acc (n_ang, n_l, 11)``), then
+
+        ∇²φ δ + ∇(c·φ) = Σ [ρ' Q + ρ'' t P + ρ' ∇P·δ − (ρ'/r) t P] r̂ + (ρ'/r) P δ
+                         + ρ ∇Q + ρ' t ∇P + ρ ∇²P δ,     t = r̂·δ.
     """
-    t = ux * dx + uy * dy + uz * dz
-    hx = hy = hz = 0.0
+    n_ang = rho.shape[0]
+    dx, dy, dz = d[0], d[1], d[2]
+    acc[:] = 0.0
     for k in range(val.shape[0]):
         l = rank[k]
-        b, cc, v = b_[k], c_[k], val[k]
-        r0, r1, r2 = rho[0, l], rho[1, l], rho[2, l]
-        g0, g1, g2 = grad[k, 0], grad[k, 1], grad[k, 2]
-        gd = g0 * dx + g1 * dy + g2 * dz
-        # along r̂: c ρ' v^α, and of b ρ v^α along δ: ρ'' t v + ρ' ∇v·δ − (ρ'/r) t v
-        rad = cc * r1 * v + b * (r2 * t * v + r1 * gd - (r1 * inv) * t * v)
-        tan = b * (r1 * inv) * v  # times δ
-        hvx = hess[k, 0] * dx + hess[k, 3] * dy + hess[k, 4] * dz
-        hvy = hess[k, 3] * dx + hess[k, 1] * dy + hess[k, 5] * dz
-        hvz = hess[k, 4] * dx + hess[k, 5] * dy + hess[k, 2] * dz
-        hx += rad * ux + tan * dx + cc * r0 * g0 + b * (r1 * t * g0 + r0 * hvx)
-        hy += rad * uy + tan * dy + cc * r0 * g1 + b * (r1 * t * g1 + r0 * hvy)
-        hz += rad * uz + tan * dz + cc * r0 * g2 + b * (r1 * t * g2 + r0 * hvz)
+        v, g0, g1, g2 = val[k], grad[k, 0], grad[k, 1], grad[k, 2]
+        h0 = hess[k, 0] * dx + hess[k, 3] * dy + hess[k, 4] * dz
+        h1 = hess[k, 3] * dx + hess[k, 1] * dy + hess[k, 5] * dz
+        h2 = hess[k, 4] * dx + hess[k, 5] * dy + hess[k, 2] * dz
+        for nn in range(n_ang):
+            b, cc = b_[c0 + nn, k], c_[c0 + nn, k]
+            a = acc[nn, l]
+            a[0] += b * v
+            a[1] += b * g0
+            a[2] += b * g1
+            a[3] += b * g2
+            a[4] += b * h0
+            a[5] += b * h1
+            a[6] += b * h2
+            a[7] += cc * v
+            a[8] += cc * g0
+            a[9] += cc * g1
+            a[10] += cc * g2
+    t = u[0] * dx + u[1] * dy + u[2] * dz
+    hx = hy = hz = 0.0
+    for nn in range(n_ang):
+        for l in range(rho.shape[2]):
+            a = acc[nn, l]
+            r0, r1, r2 = rho[nn, 0, l], rho[nn, 1, l], rho[nn, 2, l]
+            p = a[0]
+            rad = r1 * a[7] + r2 * t * p + r1 * (a[1] * dx + a[2] * dy + a[3] * dz)
+            rad -= r1 * inv * t * p
+            tan = r1 * inv * p
+            hx += rad * u[0] + tan * dx + r0 * a[8] + r1 * t * a[1] + r0 * a[4]
+            hy += rad * u[1] + tan * dy + r0 * a[9] + r1 * t * a[2] + r0 * a[5]
+            hz += rad * u[2] + tan * dz + r0 * a[10] + r1 * t * a[3] + r0 * a[6]
     return hx, hy, hz
 
 
@@ -597,7 +622,9 @@ def _angular_hvp(nbrs, consts, moments, lam, dlam, w, kept, out):  # pragma: no 
     n_ch = moments.shape[1]
     px, py, pz = np.empty(n_l), np.empty(n_l), np.empty(n_l)
     val, grad, hess = np.empty(n_mono), np.empty((n_mono, 3)), np.empty((n_mono, 6))
-    rho = np.empty((3, n_l))
+    rho = np.empty((n_ang, 3, n_l))
+    acc = np.empty((n_ang, n_l, 11))
+    u, d = np.empty(3), np.empty(3)
     bw = np.empty((n_b, n_ch, n_mono))
     cw = np.empty((n_b, n_ch, n_mono))  # w_α (S δM)[c, α]
     dm = np.empty((n_b, n_ch, n_mono))
@@ -626,14 +653,15 @@ def _angular_hvp(nbrs, consts, moments, lam, dlam, w, kept, out):  # pragma: no 
             f, f1, f2 = _cutoff(r, ra, kind)
             _monomials(vx, vy, vz, exps, px, py, pz, val, grad, hess, 2)
             for nn in range(n_ang):
-                _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho, 2)
-                c = element[p] * n_ang + nn
-                for m in range(n_b):
-                    # δ = ±w (the neighbour's own direction), ∇²φ δ, then ± again: sign² = 1
-                    dx, dy, dz = s * w[m, e, 0], s * w[m, e, 1], s * w[m, e, 2]
-                    hx, hy, hz = _hvp_channel(
-                        bw[m, c], cw[m, c], rank, rho, val, grad, hess, ux, uy, uz, inv, dx, dy, dz
-                    )
-                    out[e, 0] += s * hx
-                    out[e, 1] += s * hy
-                    out[e, 2] += s * hz
+                _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho[nn], 2)
+            u[0], u[1], u[2] = ux, uy, uz
+            for m in range(n_b):
+                # δ = ±w (the neighbour's own direction), ∇²φ δ, then ± again: sign² = 1
+                d[0], d[1], d[2] = s * w[m, e, 0], s * w[m, e, 1], s * w[m, e, 2]
+                c0 = element[p] * n_ang
+                hx, hy, hz = _hvp_entry(
+                    bw[m], cw[m], c0, rank, rho, val, grad, hess, u, inv, d, acc
+                )
+                out[e, 0] += s * hx
+                out[e, 1] += s * hy
+                out[e, 2] += s * hz

@@ -30,15 +30,17 @@ for any potential.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from atomistic.neighbours import Graph
 from atomistic.pair_ops import pair_scatter, pair_vectors
 
-if TYPE_CHECKING:
-    from atomistic.mlip.network import ElementNetworks, NetworkPotential
+#: :class:`~atomistic.mlip.network.NetworkPotential` and its ``ElementNetworks`` (not imported:
+#: the network module imports this one)
+NetworkPotential = Any
+ElementNetworks = Any
 
 __all__ = ["hessian_operator"]
 

@@ -25,6 +25,8 @@ neighbours within ``r_a``            full list padded to ``(n, Z)``, ``Z`` the l
 G2, ``f(r)``                        :mod:`atomistic.mlip.radial` (as in ACSF)
 ``M``                               ``bmm`` of (element one-hot ⊗ ``R_n``) with monomials, × weights
 ``I``                               ``bmm`` ``M Mᵀ`` per ``l`` (loop over ``l ≤ L`` only)
+all of it, CPU ``float64``          compiled kernels with their first two derivatives
+                                    (:mod:`atomistic.mlip.moment_kernels`, same values)
 ==================================  =========================================================
 
 There is no Python loop over atoms or pairs; the output is differentiable with respect to

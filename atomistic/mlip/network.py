@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from atomistic.mlip.acsf import ACSF, ACSFSpec
+from atomistic.mlip.hessian import hessian_operator
 from atomistic.mlip.moments import MomentDescriptor, MomentSpec
 from atomistic.mlip.radial import RadialDescriptor
 from atomistic.neighbours import Graph
@@ -322,8 +323,6 @@ class NetworkPotential(torch.nn.Module):
         For Newton–Krylov solvers (:class:`coupling.blended_atoms.BlendedAtoms`): what does
         not depend on ``V`` is computed here once; see :mod:`atomistic.mlip.hessian`.
         """
-        from atomistic.mlip.hessian import hessian_operator
-
         return hessian_operator(self, graph, weights)
 
     @torch.no_grad()

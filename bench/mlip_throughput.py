@@ -2,7 +2,7 @@
 
     python bench/mlip_throughput.py [--sizes 1000 10000 100000] [--seconds 3] [--members 4]
                                     [--potential FILE.pt] [--descriptors acsf moments]
-                                    [--rows ROW ...] [--json out.json]
+                                    [--rows ROW ...] [--torch-descriptor] [--json out.json]
 
 For each size: a rattled fcc Cu supercell; LAMMPS ``eam/alloy`` with Cu_mishin1 on one core is
 the named peer, measured in the same run on the same structure. Each model row is measured
@@ -15,7 +15,15 @@ neighbour list built once with a 0.5 Å skin and reused):
 - ``mlip-member``: one network (one forward, one backward pass);
 - ``committee-mean``: the committee as a potential (mean energies; one backward pass);
 - ``committee-members``: every member's forces (what the uncertainty needs), ``M`` backward
-  passes (``loop``) or one vmapped pass (``batched``).
+  passes (``loop``) or one vmapped pass (``batched``); with the compiled moment descriptor
+  both are one written-out pass through the networks and one pass over the pairs;
+- ``committee-hvp``: Hessian-vector products of the committee's energy as the coupled solver
+  asks for them (:class:`coupling.blended_atoms.BlendedAtoms`, every ``β = 1``, the operator
+  built once at one state), atom-products/s.
+
+On CPU ``float64`` the moment descriptor runs compiled (:mod:`atomistic.mlip.moment_kernels`).
+``--torch-descriptor`` adds each moment row again with ``MomentDescriptor.compiled = False``
+(code suffix ``:torch``): the plain torch path, as before the kernels, in the same run.
 
 CPU rows use one torch thread; CUDA rows (float64 and float32) appear when a GPU is present.
 ``ratio_vs_lammps`` > 1 means faster than LAMMPS. Training rows give seconds per epoch of
@@ -61,8 +69,31 @@ from atomistic.mlip.committee import member_forces  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
 
 
+def bench_hvp(atoms, model, device: str, dtype, seconds: float) -> float:
+    from coupling.blended_atoms import BlendedAtoms
+
+    n = len(atoms)
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(scale=0.01, size=(n, 3)), rng.normal(size=(n, 3))
+    blended = BlendedAtoms(
+        potential=model,
+        reference_positions=atoms.positions,
+        symbols=atoms.get_chemical_symbols(),
+        beta=np.ones(n),
+        cell=atoms.cell.array,
+        pbc=(True, True, True),
+        device=device,
+        dtype=dtype,
+    )
+    blended.hessian_vector(u, v)  # builds the operator at u
+    steps, dt = time_steps(lambda: blended.hessian_vector(u, v), seconds)
+    return n * steps / dt
+
+
 def bench_model(atoms, model, mode: str, device: str, dtype, seconds: float) -> float:
     model = model.to(device=device, dtype=dtype)
+    if mode == "hvp":
+        return bench_hvp(atoms, model, device, dtype, seconds)
     pos = torch.tensor(atoms.positions, device=device, dtype=dtype)
     cell = torch.tensor(atoms.cell.array, device=device, dtype=dtype)
     species = torch.zeros(len(atoms), dtype=torch.int64, device=device)
@@ -99,7 +130,13 @@ def training_frames(n: int, seed: int = 0):
 
 
 DESCRIPTORS = {"acsf": ACSFSpec(), "moments": MomentSpec()}
-ROWS = ["mlip-member", "committee-mean", "committee-members-loop", "committee-members-batched"]
+ROWS = [
+    "mlip-member",
+    "committee-mean",
+    "committee-members-loop",
+    "committee-members-batched",
+    "committee-hvp",
+]
 
 
 def bench_training(
@@ -143,6 +180,11 @@ def main(argv=None) -> int:
         help="random-weight committees to time (none: only --potential)",
     )
     ap.add_argument("--rows", nargs="+", choices=ROWS, default=ROWS, help="model rows to time")
+    ap.add_argument(
+        "--torch-descriptor",
+        action="store_true",
+        help="also time the moment rows on the plain torch path (code suffix :torch)",
+    )
     ap.add_argument("--json", help="also write the result to this file")
     args = ap.parse_args(argv)
     if not args.descriptors and not args.potential:
@@ -182,10 +224,22 @@ def main(argv=None) -> int:
                     ("committee-mean", committee, "mean"),
                     ("committee-members-loop", committee, "members-loop"),
                     ("committee-members-batched", committee, "members-batched"),
+                    ("committee-hvp", committee, "hvp"),
                 )
                 if code in args.rows
             ]
-            for code, model, mode in cases:
+            if args.torch_descriptor:
+                cases = [
+                    (f"{code}{suffix}", model, mode, compiled)
+                    for code, model, mode in cases
+                    for suffix, compiled in ((":torch", False), ("", True))
+                    if compiled or hasattr(model.descriptor, "compiled")
+                ]
+            else:
+                cases = [(code, model, mode, True) for code, model, mode in cases]
+            for code, model, mode, compiled in cases:
+                if hasattr(model.descriptor, "compiled"):
+                    model.descriptor.compiled = compiled
                 rate = bench_model(atoms, model, mode, device, dtype, args.seconds)
                 rows.append(
                     {

@@ -7,6 +7,9 @@ module                      what it holds
 ``acsf``, ``moments``       the descriptors (Behler–Parrinello ACSF, moment tensors)
 ``radial``                  what both descriptors share: cutoff functions, G2, settings
 ``jacobian``                descriptor Jacobians for force training
+``moment_kernels``          the moment descriptor compiled (numba), first two derivatives
+``moment_autograd``         autograd functions over those kernels
+``hessian``                 Hessian-vector products of a network potential (Newton–Krylov)
 ``committee``               :class:`Committee`: members in one batched pass, calibrated spread
 ``serialization``           save and load network potentials (``.pt``)
 ``batches``                 labelled frames turned into training batches

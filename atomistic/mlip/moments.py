@@ -25,6 +25,8 @@ neighbours within ``r_a``            full list padded to ``(n, Z)``, ``Z`` the l
 G2, ``f(r)``                        :mod:`atomistic.mlip.radial` (as in ACSF)
 ``M``                               ``bmm`` of (element one-hot ⊗ ``R_n``) with monomials, × weights
 ``I``                               ``bmm`` ``M Mᵀ`` per ``l`` (loop over ``l ≤ L`` only)
+all of it, CPU ``float64``          compiled kernels with their first two derivatives
+                                    (:mod:`atomistic.mlip.moment_kernels`, same values)
 ==================================  =========================================================
 
 There is no Python loop over atoms or pairs; the output is differentiable with respect to
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -153,9 +155,50 @@ class MomentDescriptor(RadialDescriptor):
         rows, cols = torch.triu_indices(k, k)
         self.register_buffer("pair_rows", rows)
         self.register_buffer("pair_cols", cols)
+        #: use the compiled kernels for CPU float64 (see :meth:`forward`)
+        self.compiled = True
+        self._plan: Any = None
 
     def forward(self, graph: Graph) -> torch.Tensor:
-        """Descriptors ``(n, D)`` in the dtype of ``graph.vectors``."""
+        """Descriptors ``(n, D)`` in the dtype of ``graph.vectors``.
+
+        CPU ``float64`` pair vectors take the compiled kernels
+        (:mod:`atomistic.mlip.moment_kernels`; same values to round-off, derivatives to second
+        order), unless ``compiled`` is False or ``MULTISCALE_EAM_TORCH=1``; anything else
+        takes :meth:`forward_torch`.
+        """
+        state = self.compiled_state(graph)
+        if state is not None:
+            return state[0]
+        return self.forward_torch(graph)
+
+    def compiled_state(self, graph: Graph) -> tuple[torch.Tensor, Any] | None:
+        """``(G, state)`` from the compiled kernels, or None where they do not apply.
+
+        ``state`` is a :class:`~atomistic.mlip.moment_autograd.MomentState`: its ``vjp``
+        maps many cotangents ``(B, n, D)`` to pair gradients in one pass (every member's
+        forces of a committee).
+        """
+        if not self._compiled_applies(graph):
+            return None
+        from atomistic.mlip.moment_autograd import moment_features, moment_plan
+
+        if self._plan is None:
+            self._plan = moment_plan(self)
+        return moment_features(self._plan, graph)
+
+    def _compiled_applies(self, graph: Graph) -> bool:
+        v = graph.vectors
+        if not (self.compiled and v.device.type == "cpu" and v.dtype == torch.float64):
+            return False
+        try:
+            from atomistic.mlip import moment_kernels
+        except ImportError:  # numba missing
+            return False
+        return moment_kernels.compiled_wanted() and v.ndim == 2
+
+    def forward_torch(self, graph: Graph) -> torch.Tensor:
+        """Descriptors ``(n, D)`` with torch operations only (any device and dtype)."""
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
         radial = self.radial(graph, graph.i, graph.j, r)
         return torch.cat([radial, self._invariants(graph)], dim=1)

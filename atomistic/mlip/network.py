@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from atomistic.mlip.acsf import ACSF, ACSFSpec
+from atomistic.mlip.hessian import hessian_operator
 from atomistic.mlip.moments import MomentDescriptor, MomentSpec
 from atomistic.mlip.radial import RadialDescriptor
 from atomistic.neighbours import Graph
@@ -144,6 +145,53 @@ class ElementNetworks(torch.nn.Module):
                 out = out.index_copy(1, idx, self._element(x.index_select(0, idx), a))
         return out
 
+    def input_gradients(
+        self, x: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs ``(M, n)`` and each member's input gradient ``∂y_m/∂x`` ``(M, n, D)``.
+
+        The backward pass is written out (``z = h W + b``, ``h' = act(z)``:
+        ``∂y/∂z_k = act'(z_k) ⊙ (∂y/∂z_{k+1} W_{k+1}ᵀ)``), once for all members, so every
+        member's gradient costs one pass, not ``M``. Torch operations only: differentiable
+        (to train on forces) like autograd's gradient, to which it is equal.
+        """
+        n_members, n_el = self.weights[0].shape[:2]
+        if n_el == 1:
+            return self._element_gradients(x, 0)
+        out = x.new_zeros((n_members, x.shape[0]))
+        grad = x.new_zeros((n_members, *x.shape))
+        for a in range(n_el):  # loop over elements only
+            idx = (species == a).nonzero()[:, 0]
+            if idx.numel():
+                y, g = self._element_gradients(x.index_select(0, idx), a)
+                out = out.index_copy(1, idx, y)
+                grad = grad.index_copy(1, idx, g)
+        return out, grad
+
+    def _element_gradients(self, x: torch.Tensor, a: int) -> tuple[torch.Tensor, torch.Tensor]:
+        w0, b0 = self.weights[0][:, a], self.biases[0][:, a]
+        n_members, n_in, width = w0.shape
+        z = (x @ w0.transpose(0, 1).reshape(n_in, n_members * width)).view(-1, n_members, width)
+        z = z.transpose(0, 1) + b0[:, None, :]  # (M, n, h)
+        pre = [z]
+        for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
+            z = torch.baddbmm(b[:, a, None, :], self._act(z), w[:, a])
+            pre.append(z)
+        y = z[..., 0]
+        # ∂y/∂z of the last hidden layer: the output weights, broadcast over atoms
+        dz = self._act_derivative(pre[-2]) * self.weights[-1][:, a, None, :, 0]
+        for k in range(len(pre) - 3, -1, -1):
+            dz = self._act_derivative(pre[k]) * torch.bmm(
+                dz, self.weights[k + 1][:, a].transpose(1, 2)
+            )
+        return y, torch.bmm(dz, w0.transpose(1, 2))
+
+    def _act_derivative(self, z: torch.Tensor) -> torch.Tensor:
+        if self.activation == "tanh":
+            return 1.0 - torch.tanh(z) ** 2
+        s = torch.sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+
     def _element(self, x: torch.Tensor, a: int) -> torch.Tensor:
         w0, b0 = self.weights[0][:, a], self.biases[0][:, a]  # (M, D, h), (M, h)
         n_members, n_in, width = w0.shape
@@ -245,9 +293,37 @@ class NetworkPotential(torch.nn.Module):
 
     def member_energies(self, graph: Graph) -> torch.Tensor:
         """Site energies of every member, ``(M, n)`` in eV."""
-        x = self.normalised_descriptors(graph)
-        y = self.networks(x, graph.species)
-        return self.energy_shift[graph.species] + self.energy_scale * y
+        return self.energies_from_descriptors(self.descriptor(graph), graph.species)
+
+    def energies_and_descriptor_gradients(
+        self, g: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Site energies ``(M, n)`` (eV) and ``Λ_m = ∂E_m/∂G`` ``(M, n, D)`` from raw ``g``.
+
+        One written-out backward pass through the networks for all members
+        (:meth:`ElementNetworks.input_gradients`); differentiable in ``g`` and the weights.
+        """
+        std = self.descriptor_std[species]
+        x = (g - self.descriptor_mean[species]) / std
+        y, dy = self.networks.input_gradients(x, species)
+        energies = self.energy_shift[species] + self.energy_scale * y
+        return energies, dy * (self.energy_scale / std)
+
+    def energies_from_descriptors(self, g: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Site energies of every member ``(M, n)`` (eV) from raw descriptors ``g`` ``(n, D)``."""
+        x = (g - self.descriptor_mean[species]) / self.descriptor_std[species]
+        y = self.networks(x, species)
+        return self.energy_shift[species] + self.energy_scale * y
+
+    def hessian_operator(
+        self, graph: Graph, weights: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``V (n, 3) -> (∂²E/∂x²) V`` of ``E = Σ_i w_i ε̄_i`` (``ε̄`` the member mean).
+
+        For Newton–Krylov solvers (:class:`coupling.blended_atoms.BlendedAtoms`): what does
+        not depend on ``V`` is computed here once; see :mod:`atomistic.mlip.hessian`.
+        """
+        return hessian_operator(self, graph, weights)
 
     @torch.no_grad()
     def set_statistics(

@@ -9,7 +9,7 @@ operation                       meaning
 
 Each is the other's adjoint, so both are differentiable to any order through autograd. On
 CPU ``float64`` 2-D tensors they run as numba loops (several times faster than torch's
-``index_select``/``index_add_``); elsewhere, or with ``MULTISCALE_EAM_TORCH=1``, as torch ops.
+``index_select``/``index_add_``); elsewhere, or with ``MULTISCALE_TORCH_ONLY=1``, as torch ops.
 """
 
 from __future__ import annotations

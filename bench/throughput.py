@@ -7,7 +7,7 @@ reused (skin 0.5 Å in both codes; the atoms do not move), and every step comput
 vectors from the positions, the energy and all forces (``build_graph`` + ``evaluate``). Rows:
 LAMMPS on one core; the compiled EAM kernels (``multiscale-compiled``: ``evaluate`` takes the
 fused energy+forces kernel, no autograd) and the torch path (``multiscale-torch``,
-``MULTISCALE_EAM_TORCH``) on the CPU with one thread and with all threads; torch on CUDA when a
+``MULTISCALE_TORCH_ONLY``) on the CPU with one thread and with all threads; torch on CUDA when a
 GPU is present. ``ratio_vs_lammps`` > 1 means faster than LAMMPS. The ``*-hvp`` rows time one
 Hessian-vector product ``(∂²E/∂x²) v`` by autograd on a retained gradient graph (as the coupled
 solver's Krylov iterations use it for other potentials), the ``*-hessian-operator`` rows one

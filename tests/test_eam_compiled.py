@@ -3,7 +3,7 @@
 Energies, forces and per-atom virials against LAMMPS (1e-8 eV/atom, 1e-6 eV/Å); the weighted
 pair gradient, its Hessian-vector product and the derivative of that product in the weights
 against the torch path's double backward and against central differences; which path runs
-(CPU float64 compiled; float32, ``compiled = False`` and ``MULTISCALE_EAM_TORCH=1`` torch).
+(CPU float64 compiled; float32, ``compiled = False`` and ``MULTISCALE_TORCH_ONLY=1`` torch).
 """
 
 import numpy as np
@@ -166,10 +166,11 @@ def test_torch_path_where_compiled_does_not_apply(potentials_dir, rng, calls, mo
     e32 = eam32(_graph(eam32, atoms, x.float())).sum()
     assert calls[0] == 1
     assert abs(float(e32) - float(e64)) < 1e-5 * abs(float(e64))
-    monkeypatch.setenv("MULTISCALE_EAM_TORCH", "1")
-    assert abs(float(eam(_graph(eam, atoms, x)).sum()) - float(e64)) < 1e-10 * abs(float(e64))
-    assert calls[0] == 1
-    monkeypatch.setenv("MULTISCALE_EAM_TORCH", "0")
+    for name in ("MULTISCALE_TORCH_ONLY", "MULTISCALE_EAM_TORCH"):  # the new name and the old
+        monkeypatch.setenv(name, "1")
+        assert abs(float(eam(_graph(eam, atoms, x)).sum()) - float(e64)) < 1e-10 * abs(float(e64))
+        assert calls[0] == 1
+        monkeypatch.setenv(name, "0")
     eam(_graph(eam, atoms, x))
     assert calls[0] == 2
 

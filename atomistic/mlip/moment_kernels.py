@@ -3,7 +3,7 @@
 
 :class:`~atomistic.mlip.moments.MomentDescriptor` uses these kernels when the pair vectors
 are a CPU ``float64`` ``(E, 3)`` tensor; anything else (CUDA, ``float32``) takes the torch
-path. ``MULTISCALE_EAM_TORCH=1`` in the environment (the switch of all compiled kernels) or
+path. ``MULTISCALE_TORCH_ONLY=1`` in the environment (the switch of all compiled kernels) or
 ``MomentDescriptor.compiled = False`` forces the torch path. Both compute the same sums (in
 another order), so they agree to round-off (``tests/test_moment_kernels.py``).
 

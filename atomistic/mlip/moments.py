@@ -164,7 +164,7 @@ class MomentDescriptor(RadialDescriptor):
 
         CPU ``float64`` pair vectors take the compiled kernels
         (:mod:`atomistic.mlip.moment_kernels`; same values to round-off, derivatives to second
-        order), unless ``compiled`` is False or ``MULTISCALE_EAM_TORCH=1``; anything else
+        order), unless ``compiled`` is False or ``MULTISCALE_TORCH_ONLY=1``; anything else
         takes :meth:`forward_torch`.
         """
         state = self.compiled_state(graph)

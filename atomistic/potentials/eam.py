@@ -19,7 +19,7 @@ table segment and jump at the knots.
 
 On the CPU in ``float64`` the site energies and their first two derivatives come from compiled
 kernels (:mod:`atomistic.potentials.eam_kernels`, numba); CUDA, ``float32`` and
-``MULTISCALE_EAM_TORCH=1`` (or ``EAM.compiled = False``) use the torch code below. Both give
+``MULTISCALE_TORCH_ONLY=1`` (or ``EAM.compiled = False``) use the torch code below. Both give
 the same numbers to round-off and the same autograd behaviour up to second derivatives.
 """
 

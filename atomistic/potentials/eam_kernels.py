@@ -2,7 +2,7 @@
 
 :class:`~atomistic.potentials.eam.EAM` uses these kernels when the pair vectors are a CPU
 ``float64`` ``(E, 3)`` tensor and its tables are CPU ``float64``; anything else (CUDA,
-``float32``) takes the torch path. ``MULTISCALE_EAM_TORCH=1`` in the environment, or
+``float32``) takes the torch path. ``MULTISCALE_TORCH_ONLY=1`` in the environment, or
 ``EAM.compiled = False`` on one potential, forces the torch path. The results are the same
 piecewise cubics as the torch path (LAMMPS's ``PairEAM::interpolate``), so both agree to
 round-off; autograd sees them through two functions:
@@ -87,9 +87,19 @@ def _jit(parallel: bool, inline: bool = False) -> Any:
     return wrap
 
 
+#: Environment switch of every compiled kernel (EAM, pair operations, moment descriptor):
+#: a true value (``1``, ``true``, ``yes``) forces the torch code. ``MULTISCALE_EAM_TORCH``,
+#: its older and narrower name, is still read.
+TORCH_ONLY_VARIABLES = ("MULTISCALE_TORCH_ONLY", "MULTISCALE_EAM_TORCH")
+
+
 def compiled_wanted() -> bool:
-    """False when ``MULTISCALE_EAM_TORCH`` is set to a true value (force the torch path)."""
-    return os.environ.get("MULTISCALE_EAM_TORCH", "").strip().lower() not in ("1", "true", "yes")
+    """False when ``MULTISCALE_TORCH_ONLY`` (or the older ``MULTISCALE_EAM_TORCH``) is set to a
+    true value: every compiled kernel then gives way to the torch path."""
+    return not any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+        for name in TORCH_ONLY_VARIABLES
+    )
 
 
 @dataclass(frozen=True)
@@ -622,7 +632,7 @@ class _NoThirdDerivative(torch.autograd.Function):
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
         raise RuntimeError(
             "the compiled EAM has no third derivatives; set EAM.compiled = False or "
-            "MULTISCALE_EAM_TORCH=1 for the torch path"
+            "MULTISCALE_TORCH_ONLY=1 for the torch path"
         )
 
 

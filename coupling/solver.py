@@ -445,7 +445,7 @@ def _set_preconditioner(
     # iterations (bench/solver_scaling.py --linear-solver gamg shows both); one smoothing
     # step a level (mg_levels_ksp_max_it 1, PETSc's default 2) halves the cost of a V-cycle
     # for about a fifth more CG iterations, each of which costs less than the cycle saved
-    # (cases/void-cu-3d/README.md, time to solution)
+    # (cases/void-cu-3d/README.md, where the coupled row's time goes)
     options = PETSc.Options(prefix)
     added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
     for key in added:

@@ -260,6 +260,10 @@ class CauchyBorn:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`evaluate` of ``F`` (``σ_min ≥ smin``): one pair list, CPU chunks."""
         pairs = self._reference_pairs(smin)
+        if not tangent and self.n_basis == 1:
+            compiled = self._compiled_stress(F, pairs)
+            if compiled is not None:
+                return compiled
         step = F.shape[0] if self.chunk is None or F.device.type != "cpu" else self.chunk
         if F.shape[0] <= step:
             return self._evaluate(F, pairs, relaxed=relaxed, tangent=tangent)
@@ -269,6 +273,36 @@ class CauchyBorn:
         ]
         W, P, A = zip(*parts, strict=True)
         return torch.cat(W), torch.cat(P), None if A[0] is None else torch.cat(A)
+
+    def _compiled_stress(
+        self, F: torch.Tensor, pairs: _Pairs
+    ) -> tuple[torch.Tensor, torch.Tensor, None] | None:
+        """``(W, P, None)`` of a one-atom lattice by the compiled EAM kernel, in one pass.
+
+        None where it does not apply (another potential, the torch path asked for, not CPU
+        ``float64``): then autograd over the site energies gives the same numbers.
+        """
+        from atomistic.potentials.eam import EAM
+
+        pot = self.potential
+        if not (isinstance(pot, EAM) and pot.compiled):
+            return None
+        tables = pot.pair_tables
+        if F.dtype != torch.float64 or F.device.type != "cpu" or tables.device.type != "cpu":
+            return None
+        if tables.dtype != torch.float64:
+            return None
+        from atomistic.potentials import eam_kernels
+
+        if not eam_kernels.compiled_wanted():
+            return None
+        eps, G = eam_kernels.cauchy_born_stress(
+            pot.compiled_tables(),
+            F.detach().numpy(),
+            pairs[2].numpy(),
+            int(self.species[0]),
+        )
+        return torch.from_numpy(eps / self.volume), torch.from_numpy(G / self.volume), None
 
     def _binned(
         self, F: torch.Tensor, smin: torch.Tensor, *, relaxed: bool, tangent: bool

@@ -16,6 +16,10 @@ operation                       code
 
 from __future__ import annotations
 
+import hashlib
+import weakref
+from typing import Any
+
 import dolfinx
 import numpy as np
 import scipy.sparse as sp
@@ -49,8 +53,7 @@ def _locate(
     mesh = V.mesh
     tdim, gdim = mesh.topology.dim, mesh.geometry.dim
     n = len(points)
-    n_owned_cells = mesh.topology.index_map(tdim).size_local
-    tree = dolfinx.geometry.bb_tree(mesh, tdim, entities=np.arange(n_owned_cells, dtype=np.int32))
+    tree = _owned_cells_tree(mesh)
     query = points.copy()
     if gdim == 2:
         query[:, 2] = 0.0
@@ -71,6 +74,35 @@ def _locate(
     if with_cells:
         return hit, cell_nodes, lam, cells
     return hit, cell_nodes, lam
+
+
+#: Bounding-box tree of each live mesh's owned cells: building an atom system locates the
+#: pad and the handshake atoms (and checks them first) on the same mesh, and the tree over
+#: every cell is the dear part of each lookup.
+_TREES: weakref.WeakKeyDictionary[Any, tuple[bytes, Any]] = weakref.WeakKeyDictionary()
+
+
+def _owned_cells_tree(mesh: Any) -> Any:
+    """:func:`dolfinx.geometry.bb_tree` of ``mesh``'s owned cells, built once per mesh.
+
+    Kept while the mesh lives, and rebuilt should its vertex coordinates have changed.
+    """
+    tdim = mesh.topology.dim
+    x = mesh.geometry.x
+    stamp = hashlib.blake2b(np.ascontiguousarray(x).view(np.uint8), digest_size=16).digest()
+    try:
+        cached = _TREES.get(mesh)
+    except TypeError:  # not weakly referable: no cache
+        cached = None
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    n_owned_cells = mesh.topology.index_map(tdim).size_local
+    tree = dolfinx.geometry.bb_tree(mesh, tdim, entities=np.arange(n_owned_cells, dtype=np.int32))
+    try:
+        _TREES[mesh] = (stamp, tree)
+    except TypeError:
+        pass
+    return tree
 
 
 def _owners(comm: MPI.Comm, found: np.ndarray) -> np.ndarray:

@@ -130,44 +130,61 @@ def monolithic_matrix(
         dirichlet_rows: global monolithic indices of Dirichlet DOFs owned here.
         data: the atom Laplacian, penalty and interpolation operators.
     """
-    L, mu, n_free, kappa = data.L, data.mu, data.n_free, data.kappa
-    penalty_atoms = data.penalty_atoms
     comm = layout.comm
     N = layout.size_global
     # global interpolation operators, gathered on rank 0 (small: a few entries per atom)
     I_P = _gather_global(data.pad_interpolation, layout, N)
     I_H = _gather_global(data.penalty_interpolation, layout, N)
     ai, aj, av = tangent.getValuesCSR()
-    r0 = tangent.getOwnershipRange()[0]
-    rows = [layout.fe_offset + r0 + np.repeat(np.arange(len(ai) - 1), np.diff(ai))]
-    cols, vals = [layout.fe_offset + np.asarray(aj)], [np.asarray(av)]
-    if comm.rank == 0:
-        nA = 3 * n_free
-        S = sp.csr_matrix(
-            (
-                np.ones(3 * len(penalty_atoms)),
-                (
-                    np.arange(3 * len(penalty_atoms)),
-                    (3 * np.asarray(penalty_atoms)[:, None] + np.arange(3)).ravel(),
-                ),
-            ),
-            shape=(3 * len(penalty_atoms), N),
+    blocks = _atom_blocks(data, I_P, I_H, N) if comm.rank == 0 else None
+    if comm.size == 1:
+        # one rank owns every row: the tangent's CSR arrays shifted past the atom rows, and the
+        # atom blocks added as a sparse sum (no triplets of the whole tangent to sort)
+        assert blocks is not None
+        indptr = np.concatenate([np.zeros(layout.fe_offset, dtype=ai.dtype), ai])
+        K = sp.csr_matrix((av, layout.fe_offset + aj, indptr), shape=(N, N))
+        M = _aij_matrix(layout, (K + blocks.tocsr()).tocsr(), N)
+    else:
+        r0 = tangent.getOwnershipRange()[0]
+        rows = [layout.fe_offset + r0 + np.repeat(np.arange(len(ai) - 1), np.diff(ai))]
+        cols, vals = [layout.fe_offset + np.asarray(aj)], [np.asarray(av)]
+        if blocks is not None:
+            c = blocks.tocoo()
+            rows.append(c.row)
+            cols.append(c.col)
+            vals.append(c.data)
+        M = _owned_csr_matrix(
+            layout, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), N
         )
-        blocks = kappa * (S - I_H).T @ (S - I_H)
-        if L is not None and mu > 0:
-            L = mu * L
-            # z → (free, pad) atom displacements: identity on the free atoms, I_P on the pad
-            T = sp.vstack([sp.eye(nA, N, format="csr"), I_P]).tocsr()
-            blocks = blocks + T.T @ L @ T
-        c = blocks.tocoo()
-        rows.append(c.row)
-        cols.append(c.col)
-        vals.append(c.data)
-    M = _owned_csr_matrix(
-        layout, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), N
-    )
     M.zeroRowsColumns(np.asarray(dirichlet_rows, dtype=PETSc.IntType), diag=1.0)  # type: ignore[arg-type]
     return M
+
+
+def _atom_blocks(
+    data: PreconditionerData, I_P: sp.csr_matrix | None, I_H: sp.csr_matrix | None, N: int
+) -> sp.spmatrix:
+    """The atom Laplacian and penalty blocks of ``M`` over all ``N`` rows (rank 0)."""
+    assert I_P is not None and I_H is not None  # gathered on rank 0
+    L, mu, n_free, kappa = data.L, data.mu, data.n_free, data.kappa
+    penalty_atoms = data.penalty_atoms
+    nA = 3 * n_free
+    S = sp.csr_matrix(
+        (
+            np.ones(3 * len(penalty_atoms)),
+            (
+                np.arange(3 * len(penalty_atoms)),
+                (3 * np.asarray(penalty_atoms)[:, None] + np.arange(3)).ravel(),
+            ),
+        ),
+        shape=(3 * len(penalty_atoms), N),
+    )
+    blocks = kappa * (S - I_H).T @ (S - I_H)
+    if L is not None and mu > 0:
+        L = mu * L
+        # z → (free, pad) atom displacements: identity on the free atoms, I_P on the pad
+        T = sp.vstack([sp.eye(nA, N, format="csr"), I_P]).tocsr()
+        blocks = blocks + T.T @ L @ T
+    return blocks
 
 
 def _gather_global(local: sp.csr_matrix, layout: MonolithicLayout, N: int) -> sp.csr_matrix | None:
@@ -202,12 +219,17 @@ def _owned_csr_matrix(
         received = comm.alltoall([(rows[k], cols[k], vals[k]) for k in parts])
         rows, cols, vals = (np.concatenate([t[i] for t in received]) for i in range(3))
     local = sp.csr_matrix((vals, (rows - start, cols)), shape=(stop - start, N))
+    return _aij_matrix(layout, local, N)
+
+
+def _aij_matrix(layout: MonolithicLayout, local: sp.csr_matrix, N: int) -> PETSc.Mat:
+    """The AIJ matrix (block size 3) whose rows owned here are ``local`` (duplicates added)."""
     local.sum_duplicates()
     local.sort_indices()
-    size = ((stop - start, N), (stop - start, N))
+    size = ((local.shape[0], N), (local.shape[0], N))
     csr = (
         local.indptr.astype(PETSc.IntType),
         local.indices.astype(PETSc.IntType),
         local.data.astype(PETSc.ScalarType),
     )
-    return PETSc.Mat().createAIJ(size, bsize=3, csr=csr, comm=comm)
+    return PETSc.Mat().createAIJ(size, bsize=3, csr=csr, comm=layout.comm)

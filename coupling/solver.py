@@ -442,7 +442,10 @@ def _set_preconditioner(
     # the CG counts flat as the mesh is refined below the lattice spacing (point Jacobi,
     # PETSc's default, does not); plain (unsmoothed) aggregation, agg_nsmooths 0, gives
     # sparser coarse operators, much cheaper to build and to apply, for a few more CG
-    # iterations (bench/solver_scaling.py --linear-solver gamg shows both)
+    # iterations (bench/solver_scaling.py --linear-solver gamg shows both); one smoothing
+    # step a level (mg_levels_ksp_max_it 1, PETSc's default 2) halves the cost of a V-cycle
+    # for about a fifth more CG iterations, each of which costs less than the cycle saved
+    # (cases/void-cu-3d/README.md, where the coupled row's time goes)
     options = PETSc.Options(prefix)
     added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
     for key in added:
@@ -460,7 +463,11 @@ def _set_preconditioner(
     return inner
 
 
-_GAMG_DEFAULTS = {"mg_levels_pc_type": "sor", "pc_gamg_agg_nsmooths": "0"}
+_GAMG_DEFAULTS = {
+    "mg_levels_pc_type": "sor",
+    "pc_gamg_agg_nsmooths": "0",
+    "mg_levels_ksp_max_it": "1",
+}
 
 
 class _DirichletPC:

@@ -56,7 +56,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["EAMTables", "compiled_wanted", "site_energies"]
+__all__ = ["EAMTables", "cauchy_born_stress", "compiled_wanted", "site_energies"]
 
 # numba's OpenMP layer competes with torch's OpenMP threads (a 20x slower kernel launch on 2
 # cores); its own work queue does not. NUMBA_THREADING_LAYER in the environment still wins.
@@ -537,6 +537,83 @@ def hessian_operator(
 
 
 # -- torch glue --------------------------------------------------------------------------------
+@_jit(parallel=True)
+def _cauchy_born_stress(F, d0, t, s, tab, inv_dr, cutoff, frho, end_slope, inv_drho, rhomax):  # type: ignore[no-untyped-def]  # noqa: E501  # pragma: no cover
+    """Site energy ``ε (m,)`` and ``∂ε/∂F (m, 3, 3)`` of a one-atom lattice under each ``F``.
+
+    ``d0 (E, 3)``: the lattice vectors of a half list (each of ``±d`` once), so a pair adds
+    both of its densities and its whole ``φ`` to the one site; ``t`` the species pair's table,
+    ``s`` the species.
+    """
+    m, n_e, nr = F.shape[0], d0.shape[0], frho.shape[1]
+    eps = np.zeros(m)
+    G = np.zeros((m, 3, 3))
+    for c in numba.prange(m):
+        rho = 0.0
+        pe = 0.0
+        for e in range(n_e):
+            x = F[c, 0, 0] * d0[e, 0] + F[c, 0, 1] * d0[e, 1] + F[c, 0, 2] * d0[e, 2]
+            y = F[c, 1, 0] * d0[e, 0] + F[c, 1, 1] * d0[e, 1] + F[c, 1, 2] * d0[e, 2]
+            z = F[c, 2, 0] * d0[e, 0] + F[c, 2, 1] * d0[e, 1] + F[c, 2, 2] * d0[e, 2]
+            r = math.sqrt(x * x + y * y + z * z)
+            if r >= cutoff:
+                continue
+            vi, vj, phi, _, _, _, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+            rho += vi + vj
+            pe += phi
+        k, p, beyond = _locate(rho * inv_drho, nr)
+        c0, c1, c2, c3 = frho[s, k, 0], frho[s, k, 1], frho[s, k, 2], frho[s, k, 3]
+        f = ((c0 * p + c1) * p + c2) * p + c3
+        df = 0.0
+        if not beyond:
+            df = ((3.0 * c0 * p + 2.0 * c1) * p + c2) * inv_drho
+        if rho > rhomax:
+            f += end_slope[s] * (rho - rhomax)
+            df += end_slope[s]
+        eps[c] = f + pe
+        for e in range(n_e):
+            x = F[c, 0, 0] * d0[e, 0] + F[c, 0, 1] * d0[e, 1] + F[c, 0, 2] * d0[e, 2]
+            y = F[c, 1, 0] * d0[e, 0] + F[c, 1, 1] * d0[e, 1] + F[c, 1, 2] * d0[e, 2]
+            z = F[c, 2, 0] * d0[e, 0] + F[c, 2, 1] * d0[e, 1] + F[c, 2, 2] * d0[e, 2]
+            r = math.sqrt(x * x + y * y + z * z)
+            if r >= cutoff:
+                continue
+            _, _, _, di, dj, dphi, _, _, _ = _pair_terms(tab, t, r, inv_dr)
+            a = (df * (di + dj) + dphi) / r
+            for b in range(3):
+                G[c, 0, b] += a * x * d0[e, b]
+                G[c, 1, b] += a * y * d0[e, b]
+                G[c, 2, b] += a * z * d0[e, b]
+    return eps, G
+
+
+def cauchy_born_stress(
+    tables: EAMTables, F: np.ndarray, d0: np.ndarray, species: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ε (m,)`` (eV) and ``∂ε/∂F (m, 3, 3)`` (eV) of a one-atom lattice, per ``F (m, 3, 3)``.
+
+    The Cauchy–Born energy and first Piola stress times the cell volume, in one pass per
+    ``F`` with no pair arrays: what :class:`~atomistic.cauchy_born.CauchyBorn` asks of a
+    simple lattice when it wants no tangent. ``d0 (E, 3)``: the half list of lattice vectors
+    (Å) that reaches past the cutoff under every ``F``; ``species``: the atom's element index.
+    """
+    t = species * tables.n_el + species if tables.n_el > 1 else 0
+    _chunks()
+    return _cauchy_born_stress(
+        np.ascontiguousarray(F, dtype=np.float64),
+        np.ascontiguousarray(d0, dtype=np.float64),
+        t,
+        species,
+        tables.pair,
+        tables.inv_dr,
+        tables.cutoff,
+        tables.frho,
+        tables.end_slope,
+        tables.inv_drho,
+        tables.rhomax,
+    )
+
+
 def _chunks() -> int:
     """Threads for the next kernel: ``torch.get_num_threads()``, capped at numba's maximum."""
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]

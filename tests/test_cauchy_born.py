@@ -276,7 +276,7 @@ def test_smallest_singular_value_is_a_tight_lower_bound():
 
 def test_compiled_stress_of_a_simple_lattice_matches_autograd(cu_cb, rng, monkeypatch):
     # W and P without the tangent take one compiled pass per F (EAM, one basis atom); the
-    # autograd path over the site energies (MULTISCALE_EAM_TORCH) must give the same numbers,
+    # autograd path over the site energies (MULTISCALE_TORCH_ONLY) must give the same numbers,
     # also for a batch that spans several stretch bins and holds a squashed F
     F = np.eye(3) + 0.05 * rng.normal(size=(300, 3, 3))
     F[0] = np.eye(3)
@@ -284,7 +284,7 @@ def test_compiled_stress_of_a_simple_lattice_matches_autograd(cu_cb, rng, monkey
     F[2] = np.diag([1.0, 1.0, 0.1])  # below MIN_STRETCH: W = inf, P = NaN either way
     W, P = cu_cb.stress(F)
     assert cu_cb._compiled_stress(torch.as_tensor(F[:1]), cu_cb._reference_pairs(0.9)) is not None
-    monkeypatch.setenv("MULTISCALE_EAM_TORCH", "1")
+    monkeypatch.setenv("MULTISCALE_TORCH_ONLY", "1")
     W_ref, P_ref = cu_cb.stress(F)
     ok = np.isfinite(W_ref)
     assert not ok[2] and not np.isfinite(W[2]) and np.isnan(P[2]).all()

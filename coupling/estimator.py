@@ -272,8 +272,9 @@ def estimate(
     G_atoms = _atom_gradients(system, material, u)
     strain = np.asarray(material.strain, dtype=float)
     norm_atoms = float(np.sum(beta * np.sum((G_atoms - strain) ** 2, axis=(1, 2))))
+    share = cells.weight / t  # the continuum's share 1 − β (the problem's weight is t (1 − β))
     norm_cells = float(
-        np.sum(n_sites * cells.weight * np.sum((cells.mean_gradient - strain) ** 2, axis=(1, 2)))
+        np.sum(n_sites * share * np.sum((cells.mean_gradient - strain) ** 2, axis=(1, 2)))
     )
     norm2 = norm_atoms + comm.allreduce(norm_cells, op=MPI.SUM)
     result = Estimate(

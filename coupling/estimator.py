@@ -45,6 +45,7 @@ the far field's (``F − I`` plus the background's gradient), ``w`` the continuu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -134,6 +135,7 @@ class Estimate:
     ml: np.ndarray
     spread: np.ndarray | None
     norm2: float
+    projection: Projection | None = None
     totals: dict[str, float] = field(default_factory=dict)
 
     def cell_total(self) -> np.ndarray:
@@ -228,6 +230,7 @@ def estimate(
     stresses: SiteStresses | None = None,
     spread: ForceSpread | None = None,
     constants: EstimatorConstants | None = None,
+    project: bool = True,
 ) -> Estimate:
     """The estimate of the current state ``system.z`` (collective).
 
@@ -238,6 +241,10 @@ def estimate(
             None leaves that part out.
         spread: the committee's calibrated force spread; None: ``eta_ml`` is 0.
         constants: weights of the local indicators.
+        project: the handshake's part of ``eta_model`` is the coupled solution's error
+            projected on its Newton direction (:func:`projected_error`); where that cannot
+            be had (no ghost-force correction) or with False, the virial-against-Cauchy–Born
+            stress mismatch (``stresses``) stands for it.
     """
     c = constants or EstimatorConstants()
     comm = system.comm
@@ -250,7 +257,10 @@ def estimate(
     model = c.cb * cells.weight * material.r_cut**2 * cells.gradient_jump * t / omega
     model = model * _second_order(cells, material)
     u = system.atom_displacements()
-    if stresses is not None:
+    projection = projected_error(system, material, cells.centroid) if project else None
+    if projection is not None:
+        model = model + projection.cells
+    elif stresses is not None:
         P = comm.bcast(stresses(u) if comm.rank == 0 else None, root=0)
         mismatch = _stress_mismatch(
             system, cells, P, system.positions, system.region, material.r_cut
@@ -278,7 +288,14 @@ def estimate(
     )
     norm2 = norm_atoms + comm.allreduce(norm_cells, op=MPI.SUM)
     result = Estimate(
-        cells=cells, fe=fe, model=model, trunc=trunc, ml=ml, spread=sigma, norm2=norm2
+        cells=cells,
+        fe=fe,
+        model=model,
+        trunc=trunc,
+        ml=ml,
+        spread=sigma,
+        norm2=norm2,
+        projection=projection,
     )
     result.totals = _totals(result, comm)
     return result
@@ -299,3 +316,134 @@ def _totals(result: Estimate, comm: MPI.Comm) -> dict[str, float]:
     totals["eta_total"] = float(np.sqrt(posed / scale))
     totals["eta_infinite"] = float(np.sqrt((posed + squared["eta_trunc"]) / scale))
     return totals
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class Projection:
+    """What :func:`projected_error` found (for the log and the tests).
+
+    Attributes:
+        cells: ``(n_cells,)`` squared site strain of ``e*`` charged to this rank's cells.
+        atoms: ``(n_free,)`` ``β_i |G_i(e*)|²`` of the free atoms (every rank).
+        alpha: the step length ``α*`` (1 where ``H_a = H_c`` along ``d``).
+        slope: ``∇E_a · d`` (eV), curvature: ``dᵀ H_a d`` (eV), both over the sites.
+        max_displacement: ``max |e*|`` over the free atoms, Å.
+    """
+
+    cells: np.ndarray
+    atoms: np.ndarray
+    alpha: float
+    slope: float
+    curvature: float
+    max_displacement: float
+
+
+def projected_error(
+    system: CoupledSystem, material: Material, centroid: np.ndarray
+) -> Projection | None:
+    """The coupled solution's error projected on its own Newton direction (collective).
+
+    The fully atomistic solution ``y_a`` minimises ``E_a``; the coupled one ``y_c`` does not:
+    ``g = ∇E_a(y_c)`` is the force the free atoms would feel in the fully atomistic crystal
+    (every site within ``2 r_cut`` displaced: free atoms as solved, the others by the FE
+    field and background). Linearised, ``e = y_a − y_c = −H_a⁻¹ g``. The coupled Hessian
+    ``H_c`` (at hand: the Newton solver's) gives the direction ``d = −H_c⁻¹ g``, and the
+    atomistic energy itself its length: ``e* = α* d`` with
+    ``α* = −(g · d) / (dᵀ H_a d)``, ``dᵀ H_a d`` by central differences of ``∇E_a`` along
+    ``d`` over the same sites. ``e*`` is the ``H_a``-orthogonal projection of ``e`` on
+    ``d`` (``(e, d)_{H_a} = −g·d``), so ``‖e*‖_{H_a} ≤ ‖e‖_{H_a}``, with equality where
+    ``H_c = H_a`` along ``d``. This is what the partials of a dislocation pushed by the
+    handshake produce: the soft glide mode is in ``H_c`` (the core is atomistic), and its
+    stiffness is measured on ``E_a``. The site strain of ``e*`` is summed like ``D²``:
+    ``β_i |G_i(e*)|²`` per free atom (charged to the cell holding it, or, in the core, to
+    the nearest cell: where growing the atoms acts on it) and ``n_K w_K |∇e*_h|²_K`` per
+    cell. None without a ghost-force correction (it holds the fully atomistic sites).
+    ``centroid``: ``(n_cells, 3)`` this rank's cell centroids.
+    """
+    import ufl
+    from scipy.spatial import cKDTree
+
+    from continuum.estimator import _as_vector, _CellSpace
+    from coupling.solver import _NewtonKrylov
+
+    corr = system.correction
+    if corr is None:
+        return None
+    model, comm = system.model, system.comm
+    lay = model.layout
+    sites = corr._site_displacements(system, system.z)
+    _, index = corr._full_lattice_sites(system)
+    g_atoms = corr._atomistic_gradient(sites) if lay.rank == 0 else None
+    g_atoms = comm.bcast(g_atoms, root=0)
+    g = lay.create_vec()
+    g.zeroEntries()
+    lay.set_atoms(g, g_atoms)
+    model.zero_dirichlet(g)
+    d = g.duplicate()
+    kind = "gamg" if lay.V.mesh.topology.dim == 3 else "mumps"
+    newton = _NewtonKrylov(model, system.preconditioner, kind)
+    try:
+        newton.direction(system.z, g, d, 1e-6, 3000)
+    finally:
+        newton.destroy()
+    zero = d.duplicate()
+    zero.zeroEntries()
+    field = corr._site_displacements(system, d) - corr._site_displacements(system, zero)
+    d_atoms = field[index]
+    slope = float(np.sum(g_atoms * d_atoms))
+    size = float(np.abs(field).max())
+    curvature = 0.0
+    if size > 0:
+        h = 1e-3 / size
+        gp = corr._atomistic_gradient(sites + h * field) if lay.rank == 0 else None
+        gm = corr._atomistic_gradient(sites - h * field) if lay.rank == 0 else None
+        curvature = comm.bcast(
+            None if gp is None else float(np.sum((gp - gm) * d_atoms) / (2 * h)), root=0
+        )
+    alpha = -slope / curvature if curvature > 0 and slope < 0 else 0.0
+    d.scale(alpha)
+    e_all = system.atom_displacements(d) - np.vstack(
+        [np.zeros((system.n_free, 3)), model.pad_offset.reshape(-1, 3)]
+    )
+    G = _atom_gradients(system, dataclasses.replace(material, jump=None), e_all)
+    beta = system.beta[: system.n_free]
+    atoms = beta * np.sum(G**2, axis=(1, 2))
+    problem = system.problem
+    lay.fe_of(d, out=problem.u)
+    tensors, scalars = _CellSpace(problem.mesh, 9), _CellSpace(problem.mesh, 2)
+    dx = problem._dx
+    q = scalars.test()
+    grad = tensors.assemble(
+        ufl.inner(_as_vector([problem._grad3(problem.u)]), tensors.test()) * dx
+    )
+    s2 = scalars.assemble((q[0] + problem._weight * q[1]) * dx)
+    lay.fe_of(system.z, out=problem.u)
+    model.split(system.z)  # the problem's field back at the state
+    volume, t = s2[:, 0], _thickness(system)
+    share = s2[:, 1] / volume / t
+    mean = grad / volume[:, None]
+    cells = volume * t / material.volume_per_atom * share * np.sum(mean**2, axis=1)
+    # the atoms' part, to the cell holding each atom or the nearest cell
+    where = containing_cells(problem.V, system.positions[: system.n_free])
+    inside = comm.allreduce((where >= 0).astype(np.int64), op=MPI.SUM) > 0
+    mine = where >= 0
+    np.add.at(cells, where[mine], atoms[mine])
+    outside = np.flatnonzero(~inside)
+    if len(outside):
+        k = 2 if system.slab_period is not None else 3
+        offsets = np.cumsum([0, *comm.allgather(len(centroid))])
+        every = np.vstack(comm.allgather(np.asarray(centroid)[:, :k]))
+        _, nearest = cKDTree(every).query(system.positions[outside][:, :k])
+        lo, hi = offsets[comm.rank], offsets[comm.rank + 1]
+        take = (nearest >= lo) & (nearest < hi)
+        np.add.at(cells, nearest[take] - lo, atoms[outside][take])
+    return Projection(
+        cells=cells,
+        atoms=atoms,
+        alpha=alpha,
+        slope=slope,
+        curvature=curvature,
+        max_displacement=float(np.linalg.norm(alpha * d_atoms, axis=1).max(initial=0.0)),
+    )
+

@@ -28,7 +28,14 @@ term           where                         ``η_T²``
                                              ``· min(1, (r_cut/ℓ_K)²)`` (Cauchy–Born validity:
                                              strain gradient × ``r_cut``, second order where
                                              the strain varies on ``ℓ_K > r_cut``)
-                                             ``+ c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
+                                             ``+ Σ_{i→K} β_i |G_i(e*)|² + n_K w_K |∇e*_h|²_K``: the
+                                             handshake's consistency error, the coupled
+                                             solution's error ``e*`` projected on its own Newton
+                                             direction for the atomistic energy
+                                             (:func:`projected_error`; atoms charged to their
+                                             cell or, in the core, the nearest cell). Without a
+                                             ghost-force correction instead
+                                             ``c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
                                              handshake atoms (virial against Cauchy–Born stress)
 ``eta_ml``     free atom ``i``               ``c_ml β_i (σ_i / (μ Ω_0^{2/3}))²``, ``σ_i`` the
                                              calibrated committee force spread (eV/Å): a force
@@ -41,6 +48,13 @@ term           where                         ``η_T²``
 ``Ḡ`` is the cell average of the total displacement gradient (background included), ``G_far``
 the far field's (``F − I`` plus the background's gradient), ``w`` the continuum weight
 ``1 − β``. The constants ``c_*`` are those of :class:`EstimatorConstants`.
+
+In 2.5d the continuum problem's weight is ``t (1 − β)`` (it integrates per Å of thickness),
+and :class:`continuum.estimator.CellIndicators` ``weight`` is its cell average: ``D²`` divides
+it by ``t``. ``eta_fe`` and the Cauchy–Born part of ``eta_model`` use it as it is: ``c_fe``
+and ``c_cb`` were calibrated on 2.5d cases with that weight (Cu, ``t`` = 4.427 Å), so for
+``w`` the share their values are ``c_fe t²`` and ``c_cb t`` there; in 3d ``w`` is the share.
+The projected error has no constant: ``e*`` is a displacement, measured like ``D``.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -386,10 +387,9 @@ def projected_error(
         return None
     model, comm = system.model, system.comm
     lay = model.layout
-    sites = corr._site_displacements(system, system.z)
-    _, index = corr._full_lattice_sites(system)
-    g_atoms = corr._atomistic_gradient(sites) if lay.rank == 0 else None
-    g_atoms = comm.bcast(g_atoms, root=0)
+    crystal = _Crystal(system, corr)
+    sites = crystal.displacements(system.z, background=True)
+    g_atoms = crystal.gradient(sites)
     g = lay.create_vec()
     g.zeroEntries()
     lay.set_atoms(g, g_atoms)
@@ -401,20 +401,15 @@ def projected_error(
         newton.direction(system.z, g, d, 1e-6, 3000)
     finally:
         newton.destroy()
-    zero = d.duplicate()
-    zero.zeroEntries()
-    field = corr._site_displacements(system, d) - corr._site_displacements(system, zero)
-    d_atoms = field[index]
+    field = crystal.displacements(d, background=False)
+    d_atoms = field[crystal.index]
     slope = float(np.sum(g_atoms * d_atoms))
     size = float(np.abs(field).max())
     curvature = 0.0
     if size > 0:
         h = 1e-3 / size
-        gp = corr._atomistic_gradient(sites + h * field) if lay.rank == 0 else None
-        gm = corr._atomistic_gradient(sites - h * field) if lay.rank == 0 else None
-        curvature = comm.bcast(
-            None if gp is None else float(np.sum((gp - gm) * d_atoms) / (2 * h)), root=0
-        )
+        gp, gm = crystal.gradient(sites + h * field), crystal.gradient(sites - h * field)
+        curvature = float(np.sum((gp - gm) * d_atoms) / (2 * h))
     alpha = -slope / curvature if curvature > 0 and slope < 0 else 0.0
     d.scale(alpha)
     e_all = system.atom_displacements(d) - np.vstack(
@@ -461,3 +456,70 @@ def projected_error(
         max_displacement=float(np.linalg.norm(alpha * d_atoms, axis=1).max(initial=0.0)),
     )
 
+
+
+class _Crystal:
+    """The fully atomistic crystal around the atoms: the correction's lattice sites that exist.
+
+    The sites of ``correction.site_atoms`` (``2 r_cut`` beyond the free atoms) that are free
+    atoms or lie in the mesh; a void's sites (in neither) are left out. Free atoms move as
+    solved, the others with the FE field (and the background, for a state). Energies and
+    gradients on rank 0, broadcast (collective).
+    """
+
+    def __init__(self, system: CoupledSystem, corr: Any) -> None:
+        from scipy.spatial import cKDTree
+
+        from coupling.correction import blended_sites
+        from coupling.interpolation import p1_interpolation_matrix, points_in_mesh
+
+        self.system, comm = system, system.comm
+        atoms = corr.site_atoms
+        X = np.asarray(atoms.positions, dtype=float)
+        dist, index = cKDTree(X).query(
+            system.positions[: system.n_free], distance_upper_bound=1e-6
+        )
+        if not np.all(np.isfinite(dist)):
+            raise ValueError("the correction's sites must hold every free atom's site")
+        free = np.zeros(len(X), dtype=bool)
+        free[index] = True
+        rest = np.flatnonzero(~free)
+        keep = free.copy()
+        keep[rest[points_in_mesh(system.problem.V, X[rest])]] = True
+        kept = np.flatnonzero(keep)
+        self.X = X[kept]
+        where = np.full(len(X), -1)
+        where[kept] = np.arange(len(kept))
+        self.index = where[index]
+        self.others = np.ones(len(kept), dtype=bool)
+        self.others[self.index] = False
+        self.interp = p1_interpolation_matrix(system.problem.V, self.X[self.others])
+        self.full = None
+        if comm.rank == 0:
+            self.full = blended_sites(
+                atoms[kept],
+                np.ones(len(kept)),
+                potential=corr._potential,
+                device=corr._device,
+                dtype=corr._dtype,
+            )
+
+    def displacements(self, z: Any, *, background: bool) -> np.ndarray:
+        """``(n_sites, 3)`` at ``z`` (every rank)."""
+        system = self.system
+        lay = system.model.layout
+        u = np.zeros_like(self.X)
+        u[self.others] = lay.allsum(self.interp @ lay.fe_of(z)).reshape(-1, 3)
+        if background and system.background is not None:
+            u[self.others] += system.background.displacement(self.X[self.others])
+        u[self.index] = lay.atoms_of(z)
+        return u
+
+    def gradient(self, u: np.ndarray) -> np.ndarray:
+        """``(n_free, 3)`` ``∇E_a`` on the free atoms with the sites at ``u`` (every rank)."""
+        grad = None
+        if self.full is not None:
+            _, grad = self.full.energy_gradient(u)
+            self.full.release()
+            grad = grad[self.index]
+        return self.system.comm.bcast(grad, root=0)

@@ -51,13 +51,17 @@ def _system(eam, law, mode, core=6.0, outer=40.0):
         t = float(atoms.cell[2, 2])
         volume = np.pi * outer**2
     else:
-        hs = Handshake(shape="sphere", center=(0, 0, 0), core_radius=2.0, width=2 * rc,
+        core = 2.0 if core == 6.0 else core
+        hs = Handshake(shape="sphere", center=(0, 0, 0), core_radius=core, width=2 * rc,
                        pad_width=rc)
         atoms = finite_cluster("fcc", element="Cu", a=A0,
                                region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1))
+        perfect = finite_cluster(
+            "fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1 + rc)
+        )
         half = hs.atom_radius + 8.0
         md = graded_mesh(comm=comm, outer=Box(lo=(-half,) * 3, hi=(half,) * 3),
-                         hole=Ball(center=(0, 0, 0), radius=2.0), focus_radius=hs.atom_radius,
+                         hole=Ball(center=(0, 0, 0), radius=core), focus_radius=hs.atom_radius,
                          h_min=3.0, h_max=10.0, growth=0.4)
         t = 1.0
         volume = (2 * half) ** 3
@@ -85,13 +89,17 @@ def test_defect_strain_of_a_homogeneous_gradient_counts_every_site_once(eam, law
     assert est.norm2 == pytest.approx(expected, rel=0.04)
 
 
-def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law):
-    system, _ = _system(eam, law, "2.5d", core=14.0, outer=50.0)
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law, mode):
+    system, _ = _system(eam, law, mode, core=14.0, outer=50.0)
     F = np.eye(3) + np.array([[0.01, 0.0, 0.0], [0.0, -0.005, 0.0], [0.0, 0.0, 0.0]])
+    if mode == "3d":
+        F[2, 2] += 0.003
     system.set_boundary(homogeneous(F), predictor=homogeneous(F))
     system.z = system.state_from(homogeneous(F))
     X = system.positions[: system.n_free]
-    near = np.linalg.norm(X[:, :2], axis=1) < 2.0  # 2 + 2 r_cut < 14 Å: deep in the core
+    k = 2 if mode == "2.5d" else 3
+    near = np.linalg.norm(X[:, :k], axis=1) < 2.7  # 2.7 + 2 r_cut < 14 Å: deep in the core
     assert near.sum() >= 2
     delta = np.zeros_like(X)
     rng = np.random.default_rng(3)
@@ -109,9 +117,10 @@ def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law):
     assert p.alpha == pytest.approx(1.0, abs=2e-3)
     assert p.max_displacement == pytest.approx(np.linalg.norm(delta, axis=1).max(), rel=2e-3)
     period = system.slab_period
+    cell = None if period is None else np.diag([1.0, 1.0, period])
     G = site_gradients(system.positions, np.vstack([delta, np.zeros((len(system.positions)
                        - system.n_free, 3))]), cutoff=SHELL_FACTOR * A0 / np.sqrt(2),
-                       cell=np.diag([1.0, 1.0, period]), pbc=(False, False, True))
+                       cell=cell, pbc=(False, False, period is not None))
     expected = float(np.sum(G[: system.n_free] ** 2))
     assert float(np.sum(p.atoms)) == pytest.approx(expected, rel=5e-3)
     # everything is charged to some cell, and the FE field hardly moves

@@ -28,15 +28,15 @@ term           where                         ``η_T²``
                                              ``· min(1, (r_cut/ℓ_K)²)`` (Cauchy–Born validity:
                                              strain gradient × ``r_cut``, second order where
                                              the strain varies on ``ℓ_K > r_cut``)
-                                             ``+ Σ_{i→K} β_i |G_i(e*)|² + n_K w_K |∇e*_h|²_K``: the
-                                             handshake's consistency error, the coupled
-                                             solution's error ``e*`` projected on its own Newton
-                                             direction for the atomistic energy
-                                             (:func:`projected_error`; atoms charged to their
-                                             cell or, in the core, the nearest cell). Without a
-                                             ghost-force correction instead
-                                             ``c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
-                                             handshake atoms (virial against Cauchy–Born stress)
+                                             ``+ c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
+                                             handshake atoms (virial against Cauchy–Born stress):
+                                             the cell indicator the marks use. The **total**
+                                             counts instead of this mismatch the handshake's
+                                             consistency error ``Σ_i β_i |G_i(e*)|² +
+                                             Σ_K n_K w_K |∇e*_h|²_K``, the coupled solution's
+                                             error ``e*`` projected on its own Newton direction
+                                             for the atomistic energy (:func:`projected_error`;
+                                             without a ghost-force correction the mismatch)
 ``eta_ml``     free atom ``i``               ``c_ml β_i (σ_i / (μ Ω_0^{2/3}))²``, ``σ_i`` the
                                              calibrated committee force spread (eV/Å): a force
                                              error over the stiffness of one site
@@ -135,10 +135,16 @@ class Estimate:
 
     Attributes:
         cells: the FE cell data the indicators were made from (this rank's owned cells).
-        fe, model, trunc: ``(n_cells,)`` squared cell indicators of this rank.
+        fe, model, trunc: ``(n_cells,)`` squared cell indicators of this rank, what the marks
+            use (``model``: Cauchy–Born validity plus the handshake's stress mismatch).
         ml: ``(n_free,)`` squared atom indicators (every rank holds all of them).
         spread: ``(n_free,)`` committee force spread in eV/Å, or None without a committee.
         norm2: ``D²``, the solution's defect strain (sites).
+        mismatch: ``(n_cells,)`` the stress-mismatch part of ``model``.
+        projection: the projected error (:func:`projected_error`), or None. When there is
+            one, ``eta_model``'s total counts it in place of the mismatch: the mismatch says
+            where the handshake disagrees with the atoms (where to act), the projection how
+            much that moves the solution (how large the error is).
         totals: ``eta_fe``, ``eta_model``, ``eta_ml``, ``eta_trunc``, ``eta_total`` and
             ``eta_infinite``.
     """
@@ -150,6 +156,7 @@ class Estimate:
     ml: np.ndarray
     spread: np.ndarray | None
     norm2: float
+    mismatch: np.ndarray | None = None
     projection: Projection | None = None
     totals: dict[str, float] = field(default_factory=dict)
 
@@ -256,10 +263,11 @@ def estimate(
             None leaves that part out.
         spread: the committee's calibrated force spread; None: ``eta_ml`` is 0.
         constants: weights of the local indicators.
-        project: the handshake's part of ``eta_model`` is the coupled solution's error
-            projected on its Newton direction (:func:`projected_error`); where that cannot
-            be had (no ghost-force correction) or with False, the virial-against-Cauchy–Born
-            stress mismatch (``stresses``) stands for it.
+        project: the handshake's part of ``eta_model``'s total is the coupled solution's
+            error projected on its Newton direction (:func:`projected_error`); where that
+            cannot be had (no ghost-force correction) or with False, the
+            virial-against-Cauchy–Born stress mismatch (``stresses``) stands for it. The cell
+            indicators (the marks) keep the mismatch either way.
     """
     c = constants or EstimatorConstants()
     comm = system.comm
@@ -272,15 +280,14 @@ def estimate(
     model = c.cb * cells.weight * material.r_cut**2 * cells.gradient_jump * t / omega
     model = model * _second_order(cells, material)
     u = system.atom_displacements()
-    projection = projected_error(system, material, cells.centroid) if project else None
-    if projection is not None:
-        model = model + projection.cells
-    elif stresses is not None:
+    mismatch = np.zeros_like(model)
+    if stresses is not None:
         P = comm.bcast(stresses(u) if comm.rank == 0 else None, root=0)
-        mismatch = _stress_mismatch(
+        mismatch = c.stress * n_sites * _stress_mismatch(
             system, cells, P, system.positions, system.region, material.r_cut
-        )
-        model = model + c.stress * n_sites * mismatch / mu**2
+        ) / mu**2
+    model = model + mismatch
+    projection = projected_error(system, material, cells.centroid) if project else None
     far = _far_gradient(system, material, cells.centroid)
     trunc = np.zeros_like(fe)
     edge = cells.on_outer_boundary
@@ -310,6 +317,7 @@ def estimate(
         ml=ml,
         spread=sigma,
         norm2=norm2,
+        mismatch=mismatch,
         projection=projection,
     )
     result.totals = _totals(result, comm)
@@ -317,7 +325,12 @@ def estimate(
 
 
 def _totals(result: Estimate, comm: MPI.Comm) -> dict[str, float]:
-    sums = np.array([result.fe.sum(), result.model.sum(), result.trunc.sum()])
+    model = result.model.sum()
+    if result.projection is not None:  # the total: the projected error for the mismatch
+        model += result.projection.cells.sum()
+        if result.mismatch is not None:
+            model -= result.mismatch.sum()
+    sums = np.array([result.fe.sum(), model, result.trunc.sum()])
     comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
     squared = {
         "eta_fe": sums[0],

@@ -61,8 +61,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -73,7 +73,15 @@ from continuum.estimator import CellIndicators, cell_indicators
 from coupling.interpolation import containing_cells
 from coupling.system import CoupledSystem
 
-__all__ = ["TERMS", "Estimate", "EstimatorConstants", "Material", "estimate"]
+__all__ = [
+    "TERMS",
+    "Estimate",
+    "EstimatorConstants",
+    "Material",
+    "Projection",
+    "estimate",
+    "projected_error",
+]
 
 #: The terms of the estimate, in the order they are reported.
 TERMS = ("eta_fe", "eta_model", "eta_ml", "eta_trunc")
@@ -283,9 +291,12 @@ def estimate(
     mismatch = np.zeros_like(model)
     if stresses is not None:
         P = comm.bcast(stresses(u) if comm.rank == 0 else None, root=0)
-        mismatch = c.stress * n_sites * _stress_mismatch(
-            system, cells, P, system.positions, system.region, material.r_cut
-        ) / mu**2
+        mismatch = (
+            c.stress
+            * n_sites
+            * _stress_mismatch(system, cells, P, system.positions, system.region, material.r_cut)
+            / mu**2
+        )
     model = model + mismatch
     projection = projected_error(system, material, cells.centroid) if project else None
     far = _far_gradient(system, material, cells.centroid)
@@ -344,7 +355,6 @@ def _totals(result: Estimate, comm: MPI.Comm) -> dict[str, float]:
     totals["eta_total"] = float(np.sqrt(posed / scale))
     totals["eta_infinite"] = float(np.sqrt((posed + squared["eta_trunc"]) / scale))
     return totals
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -436,9 +446,7 @@ def projected_error(
     tensors, scalars = _CellSpace(problem.mesh, 9), _CellSpace(problem.mesh, 2)
     dx = problem._dx
     q = scalars.test()
-    grad = tensors.assemble(
-        ufl.inner(_as_vector([problem._grad3(problem.u)]), tensors.test()) * dx
-    )
+    grad = tensors.assemble(ufl.inner(_as_vector([problem._grad3(problem.u)]), tensors.test()) * dx)
     s2 = scalars.assemble((q[0] + problem._weight * q[1]) * dx)
     lay.fe_of(system.z, out=problem.u)
     model.split(system.z)  # the problem's field back at the state
@@ -470,7 +478,6 @@ def projected_error(
     )
 
 
-
 class _Crystal:
     """The fully atomistic crystal around the atoms: the correction's lattice sites that exist.
 
@@ -489,9 +496,7 @@ class _Crystal:
         self.system, comm = system, system.comm
         atoms = corr.site_atoms
         X = np.asarray(atoms.positions, dtype=float)
-        dist, index = cKDTree(X).query(
-            system.positions[: system.n_free], distance_upper_bound=1e-6
-        )
+        dist, index = cKDTree(X).query(system.positions[: system.n_free], distance_upper_bound=1e-6)
         if not np.all(np.isfinite(dist)):
             raise ValueError("the correction's sites must hold every free atom's site")
         free = np.zeros(len(X), dtype=bool)

@@ -39,37 +39,62 @@ def _system(eam, law, mode, core=6.0, outer=40.0):
     rc, comm = eam.cutoff, MPI.COMM_WORLD
     perfect = None
     if mode == "2.5d":
-        hs = Handshake(shape="cylinder", center=(0, 0, 0), core_radius=core, width=2 * rc,
-                       pad_width=rc)
+        hs = Handshake(
+            shape="cylinder", center=(0, 0, 0), core_radius=core, width=2 * rc, pad_width=rc
+        )
         region = Cylinder(center=(0, 0, 0), radius=hs.atom_radius + 1, axis=2)
         atoms = finite_cluster("fcc", element="Cu", a=A0, region=region, periodic_axes=(2,))
         wide = Cylinder(center=(0, 0, 0), radius=hs.atom_radius + 1 + rc, axis=2)
         perfect = finite_cluster("fcc", element="Cu", a=A0, region=wide, periodic_axes=(2,))
-        md = graded_mesh(comm=comm, outer=Disk(center=(0, 0), radius=outer),
-                         hole=Disk(center=(0, 0), radius=core), focus_radius=hs.atom_radius,
-                         h_min=2.5, h_max=8.0, growth=0.3)
+        md = graded_mesh(
+            comm=comm,
+            outer=Disk(center=(0, 0), radius=outer),
+            hole=Disk(center=(0, 0), radius=core),
+            focus_radius=hs.atom_radius,
+            h_min=2.5,
+            h_max=8.0,
+            growth=0.3,
+        )
         t = float(atoms.cell[2, 2])
         volume = np.pi * outer**2
     else:
         core = 2.0 if core == 6.0 else core
-        hs = Handshake(shape="sphere", center=(0, 0, 0), core_radius=core, width=2 * rc,
-                       pad_width=rc)
-        atoms = finite_cluster("fcc", element="Cu", a=A0,
-                               region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1))
+        hs = Handshake(
+            shape="sphere", center=(0, 0, 0), core_radius=core, width=2 * rc, pad_width=rc
+        )
+        atoms = finite_cluster(
+            "fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1)
+        )
         perfect = finite_cluster(
-            "fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1 + rc)
+            "fcc",
+            element="Cu",
+            a=A0,
+            region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1 + rc),
         )
         half = hs.atom_radius + 8.0
-        md = graded_mesh(comm=comm, outer=Box(lo=(-half,) * 3, hi=(half,) * 3),
-                         hole=Ball(center=(0, 0, 0), radius=core), focus_radius=hs.atom_radius,
-                         h_min=3.0, h_max=10.0, growth=0.4)
+        md = graded_mesh(
+            comm=comm,
+            outer=Box(lo=(-half,) * 3, hi=(half,) * 3),
+            hole=Ball(center=(0, 0, 0), radius=core),
+            focus_radius=hs.atom_radius,
+            h_min=3.0,
+            h_max=10.0,
+            growth=0.4,
+        )
         t = 1.0
         volume = (2 * half) ** 3
     problem = HyperelasticProblem(
         mesh_data=md, law=law, mode=mode, weight=lambda x: t * hs.continuum_weight(x)
     )
-    system = build_coupled_system(potential=eam, atoms=atoms, handshake=hs, problem=problem,
-                                  kappa=1.0, ghost_force_correction=True, perfect_atoms=perfect)
+    system = build_coupled_system(
+        potential=eam,
+        atoms=atoms,
+        handshake=hs,
+        problem=problem,
+        kappa=1.0,
+        ghost_force_correction=True,
+        perfect_atoms=perfect,
+    )
     return system, volume * t
 
 
@@ -80,8 +105,14 @@ def test_defect_strain_of_a_homogeneous_gradient_counts_every_site_once(eam, law
     system.set_boundary(homogeneous(F), predictor=homogeneous(F))
     system.z = system.state_from(homogeneous(F))
     omega = A0**3 / 4
-    material = Material(strain=np.zeros((3, 3)), shear_modulus=0.34, r_cut=eam.cutoff,
-                        r_nn=A0 / np.sqrt(2), volume_per_atom=omega, inradius=30.0)
+    material = Material(
+        strain=np.zeros((3, 3)),
+        shear_modulus=0.34,
+        r_cut=eam.cutoff,
+        r_nn=A0 / np.sqrt(2),
+        volume_per_atom=omega,
+        inradius=30.0,
+    )
     est = estimate(system, material=material)
     n_sites = sites_volume / omega
     expected = float(np.sum(GRADIENT**2)) * n_sites
@@ -106,8 +137,14 @@ def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law, mode
     delta[near] = 1e-3 * rng.standard_normal((int(near.sum()), 3))
     u = system.model.layout.atoms_of(system.z)
     system.set_atom_displacements(u + delta)
-    material = Material(strain=F - np.eye(3), shear_modulus=0.34, r_cut=eam.cutoff,
-                        r_nn=A0 / np.sqrt(2), volume_per_atom=A0**3 / 4, inradius=40.0)
+    material = Material(
+        strain=F - np.eye(3),
+        shear_modulus=0.34,
+        r_cut=eam.cutoff,
+        r_nn=A0 / np.sqrt(2),
+        volume_per_atom=A0**3 / 4,
+        inradius=40.0,
+    )
     from continuum.estimator import cell_indicators
 
     system.model.layout.fe_of(system.z, out=system.problem.u)
@@ -118,9 +155,13 @@ def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law, mode
     assert p.max_displacement == pytest.approx(np.linalg.norm(delta, axis=1).max(), rel=2e-3)
     period = system.slab_period
     cell = None if period is None else np.diag([1.0, 1.0, period])
-    G = site_gradients(system.positions, np.vstack([delta, np.zeros((len(system.positions)
-                       - system.n_free, 3))]), cutoff=SHELL_FACTOR * A0 / np.sqrt(2),
-                       cell=cell, pbc=(False, False, period is not None))
+    G = site_gradients(
+        system.positions,
+        np.vstack([delta, np.zeros((len(system.positions) - system.n_free, 3))]),
+        cutoff=SHELL_FACTOR * A0 / np.sqrt(2),
+        cell=cell,
+        pbc=(False, False, period is not None),
+    )
     expected = float(np.sum(G[: system.n_free] ** 2))
     assert float(np.sum(p.atoms)) == pytest.approx(expected, rel=5e-3)
     # everything is charged to some cell, and the FE field hardly moves

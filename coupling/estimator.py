@@ -29,7 +29,14 @@ term           where                         ``η_T²``
                                              strain gradient × ``r_cut``, second order where
                                              the strain varies on ``ℓ_K > r_cut``)
                                              ``+ c_s n_K |P̄^atoms_K − P̄_K|²/μ²`` in cells that hold
-                                             handshake atoms (virial against Cauchy–Born stress)
+                                             handshake atoms (virial against Cauchy–Born stress):
+                                             the cell indicator the marks use. The **total**
+                                             counts instead of this mismatch the handshake's
+                                             consistency error ``Σ_i β_i |G_i(e*)|² +
+                                             Σ_K n_K w_K |∇e*_h|²_K``, the coupled solution's
+                                             error ``e*`` projected on its own Newton direction
+                                             for the atomistic energy (:func:`projected_error`;
+                                             without a ghost-force correction the mismatch)
 ``eta_ml``     free atom ``i``               ``c_ml β_i (σ_i / (μ Ω_0^{2/3}))²``, ``σ_i`` the
                                              calibrated committee force spread (eV/Å): a force
                                              error over the stiffness of one site
@@ -41,12 +48,21 @@ term           where                         ``η_T²``
 ``Ḡ`` is the cell average of the total displacement gradient (background included), ``G_far``
 the far field's (``F − I`` plus the background's gradient), ``w`` the continuum weight
 ``1 − β``. The constants ``c_*`` are those of :class:`EstimatorConstants`.
+
+In 2.5d the continuum problem's weight is ``t (1 − β)`` (it integrates per Å of thickness),
+and :class:`continuum.estimator.CellIndicators` ``weight`` is its cell average: ``D²`` divides
+it by ``t``. ``eta_fe`` and the Cauchy–Born part of ``eta_model`` use it as it is: ``c_fe``
+and ``c_cb`` were calibrated on 2.5d cases with that weight (Cu, ``t`` = 4.427 Å), so for
+``w`` the share their values are ``c_fe t²`` and ``c_cb t`` there; in 3d ``w`` is the share.
+The projected error has no constant: ``e*`` is a displacement, measured like ``D``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -57,7 +73,15 @@ from continuum.estimator import CellIndicators, cell_indicators
 from coupling.interpolation import containing_cells
 from coupling.system import CoupledSystem
 
-__all__ = ["TERMS", "Estimate", "EstimatorConstants", "Material", "estimate"]
+__all__ = [
+    "TERMS",
+    "Estimate",
+    "EstimatorConstants",
+    "Material",
+    "Projection",
+    "estimate",
+    "projected_error",
+]
 
 #: The terms of the estimate, in the order they are reported.
 TERMS = ("eta_fe", "eta_model", "eta_ml", "eta_trunc")
@@ -119,10 +143,16 @@ class Estimate:
 
     Attributes:
         cells: the FE cell data the indicators were made from (this rank's owned cells).
-        fe, model, trunc: ``(n_cells,)`` squared cell indicators of this rank.
+        fe, model, trunc: ``(n_cells,)`` squared cell indicators of this rank, what the marks
+            use (``model``: Cauchy–Born validity plus the handshake's stress mismatch).
         ml: ``(n_free,)`` squared atom indicators (every rank holds all of them).
         spread: ``(n_free,)`` committee force spread in eV/Å, or None without a committee.
         norm2: ``D²``, the solution's defect strain (sites).
+        mismatch: ``(n_cells,)`` the stress-mismatch part of ``model``.
+        projection: the projected error (:func:`projected_error`), or None. When there is
+            one, ``eta_model``'s total counts it in place of the mismatch: the mismatch says
+            where the handshake disagrees with the atoms (where to act), the projection how
+            much that moves the solution (how large the error is).
         totals: ``eta_fe``, ``eta_model``, ``eta_ml``, ``eta_trunc``, ``eta_total`` and
             ``eta_infinite``.
     """
@@ -134,6 +164,8 @@ class Estimate:
     ml: np.ndarray
     spread: np.ndarray | None
     norm2: float
+    mismatch: np.ndarray | None = None
+    projection: Projection | None = None
     totals: dict[str, float] = field(default_factory=dict)
 
     def cell_total(self) -> np.ndarray:
@@ -228,6 +260,7 @@ def estimate(
     stresses: SiteStresses | None = None,
     spread: ForceSpread | None = None,
     constants: EstimatorConstants | None = None,
+    project: bool = True,
 ) -> Estimate:
     """The estimate of the current state ``system.z`` (collective).
 
@@ -238,6 +271,11 @@ def estimate(
             None leaves that part out.
         spread: the committee's calibrated force spread; None: ``eta_ml`` is 0.
         constants: weights of the local indicators.
+        project: the handshake's part of ``eta_model``'s total is the coupled solution's
+            error projected on its Newton direction (:func:`projected_error`); where that
+            cannot be had (no ghost-force correction) or with False, the
+            virial-against-Cauchy–Born stress mismatch (``stresses``) stands for it. The cell
+            indicators (the marks) keep the mismatch either way.
     """
     c = constants or EstimatorConstants()
     comm = system.comm
@@ -250,12 +288,17 @@ def estimate(
     model = c.cb * cells.weight * material.r_cut**2 * cells.gradient_jump * t / omega
     model = model * _second_order(cells, material)
     u = system.atom_displacements()
+    mismatch = np.zeros_like(model)
     if stresses is not None:
         P = comm.bcast(stresses(u) if comm.rank == 0 else None, root=0)
-        mismatch = _stress_mismatch(
-            system, cells, P, system.positions, system.region, material.r_cut
+        mismatch = (
+            c.stress
+            * n_sites
+            * _stress_mismatch(system, cells, P, system.positions, system.region, material.r_cut)
+            / mu**2
         )
-        model = model + c.stress * n_sites * mismatch / mu**2
+    model = model + mismatch
+    projection = projected_error(system, material, cells.centroid) if project else None
     far = _far_gradient(system, material, cells.centroid)
     trunc = np.zeros_like(fe)
     edge = cells.on_outer_boundary
@@ -272,19 +315,33 @@ def estimate(
     G_atoms = _atom_gradients(system, material, u)
     strain = np.asarray(material.strain, dtype=float)
     norm_atoms = float(np.sum(beta * np.sum((G_atoms - strain) ** 2, axis=(1, 2))))
+    share = cells.weight / t  # the continuum's share 1 − β (the problem's weight is t (1 − β))
     norm_cells = float(
-        np.sum(n_sites * cells.weight * np.sum((cells.mean_gradient - strain) ** 2, axis=(1, 2)))
+        np.sum(n_sites * share * np.sum((cells.mean_gradient - strain) ** 2, axis=(1, 2)))
     )
     norm2 = norm_atoms + comm.allreduce(norm_cells, op=MPI.SUM)
     result = Estimate(
-        cells=cells, fe=fe, model=model, trunc=trunc, ml=ml, spread=sigma, norm2=norm2
+        cells=cells,
+        fe=fe,
+        model=model,
+        trunc=trunc,
+        ml=ml,
+        spread=sigma,
+        norm2=norm2,
+        mismatch=mismatch,
+        projection=projection,
     )
     result.totals = _totals(result, comm)
     return result
 
 
 def _totals(result: Estimate, comm: MPI.Comm) -> dict[str, float]:
-    sums = np.array([result.fe.sum(), result.model.sum(), result.trunc.sum()])
+    model = result.model.sum()
+    if result.projection is not None:  # the total: the projected error for the mismatch
+        model += result.projection.cells.sum()
+        if result.mismatch is not None:
+            model -= result.mismatch.sum()
+    sums = np.array([result.fe.sum(), model, result.trunc.sum()])
     comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
     squared = {
         "eta_fe": sums[0],
@@ -298,3 +355,189 @@ def _totals(result: Estimate, comm: MPI.Comm) -> dict[str, float]:
     totals["eta_total"] = float(np.sqrt(posed / scale))
     totals["eta_infinite"] = float(np.sqrt((posed + squared["eta_trunc"]) / scale))
     return totals
+
+
+@dataclass(frozen=True, kw_only=True)
+class Projection:
+    """What :func:`projected_error` found (for the log and the tests).
+
+    Attributes:
+        cells: ``(n_cells,)`` squared site strain of ``e*`` charged to this rank's cells.
+        atoms: ``(n_free,)`` ``β_i |G_i(e*)|²`` of the free atoms (every rank).
+        alpha: the step length ``α*`` (1 where ``H_a = H_c`` along ``d``).
+        slope: ``∇E_a · d`` (eV), curvature: ``dᵀ H_a d`` (eV), both over the sites.
+        max_displacement: ``max |e*|`` over the free atoms, Å.
+    """
+
+    cells: np.ndarray
+    atoms: np.ndarray
+    alpha: float
+    slope: float
+    curvature: float
+    max_displacement: float
+
+
+def projected_error(
+    system: CoupledSystem, material: Material, centroid: np.ndarray
+) -> Projection | None:
+    """The coupled solution's error projected on its own Newton direction (collective).
+
+    The fully atomistic solution ``y_a`` minimises ``E_a``; the coupled one ``y_c`` does not:
+    ``g = ∇E_a(y_c)`` is the force the free atoms would feel in the fully atomistic crystal
+    (every site within ``2 r_cut`` displaced: free atoms as solved, the others by the FE
+    field and background). Linearised, ``e = y_a − y_c = −H_a⁻¹ g``. The coupled Hessian
+    ``H_c`` (at hand: the Newton solver's) gives the direction ``d = −H_c⁻¹ g``, and the
+    atomistic energy itself its length: ``e* = α* d`` with
+    ``α* = −(g · d) / (dᵀ H_a d)``, ``dᵀ H_a d`` by central differences of ``∇E_a`` along
+    ``d`` over the same sites. ``e*`` is the ``H_a``-orthogonal projection of ``e`` on
+    ``d`` (``(e, d)_{H_a} = −g·d``), so ``‖e*‖_{H_a} ≤ ‖e‖_{H_a}``, with equality where
+    ``H_c = H_a`` along ``d``. This is what the partials of a dislocation pushed by the
+    handshake produce: the soft glide mode is in ``H_c`` (the core is atomistic), and its
+    stiffness is measured on ``E_a``. The site strain of ``e*`` is summed like ``D²``:
+    ``β_i |G_i(e*)|²`` per free atom (charged to the cell holding it, or, in the core, to
+    the nearest cell: where growing the atoms acts on it) and ``n_K w_K |∇e*_h|²_K`` per
+    cell. None without a ghost-force correction (it holds the fully atomistic sites).
+    ``centroid``: ``(n_cells, 3)`` this rank's cell centroids.
+    """
+    import ufl
+    from scipy.spatial import cKDTree
+
+    from continuum.estimator import _as_vector, _CellSpace
+    from coupling.solver import _NewtonKrylov
+
+    corr = system.correction
+    if corr is None:
+        return None
+    model, comm = system.model, system.comm
+    lay = model.layout
+    crystal = _Crystal(system, corr)
+    sites = crystal.displacements(system.z, background=True)
+    g_atoms = crystal.gradient(sites)
+    g = lay.create_vec()
+    g.zeroEntries()
+    lay.set_atoms(g, g_atoms)
+    model.zero_dirichlet(g)
+    d = g.duplicate()
+    kind = "gamg" if lay.V.mesh.topology.dim == 3 else "mumps"
+    newton = _NewtonKrylov(model, system.preconditioner, kind)
+    try:
+        newton.direction(system.z, g, d, 1e-6, 3000)
+    finally:
+        newton.destroy()
+    field = crystal.displacements(d, background=False)
+    d_atoms = field[crystal.index]
+    slope = float(np.sum(g_atoms * d_atoms))
+    size = float(np.abs(field).max())
+    curvature = 0.0
+    if size > 0:
+        h = 1e-3 / size
+        gp, gm = crystal.gradient(sites + h * field), crystal.gradient(sites - h * field)
+        curvature = float(np.sum((gp - gm) * d_atoms) / (2 * h))
+    alpha = -slope / curvature if curvature > 0 and slope < 0 else 0.0
+    d.scale(alpha)
+    e_all = system.atom_displacements(d) - np.vstack(
+        [np.zeros((system.n_free, 3)), model.pad_offset.reshape(-1, 3)]
+    )
+    G = _atom_gradients(system, dataclasses.replace(material, jump=None), e_all)
+    beta = system.beta[: system.n_free]
+    atoms = beta * np.sum(G**2, axis=(1, 2))
+    problem = system.problem
+    lay.fe_of(d, out=problem.u)
+    tensors, scalars = _CellSpace(problem.mesh, 9), _CellSpace(problem.mesh, 2)
+    dx = problem._dx
+    q = scalars.test()
+    grad = tensors.assemble(ufl.inner(_as_vector([problem._grad3(problem.u)]), tensors.test()) * dx)
+    s2 = scalars.assemble((q[0] + problem._weight * q[1]) * dx)
+    lay.fe_of(system.z, out=problem.u)
+    model.split(system.z)  # the problem's field back at the state
+    volume, t = s2[:, 0], _thickness(system)
+    share = s2[:, 1] / volume / t
+    mean = grad / volume[:, None]
+    cells = volume * t / material.volume_per_atom * share * np.sum(mean**2, axis=1)
+    # the atoms' part, to the cell holding each atom or the nearest cell
+    where = containing_cells(problem.V, system.positions[: system.n_free])
+    inside = comm.allreduce((where >= 0).astype(np.int64), op=MPI.SUM) > 0
+    mine = where >= 0
+    np.add.at(cells, where[mine], atoms[mine])
+    outside = np.flatnonzero(~inside)
+    if len(outside):
+        k = 2 if system.slab_period is not None else 3
+        offsets = np.cumsum([0, *comm.allgather(len(centroid))])
+        every = np.vstack(comm.allgather(np.asarray(centroid)[:, :k]))
+        _, nearest = cKDTree(every).query(system.positions[outside][:, :k])
+        lo, hi = offsets[comm.rank], offsets[comm.rank + 1]
+        take = (nearest >= lo) & (nearest < hi)
+        np.add.at(cells, nearest[take] - lo, atoms[outside][take])
+    return Projection(
+        cells=cells,
+        atoms=atoms,
+        alpha=alpha,
+        slope=slope,
+        curvature=curvature,
+        max_displacement=float(np.linalg.norm(alpha * d_atoms, axis=1).max(initial=0.0)),
+    )
+
+
+class _Crystal:
+    """The fully atomistic crystal around the atoms: the correction's lattice sites that exist.
+
+    The sites of ``correction.site_atoms`` (``2 r_cut`` beyond the free atoms) that are free
+    atoms or lie in the mesh; a void's sites (in neither) are left out. Free atoms move as
+    solved, the others with the FE field (and the background, for a state). Energies and
+    gradients on rank 0, broadcast (collective).
+    """
+
+    def __init__(self, system: CoupledSystem, corr: Any) -> None:
+        from scipy.spatial import cKDTree
+
+        from coupling.correction import blended_sites
+        from coupling.interpolation import p1_interpolation_matrix, points_in_mesh
+
+        self.system, comm = system, system.comm
+        atoms = corr.site_atoms
+        X = np.asarray(atoms.positions, dtype=float)
+        dist, index = cKDTree(X).query(system.positions[: system.n_free], distance_upper_bound=1e-6)
+        if not np.all(np.isfinite(dist)):
+            raise ValueError("the correction's sites must hold every free atom's site")
+        free = np.zeros(len(X), dtype=bool)
+        free[index] = True
+        rest = np.flatnonzero(~free)
+        keep = free.copy()
+        keep[rest[points_in_mesh(system.problem.V, X[rest])]] = True
+        kept = np.flatnonzero(keep)
+        self.X = X[kept]
+        where = np.full(len(X), -1)
+        where[kept] = np.arange(len(kept))
+        self.index = where[index]
+        self.others = np.ones(len(kept), dtype=bool)
+        self.others[self.index] = False
+        self.interp = p1_interpolation_matrix(system.problem.V, self.X[self.others])
+        self.full = None
+        if comm.rank == 0:
+            self.full = blended_sites(
+                atoms[kept],
+                np.ones(len(kept)),
+                potential=corr._potential,
+                device=corr._device,
+                dtype=corr._dtype,
+            )
+
+    def displacements(self, z: Any, *, background: bool) -> np.ndarray:
+        """``(n_sites, 3)`` at ``z`` (every rank)."""
+        system = self.system
+        lay = system.model.layout
+        u = np.zeros_like(self.X)
+        u[self.others] = lay.allsum(self.interp @ lay.fe_of(z)).reshape(-1, 3)
+        if background and system.background is not None:
+            u[self.others] += system.background.displacement(self.X[self.others])
+        u[self.index] = lay.atoms_of(z)
+        return u
+
+    def gradient(self, u: np.ndarray) -> np.ndarray:
+        """``(n_free, 3)`` ``∇E_a`` on the free atoms with the sites at ``u`` (every rank)."""
+        grad = None
+        if self.full is not None:
+            _, grad = self.full.energy_gradient(u)
+            self.full.release()
+            grad = grad[self.index]
+        return self.system.comm.bcast(grad, root=0)

@@ -6,7 +6,8 @@ of a grown core, shifted its Hessian on negative curvature and let Cauchy–Born
 cell sheared by a Burgers vector, the first expansion already stopped the loop with
 ``not converged``), and the core must grow along the glide plane (x) and not across it (y).
 Each expansion refines its new handshake and pad to the case's ``h_min`` (without it, cells of
-7–8 Å held them at iteration 2, on a ``h_min`` of 2.56 Å).
+7–8 Å held them at iteration 2, on a ``h_min`` of 2.56 Å). Against the case's fully atomistic
+reference (LAMMPS), the true error falls and the estimate stays within a factor 3 of it.
 """
 
 import json
@@ -50,6 +51,9 @@ def test_the_core_grows_along_the_glide_plane_and_every_solve_converges(tmp_path
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    ref = [sys.executable, "-m", "multiscale", "reference", str(CASE), "--output", str(out)]
+    done = subprocess.run(ref, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
     cmd = [sys.executable, "-m", "multiscale", "run", str(CASE), "--output", str(out)]
     cmd += ["--set", "adaptivity.max_iterations=2"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -58,7 +62,13 @@ def test_the_core_grows_along_the_glide_plane_and_every_solve_converges(tmp_path
     loop = summary["adaptivity"]
     assert loop["stop"] == "budget: max_iterations"
     assert [row["action"] for row in loop["history"]] == ["expand", "expand", "stop"]
-    assert loop["history"][2]["eta_total"] < 0.6 * loop["history"][0]["eta_total"]
+    # the true error falls; the estimate stays within the issue's [0.3, 3] of it (it need
+    # not fall as fast: at iteration 2 the partials are pushed against the grown core's
+    # end, which the projected error sees)
+    errors = [row["strain_error_rel"] for row in loop["history"]]
+    assert errors[2] < 0.6 * errors[0]
+    for row in loop["history"]:
+        assert 0.3 <= row["effectivity"] <= 3.0, row
     extents = []
     for k in (0, 2):
         atoms = read(out / "adaptive" / f"atoms_{k:02d}.extxyz")

@@ -1,0 +1,168 @@
+"""The estimate (:mod:`coupling.estimator`) against closed forms.
+
+**Normalisation.**
+
+``D² = Σ_i β_i |G_i − (F−I)|² + Σ_K n_K w_K |Ḡ_K − (F−I)|²`` is the solution's own defect
+strain summed over the lattice sites of the domain, the atoms' share ``β`` and the
+continuum's ``w = 1 − β`` splitting each site between them. For a homogeneous displacement
+gradient ``A`` measured against a far field of ``F = I`` it is ``|A|²`` times the number of
+lattice sites of the domain, ``t |Ω_domain| / Ω_0`` (``t`` the slab period in 2.5d, 1 in 3d),
+whatever the handshake. In 2.5d the continuum problem's weight is ``t (1 − β)`` (it
+integrates per Å of thickness); read as the share it counted the continuum's sites ``t``
+times (4.4 for Cu's slab): that is what the first test catches.
+
+**Projected error.** At ``F X`` (the patch test: an equilibrium of both the coupled and the
+atomistic energy) plus a small displacement ``δ`` of a few atoms deep in the core (more than
+``2 r_cut`` from the handshake, where ``H_c = H_a``), the atomistic energy's gradient is
+``H_a δ`` to first order, the Newton direction ``−H_c⁻¹ H_a δ = −δ``, and its step length
+from the atomistic curvature 1: ``e* = −δ``, whose site strain is known.
+"""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from atomistic import Cylinder, Sphere, finite_cluster
+from atomistic.strain import SHELL_FACTOR, site_gradients
+from continuum.geometry import Ball, Box, Disk
+from continuum.mesh import graded_mesh
+from continuum.problem import HyperelasticProblem
+from coupling.estimator import Material, estimate, projected_error
+from coupling.handshake import Handshake
+from coupling.system import build_coupled_system, homogeneous
+
+A0 = 3.614925  # Cu_mishin1 stress-free lattice constant
+GRADIENT = np.array([[0.004, 0.002, 0.0], [-0.001, 0.003, 0.0], [0.0, 0.0, 0.0]])
+
+
+def _system(eam, law, mode, core=6.0, outer=40.0):
+    rc, comm = eam.cutoff, MPI.COMM_WORLD
+    perfect = None
+    if mode == "2.5d":
+        hs = Handshake(
+            shape="cylinder", center=(0, 0, 0), core_radius=core, width=2 * rc, pad_width=rc
+        )
+        region = Cylinder(center=(0, 0, 0), radius=hs.atom_radius + 1, axis=2)
+        atoms = finite_cluster("fcc", element="Cu", a=A0, region=region, periodic_axes=(2,))
+        wide = Cylinder(center=(0, 0, 0), radius=hs.atom_radius + 1 + rc, axis=2)
+        perfect = finite_cluster("fcc", element="Cu", a=A0, region=wide, periodic_axes=(2,))
+        md = graded_mesh(
+            comm=comm,
+            outer=Disk(center=(0, 0), radius=outer),
+            hole=Disk(center=(0, 0), radius=core),
+            focus_radius=hs.atom_radius,
+            h_min=2.5,
+            h_max=8.0,
+            growth=0.3,
+        )
+        t = float(atoms.cell[2, 2])
+        volume = np.pi * outer**2
+    else:
+        core = 2.0 if core == 6.0 else core
+        hs = Handshake(
+            shape="sphere", center=(0, 0, 0), core_radius=core, width=2 * rc, pad_width=rc
+        )
+        atoms = finite_cluster(
+            "fcc", element="Cu", a=A0, region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1)
+        )
+        perfect = finite_cluster(
+            "fcc",
+            element="Cu",
+            a=A0,
+            region=Sphere(center=(0, 0, 0), radius=hs.atom_radius + 1 + rc),
+        )
+        half = hs.atom_radius + 8.0
+        md = graded_mesh(
+            comm=comm,
+            outer=Box(lo=(-half,) * 3, hi=(half,) * 3),
+            hole=Ball(center=(0, 0, 0), radius=core),
+            focus_radius=hs.atom_radius,
+            h_min=3.0,
+            h_max=10.0,
+            growth=0.4,
+        )
+        t = 1.0
+        volume = (2 * half) ** 3
+    problem = HyperelasticProblem(
+        mesh_data=md, law=law, mode=mode, weight=lambda x: t * hs.continuum_weight(x)
+    )
+    system = build_coupled_system(
+        potential=eam,
+        atoms=atoms,
+        handshake=hs,
+        problem=problem,
+        kappa=1.0,
+        ghost_force_correction=True,
+        perfect_atoms=perfect,
+    )
+    return system, volume * t
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_defect_strain_of_a_homogeneous_gradient_counts_every_site_once(eam, law, mode):
+    system, sites_volume = _system(eam, law, mode)
+    F = np.eye(3) + GRADIENT
+    system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+    system.z = system.state_from(homogeneous(F))
+    omega = A0**3 / 4
+    material = Material(
+        strain=np.zeros((3, 3)),
+        shear_modulus=0.34,
+        r_cut=eam.cutoff,
+        r_nn=A0 / np.sqrt(2),
+        volume_per_atom=omega,
+        inradius=30.0,
+    )
+    est = estimate(system, material=material)
+    n_sites = sites_volume / omega
+    expected = float(np.sum(GRADIENT**2)) * n_sites
+    # the lattice sum of β against its integral and the polygonal disk: a few per cent
+    assert est.norm2 == pytest.approx(expected, rel=0.04)
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law, mode):
+    system, _ = _system(eam, law, mode, core=14.0, outer=50.0)
+    F = np.eye(3) + np.array([[0.01, 0.0, 0.0], [0.0, -0.005, 0.0], [0.0, 0.0, 0.0]])
+    if mode == "3d":
+        F[2, 2] += 0.003
+    system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+    system.z = system.state_from(homogeneous(F))
+    X = system.positions[: system.n_free]
+    k = 2 if mode == "2.5d" else 3
+    near = np.linalg.norm(X[:, :k], axis=1) < 2.7  # 2.7 + 2 r_cut < 14 Å: deep in the core
+    assert near.sum() >= 2
+    delta = np.zeros_like(X)
+    rng = np.random.default_rng(3)
+    delta[near] = 1e-3 * rng.standard_normal((int(near.sum()), 3))
+    u = system.model.layout.atoms_of(system.z)
+    system.set_atom_displacements(u + delta)
+    material = Material(
+        strain=F - np.eye(3),
+        shear_modulus=0.34,
+        r_cut=eam.cutoff,
+        r_nn=A0 / np.sqrt(2),
+        volume_per_atom=A0**3 / 4,
+        inradius=40.0,
+    )
+    from continuum.estimator import cell_indicators
+
+    system.model.layout.fe_of(system.z, out=system.problem.u)
+    centroid = cell_indicators(system.problem).centroid
+    p = projected_error(system, material, centroid)
+    assert p is not None
+    assert p.alpha == pytest.approx(1.0, abs=2e-3)
+    assert p.max_displacement == pytest.approx(np.linalg.norm(delta, axis=1).max(), rel=2e-3)
+    period = system.slab_period
+    cell = None if period is None else np.diag([1.0, 1.0, period])
+    G = site_gradients(
+        system.positions,
+        np.vstack([delta, np.zeros((len(system.positions) - system.n_free, 3))]),
+        cutoff=SHELL_FACTOR * A0 / np.sqrt(2),
+        cell=cell,
+        pbc=(False, False, period is not None),
+    )
+    expected = float(np.sum(G[: system.n_free] ** 2))
+    assert float(np.sum(p.atoms)) == pytest.approx(expected, rel=5e-3)
+    # everything is charged to some cell, and the FE field hardly moves
+    assert float(np.sum(p.cells)) == pytest.approx(expected, rel=5e-3)

@@ -377,6 +377,52 @@ class Projection:
     max_displacement: float
 
 
+def _step_length(
+    crystal: Any, sites: np.ndarray, g_atoms: np.ndarray, field: np.ndarray, d_atoms: np.ndarray
+) -> tuple[float, float, float]:
+    """``(g · d, dᵀ H_a d, α*)`` along a direction ``d``.
+
+    ``field``: the site displacements of ``d``, ``d_atoms`` its free atoms' part. The
+    curvature comes from central differences of ``∇E_a``; ``α* = 0`` unless ``d`` descends
+    on a positive curvature.
+    """
+    slope = float(np.sum(g_atoms * d_atoms))
+    size = float(np.abs(field).max())
+    curvature = 0.0
+    if size > 0:
+        h = 1e-3 / size
+        gp, gm = crystal.gradient(sites + h * field), crystal.gradient(sites - h * field)
+        curvature = float(np.sum((gp - gm) * d_atoms) / (2 * h))
+    alpha = -slope / curvature if curvature > 0 and slope < 0 else 0.0
+    return slope, curvature, alpha
+
+
+def _charge_atoms_to_cells(
+    system: CoupledSystem, cells: np.ndarray, atoms: np.ndarray, centroid: np.ndarray
+) -> None:
+    """Add each free atom's ``atoms`` value to the cell holding it (collective).
+
+    In the core, where no cell is, the value goes to the nearest cell of any rank; ``cells``
+    is this rank's.
+    """
+    from scipy.spatial import cKDTree
+
+    comm = system.comm
+    where = containing_cells(system.problem.V, system.positions[: system.n_free])
+    inside = comm.allreduce((where >= 0).astype(np.int64), op=MPI.SUM) > 0
+    mine = where >= 0
+    np.add.at(cells, where[mine], atoms[mine])
+    outside = np.flatnonzero(~inside)
+    if len(outside):
+        k = 2 if system.slab_period is not None else 3
+        offsets = np.cumsum([0, *comm.allgather(len(centroid))])
+        every = np.vstack(comm.allgather(np.asarray(centroid)[:, :k]))
+        _, nearest = cKDTree(every).query(system.positions[outside][:, :k])
+        lo, hi = offsets[comm.rank], offsets[comm.rank + 1]
+        take = (nearest >= lo) & (nearest < hi)
+        np.add.at(cells, nearest[take] - lo, atoms[outside][take])
+
+
 def projected_error(
     system: CoupledSystem, material: Material, centroid: np.ndarray
 ) -> Projection | None:
@@ -400,7 +446,6 @@ def projected_error(
     ``centroid``: ``(n_cells, 3)`` this rank's cell centroids.
     """
     import ufl
-    from scipy.spatial import cKDTree
 
     from continuum.estimator import _as_vector, _CellSpace
     from coupling.solver import _NewtonKrylov
@@ -408,7 +453,7 @@ def projected_error(
     corr = system.correction
     if corr is None:
         return None
-    model, comm = system.model, system.comm
+    model = system.model
     lay = model.layout
     crystal = _Crystal(system, corr)
     sites = crystal.displacements(system.z, background=True)
@@ -426,14 +471,7 @@ def projected_error(
         newton.destroy()
     field = crystal.displacements(d, background=False)
     d_atoms = field[crystal.index]
-    slope = float(np.sum(g_atoms * d_atoms))
-    size = float(np.abs(field).max())
-    curvature = 0.0
-    if size > 0:
-        h = 1e-3 / size
-        gp, gm = crystal.gradient(sites + h * field), crystal.gradient(sites - h * field)
-        curvature = float(np.sum((gp - gm) * d_atoms) / (2 * h))
-    alpha = -slope / curvature if curvature > 0 and slope < 0 else 0.0
+    slope, curvature, alpha = _step_length(crystal, sites, g_atoms, field, d_atoms)
     d.scale(alpha)
     e_all = system.atom_displacements(d) - np.vstack(
         [np.zeros((system.n_free, 3)), model.pad_offset.reshape(-1, 3)]
@@ -454,20 +492,7 @@ def projected_error(
     share = s2[:, 1] / volume / t
     mean = grad / volume[:, None]
     cells = volume * t / material.volume_per_atom * share * np.sum(mean**2, axis=1)
-    # the atoms' part, to the cell holding each atom or the nearest cell
-    where = containing_cells(problem.V, system.positions[: system.n_free])
-    inside = comm.allreduce((where >= 0).astype(np.int64), op=MPI.SUM) > 0
-    mine = where >= 0
-    np.add.at(cells, where[mine], atoms[mine])
-    outside = np.flatnonzero(~inside)
-    if len(outside):
-        k = 2 if system.slab_period is not None else 3
-        offsets = np.cumsum([0, *comm.allgather(len(centroid))])
-        every = np.vstack(comm.allgather(np.asarray(centroid)[:, :k]))
-        _, nearest = cKDTree(every).query(system.positions[outside][:, :k])
-        lo, hi = offsets[comm.rank], offsets[comm.rank + 1]
-        take = (nearest >= lo) & (nearest < hi)
-        np.add.at(cells, nearest[take] - lo, atoms[outside][take])
+    _charge_atoms_to_cells(system, cells, atoms, centroid)
     return Projection(
         cells=cells,
         atoms=atoms,

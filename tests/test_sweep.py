@@ -126,6 +126,9 @@ def test_an_interrupted_sweep_marks_the_running_point_and_leaves_the_rest_pendin
     from conftest import subprocess_environment
 
     out = tmp_path / "sweep"
+    # SIGINT at its default in the sweep: a shell that started these tests in the background
+    # (`pytest &` without job control) made it ignored, and an ignored SIGINT is inherited
+    # through exec, so the sweep never saw the interrupt and ran both points
     proc = subprocess.Popen(
         [sys.executable, "-m", "multiscale", "sweep", CASE, "--output", out, "--jobs", "1"]
         + ["--grid", "relax.fmax=1e-3,1e-4", "--set", "lattice.size=[3,3,3]"],
@@ -133,6 +136,7 @@ def test_an_interrupted_sweep_marks_the_running_point_and_leaves_the_rest_pendin
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not list(out.glob("*/run.log")) and time.monotonic() < deadline:

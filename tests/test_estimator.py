@@ -35,8 +35,12 @@ A0 = 3.614925  # Cu_mishin1 stress-free lattice constant
 GRADIENT = np.array([[0.004, 0.002, 0.0], [-0.001, 0.003, 0.0], [0.0, 0.0, 0.0]])
 
 
-def _system(eam, law, mode, core=6.0, outer=40.0):
+def _system(eam, law, mode, core=None, outer=40.0):
+    """A coupled disk (2.5d, core 6 Å) or box (3d, core 2 Å) at zero displacement, and the
+    number of lattice sites of its domain times the site volume."""
     rc, comm = eam.cutoff, MPI.COMM_WORLD
+    if core is None:
+        core = 6.0 if mode == "2.5d" else 2.0
     perfect = None
     if mode == "2.5d":
         hs = Handshake(
@@ -58,7 +62,6 @@ def _system(eam, law, mode, core=6.0, outer=40.0):
         t = float(atoms.cell[2, 2])
         volume = np.pi * outer**2
     else:
-        core = 2.0 if core == 6.0 else core
         hs = Handshake(
             shape="sphere", center=(0, 0, 0), core_radius=core, width=2 * rc, pad_width=rc
         )

@@ -89,15 +89,18 @@ def shell_sums(values: np.ndarray, r: np.ndarray, shells: list[float], scale: fl
     ]
 
 
-def second_order_stats(est: Any, material: Any, r: np.ndarray, shells: list[float]) -> list:
+def second_order_stats(
+    est: Any, problem: Any, material: Any, r: np.ndarray, shells: list[float]
+) -> list:
     """Per shell: median ``ℓ_K / r``, median ``min(1, (r_cut/ℓ_K)²)``, fraction at 1."""
-    from coupling.estimator import _second_order
+    from coupling.estimator import _gradient_jump, _second_order
 
     cells = est.cells
+    jump = _gradient_jump(problem, cells)
     dev = np.sqrt(np.sum((cells.mean_gradient - material.strain) ** 2, axis=(1, 2)))
-    slope = np.sqrt(cells.gradient_jump / cells.volume)
+    slope = np.sqrt(jump / cells.volume)
     ell = dev / np.maximum(slope, 1e-300)
-    factor = _second_order(cells, material)
+    factor = _second_order(cells, material, jump)
     edges = [*shells, np.inf]
     out = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -147,7 +150,7 @@ def terms(setup: Any, run: Any, field: Any, shells: list[float]) -> dict[str, An
             "eta_fe": shell_sums(est.fe, r_cell, shells, n2),
             "cauchy_born": shell_sums(cb, r_cell, shells, n2),
         },
-        "second_order": second_order_stats(est, material, r_cell, shells),
+        "second_order": second_order_stats(est, system.problem, material, r_cell, shells),
     }
     if proj is not None:
         out["parts"]["projected"] = float(np.sqrt(proj.cells.sum() / n2))

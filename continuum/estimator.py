@@ -41,7 +41,7 @@ from dolfinx import mesh as dmesh
 
 from continuum.problem import HyperelasticProblem
 
-__all__ = ["CellIndicators", "cell_indicators"]
+__all__ = ["CellIndicators", "cell_indicators", "recovered_slope"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,3 +244,37 @@ def cell_indicators(problem: HyperelasticProblem) -> CellIndicators:
         gradient_jump=gradient_jump,
         on_outer_boundary=_touches_tag(mesh, data.facet_tags, data.outer_tag),
     )
+
+
+def recovered_slope(problem: HyperelasticProblem, mean_gradient: np.ndarray) -> np.ndarray:
+    """``(n_owned,)`` ``|∇(Π Ḡ)|²`` per cell: the slope of the recovered gradient, 1/Å².
+
+    ``Π Ḡ`` is the P1 field whose nodal values are the volume-weighted means of the cell
+    gradients around each vertex (a lumped L2 projection); its gradient is constant in a
+    cell. Where ``gradient_jump / volume`` reads facet jumps, which on poorly shaped
+    tetrahedra are large for a smooth field, this reads the variation over a vertex patch.
+    Collective.
+
+    Args:
+        problem: the problem whose mesh the cells are.
+        mean_gradient: ``(n_owned, 3, 3)`` cell values of ``Ḡ`` (:class:`CellIndicators`).
+    """
+    mesh = problem.mesh
+    tensors = fem.functionspace(mesh, ("Lagrange", 1, (9,)))
+    G = _CellSpace(mesh, 9).function(np.asarray(mean_gradient).reshape(-1, 9))
+    dx = ufl.Measure("dx", domain=mesh)
+    v = ufl.TestFunction(tensors)
+    moment = fem.assemble_vector(fem.form(ufl.inner(G, v) * dx))
+    moment.scatter_reverse(la.InsertMode.add)
+    mass = fem.assemble_vector(fem.form(ufl.inner(ufl.as_vector([1.0] * 9), v) * dx))
+    mass.scatter_reverse(la.InsertMode.add)
+    recovered = fem.Function(tensors)
+    n = tensors.dofmap.index_map.size_local * 9
+    nodal = moment.array[:n] / mass.array[:n]
+    recovered.x.array[:n] = nodal
+    recovered.x.scatter_forward()
+    cells = _CellSpace(mesh, 2)
+    q = cells.test()
+    slope = ufl.grad(recovered)
+    values = cells.assemble((ufl.inner(slope, slope) * q[0] + q[1]) * dx)
+    return values[:, 0] / values[:, 1]

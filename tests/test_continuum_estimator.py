@@ -8,6 +8,8 @@
 - every cell's value equals an independent numpy loop over the facets (P1 gradients from
   the nodal values, normals from the facet vertices);
 - the stress residual of a smooth field falls as ``h²`` under uniform refinement;
+- the slope of the recovered gradient of a quadratic field is its Hessian away from the
+  boundary;
 - the global sums on two ranks equal those of the same mesh on one (the test re-runs itself
   under ``mpiexec -n 2``).
 """
@@ -23,7 +25,7 @@ from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
 from continuum import LinearElasticLaw, MeshData, isotropic_stiffness
-from continuum.estimator import cell_indicators
+from continuum.estimator import cell_indicators, recovered_slope
 from continuum.output import write_cell_fields
 from continuum.problem import HyperelasticProblem
 
@@ -114,6 +116,39 @@ def test_gradient_jump_total_matches_the_closed_form_on_a_uniform_3d_mesh():
     h = L / n
     assert total(ind.gradient_jump) == pytest.approx(2 * n**2 * (n - 1) * np.sqrt(2) * h**3)
     assert total(ind.volume) == pytest.approx(L**3, rel=1e-13)
+
+
+def test_recovered_slope_of_a_quadratic_field_is_its_hessian_away_from_the_boundary():
+    """``u`` quadratic with a general constant ``∇²u`` on ``n³`` cubes of six tetrahedra: each
+    interior vertex's patch is centrally symmetric, so the volume-weighted mean of the P1 cell
+    gradients around it is ``∇u`` there exactly, and in a cell with no boundary vertex the
+    recovered gradient's slope is ``∇²u``: ``|∇(Π Ḡ)|² = Σ_ijk (∂_j ∂_k u_i)²``. Also on two
+    ranks (the vertex means must sum over the cells of both)."""
+    n, L = 6, 1.5
+    A = np.array([[0.3, -0.2, 0.1], [0.05, 0.4, -0.15], [-0.25, 0.1, 0.2]])
+    B = np.array([[0.0, 0.2, -0.1], [0.1, 0.0, 0.3], [0.2, -0.3, 0.0]])
+
+    def field(x):  # u_i = A_ij x_j² + B_ij x_j x_(j+1)
+        sq = x**2
+        cross = x * np.roll(x, -1, axis=0)
+        return A @ sq + B @ cross
+
+    hessian2 = 0.0
+    for i in range(3):
+        Hi = np.diag(2 * A[i])
+        for j in range(3):
+            k = (j + 1) % 3
+            Hi[j, k] += B[i, j]
+            Hi[k, j] += B[i, j]
+        hessian2 += float(np.sum(Hi**2))
+    problem = problem_with(cube(n, length=L), field)
+    ind = cell_indicators(problem)
+    slope2 = recovered_slope(problem, ind.mean_gradient)
+    h = L / n
+    c = ind.centroid
+    interior = np.all((c > 1.01 * h) & (c < L - 1.01 * h), axis=1)
+    assert total(interior) > 0
+    np.testing.assert_allclose(slope2[interior], hessian2, rtol=1e-10)
 
 
 def reference_indicators(problem, weight):
@@ -254,4 +289,4 @@ def test_the_estimator_tests_pass_on_two_ranks():
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert proc.stdout.count("9 passed, 1 skipped") == 2, proc.stdout[-2000:]
+    assert proc.stdout.count("10 passed, 1 skipped") == 2, proc.stdout[-2000:]

@@ -169,3 +169,73 @@ def test_projected_error_of_a_displaced_core_is_that_displacement(eam, law, mode
     assert float(np.sum(p.atoms)) == pytest.approx(expected, rel=5e-3)
     # everything is charged to some cell, and the FE field hardly moves
     assert float(np.sum(p.cells)) == pytest.approx(expected, rel=5e-3)
+
+
+def _dilatation_mesh(law, mode):
+    """A graded mesh around a hole (radius 8 Å) with the P1 interpolant of a point
+    dilatation's displacement ``u = c x / r^d`` (``d`` = 3; 2 in 2.5d) set on it."""
+    comm = MPI.COMM_WORLD
+    if mode == "3d":
+        outer, hole, d = Box(lo=(-24.0,) * 3, hi=(24.0,) * 3), Ball(center=(0, 0, 0), radius=8.0), 3
+    else:
+        outer, hole, d = Disk(center=(0, 0), radius=24.0), Disk(center=(0, 0), radius=8.0), 2
+    md = graded_mesh(
+        comm=comm, outer=outer, hole=hole, focus_radius=12.0, h_min=1.5, h_max=4.0, growth=0.3
+    )
+    problem = HyperelasticProblem(
+        mesh_data=md, law=law, mode=mode, weight=lambda x: np.ones(len(x))
+    )
+
+    def u(x):
+        out = np.zeros_like(x)
+        r = np.linalg.norm(x[:d], axis=0)
+        out[:d] = 10.0 * x[:d] / r**d
+        return out
+
+    problem.u.interpolate(u)
+    return problem, u, d
+
+
+def _analytic_slope2(u, d, x):
+    """``|∇∇u|²`` at points ``x`` ``(n, 3)``, by central differences of the closed form."""
+    eps = 1e-3
+
+    def grad(p):
+        G = np.zeros((len(p), 3, 3))
+        for j in range(d):
+            step = np.zeros((3, 1))
+            step[j] = eps
+            G[:, :, j] = ((u(p.T + step) - u(p.T - step)) / (2 * eps)).T
+        return G
+
+    out = np.zeros(len(x))
+    for k in range(d):
+        step = np.zeros(3)
+        step[k] = eps
+        out += np.sum(((grad(x + step) - grad(x - step)) / (2 * eps)) ** 2, axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_cauchy_born_slope_of_a_point_dilatation(law, mode):
+    """The Cauchy–Born term's ``|∇G|² |K|`` against a closed-form field's.
+
+    Away from the hole and the outer boundary (where a vertex patch is one-sided), summed over
+    the cells: the 2D facet jumps (what ``c_cb`` was fitted with; 1.16 times the closed form
+    here) and the 3D recovered slope (1.24) read the same ``|∇G|²`` within a few tens of per
+    cent; the 3D facet jumps read it larger (1.50 here; 1.7 on the void bench's mesh), which
+    is why 3D does not use them.
+    """
+    from continuum.estimator import cell_indicators
+    from coupling.estimator import _gradient_jump
+
+    problem, u, d = _dilatation_mesh(law, mode)
+    cells = cell_indicators(problem)
+    r = np.linalg.norm(cells.centroid[:, :d], axis=1)
+    far = np.max(np.abs(cells.centroid[:, :d]), axis=1) if mode == "3d" else r
+    inner = (r > 11.0) & (far < 20.0)
+    exact = float(np.sum(_analytic_slope2(u, d, cells.centroid[inner]) * cells.volume[inner]))
+    used = float(np.sum(_gradient_jump(problem, cells)[inner]))
+    assert 0.9 * exact < used < 1.35 * exact
+    if mode == "3d":  # here 1.50 against 1.24 for the recovered slope
+        assert float(np.sum(cells.gradient_jump[inner])) > 1.4 * exact

@@ -231,7 +231,10 @@ def read_dataset(path: str | Path) -> list[Atoms]:
     if path.stat().st_size == 0:
         return []
     try:
-        raw = ase.io.read(path, index=":", format="extxyz")
+        # parallel=False: ASE's default broadcasts from rank 0 under MPI, a collective that
+        # hangs (or desynchronises the ranks) when one rank reads alone (the adaptive loop's
+        # labelling does)
+        raw = ase.io.read(path, index=":", format="extxyz", parallel=False)
     except Exception as err:  # ASE raises several types for malformed files
         raise DatasetError(f"{path}: not an extended XYZ dataset ({err})") from None
     frames = []

@@ -324,4 +324,5 @@ def read_reference(out: Path) -> tuple[dict, Any] | None:
         return None
     summary = json.loads((folder / "summary.json").read_text())
     atoms_file = folder / "atoms.extxyz"
-    return summary, ase.io.read(atoms_file) if atoms_file.is_file() else None
+    # parallel=False: every rank reads for itself (ASE's default broadcasts from rank 0)
+    return summary, ase.io.read(atoms_file, parallel=False) if atoms_file.is_file() else None

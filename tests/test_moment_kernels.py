@@ -239,6 +239,39 @@ def test_hessian_operator_with_unweighted_atoms_equals_autograd(monkeypatch, lin
     np.testing.assert_allclose(fast.numpy(), plain.numpy(), atol=1e-12 * float(plain.abs().max()))
 
 
+def test_weighted_energy_gradient_equals_autograd(monkeypatch):
+    """Blended energy and gradient without autograd (networks on the weighted atoms only)."""
+    from coupling.blended_atoms import BlendedAtoms
+
+    model = Committee(elements=ELEMENTS, descriptor=spec(), hidden=(8, 6), n_members=3)
+    with torch.no_grad():
+        model.descriptor_std.fill_(0.7)
+        model.energy_shift.fill_(-3.5)
+    graph = graph_of()
+    n = graph.n_atoms
+    rng = np.random.default_rng(10)
+    atoms = crystal("fcc", element="Cu", a=3.6, size=(2, 2, 2))
+    beta = np.where(rng.random(n) < 0.7, rng.random(n), 0.0)
+    blended = BlendedAtoms(
+        potential=model,
+        reference_positions=atoms.positions,
+        symbols=[ELEMENTS[s] for s in graph.species],
+        beta=beta,
+        cell=atoms.cell.array,
+        pbc=(True, True, True),
+        device="cpu",
+    )
+    u = rng.normal(scale=0.1, size=(n, 3))
+    x = blended._positions(u, grad=False)
+    assert model.weighted_energy_gradient(blended._graph(x), blended.beta) is not None
+    fast = blended.energy_gradient(u)
+    monkeypatch.setattr(Committee, "weighted_energy_gradient", lambda *args: None)
+    plain = blended.energy_gradient(u)
+    assert abs(fast[0] - plain[0]) <= 1e-12 * abs(plain[0])
+    assert float(np.abs(plain[1][beta == 0]).max()) > 1e-3  # pads feel their neighbours
+    np.testing.assert_allclose(fast[1], plain[1], atol=1e-12 * float(np.abs(plain[1]).max()))
+
+
 def test_blended_hessian_vector_follows_the_atoms():
     """A product at a new state uses that state, never the linearisation of the last one."""
     from coupling.blended_atoms import BlendedAtoms

@@ -160,6 +160,75 @@ def _hvp(nbrs, consts, jac, hmat, moments, lam, dlam, dm, rows, w, out):  # prag
             out[e, 2] += s * gz + h[4] * wx + h[5] * wy + h[2] * wz
 
 
+@_jit(parallel=False)
+def _radial_linearise(i, j, vec, species, eta, mu, ratio, rc, kind, lam, rows, keep, g1, coef):  # noqa: E501, pragma: no cover
+    """The pairs within ``r_cut`` that touch ``rows`` (marked in ``keep``), linearised.
+
+    ``g1 (E, n_r)``: the G2 derivatives; ``coef (E, 5)``: ``r̂``, ``ψ'/r`` and ``ψ''`` with
+    ``ψ = Σ_k (Λ_i + Λ_j) g_k``.
+    """
+    n_r = eta.shape[0]
+    e_, g2 = np.empty(n_r), np.empty(n_r)
+    for e in range(i.shape[0]):
+        a, b = i[e], j[e]
+        if not (rows[a] or rows[b]):
+            continue
+        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
+        if r >= rc:
+            continue
+        keep[e] = True
+        row = g1[e]
+        mk._radial_row(r, eta, mu, ratio, rc, kind, e_, row, row, g2, 2)
+        oa, ob = species[b] * n_r, species[a] * n_r
+        d1 = d2 = 0.0
+        for k in range(n_r):
+            c = lam[a, oa + k] + lam[b, ob + k]
+            d1 += c * row[k]
+            d2 += c * g2[k]
+        inv = 1.0 / r
+        for x in range(3):
+            coef[e, x] = vec[e, x] * inv
+        coef[e, 3], coef[e, 4] = d1 * inv, d2
+
+
+@_jit(parallel=False)
+def _radial_jvp(i, j, species, keep, g1, coef, rows, w, out):  # pragma: no cover
+    """``out[a, k] += g_k'(r) (r̂·w_e)`` at both ends ``a`` in ``rows`` of each kept pair."""
+    n_r = g1.shape[1]
+    for e in range(i.shape[0]):
+        if not keep[e]:
+            continue
+        a, b = i[e], j[e]
+        t = coef[e, 0] * w[e, 0] + coef[e, 1] * w[e, 1] + coef[e, 2] * w[e, 2]
+        if rows[a]:
+            oa = species[b] * n_r
+            for k in range(n_r):
+                out[a, oa + k] += g1[e, k] * t
+        if rows[b]:
+            ob = species[a] * n_r
+            for k in range(n_r):
+                out[b, ob + k] += g1[e, k] * t
+
+
+@_jit(parallel=False)
+def _radial_hvp(i, j, species, keep, g1, coef, dlam, w, out):  # pragma: no cover
+    """``out[e] += ψ'' t r̂ + ψ'/r (w − t r̂) + χ' r̂`` (``t = r̂·w``, ``χ = Σ_k δΛ g_k``)."""
+    n_r = g1.shape[1]
+    for e in range(i.shape[0]):
+        if not keep[e]:
+            continue
+        a, b = i[e], j[e]
+        oa, ob = species[b] * n_r, species[a] * n_r
+        c1 = 0.0
+        for k in range(n_r):
+            c1 += (dlam[a, oa + k] + dlam[b, ob + k]) * g1[e, k]
+        t = coef[e, 0] * w[e, 0] + coef[e, 1] * w[e, 1] + coef[e, 2] * w[e, 2]
+        s = coef[e, 3]
+        q = (coef[e, 4] - s) * t + c1
+        for x in range(3):
+            out[e, x] += q * coef[e, x] + s * w[e, x]
+
+
 class LinearisedMoments:
     """A :class:`~atomistic.mlip.moment_autograd.MomentState` linearised at one cotangent.
 
@@ -181,13 +250,21 @@ class LinearisedMoments:
         self.hmat = np.zeros((nnz, 6))
         self._dm = np.zeros(state.moments.shape)
         _linearise(*state._angular(), state.moments, self.lam, self.rows, self.jac, self.hmat)
+        n_pairs = state.i.shape[0]
+        self.keep = np.zeros(n_pairs, dtype=np.bool_)
+        self.g1 = np.zeros((n_pairs, plan.radial_eta.shape[0]))
+        self.coef = np.zeros((n_pairs, 5))
+        radial = (*state._radial(), self.lam, self.rows, self.keep, self.g1, self.coef)
+        _radial_linearise(*radial)
 
     @staticmethod
     def nbytes(state) -> int:
         """Bytes the linearisation of ``state`` keeps (``J``, ``H`` and ``δM``)."""
         plan = state.plan
         per_entry = plan.angular_eta.shape[0] * plan.exponents.shape[0] * 3 + 6
-        return 8 * (state.angular[1].shape[0] * per_entry + state.moments.size)
+        per_pair = plan.radial_eta.shape[0] + 6
+        n_entries, n_pairs = state.angular[1].shape[0], state.i.shape[0]
+        return 8 * (n_entries * per_entry + n_pairs * per_pair + state.moments.size)
 
     def jvp(self, w: np.ndarray) -> np.ndarray:
         """``(∂G/∂r) w`` ``(n, D)`` for pair tangents ``w`` ``(E, 3)`` (zero outside ``rows``).
@@ -195,18 +272,17 @@ class LinearisedMoments:
         Keeps ``δM`` for the next :meth:`hvp`, which must take the same ``w``.
         """
         s = self.state
-        out = np.zeros((1, *s.features.shape))
-        mk._radial_jvp(*s._radial(), w[None], out)
-        out[0, ~self.rows] = 0.0
-        _jvp(*s._angular(), self.jac, s.moments, self.rows, w, out[0], self._dm)
-        return out[0]
+        out = np.zeros(s.features.shape)
+        _radial_jvp(s.i, s.j, s.species, self.keep, self.g1, self.coef, self.rows, w, out)
+        _jvp(*s._angular(), self.jac, s.moments, self.rows, w, out, self._dm)
+        return out
 
     def hvp(self, w: np.ndarray, dlam: np.ndarray) -> np.ndarray:
         """``(∂²(Λ·G)/∂r²) w + ∂(δΛ·G)/∂r`` ``(E, 3)``, after :meth:`jvp` of the same ``w``."""
         s = self.state
         out = np.zeros((s.i.shape[0], 3))
         dlam = np.ascontiguousarray(dlam, dtype=np.float64)
-        mk._radial_hvp(*s._radial(), self.lam[None], dlam[None], w[None], out)
+        _radial_hvp(s.i, s.j, s.species, self.keep, self.g1, self.coef, dlam, w, out)
         kept = (self.jac, self.hmat, s.moments, self.lam, dlam, self._dm, self.rows)
         _hvp(*s._angular(), *kept, w, out)
         return out

@@ -315,6 +315,40 @@ class NetworkPotential(torch.nn.Module):
         y = self.networks(x, species)
         return self.energy_shift[species] + self.energy_scale * y
 
+    def weighted_energy_gradient(
+        self, graph: Graph, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``E = Σ_i w_i ε̄_i`` (eV) and ``∂E/∂r_e`` ``(E, 3)`` (eV/Å), without autograd.
+
+        With the compiled moment descriptor only (else None: take autograd's gradient of
+        ``(weights * self(graph)).sum()``). The networks run on the atoms of nonzero weight
+        only, and one written-out backward pass gives every member's ``∂y_m/∂x``
+        (:meth:`energies_and_descriptor_gradients`); one pass over the pairs maps their
+        weighted mean ``Λ`` to the pair gradient. Detached (not differentiable).
+
+        Args:
+            graph: the atoms and their pairs.
+            weights: ``(n,)`` weights ``w_i`` of the site energies.
+        """
+        compiled = getattr(self.descriptor, "compiled_state", None)
+        if compiled is None:
+            return None
+        with torch.no_grad():
+            state = compiled(graph.with_vectors(graph.vectors.detach()))
+            if state is None:
+                return None
+            features, moments = state
+            idx = (weights != 0).nonzero()[:, 0]
+            energies, lam = self.energies_and_descriptor_gradients(
+                features.index_select(0, idx), graph.species.index_select(0, idx)
+            )
+            c = weights.index_select(0, idx).to(features.dtype) / self.n_members
+            energy = (c * energies.sum(0)).sum()
+            lam_all = features.new_zeros((1, *features.shape))
+            lam_all[0, idx] = c[:, None] * lam.sum(0)
+            g = torch.from_numpy(moments.vjp(lam_all.numpy())[0])
+        return energy, g
+
     def hessian_operator(
         self, graph: Graph, weights: torch.Tensor
     ) -> Callable[[torch.Tensor], torch.Tensor]:

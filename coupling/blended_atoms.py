@@ -7,11 +7,16 @@ quantity                      code
 ============================  ===============================================
 ``ε_i``                       ``potential(graph)`` (site energies, eV)
 ``E_a``                       ``(beta * energies).sum()``
-``∂E_a/∂x``                   ``autograd.grad(E_a, x, create_graph=True)``
+``∂E_a/∂x``                   ``autograd.grad(E_a, x)``, or the potential's
+                              ``weighted_energy_gradient`` (no autograd)
 ``(∂²E_a/∂x²) v``             ``autograd.grad(g, x, v)`` on the retained graph,
                               or the potential's ``hessian_operator`` (analytic)
 ============================  ===============================================
 
+A potential that provides ``weighted_energy_gradient(graph, weights) -> (E, ∂E/∂r)`` (the
+network potentials with the compiled moment descriptor:
+:meth:`atomistic.mlip.network.NetworkPotential.weighted_energy_gradient`; None where it does
+not apply) gets ``E_a`` and its gradient from it, the pair gradient summed onto the atoms.
 A potential that provides ``hessian_operator(graph, weights) -> (v -> H v)`` (EAM:
 :meth:`atomistic.potentials.eam.EAM.hessian_operator`) gets its Hessian-vector products from
 it: coefficients once per state, then gathers and sums per product, no autograd graph.
@@ -37,6 +42,7 @@ import torch
 
 from atomistic.device import resolve_device
 from atomistic.neighbours import Graph, NeighbourList, build_graph
+from atomistic.pair_ops import pair_scatter
 from atomistic.potentials.protocol import Potential, species_indices
 
 __all__ = ["BlendedAtoms"]
@@ -149,6 +155,16 @@ class BlendedAtoms:
 
     def energy_gradient(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         """``E_a`` (eV) and ``∂E_a/∂x`` ``(n, 3)`` (eV/Å) at displacement ``u`` ``(n, 3)``."""
+        analytic = getattr(self.potential, "weighted_energy_gradient", None)
+        if analytic is not None:
+            graph = self._graph(self._positions(u, grad=False))
+            if self.drop_idle_pairs:
+                graph = self._weighted_pairs(graph)
+            result = analytic(graph, self.beta)
+            if result is not None:
+                energy, g_pairs = result
+                g = pair_scatter(g_pairs.contiguous(), graph.i, graph.j, graph.n_atoms)
+                return float(energy), g.double().cpu().numpy()
         x = self._positions(u, grad=True)
         energy = self._weighted_energy(x)
         (g,) = torch.autograd.grad(energy, x)

@@ -187,3 +187,143 @@ def test_float32_hessian_operator_runs_the_kernels_in_float64():
     assert fast.dtype == torch.float32
     scale = float(exact.abs().max())
     np.testing.assert_allclose(fast.double().numpy(), exact.numpy(), atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(
+    ("kind", "max_l", "uniform"),
+    [("polynomial", 3, False), ("cosine", 2, False), ("polynomial", 4, True)],
+)
+@pytest.mark.parametrize("size", [(2, 2, 2), (1, 1, 1)])
+def test_linearised_moments_equal_the_state_kernels(kind, max_l, uniform, size):
+    from atomistic.mlip.moment_linearised import LinearisedMoments
+
+    descriptor = MomentDescriptor(spec(kind, max_l, uniform), len(ELEMENTS))
+    graph = graph_of(size)
+    _, state = descriptor.compiled_state(graph)
+    rng = np.random.default_rng(7)
+    n, d = graph.n_atoms, descriptor.n_features
+    rows = rng.random(n) < 0.7
+    lam, dlam = (rng.normal(size=(n, d)) * rows[:, None] for _ in range(2))
+    w = rng.normal(size=graph.vectors.shape)
+    linear = LinearisedMoments(state, lam, rows)
+    for _ in range(2):  # a second product at the same state reuses the linearisation
+        w = rng.normal(size=w.shape)
+        jvp = state.jvp(w[None], keep=True)[0]
+        hvp = state.hvp(lam[None], w[None], dlam[None], kept=True)
+        fast_jvp = linear.jvp(w)
+        fast_hvp = linear.hvp(w, dlam)
+        assert not fast_jvp[~rows].any()
+        assert float(np.abs(hvp).max()) > 1e-2
+        scale = float(np.abs(jvp[rows]).max())
+        np.testing.assert_allclose(fast_jvp[rows], jvp[rows], atol=1e-12 * scale)
+        np.testing.assert_allclose(fast_hvp, hvp, atol=1e-12 * float(np.abs(hvp).max()))
+
+
+@pytest.mark.parametrize("linearised", [True, False])
+def test_hessian_operator_with_unweighted_atoms_equals_autograd(monkeypatch, linearised):
+    from atomistic.mlip import hessian
+
+    if not linearised:
+        monkeypatch.setattr(hessian, "LINEARISED_MAX_BYTES", 0)
+    model = Committee(elements=ELEMENTS, descriptor=spec(), hidden=(8, 6), n_members=2)
+    with torch.no_grad():
+        model.descriptor_std.fill_(0.7)
+    graph = graph_of()
+    gen = torch.Generator().manual_seed(8)
+    weights = torch.rand(graph.n_atoms, generator=gen, dtype=torch.float64)
+    weights[::3] = 0.0  # a pad: weight 0, its positions still enter its neighbours' energies
+    v = torch.randn((graph.n_atoms, 3), generator=gen, dtype=torch.float64)
+    fast = model.hessian_operator(graph, weights)(v)
+    plain = hessian._autograd_operator(model, graph, weights)(v)
+    assert float(plain[::3].abs().max()) > 1e-3
+    np.testing.assert_allclose(fast.numpy(), plain.numpy(), atol=1e-12 * float(plain.abs().max()))
+
+
+def test_weighted_energy_gradient_equals_autograd(monkeypatch):
+    """Blended energy and gradient without autograd (networks on the weighted atoms only)."""
+    from coupling.blended_atoms import BlendedAtoms
+
+    model = Committee(elements=ELEMENTS, descriptor=spec(), hidden=(8, 6), n_members=3)
+    with torch.no_grad():
+        model.descriptor_std.fill_(0.7)
+        model.energy_shift.fill_(-3.5)
+    graph = graph_of()
+    n = graph.n_atoms
+    rng = np.random.default_rng(10)
+    atoms = crystal("fcc", element="Cu", a=3.6, size=(2, 2, 2))
+    beta = np.where(rng.random(n) < 0.7, rng.random(n), 0.0)
+    blended = BlendedAtoms(
+        potential=model,
+        reference_positions=atoms.positions,
+        symbols=[ELEMENTS[s] for s in graph.species],
+        beta=beta,
+        cell=atoms.cell.array,
+        pbc=(True, True, True),
+        device="cpu",
+    )
+    u = rng.normal(scale=0.1, size=(n, 3))
+    x = blended._positions(u, grad=False)
+    assert model.weighted_energy_gradient(blended._graph(x), blended.beta) is not None
+    fast = blended.energy_gradient(u)
+    monkeypatch.setattr(Committee, "weighted_energy_gradient", lambda *args: None)
+    plain = blended.energy_gradient(u)
+    assert abs(fast[0] - plain[0]) <= 1e-12 * abs(plain[0])
+    assert float(np.abs(plain[1][beta == 0]).max()) > 1e-3  # pads feel their neighbours
+    np.testing.assert_allclose(fast[1], plain[1], atol=1e-12 * float(np.abs(plain[1]).max()))
+
+
+def test_blended_hessian_vector_follows_the_atoms():
+    """A product at a new state uses that state, never the linearisation of the last one."""
+    from coupling.blended_atoms import BlendedAtoms
+
+    model = Committee(elements=("Cu",), descriptor=spec(), hidden=(8, 6), n_members=2)
+    atoms = crystal("fcc", element="Cu", a=3.6, size=(2, 2, 2))
+    n = len(atoms)
+    rng = np.random.default_rng(9)
+    beta = np.where(rng.random(n) < 0.75, rng.random(n), 0.0)
+
+    def blended():
+        return BlendedAtoms(
+            potential=model,
+            reference_positions=atoms.positions,
+            symbols=["Cu"] * n,
+            beta=beta,
+            cell=atoms.cell.array,
+            pbc=(True, True, True),
+            device="cpu",
+        )
+
+    reused = blended()
+    v = rng.normal(size=(n, 3))
+    for _ in range(3):
+        u = rng.normal(scale=0.1, size=(n, 3))
+        hv = reused.hessian_vector(u, v)
+        np.testing.assert_array_equal(reused.hessian_vector(u, v), hv)
+        np.testing.assert_allclose(hv, blended().hessian_vector(u, v), rtol=0, atol=1e-12)
+        h = 1e-5
+        fd = (reused.energy_gradient(u + h * v)[1] - reused.energy_gradient(u - h * v)[1]) / (2 * h)
+        np.testing.assert_allclose(hv, fd, atol=1e-6 * float(np.abs(fd).max()))
+
+
+def test_cauchy_born_from_pair_space_derivatives_equals_autograd(monkeypatch):
+    from atomistic.cauchy_born import CauchyBorn
+
+    model = Committee(elements=("Cu",), descriptor=spec(), hidden=(8, 6), n_members=2)
+    with torch.no_grad():
+        model.descriptor_std.fill_(0.7)
+    cb = CauchyBorn(model, crystal("fcc", element="Cu", a=3.6, size=(1, 1, 1)), device="cpu")
+    rng = np.random.default_rng(11)
+    F = np.eye(3) + rng.normal(scale=0.03, size=(5, 3, 3))
+    calls = []
+    original = CauchyBorn._pair_space
+    monkeypatch.setattr(
+        CauchyBorn, "_pair_space", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    fast = cb.evaluate(F, tangent=True)
+    fast_stress = cb.evaluate(F, tangent=False)
+    assert len(calls) == 1 and fast[2] is not None
+    monkeypatch.setattr(CauchyBorn, "_pair_space", lambda *a, **k: None)
+    plain = cb.evaluate(F, tangent=True)
+    assert float(plain[1].abs().max()) > 1e-4
+    for a, b in [*zip(fast, plain, strict=True), *zip(fast_stress[:2], plain[:2], strict=True)]:
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-12 * float(b.abs().max()))

@@ -8,14 +8,19 @@ moment descriptor's compiled kernels (:mod:`atomistic.mlip.moment_autograd`):
 step                                        code
 ==========================================  ===============================================
 pair tangents ``δr_e = V_j − V_i``          :func:`atomistic.pair_ops.pair_vectors`
-``δG = (∂G/∂r) δr``                         ``MomentState.jvp``
+``δG = (∂G/∂r) δr``                         ``LinearisedMoments.jvp`` (``MomentState.jvp``
+                                            past :data:`LINEARISED_MAX_BYTES`)
 ``δΛ = (∂²E/∂G²) δG``                       :class:`_NetworkCurvature` (forward over the
                                             written-out backward of the networks)
-``∂(δΛ·G)/∂r + (∂²(Λ·G)/∂r²) δr``           ``MomentState.hvp`` (one pass)
+``∂(δΛ·G)/∂r + (∂²(Λ·G)/∂r²) δr``           ``LinearisedMoments.hvp`` (one pass; else
+                                            ``MomentState.hvp``)
 ``(H V)_a = Σ_{e: j_e=a} − Σ_{e: i_e=a}``   :func:`atomistic.pair_ops.pair_scatter`
 ==========================================  ===============================================
 
-``Λ = ∂E/∂G`` and the networks' pre-activations are computed once per state. For one
+``Λ = ∂E/∂G``, the networks' pre-activations and the moments linearised at ``Λ``
+(:mod:`atomistic.mlip.moment_linearised`: each list entry's moment Jacobian and the Hessian
+of ``Λ·I`` in its pair vector) are computed once per state; the atoms of weight 0 (the
+coupled solver's pad) add nothing to a product and are left out of it. For one
 network layer ``z_{k+1} = act(z_k) W_{k+1} + b``, with ``d_k = ∂y/∂z_k``:
 
     δz_{k+1} = (act'(z_k) δz_k) W_{k+1}
@@ -32,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from atomistic.neighbours import Graph
@@ -42,7 +48,11 @@ from atomistic.pair_ops import pair_scatter, pair_vectors
 NetworkPotential = Any
 ElementNetworks = Any
 
-__all__ = ["hessian_operator"]
+__all__ = ["LINEARISED_MAX_BYTES", "hessian_operator", "pair_hessian_operator"]
+
+#: the most memory the per-state linearisation of the moments may keep (bytes); a larger
+#: state runs the descriptor's second-derivative kernels in every product instead
+LINEARISED_MAX_BYTES = 1 << 30
 
 
 def _act_derivatives(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,9 +134,31 @@ def hessian_operator(
         graph: the atoms and their pairs.
         weights: ``(n,)`` weights ``w_i`` of the site energies.
     """
+    pair_op = pair_hessian_operator(potential, graph, weights)
+    if pair_op is None:
+        return _autograd_operator(potential, graph, weights)
+    zero = torch.zeros((1, 3), dtype=torch.float64)
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            dr = pair_vectors(v.double().contiguous(), zero, graph.i, graph.j)
+            h = pair_op(dr)
+            return pair_scatter(h, graph.i, graph.j, graph.n_atoms).to(v.dtype)
+
+    return apply
+
+
+def pair_hessian_operator(
+    potential: NetworkPotential, graph: Graph, weights: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``δr (E, 3) ↦ (∂²E/∂r²) δr`` (float64, eV/Å²) in pair space, or None.
+
+    None where the compiled kernels do not apply; :func:`hessian_operator` is this operator
+    between the pair tangents ``δr_e = V_j − V_i`` and the sums over atoms.
+    """
     state = _compiled_state(potential, graph)
     if state is None:
-        return _autograd_operator(potential, graph, weights)
+        return None
     features, moments = state
     species, nets = graph.species, potential.networks
     dtype = potential.descriptor_std.dtype  # the networks' (float32 with hessian_precision)
@@ -137,29 +169,52 @@ def hessian_operator(
         # ∂E/∂x = c ∂ȳ/∂x with c = w s / M per atom; Λ = ∂E/∂G = c ∂ȳ/∂x / σ
         c = weights.to(dtype) * potential.energy_scale / n_members
         _, dy = nets.input_gradients(x, species)
-        lam = (c[:, None] * dy.sum(0) / std)[None]  # (1, n, D)
+        lam = c[:, None] * dy.sum(0) / std  # (n, D)
         blocks = []
-        for a in range(n_el):  # elements only
-            idx = (species == a).nonzero()[:, 0]
+        for a in range(n_el):  # elements only; atoms of weight 0 add nothing
+            idx = ((species == a) & (c != 0)).nonzero()[:, 0]
             if idx.numel():
                 blocks.append((idx, _NetworkCurvature(nets, x[idx], a, c[idx])))
-    lam_np = lam.double().numpy()
-    zero = features.new_zeros((1, 3))
+    jvp, hvp = _moment_products(moments, lam.double().numpy(), (c != 0).numpy())
 
-    def apply(v: torch.Tensor) -> torch.Tensor:
+    def apply(dr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            dr = pair_vectors(v.double().contiguous(), zero, graph.i, graph.j)
-            dr_np = dr.numpy()[None]
-            dx = torch.from_numpy(moments.jvp(dr_np, keep=True)[0]).to(dtype) / std
+            w = dr.double().contiguous().numpy()
+            dx = torch.from_numpy(jvp(w)).to(dtype) / std
             dlam = torch.zeros_like(dx)
             for idx, curvature in blocks:
                 dlam[idx] = curvature(dx[idx])
             dlam = dlam / std
-            h = moments.hvp(lam_np, dr_np, dlam.double().numpy()[None], kept=True)
-            hv = pair_scatter(torch.from_numpy(h), graph.i, graph.j, graph.n_atoms)
-            return hv.to(v.dtype)
+            return torch.from_numpy(hvp(w, dlam.double().numpy()))
 
     return apply
+
+
+def _moment_products(
+    moments: Any, lam: np.ndarray, rows: np.ndarray
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """``w ↦ (∂G/∂r) w`` and ``(w, δΛ) ↦ (∂²(Λ·G)/∂r²) w + ∂(δΛ·G)/∂r`` at one state.
+
+    Linearised once (:class:`~atomistic.mlip.moment_linearised.LinearisedMoments`) unless that
+    would keep more than :data:`LINEARISED_MAX_BYTES`; then each product runs the state's own
+    kernels. ``lam`` ``(n, D)`` and every ``δΛ`` vanish outside ``rows`` ``(n,)``.
+    """
+    from atomistic.mlip.moment_linearised import LinearisedMoments
+
+    if LinearisedMoments.nbytes(moments) <= LINEARISED_MAX_BYTES:
+        linear = LinearisedMoments(moments, lam, rows)
+        return linear.jvp, linear.hvp
+    lam_b = lam[None]
+
+    def jvp(w: np.ndarray) -> np.ndarray:
+        out: np.ndarray = moments.jvp(w[None], keep=True)[0]
+        return out
+
+    def hvp(w: np.ndarray, dlam: np.ndarray) -> np.ndarray:
+        out: np.ndarray = moments.hvp(lam_b, w[None], dlam[None], kept=True)
+        return out
+
+    return jvp, hvp
 
 
 def _compiled_state(potential: NetworkPotential, graph: Graph) -> tuple[torch.Tensor, Any] | None:

@@ -459,8 +459,8 @@ def _angular_vjp(nbrs, consts, moments, lam, out):  # pragma: no cover
     rho = np.empty((3, n_l))
     bw = np.empty((n_b, n_ch, n_mono))
     for a in range(n):
-        if ptr[a] == ptr[a + 1]:
-            continue
+        if ptr[a] == ptr[a + 1] or not np.any(lam[:, a, off:]):
+            continue  # no neighbours, or a zero cotangent of the invariants (a pad atom)
         for m in range(n_b):
             _cotangent_moments(lam[m, a], moments[a], weight, rank, l_start, prow, pcol, off, bw[m])
         for p in range(ptr[a], ptr[a + 1]):

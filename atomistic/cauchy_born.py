@@ -13,12 +13,6 @@ equation                                        code
 ``A = ∂²W/∂F∂F − W_Fp W_pp⁻¹ W_pF``             nine batched backward passes + Schur complement
 ==============================================  ===========================================
 
-A one-atom lattice of a potential with pair-space derivatives (the network potentials with
-the compiled moment descriptor: ``site_energies_and_gradient``, ``pair_hessian_operator``)
-takes its tangent ``A`` (with ``P = Σ_e g_e d0_eᵀ/Ω0``) from nine pair-space Hessian products
-at one state (``_pair_space``), without autograd; the same numbers to round-off. (For the
-stress alone autograd measured as fast, so it stays.)
-
 Units: ``W``, ``P`` and ``A`` in eV/Å³; elastic constants are reported in GPa.
 The relaxed (``relaxed=True``) tangent includes the internal relaxation of the shifts (relaxed
 ion); ``relaxed=False`` keeps the basis affine (clamped ion). For simple lattices they agree.
@@ -172,65 +166,22 @@ class CauchyBorn:
             t(d0, self.dtype),
         )
 
-    def _batch_graph(self, F: torch.Tensor, p: torch.Tensor | None, pairs: _Pairs) -> Graph:
-        """The ``m`` deformed cells as one graph (``F`` ``(m,3,3)``, shifts ``p`` ``(m,k,3)``)."""
+    def _site_energy_density(self, F: torch.Tensor, p: torch.Tensor, pairs: _Pairs) -> torch.Tensor:
+        """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
         i, j, d0 = pairs
         m, k, E = F.shape[0], self.n_basis, i.shape[0]
         vec = torch.einsum("mab,eb->mea", F, d0)
-        if p is not None and self.n_basis > 1:  # one basis atom: no shifts, p = 0
+        if self.n_basis > 1:  # one basis atom: no shifts, p = 0
             vec = vec + p[:, j] - p[:, i]
         offs = (torch.arange(m, device=self.device) * k)[:, None]
-        return Graph(
+        graph = Graph(
             n_atoms=m * k,
             species=self.species.repeat(m),
             i=(i[None, :] + offs).reshape(-1),
             j=(j[None, :] + offs).reshape(-1),
             vectors=vec.reshape(m * E, 3),
         )
-
-    def _site_energy_density(self, F: torch.Tensor, p: torch.Tensor, pairs: _Pairs) -> torch.Tensor:
-        """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
-        graph = self._batch_graph(F, p, pairs)
-        return self.potential(graph).reshape(F.shape[0], -1).sum(dim=1) / self.volume
-
-    def _pair_space(
-        self, F: torch.Tensor, pairs: _Pairs, *, tangent: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
-        """``(W, P, A)`` of a one-atom lattice from the potential's pair-space derivatives.
-
-        For potentials with ``site_energies_and_gradient`` and ``pair_hessian_operator``
-        (the network potentials with the compiled moment descriptor), with ``r_e = F d0_e``:
-        ``P = Σ_e g_e d0_eᵀ / Ω0`` and ``A[..., c, d] = Σ_e (H δr^{cd})_e d0_eᵀ / Ω0`` along
-        ``δr^{cd}_e = e_c d0_e[d]`` (nine products at one state). None where they do not
-        apply: then autograd gives the same numbers.
-        """
-        pot = self.potential
-        sites_and_gradient = getattr(pot, "site_energies_and_gradient", None)
-        pair_hessian = getattr(pot, "pair_hessian_operator", None)
-        if self.n_basis != 1 or sites_and_gradient is None or pair_hessian is None:
-            return None
-        graph = self._batch_graph(F.detach(), None, pairs)
-        ones = torch.ones(graph.n_atoms, dtype=self.dtype, device=self.device)
-        result = sites_and_gradient(graph, ones)
-        op = pair_hessian(graph, ones) if tangent and result is not None else None
-        if result is None or (tangent and op is None):
-            return None
-        d0 = pairs[2]
-        m, n_pairs = F.shape[0], d0.shape[0]
-        sites, g = result
-        W = sites.reshape(m, -1).sum(dim=1) / self.volume
-        P = torch.einsum("mea,eb->mab", g.reshape(m, n_pairs, 3), d0) / self.volume
-        if op is None:
-            return W, P, None
-        A = torch.empty((m, 3, 3, 3, 3), dtype=self.dtype)
-        dr = torch.zeros((m, n_pairs, 3), dtype=self.dtype)
-        for c in range(3):
-            for d in range(3):
-                dr.zero_()
-                dr[:, :, c] = d0[:, d]
-                h = op(dr.reshape(-1, 3)).reshape(m, n_pairs, 3)
-                A[:, :, :, c, d] = torch.einsum("mea,eb->mab", h, d0) / self.volume
-        return W, P, A
+        return self.potential(graph).reshape(m, k).sum(dim=1) / self.volume
 
     # -- shift relaxation ----------------------------------------------------------------
     def _free_shift_hessian(
@@ -418,10 +369,6 @@ class CauchyBorn:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`evaluate` for one batch, with the reference ``pairs`` of all of them."""
         m = F.shape[0]
-        if tangent and F.device.type == "cpu":  # the stress alone: autograd is as fast
-            compiled = self._pair_space(F, pairs, tangent=tangent)
-            if compiled is not None:
-                return compiled
         shifts = relaxed and self.n_basis > 1
         if shifts:
             q0, H = self._relax_shifts(F, pairs)

@@ -303,27 +303,3 @@ def test_blended_hessian_vector_follows_the_atoms():
         h = 1e-5
         fd = (reused.energy_gradient(u + h * v)[1] - reused.energy_gradient(u - h * v)[1]) / (2 * h)
         np.testing.assert_allclose(hv, fd, atol=1e-6 * float(np.abs(fd).max()))
-
-
-def test_cauchy_born_from_pair_space_derivatives_equals_autograd(monkeypatch):
-    from atomistic.cauchy_born import CauchyBorn
-
-    model = Committee(elements=("Cu",), descriptor=spec(), hidden=(8, 6), n_members=2)
-    with torch.no_grad():
-        model.descriptor_std.fill_(0.7)
-    cb = CauchyBorn(model, crystal("fcc", element="Cu", a=3.6, size=(1, 1, 1)), device="cpu")
-    rng = np.random.default_rng(11)
-    F = np.eye(3) + rng.normal(scale=0.03, size=(5, 3, 3))
-    calls = []
-    original = CauchyBorn._pair_space
-    monkeypatch.setattr(
-        CauchyBorn, "_pair_space", lambda *a, **k: calls.append(1) or original(*a, **k)
-    )
-    fast = cb.evaluate(F, tangent=True)
-    fast_stress = cb.evaluate(F, tangent=False)
-    assert len(calls) == 1 and fast[2] is not None
-    monkeypatch.setattr(CauchyBorn, "_pair_space", lambda *a, **k: None)
-    plain = cb.evaluate(F, tangent=True)
-    assert float(plain[1].abs().max()) > 1e-4
-    for a, b in [*zip(fast, plain, strict=True), *zip(fast_stress[:2], plain[:2], strict=True)]:
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-12 * float(b.abs().max()))

@@ -48,7 +48,7 @@ from atomistic.pair_ops import pair_scatter, pair_vectors
 NetworkPotential = Any
 ElementNetworks = Any
 
-__all__ = ["LINEARISED_MAX_BYTES", "hessian_operator", "pair_hessian_operator"]
+__all__ = ["LINEARISED_MAX_BYTES", "hessian_operator"]
 
 #: the most memory the per-state linearisation of the moments may keep (bytes); a larger
 #: state runs the descriptor's second-derivative kernels in every product instead
@@ -134,31 +134,9 @@ def hessian_operator(
         graph: the atoms and their pairs.
         weights: ``(n,)`` weights ``w_i`` of the site energies.
     """
-    pair_op = pair_hessian_operator(potential, graph, weights)
-    if pair_op is None:
-        return _autograd_operator(potential, graph, weights)
-    zero = torch.zeros((1, 3), dtype=torch.float64)
-
-    def apply(v: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            dr = pair_vectors(v.double().contiguous(), zero, graph.i, graph.j)
-            h = pair_op(dr)
-            return pair_scatter(h, graph.i, graph.j, graph.n_atoms).to(v.dtype)
-
-    return apply
-
-
-def pair_hessian_operator(
-    potential: NetworkPotential, graph: Graph, weights: torch.Tensor
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``δr (E, 3) ↦ (∂²E/∂r²) δr`` (float64, eV/Å²) in pair space, or None.
-
-    None where the compiled kernels do not apply; :func:`hessian_operator` is this operator
-    between the pair tangents ``δr_e = V_j − V_i`` and the sums over atoms.
-    """
     state = _compiled_state(potential, graph)
     if state is None:
-        return None
+        return _autograd_operator(potential, graph, weights)
     features, moments = state
     species, nets = graph.species, potential.networks
     dtype = potential.descriptor_std.dtype  # the networks' (float32 with hessian_precision)
@@ -176,16 +154,19 @@ def pair_hessian_operator(
             if idx.numel():
                 blocks.append((idx, _NetworkCurvature(nets, x[idx], a, c[idx])))
     jvp, hvp = _moment_products(moments, lam.double().numpy(), (c != 0).numpy())
+    zero = features.new_zeros((1, 3))
 
-    def apply(dr: torch.Tensor) -> torch.Tensor:
+    def apply(v: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            w = dr.double().contiguous().numpy()
-            dx = torch.from_numpy(jvp(w)).to(dtype) / std
+            dr = pair_vectors(v.double().contiguous(), zero, graph.i, graph.j).numpy()
+            dx = torch.from_numpy(jvp(dr)).to(dtype) / std
             dlam = torch.zeros_like(dx)
             for idx, curvature in blocks:
                 dlam[idx] = curvature(dx[idx])
             dlam = dlam / std
-            return torch.from_numpy(hvp(w, dlam.double().numpy()))
+            h = hvp(dr, dlam.double().numpy())
+            hv = pair_scatter(torch.from_numpy(h), graph.i, graph.j, graph.n_atoms)
+            return hv.to(v.dtype)
 
     return apply
 

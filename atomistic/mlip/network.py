@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from atomistic.mlip.acsf import ACSF, ACSFSpec
-from atomistic.mlip.hessian import hessian_operator, pair_hessian_operator
+from atomistic.mlip.hessian import hessian_operator
 from atomistic.mlip.moments import MomentDescriptor, MomentSpec
 from atomistic.mlip.radial import RadialDescriptor
 from atomistic.neighbours import Graph
@@ -315,15 +315,14 @@ class NetworkPotential(torch.nn.Module):
         y = self.networks(x, species)
         return self.energy_shift[species] + self.energy_scale * y
 
-    def site_energies_and_gradient(
+    def weighted_energy_gradient(
         self, graph: Graph, weights: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Mean site energies ``ε̄`` ``(n,)`` (eV) and ``∂(Σ_i w_i ε̄_i)/∂r_e`` ``(E, 3)`` (eV/Å).
+        """``E = Σ_i w_i ε̄_i`` (eV) and ``∂E/∂r_e`` ``(E, 3)`` (eV/Å), without autograd.
 
-        Without autograd, with the compiled moment descriptor only (else None: take
-        autograd's gradient of ``(weights * self(graph)).sum()``). The networks run on the
-        atoms of nonzero weight only (``ε̄_i = 0`` where ``w_i = 0``), and one written-out
-        backward pass gives every member's ``∂y_m/∂x``
+        With the compiled moment descriptor only (else None: take autograd's gradient of
+        ``(weights * self(graph)).sum()``). The networks run on the atoms of nonzero weight
+        only, and one written-out backward pass gives every member's ``∂y_m/∂x``
         (:meth:`energies_and_descriptor_gradients`); one pass over the pairs maps their
         weighted mean ``Λ`` to the pair gradient. Detached (not differentiable).
 
@@ -344,25 +343,11 @@ class NetworkPotential(torch.nn.Module):
                 features.index_select(0, idx), graph.species.index_select(0, idx)
             )
             c = weights.index_select(0, idx).to(features.dtype) / self.n_members
-            sites = features.new_zeros(graph.n_atoms)
-            sites[idx] = energies.mean(0)
+            energy = (c * energies.sum(0)).sum()
             lam_all = features.new_zeros((1, *features.shape))
             lam_all[0, idx] = c[:, None] * lam.sum(0)
             g = torch.from_numpy(moments.vjp(lam_all.numpy())[0])
-        return sites, g
-
-    def weighted_energy_gradient(
-        self, graph: Graph, weights: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``E = Σ_i w_i ε̄_i`` (eV) and ``∂E/∂r_e`` ``(E, 3)``, or None.
-
-        See :meth:`site_energies_and_gradient`.
-        """
-        result = self.site_energies_and_gradient(graph, weights)
-        if result is None:
-            return None
-        sites, g = result
-        return (weights.to(sites.dtype) * sites).sum(), g
+        return energy, g
 
     def hessian_operator(
         self, graph: Graph, weights: torch.Tensor
@@ -373,16 +358,6 @@ class NetworkPotential(torch.nn.Module):
         not depend on ``V`` is computed here once; see :mod:`atomistic.mlip.hessian`.
         """
         return hessian_operator(self, graph, weights)
-
-    def pair_hessian_operator(
-        self, graph: Graph, weights: torch.Tensor
-    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """``δr (E, 3) -> (∂²E/∂r²) δr`` in pair space, or None without the compiled kernels.
-
-        The same operator as :meth:`hessian_operator` before the gathers and sums over atoms
-        (Cauchy–Born's tangent takes it along ``δr_e = δF d0_e``).
-        """
-        return pair_hessian_operator(self, graph, weights)
 
     @torch.no_grad()
     def set_statistics(

@@ -55,6 +55,27 @@ def subprocess_environment() -> dict[str, str]:
     return env
 
 
+MPIEXEC = pathlib.Path(sys.executable).parent / "mpiexec"
+
+
+def run_on_ranks(
+    case: pathlib.Path, out: pathlib.Path, ranks: int, *, extra=(), timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``multiscale run CASE --output OUT EXTRA`` in its own process, under ``mpiexec -n
+    RANKS`` when ``ranks > 1`` (:data:`MPIEXEC`), one OpenMP thread; asserts exit 0."""
+    prefix = [str(MPIEXEC), "-n", str(ranks)] if ranks > 1 else []
+    command = [sys.executable, "-m", "multiscale", "run", str(case), "--output", str(out)]
+    proc = subprocess.run(
+        prefix + command + [str(a) for a in extra],
+        env=subprocess_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 def kill_after_checkpoint(command, record, key: str, at_least: int, timeout=600.0) -> int:
     """Start ``command``, SIGKILL it once ``record`` (a checkpoint's ``record.json``) holds
     ``key >= at_least`` and half a second has passed; returns the value it held."""

@@ -7,29 +7,19 @@ each rank), Dörfler marking over the ranks and region growth are all collective
 """
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MPIEXEC, run_on_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "adaptive-refine"
 SETS = ["--set", "adaptivity.max_iterations=2", "--set", "geometry.radius=80"]
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 
 def run(out: Path, ranks: int) -> list[dict[str, str]]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    prefix = [str(MPIEXEC), "-n", str(ranks)] if ranks > 1 else []
-    command = [sys.executable, "-m", "multiscale", "run", str(CASE), "--output", str(out)]
-    proc = subprocess.run(
-        prefix + command + SETS, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_on_ranks(CASE, out, ranks, extra=SETS)
     with open(out / "history.csv", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 

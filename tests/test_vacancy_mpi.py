@@ -6,26 +6,18 @@ log or write: ``log.txt`` holds one run, stdout one result line.
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import MPIEXEC, run_on_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "vacancy-cu"
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
 
 
 def run(out: Path, ranks: int) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    prefix = [str(MPIEXEC), "-n", str(ranks)] if ranks > 1 else []
-    command = [sys.executable, "-m", "multiscale", "run", str(CASE), "--output", str(out)]
-    proc = subprocess.run(prefix + command, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    return run_on_ranks(CASE, out, ranks, timeout=300)
 
 
 @pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed")

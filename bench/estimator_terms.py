@@ -37,8 +37,6 @@ for path in (ROOT, ROOT / "bench"):
 
 conv = importlib.import_module("convergence")
 
-#: The slab period of the 2.5d Cu cases the constants were fitted on (``a √6 / 2``), Å.
-CALIBRATION_SLAB_A = 4.427
 SHELLS = [0.0, 15.0, 21.5, 27.0, 32.5, 38.0, 50.0, 65.0, 80.0]
 
 
@@ -159,8 +157,9 @@ def terms(setup: Any, run: Any, field: Any, shells: list[float]) -> dict[str, An
         out["per_shell"]["projected_cells"] = shell_sums(
             proj.cells, r_cell, shells, n2
         )  # atoms included: charged to their cells
-        # the constants as they act in 2.5d (fitted with the weight t (1 - β), t Cu's slab)
-        t = CALIBRATION_SLAB_A
+        # the constants as they act in 2.5d (fitted with the weight t (1 - β), t the slab
+        # period a √6 / 2 of the 2.5d cases: 4.427 Å for Cu)
+        t = setup.lattice.a * np.sqrt(6.0) / 2.0
         posed = t**2 * est.fe.sum() + t * cb.sum() + proj.cells.sum() + est.ml.sum()
         out["eta_total_with_2.5d_constants"] = float(np.sqrt(posed / n2))
     return out

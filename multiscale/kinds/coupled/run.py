@@ -400,10 +400,11 @@ def law_wall(system: CoupledSystem, *, margin: float = WALL_MARGIN) -> str | Non
     """Why a solve may not converge: continuum points pressed against the law's wall.
 
     The Cauchy–Born law returns ``W = +inf`` past its walls (a lattice squashed below
-    ``MIN_STRETCH`` or two sites closer than ``MIN_SEPARATION`` of the nearest distance). A
-    state on a wall with a force left that points past it is no minimum of the (finite)
-    energy, and no Newton step can lower that force: the line search halves every step that
-    crosses. Returns one line naming the points (count, the worst one's place and margin, a
+    ``MIN_STRETCH`` or two sites closer than ``MIN_SEPARATION`` of the nearest distance).
+    A point that close is far outside the lattice's elastic range, where a law fitted to data
+    (a committee) extrapolates and may be soft and non-convex: Newton then meets negative
+    curvature and the line search cuts every step that crosses the wall, which can stall it.
+    Returns one line naming the points (count, the worst one's place and margin, a
     committee's spread there), or None when no point carrying energy is that close, or the
     law has no walls (collective).
     """
@@ -434,17 +435,16 @@ def law_wall(system: CoupledSystem, *, margin: float = WALL_MARGIN) -> str | Non
     value, _, where, F_worst = worst
     smin = float(np.linalg.svd(F_worst, compute_uv=False).min())
     text = (
-        f"{count} continuum point(s) on the Cauchy–Born law's wall (within {margin:g} of it: "
-        f"W = +inf past it), the worst at x = {where[0]:.2f}, y = {where[1]:.2f} Å with margin "
-        f"{value:.1e} (smallest singular value of F {smin:.4f}); the force left there points "
-        "past the wall, which no line search crosses"
+        f"{count} continuum point(s) within {margin:g} of the Cauchy–Born law's wall (W = +inf "
+        f"past it; line-search trials that cross it are cut), the worst at x = {where[0]:.2f}, "
+        f"y = {where[1]:.2f} Å, margin {value:.1e}, smallest singular value of F {smin:.4f}"
     )
     spread = getattr(law, "member_spread", None)
     values = spread(F_worst[None]) if spread is not None and value > 0 else None
     if values is not None:
         text += (
             f"; the committee's members disagree there by {float(values[0]):.3f} eV a site "
-            "(the law extrapolates, far from the training data)"
+            "(the law extrapolates, far from its training data)"
         )
     return text
 

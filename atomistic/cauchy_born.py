@@ -410,6 +410,61 @@ class CauchyBorn:
         W, P, _ = self.evaluate(F, relaxed=True, tangent=False)
         return W.cpu().numpy(), P.cpu().numpy()
 
+    def wall_margin(self, F: np.ndarray) -> np.ndarray:
+        """How far each ``F`` ``(m, 3, 3)`` is from the walls of :meth:`evaluate`, ``(m,)``.
+
+        ``min(σ_min / MIN_STRETCH, d_min / (MIN_SEPARATION d_nn)) − 1``, capped at 1, with
+        ``σ_min`` the smallest singular value of ``F`` and ``d_min`` the shortest distance
+        between two sites under ``F``: positive inside the law's domain, 0 on a wall,
+        negative past it (where ``W = +inf``; −1 for an ``F`` that is not finite). A
+        minimiser pressed against a wall (margin ≈ 0 with a force left) cannot converge: the
+        energy is finite up to the wall and infinite past it.
+        """
+        Fa = np.asarray(F, dtype=np.float64).reshape(-1, 3, 3)
+        out = np.full(len(Fa), -1.0)
+        finite = np.isfinite(Fa).all(axis=(1, 2))
+        smin = np.linalg.svd(np.where(finite[:, None, None], Fa, 0.0), compute_uv=False).min(1)
+        margin = np.minimum(smin / MIN_STRETCH - 1.0, 1.0)
+        # d_min ≥ σ_min d_nn, so the separation's margin can be below 1 only where σ_min < 1;
+        # there every pair closer than d_nn under F is within d_nn / σ_min in the reference
+        near = np.flatnonzero(finite & (smin < 1.0))
+        if len(near):
+            nearest = self._nearest_distance
+            lowest = max(float(smin[near].min()), 0.25 * MIN_STRETCH)
+            nl = vesin.NeighborList(cutoff=nearest / lowest * (1.0 + 1e-9), full_list=False)
+            i, j, S = nl.compute(self.basis, self.cell, True, "ijS")
+            d0 = self.basis[j] - self.basis[i] + S @ self.cell
+            shortest = np.linalg.norm(np.einsum("mab,eb->mea", Fa[near], d0), axis=2).min(1)
+            margin[near] = np.minimum(margin[near], shortest / (MIN_SEPARATION * nearest) - 1.0)
+        out[finite] = margin[finite]
+        return out
+
+    def member_spread(self, F: np.ndarray) -> np.ndarray | None:
+        """Standard deviation over a committee's members of the site energy per cell, eV.
+
+        ``(m,)`` for ``F`` ``(m, 3, 3)`` inside the law's domain (unrelaxed basis); None for
+        a potential without members (the spread says how far the lattice under ``F`` is
+        from the committee's training data).
+        """
+        members = getattr(self.potential, "member_energies", None)
+        if members is None or getattr(self.potential, "n_members", 1) < 2:
+            return None
+        Ft = torch.as_tensor(np.asarray(F).reshape(-1, 3, 3), dtype=self.dtype, device=self.device)
+        smin = float(smallest_singular_value(Ft).min())
+        i, j, d0 = self._reference_pairs(max(smin, MIN_STRETCH))
+        m, k, n_pairs = Ft.shape[0], self.n_basis, i.shape[0]
+        offs = (torch.arange(m, device=self.device) * k)[:, None]
+        graph = Graph(
+            n_atoms=m * k,
+            species=self.species.repeat(m),
+            i=(i[None, :] + offs).reshape(-1),
+            j=(j[None, :] + offs).reshape(-1),
+            vectors=torch.einsum("mab,eb->mea", Ft, d0).reshape(m * n_pairs, 3),
+        )
+        with torch.no_grad():
+            energies = members(graph).reshape(-1, m, k).sum(dim=2)  # (M, m) per cell
+        return energies.std(dim=0, unbiased=False).double().cpu().numpy() / k
+
     def stress_free_scale(self, *, tol: float = 1e-12, max_iter: int = 50) -> float:
         """Isotropic scale ``s`` with zero mean stress at ``F = s I`` (Newton on ``tr P``).
 

@@ -292,3 +292,76 @@ def test_compiled_stress_of_a_simple_lattice_matches_autograd(cu_cb, rng, monkey
     np.testing.assert_allclose(P[ok], P_ref[ok], rtol=1e-11, atol=1e-14)
     _, P_full, _ = cu_cb(F[ok])  # the law with its tangent: the stress it returns agrees
     np.testing.assert_allclose(P[ok], P_full, rtol=1e-11, atol=1e-14)
+
+
+def test_wall_margin_is_zero_exactly_where_the_energy_becomes_infinite(cu_cb, rng):
+    """wall_margin against evaluate: on each side of the stretch and the separation walls,
+    W is finite where the margin is positive and +inf where it is negative, and the margin
+    is the distance to the wall (σ_min / MIN_STRETCH − 1, d_min / (MIN_SEPARATION d_nn) − 1)."""
+    from scipy.spatial.transform import Rotation
+
+    from atomistic.cauchy_born import MIN_SEPARATION, MIN_STRETCH
+
+    e = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)  # a nearest-neighbour bond
+    R = Rotation.random(4, random_state=3).as_matrix()
+    Fs, expected = [], []
+    # a squashed and sheared cell behind the tip of cases/crack-cu (committee, load step 5):
+    # σ_min at the stretch wall while no two sites come closer than 0.63 d_nn
+    tip = np.array([[1.52297027, -1.01760947, 0.0], [1.15712382, -0.41343831, 0.0], [0, 0, 1]])
+    U, S, Vt = np.linalg.svd(tip)
+    for eps in (-1e-3, -1e-6, 1e-6, 1e-3, 0.2):
+        Fs.append(R[0] @ U @ np.diag([*S[:2], MIN_STRETCH * (1.0 + eps)]) @ Vt)
+        expected.append(eps)
+        # along the bond: d_min = t nn, σ_min = t > MIN_STRETCH
+        t = MIN_SEPARATION * (1.0 + eps)
+        Fs.append(R[1] @ (np.eye(3) - (1.0 - t) * np.outer(e, e)))
+        expected.append(eps)
+    F = np.stack(Fs + [np.eye(3), R[2] @ np.diag([1.2, 1.1, 1.3]), np.full((3, 3), np.nan)])
+    margin = cu_cb.wall_margin(F)
+    np.testing.assert_allclose(margin[:-3], expected, rtol=1e-9, atol=1e-12)
+    assert margin[-3] == 1.0 and margin[-2] == 1.0 and margin[-1] == -1.0  # capped; NaN F
+    W, _, _ = cu_cb.evaluate(F[:-1], tangent=False)
+    W = W.numpy()
+    assert np.array_equal(np.isinf(W), margin[:-1] < 0)
+    # random F across the walls: the margin's sign is the energy's finiteness
+    G = np.eye(3) + 0.9 * rng.standard_normal((400, 3, 3))
+    margin = cu_cb.wall_margin(G)
+    W, _, _ = cu_cb.evaluate(G, tangent=False)
+    W = W.numpy()
+    sure = np.abs(margin) > 1e-6  # the closed-form σ_min carries a 1e-7 margin
+    assert (margin < 0).sum() > 20 and (margin > 0).sum() > 20
+    assert np.array_equal(np.isinf(W)[sure], (margin < 0)[sure])
+
+
+def test_member_spread_is_the_spread_of_each_members_own_law(cu_cb):
+    """member_spread of the shipped committee against each member's own Cauchy–Born energy
+    (Committee.member(k), W_k Ω0 = its site energy): the same standard deviation, near zero
+    at F = I and large where the lattice is squashed far from the training data; None for a
+    potential without members."""
+    from pathlib import Path
+
+    from atomistic.mlip.serialization import load_network
+
+    root = Path(__file__).resolve().parents[1]
+    committee = load_network(root / "cases" / "potentials" / "cu-committee.pt")
+    cell = bulk("Cu", "fcc", a=3.615)
+    cb = CauchyBorn(committee, cell, device="cpu")
+    tip = np.array([[1.52297027, -1.01760947, 0.0], [1.15712382, -0.41343831, 0.0], [0, 0, 1]])
+    F = np.stack(
+        [np.eye(3), np.eye(3) + 0.5 * (tip - np.eye(3)), np.eye(3) + 0.99 * (tip - np.eye(3))]
+    )
+    spread = cb.member_spread(F)
+    each = (
+        np.stack(
+            [
+                CauchyBorn(committee.member(k), cell, device="cpu")
+                .evaluate(F, tangent=False)[0]
+                .numpy()
+                for k in range(committee.n_members)
+            ]
+        )
+        * cb.volume
+    )
+    np.testing.assert_allclose(spread, each.std(axis=0), rtol=1e-9, atol=1e-12)
+    assert spread[0] < 1e-3 < 0.3 < spread[2]
+    assert cu_cb.member_spread(F) is None  # EAM

@@ -154,6 +154,46 @@ def test_an_interrupted_sweep_marks_the_running_point_and_leaves_the_rest_pendin
     assert not (out / rows[0]["point"] / "output" / "summary.json").exists()
 
 
+def test_an_interrupt_that_lands_on_a_worker_thread_stops_the_sweep_at_once(tmp_path, monkeypatch):
+    """The kernel may hand SIGINT to any thread; one on the thread running a point must
+    still stop the sweep while that point runs, not once it has finished (seen in CI: the
+    first point ran to its end, the second started and was killed, both were marked
+    ``interrupted``)."""
+    import signal
+    import threading
+    import time
+
+    import multiscale.sweeps as sweeps
+    from multiscale.sweeps import runner
+
+    calls, returned = [], threading.Event()
+
+    def point(folder, *, jobs=1):
+        calls.append(folder.name)
+        if len(calls) == 1:  # Ctrl-C arrives on this worker thread, not on the main one
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        start = time.monotonic()
+        while not runner._stopping.is_set() and time.monotonic() - start < 30:
+            time.sleep(0.01)
+        calls.append("stopped" if runner._stopping.is_set() else "ran to its end")
+        returned.set()
+        return {"exit_code": 0, "error": "", "run_time_s": 0.0, "finished": ""}
+
+    monkeypatch.setattr(sweeps, "run_point", point)
+    out = tmp_path / "sweep"
+    with pytest.raises(KeyboardInterrupt):
+        multiscale.sweep(
+            CASE, {"relax.fmax": [1e-3, 1e-4]}, output=out, overrides=["lattice.size=[3,3,3]"]
+        )
+    assert returned.wait(60)
+    assert calls == ["relax.fmax=0.001", "stopped"]
+    rows = read_csv(out / "sweep.csv")
+    assert [(r["status"], r["action"]) for r in rows] == [
+        ("interrupted", "interrupted"),
+        ("pending", "pending"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("grid", "named"),
     [

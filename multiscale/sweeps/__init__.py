@@ -149,6 +149,10 @@ def _make_folder(out: Path) -> Path:
     return out
 
 
+#: How often (s) the sweep's main thread wakes while points run, to act on Ctrl-C.
+POLL_S = 0.2
+
+
 def _run_points(
     points: Sequence[Point],
     out: Path,
@@ -169,34 +173,39 @@ def _run_points(
         done += 1
         _report(report, rows[i], done, len(points))
     write_csv(out / CSV_FILE, rows)
+    began: set[int] = set()  # points a worker has started (set.add is atomic)
+    recorded: set[int] = set()  # points whose end is in ``rows``
+
+    def start(i: int) -> dict[str, Any]:
+        began.add(i)
+        return run_point(out / points[i].name, jobs=jobs)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        running: dict[Future, int] = {
-            pool.submit(run_point, out / points[i].name, jobs=jobs): i for i in todo
-        }
-        started: set[int] = set()  # points whose run began and has not been recorded
+        running: dict[Future, int] = {}
         try:
+            for i in todo:
+                running[pool.submit(start, i)] = i
             while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                # with a timeout: the kernel may hand Ctrl-C to a worker thread, and then only
+                # a main thread that comes back to Python code runs the interrupt
+                finished, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = running.pop(future)
-                    started.add(i)
-                    record = future.result()
-                    started.discard(i)
                     rows[i] = point_row(
                         points[i],
                         out / points[i].name,
                         action="ran",
-                        record=record,
+                        record=future.result(),
                         needs_reference=needs_reference,
                     )
+                    recorded.add(i)
                     done += 1
                     write_csv(out / CSV_FILE, rows)
                     _report(report, rows[i], done, len(points))
         except BaseException:  # Ctrl-C: no new points, and the running ones are stopped
             pool.shutdown(wait=False, cancel_futures=True)
             stop_points()
-            started.update(i for future, i in running.items() if not future.cancelled())
-            for i in started:
+            for i in sorted(began - recorded):
                 rows[i] = point_row(points[i], out / points[i].name, action="interrupted")
             write_csv(out / CSV_FILE, rows)
             raise

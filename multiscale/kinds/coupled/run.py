@@ -376,6 +376,10 @@ def solve_step(
         **_crack_tip(setup, system, k, reporter, label),
         linear_far_field=linear,
     )
+    if not record.converged:
+        wall = law_wall(system)
+        if wall is not None:
+            reporter.info(f"{label}: {wall}")
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(
         f"{label}: {state_word} in {record.newton_iterations} Newton / "
@@ -385,6 +389,64 @@ def solve_step(
         f"({record.wall_time_s:.1f} s)"
     )
     return record
+
+
+#: A quadrature point whose ``F`` is within this fraction of the Cauchy–Born law's walls
+#: (:meth:`atomistic.cauchy_born.CauchyBorn.wall_margin`) counts as pressed against them.
+WALL_MARGIN = 1e-2
+
+
+def law_wall(system: CoupledSystem, *, margin: float = WALL_MARGIN) -> str | None:
+    """Why a solve may not converge: continuum points pressed against the law's wall.
+
+    The Cauchy–Born law returns ``W = +inf`` past its walls (a lattice squashed below
+    ``MIN_STRETCH`` or two sites closer than ``MIN_SEPARATION`` of the nearest distance).
+    A point that close is far outside the lattice's elastic range, where a law fitted to data
+    (a committee) extrapolates and may be soft and non-convex: Newton then meets negative
+    curvature and the line search cuts every step that crosses the wall, which can stall it.
+    Returns one line naming the points (count, the worst one's place and margin, a
+    committee's spread there), or None when no point carrying energy is that close, or the
+    law has no walls (collective).
+    """
+    from mpi4py import MPI
+
+    material = system.problem.material
+    law = material._law
+    walls = getattr(law, "wall_margin", None)
+    F = material.deformation_gradients()  # (cells, m, 3, 3)
+    n_cells, m = F.shape[:2]
+    found = (np.inf, 0, None, None)
+    if walls is not None and n_cells:
+        values = walls(F.reshape(-1, 3, 3)).reshape(n_cells, m)
+        if material.inactive is not None:
+            idle = material.inactive
+            idle = idle if idle.shape[1] == m else idle.all(axis=1)[:, None]
+            values = np.where(np.broadcast_to(idle, values.shape), np.inf, values)
+        k = int(np.argmin(values))
+        x = material.quadrature_points().reshape(n_cells, -1, 3)
+        where = x[k // m, k % m] if m == x.shape[1] else x[k // m].mean(axis=0)
+        found = (float(values.flat[k]), int((values < margin).sum()), where, F.reshape(-1, 3, 3)[k])
+    comm = system.comm
+    every = comm.allgather(found)
+    worst = min(every, key=lambda item: item[0])
+    count = comm.allreduce(found[1], op=MPI.SUM)
+    if walls is None or count == 0:
+        return None
+    value, _, where, F_worst = worst
+    smin = float(np.linalg.svd(F_worst, compute_uv=False).min())
+    text = (
+        f"{count} continuum point(s) within {margin:g} of the Cauchy–Born law's wall (W = +inf "
+        f"past it; line-search trials that cross it are cut), the worst at x = {where[0]:.2f}, "
+        f"y = {where[1]:.2f} Å, margin {value:.1e}, smallest singular value of F {smin:.4f}"
+    )
+    spread = getattr(law, "member_spread", None)
+    values = spread(F_worst[None]) if spread is not None and value > 0 else None
+    if values is not None:
+        text += (
+            f"; the committee's members disagree there by {float(values[0]):.3f} eV a site "
+            "(the law extrapolates, far from its training data)"
+        )
+    return text
 
 
 def _linear_far_field(

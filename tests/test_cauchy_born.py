@@ -81,7 +81,9 @@ def test_relaxed_lattice_constant_does_not_depend_on_the_thread_count(potentials
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             values.append(
-                equilibrium_lattice_constant(structure="fcc", element="Cu", potential=pot, device="cpu")
+                equilibrium_lattice_constant(
+                    structure="fcc", element="Cu", potential=pot, device="cpu"
+                )
             )
             assert torch.get_num_threads() == threads  # restored
     finally:

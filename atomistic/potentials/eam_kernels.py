@@ -94,8 +94,11 @@ TORCH_ONLY_VARIABLES = ("MULTISCALE_TORCH_ONLY", "MULTISCALE_EAM_TORCH")
 
 
 def compiled_wanted() -> bool:
-    """False when ``MULTISCALE_TORCH_ONLY`` (or the older ``MULTISCALE_EAM_TORCH``) is set to a
-    true value: every compiled kernel then gives way to the torch path."""
+    """Whether the compiled kernels may be used.
+
+    False when ``MULTISCALE_TORCH_ONLY`` (or the older ``MULTISCALE_EAM_TORCH``) is set to a
+    true value: every compiled kernel then gives way to the torch path.
+    """
     return not any(
         os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
         for name in TORCH_ONLY_VARIABLES

@@ -310,10 +310,15 @@ def write(
         )
     warning = None
     if not run.converged:
+        advice = (
+            "raise solver.max_iterations or loading.steps"
+            if run.last.law_wall is None
+            else "continuum points are pressed against the Cauchy–Born law's wall (log.txt): "
+            "more load steps will not help; give the defect more atoms (geometry.core_radius)"
+        )
         warning = (
             f"load step {run.last.step} stopped at max|f| = {run.max_force:.2e} eV/Å > "
-            f"solver.fmax = {setup.solver.fmax:g} ({run.last.reason}); raise "
-            "solver.max_iterations or loading.steps"
+            f"solver.fmax = {setup.solver.fmax:g} ({run.last.reason}); {advice}"
         )
     return Finished(
         summary=summary,

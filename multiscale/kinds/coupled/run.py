@@ -77,6 +77,8 @@ class StepRecord:
     stress_intensity: float | None = None
     crack_tip_x: float | None = None
     linear_far_field: dict[str, float | int] | None = None
+    #: why a step that did not converge may have stalled (:func:`law_wall`), else None
+    law_wall: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``summary.json``."""
@@ -100,6 +102,7 @@ class StepRecord:
             "correction_status": self.correction_status,
             "wall_time_s": self.wall_time_s,
             **({"linear_far_field": self.linear_far_field} if self.linear_far_field else {}),
+            **({"law_wall": self.law_wall} if self.law_wall else {}),
             **(
                 {}
                 if self.stress_intensity is None
@@ -354,6 +357,9 @@ def solve_step(
     )
     result = outcome.result
     linear = _linear_far_field(system, reporter, label)
+    wall = None if result.converged else law_wall(system)
+    if wall is not None:
+        reporter.info(f"{label}: {wall}")
     record = StepRecord(
         step=k,
         load_factor=loading.factor(k),
@@ -375,11 +381,8 @@ def solve_step(
         correction_status=outcome.status,
         **_crack_tip(setup, system, k, reporter, label),
         linear_far_field=linear,
+        law_wall=wall,
     )
-    if not record.converged:
-        wall = law_wall(system)
-        if wall is not None:
-            reporter.info(f"{label}: {wall}")
     state_word = "converged" if record.converged else f"NOT converged ({record.reason})"
     reporter.info(
         f"{label}: {state_word} in {record.newton_iterations} Newton / "

@@ -35,7 +35,12 @@ from coupling.fields import Background, Displacement, homogeneous
 from coupling.handshake import Handshake
 from coupling.interpolation import p1_interpolation_matrix, points_in_mesh
 from coupling.model import BlendedModel, Correction, EnergyParts
-from coupling.preconditioner import PreconditionerData, atom_laplacian, fit_laplacian_scale
+from coupling.preconditioner import (
+    NEAREST_NEIGHBOURS,
+    PreconditionerData,
+    atom_laplacian,
+    fit_laplacian_scale,
+)
 from coupling.solver import Progress, SolveResult, SolverOptions, solve
 from coupling.state import CoupledState, capture, restore_state
 
@@ -404,9 +409,14 @@ def _preconditioner(
     L = mu = None
     if model.comm.rank == 0:
         assert blended is not None
-        L = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn)
+        # 3D (GAMG): nearest neighbours only; 2.5D (MUMPS): the default, three shells
+        reach = NEAREST_NEIGHBOURS if model.layout.V.mesh.topology.dim == 3 else None
+        links = {} if reach is None else {"cutoff_factor": reach}
+        L = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn, **links)
         zero = np.zeros_like(X)
-        unshifted = atom_laplacian(positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn, shift=0.0)
+        unshifted = atom_laplacian(
+            positions=X, beta=beta, cell=cell, pbc=pbc, r_nn=r_nn, shift=0.0, **links
+        )
         mu = fit_laplacian_scale(lambda v: blended.hessian_vector(zero, v), X, unshifted)
         blended.release()
     return PreconditionerData(

@@ -357,9 +357,7 @@ def solve_step(
     )
     result = outcome.result
     linear = _linear_far_field(system, reporter, label)
-    wall = None if result.converged else law_wall(system)
-    if wall is not None:
-        reporter.info(f"{label}: {wall}")
+    wall = None if result.converged else _stall_note(system, reporter, label)
     record = StepRecord(
         step=k,
         load_factor=loading.factor(k),
@@ -392,6 +390,14 @@ def solve_step(
         f"({record.wall_time_s:.1f} s)"
     )
     return record
+
+
+def _stall_note(system: CoupledSystem, reporter: Reporter, label: str) -> str | None:
+    """:func:`law_wall` for a step that did not converge, also written to the log."""
+    wall = law_wall(system)
+    if wall is not None:
+        reporter.info(f"{label}: {wall}")
+    return wall
 
 
 #: A quadrature point whose ``F`` is within this fraction of the Cauchy–Born law's walls

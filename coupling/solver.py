@@ -25,14 +25,7 @@ from coupling.layout import MonolithicLayout
 from coupling.model import BlendedModel
 from coupling.preconditioner import PreconditionerData, monolithic_matrix
 
-__all__ = [
-    "LINEAR_SOLVERS",
-    "Progress",
-    "SolveResult",
-    "SolverOptions",
-    "descent_direction",
-    "solve",
-]
+__all__ = ["LINEAR_SOLVERS", "Progress", "SolveResult", "SolverOptions", "solve"]
 
 LINEAR_SOLVERS = ("auto", "gamg", "mumps")
 
@@ -208,7 +201,14 @@ class _NewtonKrylov:
                 shift *= SHIFT_GROWTH
             shifted.destroy()
         g.scale(-1.0)
-        return descent_direction(g, d, self.ksp.getPC().apply)
+        slope = float(g.dot(d).real)
+        if not slope < 0:
+            # CG stops at the iterate before a negative-curvature direction (Steihaug); that
+            # iterate is a descent direction unless CG stopped at once
+            self.ksp.getPC().apply(g, d)
+            d.scale(-1.0)
+            slope = float(g.dot(d).real)
+        return slope
 
     def _solve(self, rhs: PETSc.Vec, x: PETSc.Vec, *, shift: float) -> None:
         self.shell.shift = shift
@@ -273,31 +273,6 @@ class _NewtonKrylov:
         for obj in (self.ksp, self.inner, self.H, self.M, self.shell.diagonal, self.shell.work):
             if obj is not None:
                 obj.destroy()
-
-
-def descent_direction(
-    g: PETSc.Vec, d: PETSc.Vec, precondition: Callable[[PETSc.Vec, PETSc.Vec], None]
-) -> float:
-    """Make ``d`` a descent direction at gradient ``g``; returns the slope ``g·d < 0``.
-
-    ``d`` (the Krylov direction) is kept when ``g·d < 0``. Else the preconditioned gradient
-    ``−M⁻¹g`` (``precondition(g, out)`` applies ``M⁻¹``): CG stops at the iterate before a
-    negative-curvature direction (Steihaug), which descends unless CG stopped at once. Where
-    ``M`` is indefinite too (its matrix holds the tangent of a non-convex law: a committee's
-    Cauchy–Born law far from its training data), ``−M⁻¹g`` need not descend either, and a
-    line search along an ascent direction creeps at round-off; then ``−g``, which always
-    descends (for ``g ≠ 0``).
-    """
-    slope = float(g.dot(d).real)
-    if not slope < 0:
-        precondition(g, d)
-        d.scale(-1.0)
-        slope = float(g.dot(d).real)
-    if not slope < 0:
-        g.copy(d)
-        d.scale(-1.0)
-        slope = float(g.dot(d).real)
-    return slope
 
 
 def solve(

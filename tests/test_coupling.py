@@ -357,34 +357,3 @@ def test_pairs_between_unweighted_atoms_change_nothing_for_a_committee():
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-13)
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-10)
     np.testing.assert_allclose(out[True][2], out[False][2], rtol=0, atol=1e-9)
-
-
-def test_descent_direction_never_hands_the_line_search_an_ascent_direction():
-    """A Krylov direction that descends is kept; else −M⁻¹g; and where M is indefinite (a
-    non-convex law in its matrix) so that −M⁻¹g ascends too, −g: the slope is always < 0."""
-    from petsc4py import PETSc
-
-    from coupling.solver import descent_direction
-
-    g_values = np.array([1.0, -2.0, 0.5, 3.0])
-    g = PETSc.Vec().createWithArray(g_values.copy(), comm=PETSc.COMM_SELF)
-
-    def preconditioner(diagonal):
-        def apply(x, y):
-            y.getArray()[:] = x.getArray(readonly=True) / diagonal
-
-        return apply
-
-    positive = preconditioner(np.array([2.0, 1.0, 4.0, 0.5]))
-    indefinite = preconditioner(np.array([-0.5, 1.0, 4.0, -0.2]))  # −M⁻¹g·g = +45.5 > 0
-    cases = [
-        (np.array([-1.0, 1.0, 0.0, -1.0]), positive, np.array([-1.0, 1.0, 0.0, -1.0])),
-        (np.array([1.0, 0.0, 0.0, 0.0]), positive, -g_values / [2.0, 1.0, 4.0, 0.5]),
-        (np.array([1.0, 0.0, 0.0, 0.0]), indefinite, -g_values),
-    ]
-    for start, apply, expected in cases:
-        d = PETSc.Vec().createWithArray(start.copy(), comm=PETSc.COMM_SELF)
-        slope = descent_direction(g, d, apply)
-        np.testing.assert_allclose(d.getArray(), expected, rtol=1e-15)
-        assert slope == pytest.approx(float(g_values @ expected), rel=1e-15) and slope < 0
-    np.testing.assert_array_equal(g.getArray(), g_values)  # g untouched

@@ -166,22 +166,28 @@ class CauchyBorn:
             t(d0, self.dtype),
         )
 
-    def _site_energy_density(self, F: torch.Tensor, p: torch.Tensor, pairs: _Pairs) -> torch.Tensor:
-        """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
+    def _lattice_graph(
+        self, F: torch.Tensor, pairs: _Pairs, p: torch.Tensor | None = None
+    ) -> Graph:
+        """The ``m`` lattices under ``F`` ``(m,3,3)``, shifts ``p`` ``(m,k,3)``: one graph."""
         i, j, d0 = pairs
         m, k, E = F.shape[0], self.n_basis, i.shape[0]
         vec = torch.einsum("mab,eb->mea", F, d0)
-        if self.n_basis > 1:  # one basis atom: no shifts, p = 0
+        if p is not None and self.n_basis > 1:  # one basis atom: no shifts, p = 0
             vec = vec + p[:, j] - p[:, i]
         offs = (torch.arange(m, device=self.device) * k)[:, None]
-        graph = Graph(
+        return Graph(
             n_atoms=m * k,
             species=self.species.repeat(m),
             i=(i[None, :] + offs).reshape(-1),
             j=(j[None, :] + offs).reshape(-1),
             vectors=vec.reshape(m * E, 3),
         )
-        return self.potential(graph).reshape(m, k).sum(dim=1) / self.volume
+
+    def _site_energy_density(self, F: torch.Tensor, p: torch.Tensor, pairs: _Pairs) -> torch.Tensor:
+        """``W`` per configuration ``(m,)`` for ``F`` ``(m,3,3)`` and shifts ``p`` ``(m,k,3)``."""
+        graph = self._lattice_graph(F, pairs, p)
+        return self.potential(graph).reshape(F.shape[0], self.n_basis).sum(dim=1) / self.volume
 
     # -- shift relaxation ----------------------------------------------------------------
     def _free_shift_hessian(
@@ -451,16 +457,8 @@ class CauchyBorn:
             return None
         Ft = torch.as_tensor(np.asarray(F).reshape(-1, 3, 3), dtype=self.dtype, device=self.device)
         smin = float(smallest_singular_value(Ft).min())
-        i, j, d0 = self._reference_pairs(max(smin, MIN_STRETCH))
-        m, k, n_pairs = Ft.shape[0], self.n_basis, i.shape[0]
-        offs = (torch.arange(m, device=self.device) * k)[:, None]
-        graph = Graph(
-            n_atoms=m * k,
-            species=self.species.repeat(m),
-            i=(i[None, :] + offs).reshape(-1),
-            j=(j[None, :] + offs).reshape(-1),
-            vectors=torch.einsum("mab,eb->mea", Ft, d0).reshape(m * n_pairs, 3),
-        )
+        graph = self._lattice_graph(Ft, self._reference_pairs(max(smin, MIN_STRETCH)))
+        m, k = Ft.shape[0], self.n_basis
         with torch.no_grad():
             energies = members(graph).reshape(-1, m, k).sum(dim=2)  # (M, m) per cell
         return energies.std(dim=0, unbiased=False).double().cpu().numpy() / k

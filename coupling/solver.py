@@ -43,7 +43,9 @@ class SolverOptions:
         linear_solver: how the preconditioner ``M`` is inverted: ``"gamg"`` (one algebraic
             multigrid cycle, PETSc GAMG with the rigid-body modes of the atoms and nodes as
             near-null space; PETSc options with the prefix ``multiscale_newton_gamg_`` tune
-            it), ``"mumps"`` (exact LU factorisation, METIS ordering) or ``"auto"``: GAMG on
+            it), ``"mumps"`` (exact LU factorisation, METIS ordering; on several ranks every
+            rank factorises the whole matrix, so that two runs of one ``mpiexec`` command
+            agree bit for bit, which MUMPS spread over the ranks does not) or ``"auto"``: GAMG on
             3D meshes, whose factorisation fills in badly, MUMPS on 2D meshes, where it is
             cheap and keeps CG counts lowest.
         tangent_tolerance: the Hessian's continuum part keeps the Cauchy–Born tangent of a
@@ -412,6 +414,24 @@ def _set_preconditioner(
     destroy later, or None.
     """
     pc = ksp.getPC()
+    if kind == "mumps" and M.getComm().getSize() > 1:
+        # MUMPS on several ranks schedules its factorisation at run time, and two runs of
+        # the same command then differ in round-off, which Newton's path can magnify to the
+        # solver's tolerance; each rank factorises the whole matrix on its own instead
+        pc.setType("redundant")
+
+        def set_up() -> None:
+            ksp.setFromOptions()
+            ksp.setUp()
+            # the copy's LU is made at its first use, which reads the MUMPS options: use it
+            # now, while they are set
+            x, y = M.createVecRight(), M.createVecLeft()
+            pc.apply(x, y)
+            x.destroy()
+            y.destroy()
+
+        _with_defaults(ksp.getOptionsPrefix(), _REDUNDANT_MUMPS, set_up)
+        return None
     if kind == "mumps":
         # METIS ordering: faster here than MUMPS Cholesky on these matrices
         pc.setType("lu")
@@ -438,6 +458,7 @@ def _set_preconditioner(
     inner.setOptionsPrefix(prefix)
     inner.setOperators(M, M)
     inner.setType("gamg")
+
     # our defaults, unless given as PETSc options: SOR inside the Chebyshev smoother keeps
     # the CG counts flat as the mesh is refined below the lattice spacing (point Jacobi,
     # PETSc's default, does not); plain (unsmoothed) aggregation, agg_nsmooths 0, gives
@@ -446,22 +467,40 @@ def _set_preconditioner(
     # step a level (mg_levels_ksp_max_it 1, PETSc's default 2) halves the cost of a V-cycle
     # for about a fifth more CG iterations, each of which costs less than the cycle saved
     # (cases/void-cu-3d/README.md, where the coupled row's time goes)
-    options = PETSc.Options(prefix)
-    added = [key for key in _GAMG_DEFAULTS if not options.hasName(key)]
-    for key in added:
-        options.setValue(key, _GAMG_DEFAULTS[key])
-    try:
+    def set_up_inner() -> None:
         inner.setFromOptions()
         inner.setUp()
-    finally:
-        for key in added:
-            options.delValue(key)
+
+    _with_defaults(prefix, _GAMG_DEFAULTS, set_up_inner)
     pc.setType("python")
     pc.setPythonContext(_DirichletPC(inner, dirichlet_local))
     ksp.setFromOptions()
     ksp.setUp()
     return inner
 
+
+def _with_defaults(prefix: str, defaults: dict[str, str], action: Callable[[], None]) -> None:
+    """Run ``action`` with PETSc's options ``defaults`` set under ``prefix``.
+
+    Only keys the user did not give are set, and they are taken out again afterwards.
+    """
+    options = PETSc.Options(prefix)
+    added = [key for key in defaults if not options.hasName(key)]
+    for key in added:
+        options.setValue(key, defaults[key])
+    try:
+        action()
+    finally:
+        for key in added:
+            options.delValue(key)
+
+
+# MUMPS LU with METIS ordering (ICNTL(7) = 5) on every rank's copy of the whole matrix
+_REDUNDANT_MUMPS = {
+    "redundant_pc_type": "lu",
+    "redundant_pc_factor_mat_solver_type": "mumps",
+    "redundant_mat_mumps_icntl_7": "5",
+}
 
 _GAMG_DEFAULTS = {
     "mg_levels_pc_type": "sor",

@@ -220,6 +220,23 @@ def test_label_predictor_labels_the_unrelaxed_state_too_and_counts_both(tmp_path
     assert (out / "adaptive" / "committee_00.pt").is_file()
 
 
+def test_a_rejected_committee_stops_the_loop_and_says_why(tmp_path, monkeypatch):
+    """A fine-tuned committee whose Cauchy–Born law is not strongly elliptic is not taken; with
+    nothing else to do the next round would fine-tune the same committee on the same labels,
+    so the loop stops, and says that retraining was rejected (it said "nothing to act on")."""
+    from multiscale.kinds.coupled import retraining
+
+    monkeypatch.setattr(retraining, "_unstable_at", lambda committee, setup: "I")
+    out, summary = run_case(tmp_path, "max_iterations = 3\nmax_clusters = 1\nepochs = 2\n")
+    adaptivity = summary["adaptivity"]
+    assert adaptivity["stop"] == "retrain rejected: Cauchy–Born law not strongly elliptic"
+    assert [r["action"] for r in history(out)] == ["stop"]
+    assert any("not strongly elliptic at F = I" in n for n in adaptivity["notes"])
+    # the label is kept, the rejected committee is not written
+    assert len(read_dataset(out / "adaptive" / "dataset.extxyz")) == 1
+    assert not (out / "adaptive" / "committee_00.pt").exists()
+
+
 def test_rollback_fine_tunes_the_last_accepted_committee():
     """The choice of the committee a round starts from (no solve: stand-ins for committees)."""
     from multiscale.config.adaptivity import AdaptivitySection

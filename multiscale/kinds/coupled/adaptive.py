@@ -626,11 +626,17 @@ def adapt(
         if stop is None:
             plan, it.marks = _plan(est, run.setup, settings, comm=comm, record=record)
             act = partial(retrainer.act, run=run, spread=est.spread, record=record, k=k)
+            retrainer.rejected = ""
             setup, mesh_data, done = _apply(run.setup, run, plan, settings, act)
             record.notes.extend(m for _, m in plan.skipped if m not in record.notes)
             record.reached.update(b for b, _ in plan.skipped)
-            if not done:
-                stop = f"budget: {plan.skipped[0][0]}" if plan.skipped else "nothing to act on"
+            if not done and plan.skipped:
+                stop = f"budget: {plan.skipped[0][0]}"
+            elif not done and retrainer.rejected:
+                # the next round would label nothing new and fine-tune the same committee
+                stop = f"retrain rejected: {retrainer.rejected}"
+            elif not done:
+                stop = "nothing to act on"
         it.action = "+".join(done) if done else "stop"
         _write_history(record, out, comm)
         if stop is not None:

@@ -107,6 +107,8 @@ class _Round:
     notes: list[str] = field(default_factory=list)
     #: the budget message when ``max_oracle_calls`` left centres unlabelled, else ""
     reached: str = ""
+    #: why a fine-tuned committee was not taken, else ""
+    rejected: str = ""
     log: str = ""
 
 
@@ -137,6 +139,8 @@ class Retrainer:
     accepted_name: str = "the case's committee"
     #: the iteration of the last retrain round
     last: int = -1
+    #: why the last round's fine-tuned committee was not taken, else ""
+    rejected: str = ""
     _oracle: Any = None
     _old: list[Any] | None = None
     _files: list[str] = field(default_factory=list)
@@ -218,6 +222,7 @@ class Retrainer:
             skipped.append(("max_oracle_calls", done.reached))
         if done.log:
             self.reporter.info(done.log)
+        self.rejected = done.rejected
         if done.committee is None:
             return None
         self.rounds += 1
@@ -264,9 +269,10 @@ class Retrainer:
             done.notes.append(
                 f"retrain: iteration {k}: the fine-tuned committee's Cauchy–Born law is not "
                 f"strongly elliptic at F = {unstable} (the continuum would be unstable); the "
-                "committee was not changed, its labels are kept for the next round"
+                "committee was not changed, its labels are kept in the dataset"
             )
-            done.log += "; rejected: Cauchy–Born law not strongly elliptic"
+            done.rejected = "Cauchy–Born law not strongly elliptic"
+            done.log += f"; rejected: {done.rejected}"
             return done
         done.committee = tuned
         if self.out is None:

@@ -286,7 +286,9 @@ class SolverSection:
         "auto",
         doc='preconditioner of the CG inside each Newton step: `"gamg"` (one '
         "algebraic-multigrid cycle; PETSc options with the prefix `multiscale_newton_gamg_` "
-        'tune it), `"mumps"` (exact LU), `"auto"`: gamg in 3d, mumps in 2.5d',
+        'tune it), `"mumps"` (exact LU; under `mpiexec` each rank factorises the whole '
+        "matrix, so that two runs of one command give the same numbers bit for bit), "
+        '`"auto"`: gamg in 3d, mumps in 2.5d',
     )
     tangent_tolerance: float = option(
         1e-2,

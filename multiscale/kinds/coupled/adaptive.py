@@ -630,13 +630,8 @@ def adapt(
             setup, mesh_data, done = _apply(run.setup, run, plan, settings, act)
             record.notes.extend(m for _, m in plan.skipped if m not in record.notes)
             record.reached.update(b for b, _ in plan.skipped)
-            if not done and plan.skipped:
-                stop = f"budget: {plan.skipped[0][0]}"
-            elif not done and retrainer.rejected:
-                # the next round would label nothing new and fine-tune the same committee
-                stop = f"retrain rejected: {retrainer.rejected}"
-            elif not done:
-                stop = "nothing to act on"
+            if not done:
+                stop = _why_idle(plan, retrainer)
         it.action = "+".join(done) if done else "stop"
         _write_history(record, out, comm)
         if stop is not None:
@@ -646,6 +641,16 @@ def adapt(
         _resolve(setup, run, mesh_data, reporter, k + 1)
     _budgets(record, settings)
     return record
+
+
+def _why_idle(plan: _Plan, retrainer: Retrainer) -> str:
+    """Why the loop stops at an iteration whose plan did nothing."""
+    if plan.skipped:
+        return f"budget: {plan.skipped[0][0]}"
+    if retrainer.rejected:
+        # the next round would label nothing new and fine-tune the same committee
+        return f"retrain rejected: {retrainer.rejected}"
+    return "nothing to act on"
 
 
 def _write_iteration(run: CoupledRun, est: Any, k: int, out: Path | None) -> None:

@@ -29,6 +29,7 @@ def test_two_ranks_give_the_serial_energy_and_write_once(tmp_path):
     assert b["status"] == "converged"
     assert b["energy_eV"] == pytest.approx(a["energy_eV"], abs=1e-9)
     assert b["n_atoms"] == a["n_atoms"]
+    assert (a["mpi_ranks"], b["mpi_ranks"]) == (1, 2)
     # one writer: one result line on stdout, one run in the log
     assert two.stdout.count("vacancy formation energy:") == 1
     assert serial.stdout.count("vacancy formation energy:") == 1

@@ -251,6 +251,7 @@ def write(
     assert cfg.lattice is not None and cfg.relax is not None and cfg.potential is not None
     formation = result.formation
     summary = _summary(case, setup, result)
+    summary["mpi_ranks"] = 1 if comm is None else int(comm.size)
     dest = out if stage is None else stage
     if comm is None or comm.rank == 0:
         atoms = formation.atoms

@@ -12,6 +12,8 @@ elements            ``k ∫ h(r)⁻ᵈ dV`` with the graded size ``h(r) = h_min`
                     ``k = 6`` tetrahedra per cube in 3d, 2 triangles per square in 2.5d
 memory              :data:`BYTES_BASELINE` + :data:`BYTES_PER_ATOM` · atoms +
                     :data:`BYTES_PER_PAIR` · pairs + :data:`BYTES_PER_ELEMENT` · elements
+                    (:data:`BYTES_PER_PAIR_LAMMPS` per pair for a reference that LAMMPS
+                    relaxes)
 ==================  ==================================================================
 
 The per-item costs are round upper figures for float64 work (positions, forces, neighbour
@@ -38,6 +40,7 @@ __all__ = [
     "BYTES_PER_ATOM",
     "BYTES_PER_ELEMENT",
     "BYTES_PER_PAIR",
+    "BYTES_PER_PAIR_LAMMPS",
     "MAX_NEIGHBOURS",
     "Estimate",
     "check_estimate",
@@ -56,6 +59,10 @@ BYTES_BASELINE = 700 * 2**20
 BYTES_PER_ATOM = 2_000
 #: Bytes per ordered neighbour pair: indices, vectors, distances and their autograd graph.
 BYTES_PER_PAIR = 400
+#: Bytes per ordered neighbour pair when LAMMPS relaxes the atoms (a reference with
+#: ``reference.engine = "lammps"``): its half neighbour list keeps one 4-byte index per pair
+#: within cutoff + skin, about 5 B per ordered pair within the cutoff; rounded up.
+BYTES_PER_PAIR_LAMMPS = 16
 #: Bytes per finite element: mesh, dofmap, sparse rows and Cauchy–Born data per cell.
 BYTES_PER_ELEMENT = 5_000
 #: Largest number of neighbours per atom within the cutoff that a case may have.
@@ -123,11 +130,14 @@ class Estimate:
         log_atoms: atoms.
         log_pairs: ordered neighbour pairs.
         log_elements: finite elements (``-inf`` when there is no mesh).
+        bytes_per_pair: memory per ordered pair: :data:`BYTES_PER_PAIR`, or
+            :data:`BYTES_PER_PAIR_LAMMPS` when LAMMPS holds the pairs.
     """
 
     log_atoms: float
     log_pairs: float
     log_elements: float = -math.inf
+    bytes_per_pair: float = BYTES_PER_PAIR
 
     @property
     def log_bytes(self) -> float:
@@ -135,7 +145,7 @@ class Estimate:
         return _log_add(
             math.log10(BYTES_BASELINE),
             self.log_atoms + math.log10(BYTES_PER_ATOM),
-            self.log_pairs + math.log10(BYTES_PER_PAIR),
+            self.log_pairs + math.log10(self.bytes_per_pair),
             self.log_elements + math.log10(BYTES_PER_ELEMENT),
         )
 
@@ -143,7 +153,8 @@ class Estimate:
     def mesh_dominates(self) -> bool:
         """The elements' share of the memory is larger than the atoms'."""
         atoms = _log_add(
-            self.log_atoms + math.log10(BYTES_PER_ATOM), self.log_pairs + math.log10(BYTES_PER_PAIR)
+            self.log_atoms + math.log10(BYTES_PER_ATOM),
+            self.log_pairs + math.log10(self.bytes_per_pair),
         )
         return self.log_elements + math.log10(BYTES_PER_ELEMENT) > atoms
 

@@ -738,10 +738,17 @@ def estimate(setup: CoupledSetup, *, reference: bool = False) -> Estimate:
     """Atoms, neighbour pairs and mesh elements of the coupled problem, or of its reference.
 
     The coupled atoms fill the ball (2.5d: the slab cylinder) to ``core + handshake + pad``;
-    the reference's atoms fill the whole domain and it has no mesh
-    (:mod:`multiscale.resources` gives the formulas).
+    the reference's atoms fill the whole domain and it has no mesh; LAMMPS keeps far less
+    per neighbour pair than the torch engine (:mod:`multiscale.resources` gives the formulas).
     """
-    from multiscale.resources import Estimate, log_density, log_neighbours, mesh_elements
+    from multiscale.resources import (
+        BYTES_PER_PAIR,
+        BYTES_PER_PAIR_LAMMPS,
+        Estimate,
+        log_density,
+        log_neighbours,
+        mesh_elements,
+    )
 
     lattice, hs, dom, mesh = setup.lattice, setup.handshake, setup.domain, setup.mesh
     three = setup.dimension == "3d"
@@ -769,7 +776,9 @@ def estimate(setup: CoupledSetup, *, reference: bool = False) -> Estimate:
         log_atoms = rho + log_ball + depth
     log_pairs = log_atoms + log_neighbours(log_density=rho, cutoff=setup.potential.cutoff)
     if reference:
-        return Estimate(log_atoms=log_atoms, log_pairs=log_pairs)
+        lammps = setup.reference.engine == "lammps"
+        per_pair = BYTES_PER_PAIR_LAMMPS if lammps else BYTES_PER_PAIR
+        return Estimate(log_atoms=log_atoms, log_pairs=log_pairs, bytes_per_pair=per_pair)
     elements = mesh_elements(
         dimension=setup.dimension,
         hole=hs.core_radius,

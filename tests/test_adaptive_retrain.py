@@ -311,7 +311,7 @@ def test_two_ranks_retrain_as_one(tmp_path):
     """Under ``mpiexec -n 2`` rank 0 labels and fine-tunes while rank 1 waits for the new
     committee: the same actions, oracle calls, counts and estimates as one rank. (Rank 0
     reading the dataset through ASE's parallel I/O once waited for rank 1 forever.)"""
-    # solved ten times tighter than the retrain case: at fmax 1e-3 one and two ranks stop at
+    # solved to fmax 1e-5, not the tiny case's 1e-3: at 1e-3 one and two ranks stop at
     # states 3e-5 apart in eta_ml, which fine-tuning magnified to 1.4e-2 (their Newton paths
     # part in round-off); at 1e-5 the states agree to 7e-9 and the retrained ones to 2e-6
     folder = case_folder(tmp_path, "max_oracle_calls = 2\nfmax = 1e-5\n")

@@ -1,10 +1,11 @@
 """``[adaptivity]`` of a coupled case: the a posteriori estimator and what it may change.
 
 Without the section a coupled case runs exactly as it always did: the load steps, once.
-With it, the last load step is followed by the adaptive loop
-(:mod:`multiscale.kinds.coupled.adaptive`): estimate, mark (Dörfler, ``theta``), act
-(refine the mesh, grow the atomistic region, retrain the committee), solve again, until the
-estimate ``eta_total`` is below ``tolerance`` or a budget is reached.
+With it, the last load step (or, with ``load_steps = "every"``, every load step) is followed
+by the adaptive loop (:mod:`multiscale.kinds.coupled.adaptive`): estimate, mark (Dörfler,
+``theta``), act (refine the mesh, grow the atomistic region, retrain the committee), solve
+again at that load, until the estimate ``eta_total`` is below ``tolerance`` or a budget is
+reached.
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ def _actions(value: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class AdaptivitySection:
-    """``[adaptivity]``: the adaptive loop after the last load step."""
+    """``[adaptivity]``: the adaptive loop after the last load step (or after every one)."""
+
+    load_steps: Literal["last", "every"] = option(
+        "last",
+        doc='when the loop runs: `"last"`, once the last load step is solved; `"every"`, '
+        "after each load step, at its load, before the next (the atoms follow a defect "
+        "that moves with the load, e.g. a crack tip); `max_iterations` then counts per load "
+        "step, the other budgets over the whole run",
+    )
 
     theta: float = option(
         0.5,
@@ -62,7 +71,10 @@ class AdaptivitySection:
         "committee where `eta_ml` dominates (a committee potential and an `oracle` only)",
     )
     max_iterations: int = option(
-        8, check=at_least_one, doc="budget: estimate–mark–act–solve rounds after the load steps"
+        8,
+        check=at_least_one,
+        doc="budget: estimate–mark–act–solve rounds after the load steps (per load step with "
+        '`load_steps = "every"`)',
     )
     max_atoms: int | Literal["none"] = option(
         "none", check=_budget, doc="budget: free atoms; an action that would exceed it stops"

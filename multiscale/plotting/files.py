@@ -92,6 +92,8 @@ class HistoryRow:
     n_fe_dofs: int
     n_dof: int
     strain_error_rel: float | None = None
+    #: the load step the state was solved at (0 in a history written before the column)
+    load_step: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -114,6 +116,7 @@ def read_history(out: Path) -> list[HistoryRow]:
             n_fe_dofs=int(row["n_fe_dofs"]),
             n_dof=int(row["n_dof"]),
             strain_error_rel=float(row["strain_error_rel"]) if row["strain_error_rel"] else None,
+            load_step=int(row.get("load_step") or 0),
         )
         for row in rows
     ]

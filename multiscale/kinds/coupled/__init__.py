@@ -129,53 +129,79 @@ def run(
 ) -> Any:
     """Solve the load steps (:func:`multiscale.kinds.coupled.run.run_coupled`).
 
-    With ``[adaptivity]``, the adaptive loop follows
-    (:func:`multiscale.kinds.coupled.adaptive.adapt`); ``out`` is where it keeps
-    ``history.csv`` and its checkpoint and finds ``reference/``, and where every load step
-    leaves its checkpoint. With ``restart`` and a checkpoint in ``out``, the load steps and
-    the iterations before the checkpoint are not run again
-    (:mod:`multiscale.kinds.coupled.checkpoint`).
+    With ``[adaptivity]``, the adaptive loop (:class:`multiscale.kinds.coupled.adaptive.
+    AdaptiveLoop`) follows the last load step, or every load step with ``load_steps =
+    "every"``; ``out`` is where it keeps ``history.csv`` and its checkpoint and finds
+    ``reference/``, and where every load step leaves its checkpoint (the loop's supersedes
+    it). With ``restart`` and a checkpoint in ``out``, the load steps and the iterations
+    before the checkpoint are not run again (:mod:`multiscale.kinds.coupled.checkpoint`).
     """
     import time
 
+    start = time.perf_counter()
     settings = case.config.adaptivity
     checkpoint = _checkpoint(out, comm, reporter, restart=restart, adaptive=settings is not None)
-    case_module = setup.potential.module
-    if checkpoint is not None and checkpoint.adaptive:
-        assert out is not None  # a checkpoint is only read from an output folder
-        result = _resume_adaptive(checkpoint, setup, out=out, comm=comm, reporter=reporter)
-    else:
-        result = _run_steps(setup, out=out, comm=comm, reporter=reporter, checkpoint=checkpoint)
-    if settings is None:
-        return result
-    from multiscale.kinds.coupled.adaptive import adapt
-    from multiscale.kinds.coupled.outputs import read_reference
+    resumed = checkpoint is not None and checkpoint.adaptive
+    loop = None
+    if settings is not None:
+        from multiscale.kinds.coupled.adaptive import AdaptiveLoop
+        from multiscale.kinds.coupled.outputs import read_reference
 
-    start = time.perf_counter()
-    reference = read_reference(out) if out is not None else None
-    resume = checkpoint is not None and checkpoint.adaptive
-    result.adaptive = adapt(
-        result,
-        settings,
-        reporter=reporter,
-        out=out,
-        reference=reference,
-        resume=checkpoint.record if resume else None,
-        case_module=case_module if resume else None,
-    )
-    result.wall_time_s += time.perf_counter() - start
+        loop = AdaptiveLoop(
+            settings,
+            reporter=reporter,
+            out=out,
+            comm=comm,
+            reference=read_reference(out) if out is not None else None,
+            resume=checkpoint.record if resumed else None,
+            case_module=setup.potential.module if resumed else None,
+        )
+    if resumed:
+        assert out is not None and loop is not None and settings is not None
+        result = _resume_adaptive(checkpoint, setup, out=out, comm=comm, reporter=reporter)
+        loop(result)
+        if settings.load_steps == "every" and result.converged:
+            if result.last.step < setup.loading.steps:
+                result = _run_steps(
+                    setup, out=out, comm=comm, reporter=reporter, restored=result, loop=loop
+                )
+    elif settings is not None and settings.load_steps == "every":
+        result = _run_steps(setup, out=out, comm=comm, reporter=reporter, loop=loop)
+    else:
+        from multiscale.kinds.coupled.checkpoint import restore_steps
+
+        restored = None if checkpoint is None else restore_steps(checkpoint, setup, comm=comm)
+        before = 0.0 if checkpoint is None else float(checkpoint.record["elapsed_s"])
+        result = _run_steps(
+            setup, out=out, comm=comm, reporter=reporter, restored=restored, elapsed_before=before
+        )
+        if loop is not None:
+            loop(result)
+            result.wall_time_s = time.perf_counter() - start + before
+    if loop is not None and settings is not None:
+        result.adaptive = loop.record
+        if resumed or settings.load_steps == "every":
+            result.wall_time_s = time.perf_counter() - start
     return result
 
 
 def _run_steps(
-    setup: CoupledSetup, *, out: Path | None, comm: Any, reporter: Reporter, checkpoint: Any
+    setup: CoupledSetup,
+    *,
+    out: Path | None,
+    comm: Any,
+    reporter: Reporter,
+    restored: Any = None,
+    elapsed_before: float = 0.0,
+    loop: Any = None,
 ) -> Any:
-    """The load steps, from ``checkpoint`` (a load-step checkpoint) when given.
+    """The load steps after ``restored``'s (all of them when None).
 
-    Each converged step leaves its checkpoint in ``out``
-    (:mod:`multiscale.kinds.coupled.checkpoint`).
+    Without ``loop`` each converged step leaves its checkpoint in ``out``
+    (:mod:`multiscale.kinds.coupled.checkpoint`); with it, ``loop`` runs after every step
+    and its checkpoints replace the steps'.
     """
-    from multiscale.kinds.coupled.checkpoint import restore_steps, write_step_checkpoint
+    from multiscale.kinds.coupled.checkpoint import write_step_checkpoint
     from multiscale.kinds.coupled.run import run_coupled
 
     def after_step(run: Any, elapsed: float) -> None:
@@ -186,9 +212,10 @@ def _run_steps(
         setup,
         comm=comm,
         reporter=reporter,
-        restored=None if checkpoint is None else restore_steps(checkpoint, setup, comm=comm),
-        after_step=None if out is None else after_step,
-        elapsed_before=0.0 if checkpoint is None else float(checkpoint.record["elapsed_s"]),
+        restored=restored,
+        after_step=None if out is None or loop is not None else after_step,
+        elapsed_before=elapsed_before,
+        adapt=loop,
     )
 
 

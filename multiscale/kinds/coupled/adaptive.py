@@ -1,9 +1,12 @@
 """The adaptive loop of a coupled case (``[adaptivity]``): estimate, mark, act, solve again.
 
-After the last load step, iteration ``k = 0, 1, …``:
+After the last load step (``adaptivity.load_steps = "last"``) or after every load step
+(``"every"``: the loop runs at that step's load, then the next step starts from its state),
+iteration ``k = 0, 1, …``:
 
 1. estimate the error of the current solution (:func:`coupling.estimator.estimate`);
-2. stop when ``eta_total <= adaptivity.tolerance`` or ``k = adaptivity.max_iterations``;
+2. stop when ``eta_total <= adaptivity.tolerance`` or, at this load step,
+   ``adaptivity.max_iterations`` iterations have acted;
 3. Dörfler-mark cells and atoms (:func:`coupling.marking.mark`, ``adaptivity.theta``); the
    term that dominates at a mark picks the action: ``refine`` (``eta_fe``), ``expand``
    (``eta_model``), ``retrain`` (``eta_ml``); a mark where ``eta_trunc`` dominates asks for a
@@ -18,12 +21,16 @@ After the last load step, iteration ``k = 0, 1, …``:
    the oracle calls) and the budget is reported;
 5. build the changed system, carry the solved state into it
    (:meth:`coupling.system.CoupledSystem.restore`: atoms by site, the FE field by
-   interpolation, new atoms from the field) and solve again at the full load.
+   interpolation, new atoms from the field) and solve again at the same load.
 
 ``history.csv`` gets one row per iteration: the estimate of the state solved at that
-iteration, the action then taken (``+``-joined; ``stop`` on the last row), the counts, the
-energy, the wall time, and, when ``<output>/reference`` holds a reference of the same
-problem, ``strain_error_rel`` and ``effectivity = eta_total / strain_error_rel``.
+iteration, the load step it was solved at, the action then taken (``+``-joined; ``stop`` on
+the last row of each load step), the counts, the energy, the wall time since the loop first
+ran, and, when ``<output>/reference`` holds a reference of the same problem (at the full
+load, so on the last load step's rows only), ``strain_error_rel`` and
+``effectivity = eta_total / strain_error_rel``. The iteration number runs on over the load
+steps; the estimate's far field is the load step's (``F_k − I`` and, for a crack, its K
+field).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from multiscale.kinds.coupled.run import CoupledRun, StepRecord
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
 
-__all__ = ["HISTORY_COLUMNS", "AdaptiveRecord", "Iteration", "adapt"]
+__all__ = ["HISTORY_COLUMNS", "AdaptiveLoop", "AdaptiveRecord", "Iteration", "adapt"]
 
 #: After an expansion, cells of the handshake and pad longer than this many ``h_min`` are
 #: bisected (:func:`_refine_shell`), at most :data:`SHELL_PASSES` times.
@@ -56,6 +63,7 @@ SHELL_PASSES = 4
 #: The columns of ``history.csv``, in order.
 HISTORY_COLUMNS = (
     "iteration",
+    "load_step",
     "eta_fe",
     "eta_model",
     "eta_ml",
@@ -82,6 +90,8 @@ class Iteration:
     action: str
     n_atoms: int
     n_free_atoms: int
+    #: the load step whose load the state was solved at
+    load_step: int = 0
     n_fe_dofs: int
     oracle_calls: int
     energy: float
@@ -105,6 +115,7 @@ class Iteration:
         """The ``history.csv`` row."""
         return {
             "iteration": self.iteration,
+            "load_step": self.load_step,
             **{k: self.eta[k] for k in ("eta_fe", "eta_model", "eta_ml", "eta_trunc")},
             "eta_total": self.eta["eta_total"],
             "action": self.action,
@@ -152,16 +163,20 @@ class AdaptiveRecord:
     oracle_calls: int = 0
     #: budgets that stopped an action
     reached: set[str] = field(default_factory=set)
+    #: per load step the loop ran at: ``{"load_step", "iterations", "stop"}``
+    load_steps: list[dict[str, Any]] = field(default_factory=list)
 
-    def state(self, *, iteration: int, elapsed: float) -> dict[str, Any]:
-        """What a restart at ``iteration`` needs (JSON-ready)."""
+    def state(self, *, iteration: int, elapsed: float, load_step: int) -> dict[str, Any]:
+        """What a restart at ``iteration`` of ``load_step`` needs (JSON-ready)."""
         return {
             "iteration": iteration,
+            "load_step": load_step,
             "elapsed_s": elapsed,
             "history": [it.state() for it in self.history],
             "notes": list(self.notes),
             "oracle_calls": self.oracle_calls,
             "reached": sorted(self.reached),
+            "load_steps": list(self.load_steps),
         }
 
     @classmethod
@@ -172,6 +187,7 @@ class AdaptiveRecord:
             notes=list(data["notes"]),
             oracle_calls=int(data["oracle_calls"]),
             reached=set(data["reached"]),
+            load_steps=list(data.get("load_steps", [])),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,6 +200,7 @@ class AdaptiveRecord:
             "budgets": self.budgets,
             "notes": self.notes,
             "oracle_calls": self.oracle_calls,
+            "load_steps": self.load_steps,
             "history": [it.as_dict() for it in self.history],
         }
 
@@ -202,12 +219,15 @@ def _fmt(value: Any) -> Any:
     return f"{value:.10g}" if isinstance(value, float) else value
 
 
-def _material(setup: CoupledSetup) -> Any:
+def _material(setup: CoupledSetup, step: int | None = None) -> Any:
+    """The estimator's view of the crystal, with the far field of load ``step`` (None: last)."""
     from coupling.estimator import Material
 
     cell = setup.lattice.cell
+    loading = setup.loading
+    strain = loading.factor(loading.steps if step is None else step) * loading.strain
     return Material(
-        strain=setup.loading.strain,
+        strain=strain,
         shear_modulus=setup.coupling.shear_modulus,
         r_cut=setup.potential.range,
         r_nn=setup.lattice.r_nn,
@@ -262,12 +282,12 @@ def _spread(setup: CoupledSetup, system: Any) -> Any:
     return spread
 
 
-def _estimate(setup: CoupledSetup, system: Any) -> Any:
+def _estimate(setup: CoupledSetup, system: Any, step: int | None = None) -> Any:
     from coupling.estimator import estimate
 
     return estimate(
         system,
-        material=_material(setup),
+        material=_material(setup, step),
         stresses=_stresses(setup, system),
         spread=_spread(setup, system),
     )
@@ -486,7 +506,8 @@ def _plan(
 
 
 def _reference_error(run: CoupledRun, reference: Any) -> float | None:
-    if reference is None:
+    """The true strain error against the reference (at the full load), else None."""
+    if reference is None or run.last.step != run.setup.loading.steps:
         return None
     from multiscale.kinds.coupled.compare import reference_error
 
@@ -501,6 +522,7 @@ def _row(
     system = run.system
     return Iteration(
         iteration=k,
+        load_step=int(run.last.step),
         eta=dict(est.totals),
         action="",
         n_atoms=len(system.positions),
@@ -513,15 +535,16 @@ def _row(
     )
 
 
-def _report(reporter: Reporter, it: Iteration) -> None:
+def _report(reporter: Reporter, it: Iteration, steps: int) -> None:
     eta = it.eta
     true = (
         ""
         if it.strain_error_rel is None
         else (f"; true {it.strain_error_rel:.3e}, effectivity {it.effectivity:.2f}")
     )
+    at = "" if steps == 1 else f" (load step {it.load_step}/{steps})"
     reporter.info(
-        f"adaptive iteration {it.iteration}: eta_total {eta['eta_total']:.3e} (fe "
+        f"adaptive iteration {it.iteration}{at}: eta_total {eta['eta_total']:.3e} (fe "
         f"{eta['eta_fe']:.2e}, model {eta['eta_model']:.2e}, ml {eta['eta_ml']:.2e}, trunc "
         f"{eta['eta_trunc']:.2e}){true}; {it.n_free_atoms} free atoms, {it.n_fe_dofs} FE dofs"
     )
@@ -530,15 +553,15 @@ def _report(reporter: Reporter, it: Iteration) -> None:
 def _resolve(
     setup: CoupledSetup, run: CoupledRun, mesh_data: Any, reporter: Reporter, k: int
 ) -> StepRecord:
-    """Build the changed system, carry the state into it and solve at the full load."""
+    """Build the changed system, carry the state into it and solve again at its load step."""
     from multiscale.kinds.coupled.run import build_system, solve_step
 
+    step = run.last.step
     state = run.system.snapshot()
-    system = build_system(setup, comm=run.system.comm, mesh_data=mesh_data)
+    system = build_system(setup, comm=run.system.comm, mesh_data=mesh_data, step=step)
     system.restore(state)
     run.system, run.setup = system, setup
-    steps = setup.loading.steps
-    record = solve_step(setup, system, steps, reporter, advance=False, label=f"adaptive {k}")
+    record = solve_step(setup, system, step, reporter, advance=False, label=f"adaptive {k}")
     run.steps[-1] = record
     run.measure_energy_parts()
     return record
@@ -547,18 +570,137 @@ def _resolve(
 def _budgets(record: AdaptiveRecord, settings: AdaptivitySection) -> None:
     last = record.history[-1]
     used = {
-        "max_iterations": last.iteration,
+        "max_iterations": max(r["iterations"] for r in record.load_steps),
         "max_atoms": last.n_free_atoms,
         "max_fe_dofs": last.n_fe_dofs,
         "max_oracle_calls": record.oracle_calls,
     }
+    stops = {r["stop"] for r in record.load_steps}
     for name, value in used.items():
         limit = _budget(getattr(settings, name))
         record.budgets[name] = {
             "limit": limit,
             "used": value,
-            "reached": bool(name in record.reached or record.stop == f"budget: {name}"),
+            "reached": bool(name in record.reached or f"budget: {name}" in stops),
         }
+
+
+class AdaptiveLoop:
+    """The adaptive loop of one run, called at each load step it runs at (collective).
+
+    One :class:`AdaptiveRecord` and one :class:`~multiscale.kinds.coupled.retraining.Retrainer`
+    serve every call, so the history, the budgets and the retrained committee go on from one
+    load step to the next.
+
+    Args:
+        settings: the case's ``[adaptivity]``.
+        reporter: messages (silent on ranks other than 0).
+        out: the output folder; ``history.csv`` is rewritten there after every iteration,
+            and the checkpoint at the start of each.
+        reference: ``(summary, atoms)`` of the reference, for the true error at the full load.
+        comm: the run's communicator.
+        resume: the ``record.json`` of a checkpoint whose state the run holds: the first call
+            goes on from its iteration with its history.
+        case_module: with ``resume``, the case's own committee (the run may hold a
+            retrained one).
+    """
+
+    def __init__(
+        self,
+        settings: AdaptivitySection,
+        *,
+        reporter: Reporter,
+        out: Path | None,
+        comm: Any,
+        reference: Any = None,
+        resume: dict[str, Any] | None = None,
+        case_module: Any = None,
+    ) -> None:
+        self.settings, self.reporter, self.out, self.comm = settings, reporter, out, comm
+        self.reference = reference
+        self.record = AdaptiveRecord()
+        self.start = time.perf_counter()
+        self.retrainer = Retrainer(settings=settings, out=out, reporter=reporter, comm=comm)
+        self._resume = resume
+        self._case_module = case_module
+        if resume is not None:
+            self.record = AdaptiveRecord.from_state(resume)
+            self.start -= float(resume["elapsed_s"])
+
+    def __call__(self, run: CoupledRun) -> None:
+        """Run the loop at the run's current load step; the run's system and setup change."""
+        if self._resume is not None and self._resume.get("retrainer"):
+            module = self._case_module or run.setup.potential.module
+            self.retrainer.restore(self._resume["retrainer"], module)
+        self._resume = None
+        step = int(run.last.step)
+        record = self.record
+        done_here = sum(1 for it in record.history if it.load_step == step)
+        k = len(record.history)
+        for j in range(done_here, self.settings.max_iterations + 1):
+            self._checkpoint(run, k)
+            stop = self._iteration(run, k, j)
+            if stop is not None:
+                record.stop = stop
+                record.load_steps = [r for r in record.load_steps if r["load_step"] != step]
+                record.load_steps.append({"load_step": step, "iterations": j, "stop": stop})
+                break
+            k += 1
+        _budgets(record, self.settings)
+
+    def _checkpoint(self, run: CoupledRun, k: int) -> None:
+        if self.out is None:
+            return
+        from multiscale.kinds.coupled.checkpoint import (
+            remove_checkpoints,
+            step_states,
+            write_checkpoint,
+        )
+
+        elapsed = time.perf_counter() - self.start
+        state = self.record.state(iteration=k, elapsed=elapsed, load_step=int(run.last.step))
+        state["retrainer"] = self.retrainer.state()
+        state["steps"] = step_states(run)
+        write_checkpoint(self.out, run, state)
+        remove_checkpoints(self.out, self.comm, adaptive=False)  # superseded by the loop's
+
+    def _iteration(self, run: CoupledRun, k: int, j: int) -> str | None:
+        """Iteration ``k`` (the ``j``-th at this load step): estimate, then stop or act.
+
+        Returns:
+            Why the loop stops here; None: it acted and solved again.
+        """
+        settings, record, comm = self.settings, self.record, self.comm
+        step = int(run.last.step)
+        est = _estimate(run.setup, run.system, step)
+        it = _row(k, run, est, record, self.reference, self.start)
+        record.history.append(it)
+        _report(self.reporter, it, run.setup.loading.steps)
+        _write_iteration(run, est, k, self.out)
+        stop = None
+        if not run.converged:
+            stop = "not converged"
+        elif it.eta["eta_total"] <= settings.tolerance:
+            stop = "tolerance"
+        elif j == settings.max_iterations:
+            stop = "budget: max_iterations"
+        done: list[str] = []
+        if stop is None:
+            plan, it.marks = _plan(est, run.setup, settings, comm=comm, record=record)
+            retrainer = self.retrainer
+            act = partial(retrainer.act, run=run, spread=est.spread, record=record, k=k)
+            retrainer.rejected = ""
+            setup, mesh_data, done = _apply(run.setup, run, plan, settings, act)
+            record.notes.extend(m for _, m in plan.skipped if m not in record.notes)
+            record.reached.update(b for b, _ in plan.skipped)
+            if not done:
+                stop = _why_idle(plan, retrainer)
+        it.action = "+".join(done) if done else "stop"
+        _write_history(record, self.out, comm)
+        if stop is None:
+            self.reporter.info(f"adaptive iteration {k}: {it.action} ({it.marks})")
+            _resolve(setup, run, mesh_data, self.reporter, k + 1)
+        return stop
 
 
 def adapt(
@@ -571,76 +713,18 @@ def adapt(
     resume: dict[str, Any] | None = None,
     case_module: Any = None,
 ) -> AdaptiveRecord:
-    """Run the adaptive loop on a finished load-step run (collective; module docstring).
-
-    Args:
-        run: the run after its load steps; its system and setup are replaced as the loop
-            changes them.
-        settings: the case's ``[adaptivity]``.
-        reporter: messages (silent on ranks other than 0).
-        out: the output folder; ``history.csv`` is rewritten there after every iteration.
-        reference: ``(summary, atoms)`` of the reference, for the true error per iteration.
-        resume: the ``record.json`` of a checkpoint whose state ``run`` holds: the loop
-            goes on from its iteration with its history.
-        case_module: with ``resume``, the case's own committee (``run`` may hold a
-            retrained one).
-    """
-    start = time.perf_counter()
-    record = AdaptiveRecord()
-    first = 0
-    if resume is not None:
-        record = AdaptiveRecord.from_state(resume)
-        first = int(resume["iteration"])
-        start -= float(resume["elapsed_s"])
-    comm = run.system.comm
-    retrainer = Retrainer(settings=settings, out=out, reporter=reporter, comm=comm)
-    if resume is not None and resume.get("retrainer"):
-        retrainer.restore(resume["retrainer"], case_module or run.setup.potential.module)
-    for k in range(first, settings.max_iterations + 1):
-        if out is not None:
-            from multiscale.kinds.coupled.checkpoint import (
-                remove_checkpoints,
-                step_states,
-                write_checkpoint,
-            )
-
-            elapsed = time.perf_counter() - start
-            state = record.state(iteration=k, elapsed=elapsed)
-            state["retrainer"] = retrainer.state()
-            state["steps"] = step_states(run)
-            write_checkpoint(out, run, state)
-            remove_checkpoints(out, comm, adaptive=False)  # superseded by the loop's
-        est = _estimate(run.setup, run.system)
-        it = _row(k, run, est, record, reference, start)
-        record.history.append(it)
-        _report(reporter, it)
-        _write_iteration(run, est, k, out)
-        stop = None
-        if not run.converged:
-            stop = "not converged"
-        elif it.eta["eta_total"] <= settings.tolerance:
-            stop = "tolerance"
-        elif k == settings.max_iterations:
-            stop = "budget: max_iterations"
-        done: list[str] = []
-        if stop is None:
-            plan, it.marks = _plan(est, run.setup, settings, comm=comm, record=record)
-            act = partial(retrainer.act, run=run, spread=est.spread, record=record, k=k)
-            retrainer.rejected = ""
-            setup, mesh_data, done = _apply(run.setup, run, plan, settings, act)
-            record.notes.extend(m for _, m in plan.skipped if m not in record.notes)
-            record.reached.update(b for b, _ in plan.skipped)
-            if not done:
-                stop = _why_idle(plan, retrainer)
-        it.action = "+".join(done) if done else "stop"
-        _write_history(record, out, comm)
-        if stop is not None:
-            record.stop = stop
-            break
-        reporter.info(f"adaptive iteration {k}: {it.action} ({it.marks})")
-        _resolve(setup, run, mesh_data, reporter, k + 1)
-    _budgets(record, settings)
-    return record
+    """Run the adaptive loop once, on a run at its last load step (:class:`AdaptiveLoop`)."""
+    loop = AdaptiveLoop(
+        settings,
+        reporter=reporter,
+        out=out,
+        comm=run.system.comm,
+        reference=reference,
+        resume=resume,
+        case_module=case_module,
+    )
+    loop(run)
+    return loop.record
 
 
 def _why_idle(plan: _Plan, retrainer: Retrainer) -> str:

@@ -16,9 +16,10 @@ file                 content
                      boundary facets (by their nodes) with their tags
 ``state.npz``        the free atoms' sites and displacements, the FE displacement at the FE
                      dofs' coordinates, the core's balls (centres, radii)
-``record.json``      the load step (``step``) or the iteration (``iteration``), the load steps'
-                     records so far, the wall time so far; an iteration's also the history
-                     rows before it, notes, budgets reached, oracle calls, retraining rounds
+``record.json``      the load step (``step``) or the iteration (``iteration``, and the
+                     ``load_step`` it is at), the load steps' records so far, the wall time
+                     so far; an iteration's also the history rows before it, notes, budgets
+                     reached, oracle calls, retraining rounds
 ===================  ==========================================================================
 
 The adaptive checkpoint supersedes the load-step one: the loop's first checkpoint removes
@@ -33,7 +34,8 @@ by dof coordinate, so the partition of a restarted ``mpiexec`` run may differ). 
 step ``k`` it goes on with step ``k + 1`` (the state is that of the uninterrupted run; when
 no step is left it solves once at the last load, which rebuilds the ghost-force correction
 at the solution); from an iteration ``k`` it solves once (already the solution, to the
-solver's tolerance) and goes on with iteration ``k``.
+solver's tolerance) and goes on with iteration ``k``, then (``adaptivity.load_steps =
+"every"``) with the load steps after the checkpoint's, the loop after each.
 """
 
 from __future__ import annotations
@@ -342,6 +344,9 @@ def _restored_system(checkpoint: Checkpoint, setup: Any, *, comm: Any, step: int
 def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any) -> Any:
     """The run at an adaptive checkpoint's state, solved once from there (collective).
 
+    The state is at the checkpoint's load step (``load_step``; the last before it was
+    recorded).
+
     Returns:
         A :class:`~multiscale.kinds.coupled.run.CoupledRun` whose last step is that solve
         (the load steps before it are the checkpoint's).
@@ -351,7 +356,7 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
     from multiscale.kinds.coupled.run import CoupledRun, solve_step
 
     start = time.perf_counter()
-    n = setup.loading.steps
+    n = int(checkpoint.record.get("load_step", setup.loading.steps))
     setup, system = _restored_system(checkpoint, setup, comm=comm, step=n)
     run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
     run.steps = _steps_from(checkpoint.record.get("steps", []))[:-1]

@@ -517,6 +517,7 @@ def run_coupled(
     restored: CoupledRun | None = None,
     after_step: Callable[[CoupledRun, float], None] | None = None,
     elapsed_before: float = 0.0,
+    adapt: Callable[[CoupledRun], None] | None = None,
 ) -> CoupledRun:
     """Solve a coupled case in load steps (collective over ``comm``).
 
@@ -532,6 +533,9 @@ def run_coupled(
         after_step: called with the run and the seconds since its start after every
             converged load step (the checkpoint); None: nothing.
         elapsed_before: seconds the restored run had taken before it was interrupted.
+        adapt: called with the run after every load step, converged or not, before the
+            next (the adaptive loop of ``adaptivity.load_steps = "every"``, which may change
+            the run's system and setup); None: nothing.
 
     Returns:
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
@@ -551,14 +555,16 @@ def run_coupled(
     )
     first = len(run.steps) + 1
     for k in range(first, setup.loading.steps + 1):
-        record = solve_step(setup, run.system, k, reporter)
+        record = solve_step(run.setup, run.system, k, reporter)
         run.steps.append(record)
-        if not record.converged:
+        if adapt is not None:
+            adapt(run)
+        if not run.converged:
             break
         if after_step is not None:
             after_step(run, time.perf_counter() - start)
     if first > setup.loading.steps:  # restored at the last step: rebuild its correction
-        solve_step(setup, run.system, first - 1, reporter, advance=False, label="restart")
+        solve_step(run.setup, run.system, first - 1, reporter, advance=False, label="restart")
     run.measure_energy_parts()  # also leaves problem.u at the solution
     run.wall_time_s = time.perf_counter() - start
     return run

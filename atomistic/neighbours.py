@@ -20,7 +20,37 @@ from numpy.typing import ArrayLike
 
 from atomistic.pair_ops import pair_vectors
 
-__all__ = ["Graph", "NeighbourList", "PairSource", "build_graph", "vesin_box"]
+__all__ = [
+    "Graph",
+    "NeighbourList",
+    "PairSource",
+    "SpreadError",
+    "build_graph",
+    "vesin_box",
+    "vesin_pairs",
+]
+
+
+class SpreadError(ValueError):
+    """Atom positions no neighbour list can be built from: non-finite, or spread absurdly far.
+
+    A minimiser's trial state can be like that (a Newton step of hundreds of Å); its energy
+    is then ``+inf`` (:meth:`coupling.blended_atoms.BlendedAtoms.energy_gradient`), so the line
+    search shortens the step.
+    """
+
+
+#: vesin's cell list (through a box) kills the process with SIGFPE when it would need more
+#: cells than about 1e5 and some axis has a single cell, e.g. a slab one lattice period
+#: thick and 3 000 Å wide, or a 300 Å slab with one atom 1e4 Å away (measured with vesin
+#: 0.x on the 2.5d slab geometry: 91 700 cells ran, 101 900 crashed). :func:`vesin_pairs`
+#: keeps the cells at or below this count by asking vesin for a longer cutoff.
+VESIN_MAX_CELLS = 80_000
+#: ... and refuses when that cutoff would exceed this many times the list's.
+VESIN_MAX_WIDENING = 4.0
+#: vesin without a box (no periodic axis) crashed with atoms spread over 1e8 Å and ran at
+#: 1e7 Å (300 Å of atoms, cutoff 5.5 Å); spreads beyond this many cutoffs are refused.
+VESIN_MAX_OPEN_SPREAD = 1.0e6
 
 
 def vesin_box(
@@ -63,6 +93,63 @@ def vesin_box(
         k = next(k for k in range(3) if not pbc3[k])
         box[k] = -box[k]
     return box, [True, True, True]
+
+
+def _box_cells(box: np.ndarray, cutoff: float) -> float:
+    """Cells of side ``cutoff`` that fit in ``box`` (at least one per axis)."""
+    volume = abs(float(np.linalg.det(box)))
+    areas = [np.linalg.norm(np.cross(box[(k + 1) % 3], box[(k + 2) % 3])) for k in range(3)]
+    heights = np.array([volume / a if a > 0 else 0.0 for a in areas])
+    return float(np.prod(np.maximum(1.0, np.floor(heights / cutoff))))
+
+
+def vesin_pairs(
+    vesin_list: vesin.NeighborList,
+    positions: np.ndarray,
+    cell: np.ndarray,
+    pbc: list[bool],
+    cutoff: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, S, box)``: the half list of pairs within ``cutoff`` from vesin, minus its crashes.
+
+    ``vesin_list`` is a ``vesin.NeighborList`` of this ``cutoff``; ``S`` are the shifts in
+    units of the rows of ``box`` (:func:`vesin_box`). When the box would need more than
+    :data:`VESIN_MAX_CELLS` cells, vesin is asked for a longer cutoff (its cells fewer and
+    larger) and the pairs beyond ``cutoff`` are dropped: the same pairs, found more slowly.
+
+    Raises:
+        SpreadError: non-finite positions, or atoms spread so far (a wild trial state) that
+            the list cannot be built safely.
+    """
+    positions = np.ascontiguousarray(positions, dtype=np.float64)
+    if not np.isfinite(positions).all():
+        raise SpreadError("neighbour list: non-finite atom positions")
+    box, periodic = vesin_box(positions, cell, pbc, cutoff)
+    if not any(periodic):
+        spread = float(np.ptp(positions, axis=0).max()) if len(positions) else 0.0
+        if spread > VESIN_MAX_OPEN_SPREAD * cutoff:
+            raise SpreadError(f"neighbour list: atoms spread over {spread:.3g} Å")
+        i, j, S = vesin_list.compute(positions, box, periodic, "ijS")
+        return i, j, S, box
+    wide = cutoff
+    while _box_cells(box, wide) > VESIN_MAX_CELLS:
+        wide *= 1.1
+        if wide > VESIN_MAX_WIDENING * cutoff:
+            spread = float(np.ptp(positions, axis=0).max()) if len(positions) else 0.0
+            raise SpreadError(
+                f"neighbour list: atoms spread over {spread:.3g} Å, {_box_cells(box, cutoff):.3g} "
+                f"cells of the cutoff {cutoff:g} Å"
+            )
+        box, periodic = vesin_box(positions, cell, pbc, wide)
+    if wide == cutoff:
+        i, j, S = vesin_list.compute(positions, box, periodic, "ijS")
+        return i, j, S, box
+    i, j, S = vesin.NeighborList(cutoff=wide, full_list=False).compute(
+        positions, box, periodic, "ijS"
+    )
+    vectors = positions[j] - positions[i] + S @ box
+    keep = np.einsum("ij,ij->i", vectors, vectors) <= cutoff * cutoff
+    return i[keep], j[keep], S[keep], box
 
 
 @dataclass(frozen=True)
@@ -232,11 +319,12 @@ class NeighbourList:
         """
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.ascontiguousarray(cell, dtype=np.float64)
+        if not np.isfinite(positions).all():
+            raise SpreadError("neighbour list: non-finite atom positions")
         if not self.needs_rebuild(positions, cell, pbc):
             return False
         pbc3 = [bool(p) for p in np.broadcast_to(pbc, 3)]
-        box, periodic = vesin_box(positions, cell, pbc3, self.cutoff + self.skin)
-        i, j, s = self._vesin.compute(positions, box, periodic, "ijS")
+        i, j, s, _ = vesin_pairs(self._vesin, positions, cell, pbc3, self.cutoff + self.skin)
         s = s.astype(np.int64)
         s[:, [not p for p in pbc3]] = 0  # open axes: zero by construction of the box
         self.i = i.astype(np.int64)

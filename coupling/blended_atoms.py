@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from atomistic.device import resolve_device
-from atomistic.neighbours import Graph, NeighbourList, build_graph
+from atomistic.neighbours import Graph, NeighbourList, SpreadError, build_graph
 from atomistic.pair_ops import pair_scatter
 from atomistic.potentials.protocol import Potential, species_indices
 
@@ -154,7 +154,18 @@ class BlendedAtoms:
             return self.potential(graph).double().cpu().numpy()
 
     def energy_gradient(self, u: np.ndarray) -> tuple[float, np.ndarray]:
-        """``E_a`` (eV) and ``∂E_a/∂x`` ``(n, 3)`` (eV/Å) at displacement ``u`` ``(n, 3)``."""
+        """``E_a`` (eV) and ``∂E_a/∂x`` ``(n, 3)`` (eV/Å) at displacement ``u`` ``(n, 3)``.
+
+        ``(+inf, 0)`` where no neighbour list can be built (non-finite displacements, or atoms
+        thrown absurdly far: :class:`atomistic.neighbours.SpreadError`), as a line search's
+        trial state can be: the search then shortens its step.
+        """
+        try:
+            return self._energy_gradient(u)
+        except SpreadError:
+            return float("inf"), np.zeros((len(self.reference), 3))
+
+    def _energy_gradient(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         analytic = getattr(self.potential, "weighted_energy_gradient", None)
         if analytic is not None:
             graph = self._graph(self._positions(u, grad=False))

@@ -357,3 +357,32 @@ def test_pairs_between_unweighted_atoms_change_nothing_for_a_committee():
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-13)
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=0, atol=1e-10)
     np.testing.assert_allclose(out[True][2], out[False][2], rtol=0, atol=1e-9)
+
+
+def test_a_state_no_neighbour_list_can_take_has_infinite_energy(eam):
+    # a Newton trial that throws an atom 1e12 Å away, or to NaN, is +inf for the line search
+    # (which then shortens the step), not a crash in the neighbour list
+    from coupling.blended_atoms import BlendedAtoms
+
+    slab = finite_cluster(
+        "fcc",
+        element="Cu",
+        a=A0,
+        periodic_axes=(2,),
+        region=Cylinder(center=(0, 0, 0), radius=12.0, axis=2),
+    )
+    blended = BlendedAtoms(
+        potential=eam,
+        reference_positions=slab.positions,
+        symbols=slab.get_chemical_symbols(),
+        beta=np.ones(len(slab)),
+        cell=slab.cell.array,
+        pbc=slab.pbc,
+    )
+    u = np.zeros((len(slab), 3))
+    energy, _ = blended.energy_gradient(u)
+    assert np.isfinite(energy)
+    for bad in (1e12, np.nan):
+        u[3, 0] = bad
+        energy, g = blended.energy_gradient(u)
+        assert energy == np.inf and g.shape == (len(slab), 3)

@@ -52,3 +52,57 @@ def test_mixed_pbc_pairs_equal_brute_force(pbc):
 
     assert vectors(got) == vectors(want)
     assert np.all(nl.shifts[:, [not p for p in pbc]] == 0)
+
+
+# A thin periodic axis and a wide open extent: vesin's cell list would need more than 1e5
+# cells with a single one across the slab, which killed the process with SIGFPE (a Newton
+# trial that threw one atom 1e4 Å away from a 300 Å slab; a 3 000 Å slab). Run in a child
+# process, so that a regression fails this test instead of killing the suite.
+_WIDE_SLAB = """
+import sys
+import numpy as np
+from atomistic.neighbours import NeighbourList, SpreadError
+rng = np.random.default_rng(5)
+X = rng.uniform(0.0, 300.0, size=(800, 3))
+X[:, 2] = rng.uniform(0.0, 3.6, size=800)
+cell = np.diag([1.0, 1.0, 3.615])
+pbc = [False, False, True]
+def full(nl, X):
+    out = set()
+    for a, b, s in zip(nl.i, nl.j, nl.shifts):
+        v = X[b] - X[a] + s @ cell
+        out.add((int(a), int(b), *np.round(v, 9)))
+        out.add((int(b), int(a), *np.round(-v, 9)))
+    return out
+body = NeighbourList(cutoff=5.5)
+body.update(X, cell, pbc)                      # 300 Å: the cells fit, vesin as it is
+want = full(body, X)
+for far in (1.0e4, 1.0e5):
+    Y = X.copy()
+    Y[0, 0] = far                              # one atom thrown far out
+    nl = NeighbourList(cutoff=5.5)
+    nl.update(Y, cell, pbc)
+    got = full(nl, Y)
+    rest = {p for p in got if p[0] != 0 and p[1] != 0}
+    assert rest == {p for p in want if p[0] != 0 and p[1] != 0}, far
+    assert {p[:2] for p in got - rest} == {(0, 0)}, far   # its own images along z only
+for bad in (1.0e12, float("nan")):
+    Y = X.copy()
+    Y[0, 0] = bad
+    try:
+        NeighbourList(cutoff=5.5).update(Y, cell, pbc)
+    except SpreadError:
+        continue
+    sys.exit(f"no SpreadError at {bad}")
+print("ok")
+"""
+
+
+def test_a_thin_slab_with_an_atom_thrown_far_gives_the_pairs_or_a_spread_error():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WIDE_SLAB], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr)

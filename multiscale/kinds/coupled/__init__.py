@@ -324,9 +324,11 @@ def write(
     ]
     if run.adaptive is not None:
         last = run.adaptive.history[-1]
+        steps = len(run.adaptive.load_steps)
+        at = f" at {steps} load steps, the last" if steps > 1 else ","
         lines.insert(
             1,
-            f"adaptive: {len(run.adaptive.history) - 1} iteration(s), stopped on "
+            f"adaptive: {run.adaptive.acted} iteration(s){at} stopped on "
             f"{run.adaptive.stop}; eta_total {last.eta['eta_total']:.3e}"
             + (
                 ""

@@ -190,12 +190,17 @@ class AdaptiveRecord:
             load_steps=list(data.get("load_steps", [])),
         )
 
+    @property
+    def acted(self) -> int:
+        """Iterations that acted: rows but the last of each load step the loop ran at."""
+        return len(self.history) - len({it.load_step for it in self.history})
+
     def as_dict(self) -> dict[str, Any]:
         """``summary["adaptivity"]``."""
         last = self.history[-1] if self.history else None
         return {
             "stop": self.stop,
-            "iterations": len(self.history) - 1,
+            "iterations": self.acted,
             "eta_total": None if last is None else last.eta["eta_total"],
             "budgets": self.budgets,
             "notes": self.notes,

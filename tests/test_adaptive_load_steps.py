@@ -4,7 +4,8 @@
 What the loop changed at load step 1 (a refined mesh, a grown core) must be what load step 2
 starts from, the estimate at step 1 must measure against step 1's far field (half the
 strain), and a run killed at the last iteration of step 1 must, restarted, finish the loop
-there and then go on with step 2, reaching the uninterrupted history.
+there and then go on with step 2, reaching the uninterrupted history. Two MPI ranks take the
+serial run's actions with its counts and energies.
 """
 
 import csv
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import kill_after_checkpoint, subprocess_environment
+from conftest import MPIEXEC, kill_after_checkpoint, run_on_ranks, subprocess_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "adaptive-refine"
@@ -72,6 +73,7 @@ def test_the_loop_runs_at_each_load_step_and_the_next_step_starts_from_what_it_m
         {"load_step": 2, "iterations": 2, "stop": "budget: max_iterations"},
     ]
     assert loop["budgets"]["max_iterations"]["used"] == 2
+    assert loop["iterations"] == 4  # the ones that acted, two at each load step
     # one extxyz per iteration, numbered on over the load steps
     assert sorted(p.name for p in (straight / "adaptive").glob("atoms_*.extxyz")) == [
         f"atoms_{k:02d}.extxyz" for k in range(6)
@@ -108,3 +110,16 @@ def test_a_restart_at_the_last_iteration_of_a_load_step_goes_on_with_the_next(st
                 assert row[key] == value, (key, row, want)
             else:
                 np.testing.assert_allclose(float(row[key]), float(value), rtol=1e-7, err_msg=key)
+
+
+@pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed")
+def test_two_ranks_adapt_at_each_load_step_as_one(straight, tmp_path):
+    run_on_ranks(CASE, tmp_path / "two", 2, extra=SETS)
+    serial, parallel = history(straight), history(tmp_path / "two")
+    assert len(parallel) == len(serial)
+    for a, b in zip(serial, parallel, strict=True):
+        for key in ("iteration", "load_step", "action", "n_atoms", "n_fe_dofs", "n_dof"):
+            assert b[key] == a[key], (a["iteration"], key)
+        np.testing.assert_allclose(float(b["energy_eV"]), float(a["energy_eV"]), rtol=1e-9)
+        for key in ("eta_fe", "eta_model", "eta_trunc", "eta_total"):
+            np.testing.assert_allclose(float(b[key]), float(a[key]), rtol=1e-6, atol=1e-12)

@@ -181,10 +181,17 @@ def test_an_interrupt_that_lands_on_a_worker_thread_stops_the_sweep_at_once(tmp_
 
     monkeypatch.setattr(sweeps, "run_point", point)
     out = tmp_path / "sweep"
-    with pytest.raises(KeyboardInterrupt):
-        multiscale.sweep(
-            CASE, {"relax.fmax": [1e-3, 1e-4]}, output=out, overrides=["lattice.size=[3,3,3]"]
-        )
+    # Python's Ctrl-C handler, whatever this process inherited: started in the background by a
+    # shell without job control (`nohup … &`), SIGINT is ignored and Python installs no handler,
+    # and the interrupt would be lost (seen: DID NOT RAISE)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            multiscale.sweep(
+                CASE, {"relax.fmax": [1e-3, 1e-4]}, output=out, overrides=["lattice.size=[3,3,3]"]
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert returned.wait(60)
     assert calls == ["relax.fmax=0.001", "stopped"]
     rows = read_csv(out / "sweep.csv")

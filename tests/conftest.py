@@ -109,6 +109,35 @@ def kill_after_checkpoint(command, record, key: str, at_least: int, timeout=600.
         proc.wait()
 
 
+def kill_and_restart(command, out, at: int) -> int:
+    """Kill ``command(out)`` with SIGKILL once the adaptive checkpoint of iteration ``at`` is on
+    disk, then run ``command(out, "--restart")``, which must succeed and say where it went on
+    from; returns that iteration."""
+    record = out / "adaptive" / "checkpoint" / "record.json"
+    reached = kill_after_checkpoint(command(out), record, "iteration", at)
+    assert not (out / "summary.json").exists()  # it really died before the end
+    resumed = subprocess.run(
+        command(out, "--restart"), env=subprocess_environment(), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"from the checkpoint of adaptive iteration {reached}" in resumed.stderr
+    return reached
+
+
+def assert_same_history(expected, got, *, exact=("action",), rtol=1e-7) -> None:
+    """Rows of two ``history.csv`` files agree: ``exact`` columns and empty cells as text, the
+    others to ``rtol``, the wall time left out."""
+    assert len(got) == len(expected)
+    for want, row in zip(expected, got, strict=True):
+        for key, value in want.items():
+            if key == "wall_time_s":
+                continue
+            if key in exact or value == "":
+                assert row[key] == value, (key, row, want)
+            else:
+                np.testing.assert_allclose(float(row[key]), float(value), rtol=rtol, err_msg=key)
+
+
 def central_difference_forces(atoms, h: float = 1e-5) -> np.ndarray:
     """−∂E/∂x by central differences (the reference every potential is checked against)."""
     f = np.zeros((len(atoms), 3))

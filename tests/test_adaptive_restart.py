@@ -13,9 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import kill_after_checkpoint, subprocess_environment
+from conftest import assert_same_history, kill_and_restart, subprocess_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "adaptive-refine"
@@ -51,24 +50,8 @@ def test_restart_after_sigkill_reproduces_the_history(tmp_path):
     expected = history(straight)
     assert [row["iteration"] for row in expected] == ["0", "1", "2"]
 
-    record = killed / "adaptive" / "checkpoint" / "record.json"
-    reached = kill_after_checkpoint(command(killed), record, "iteration", 1)
-    assert not (killed / "summary.json").exists()  # it really died before the end
-    resumed = subprocess.run(
-        command(killed, "--restart"), env=subprocess_environment(), capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"from the checkpoint of adaptive iteration {reached}" in resumed.stderr
-    got = history(killed)
-    assert len(got) == len(expected)
-    for want, row in zip(expected, got, strict=True):
-        for key, value in want.items():
-            if key == "wall_time_s":
-                continue
-            if key == "action" or value == "":
-                assert row[key] == value, (key, row, want)
-            else:
-                np.testing.assert_allclose(float(row[key]), float(value), rtol=1e-7, err_msg=key)
+    kill_and_restart(command, killed, 1)
+    assert_same_history(expected, history(killed))
     summary = json.loads((killed / "summary.json").read_text(encoding="utf-8"))
     assert summary["adaptivity"]["stop"] == "budget: max_iterations"
 

@@ -142,6 +142,8 @@ def run(
     settings = case.config.adaptivity
     checkpoint = _checkpoint(out, comm, reporter, restart=restart, adaptive=settings is not None)
     resumed = checkpoint is not None and checkpoint.adaptive
+    # seconds of the interrupted run a load-step checkpoint records (the loop's: not counted)
+    before = 0.0 if checkpoint is None or resumed else float(checkpoint.record["elapsed_s"])
     loop = None
     if settings is not None:
         from multiscale.kinds.coupled.adaptive import AdaptiveLoop
@@ -165,23 +167,28 @@ def run(
                 result = _run_steps(
                     setup, out=out, comm=comm, reporter=reporter, restored=result, loop=loop
                 )
-    elif settings is not None and settings.load_steps == "every":
-        result = _run_steps(setup, out=out, comm=comm, reporter=reporter, loop=loop)
     else:
         from multiscale.kinds.coupled.checkpoint import restore_steps
 
+        every = settings is not None and settings.load_steps == "every"
         restored = None if checkpoint is None else restore_steps(checkpoint, setup, comm=comm)
-        before = 0.0 if checkpoint is None else float(checkpoint.record["elapsed_s"])
         result = _run_steps(
-            setup, out=out, comm=comm, reporter=reporter, restored=restored, elapsed_before=before
+            setup,
+            out=out,
+            comm=comm,
+            reporter=reporter,
+            restored=restored,
+            elapsed_before=before,
+            loop=loop if every else None,
         )
-        if loop is not None:
+        history = [] if loop is None else loop.record.history
+        # the loop after the last step solved; with "every", unless it ran there already (a
+        # restart from a load-step checkpoint of a run without it may have no step left)
+        if loop is not None and (not history or history[-1].load_step != result.last.step):
             loop(result)
-            result.wall_time_s = time.perf_counter() - start + before
-    if loop is not None and settings is not None:
+    if loop is not None:
         result.adaptive = loop.record
-        if resumed or settings.load_steps == "every":
-            result.wall_time_s = time.perf_counter() - start
+        result.wall_time_s = time.perf_counter() - start + before
     return result
 
 

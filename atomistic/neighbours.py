@@ -43,7 +43,7 @@ class SpreadError(ValueError):
 #: vesin's cell list (through a box) kills the process with SIGFPE when it would need more
 #: cells than about 1e5 and some axis has a single cell, e.g. a slab one lattice period
 #: thick and 3 000 Å wide, or a 300 Å slab with one atom 1e4 Å away (measured with vesin
-#: 0.x on the 2.5d slab geometry: 91 700 cells ran, 101 900 crashed). :func:`vesin_pairs`
+#: 0.6.2 on the 2.5d slab geometry: 91 700 cells ran, 101 900 crashed). :func:`vesin_pairs`
 #: keeps the cells at or below this count by asking vesin for a longer cutoff.
 VESIN_MAX_CELLS = 80_000
 #: ... and refuses when that cutoff would exceed this many times the list's.

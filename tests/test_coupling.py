@@ -221,6 +221,20 @@ def test_gradient_and_hessian_match_finite_differences(eam, law, mode):
     assert err.norm(3) < 1e-6 * Hd.norm(3)
 
 
+def _every_atom_weighted(potential, atoms):
+    """The fully atomistic energy of ``atoms`` (every site weighted 1) as ``BlendedAtoms``."""
+    from coupling.blended_atoms import BlendedAtoms
+
+    return BlendedAtoms(
+        potential=potential,
+        reference_positions=atoms.positions,
+        symbols=atoms.get_chemical_symbols(),
+        beta=np.ones(len(atoms)),
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+    )
+
+
 def test_defect_forces_survive_the_correction(eam, law):
     """At the predictor, core atoms near a void feel the fully atomistic forces."""
     system = make_system(eam, law, mode="2.5d", core=14.0)
@@ -243,8 +257,6 @@ def test_defect_forces_survive_the_correction(eam, law):
     coupled.model.energy_gradient(coupled.state_from(homogeneous(F)), g)
     forces = -g.getArray()[: 3 * coupled.n_free].reshape(-1, 3)
     # fully atomistic reference: every site weighted 1, far from any surface
-    from coupling.blended_atoms import BlendedAtoms
-
     big = finite_cluster(
         "fcc",
         element="Cu",
@@ -253,14 +265,7 @@ def test_defect_forces_survive_the_correction(eam, law):
         region=Cylinder(center=(0, 0, 0), radius=30.0, axis=2),
     )
     big = big[np.linalg.norm(big.positions[:, :2], axis=1) > 3.0]
-    full = BlendedAtoms(
-        potential=eam,
-        reference_positions=big.positions,
-        symbols=big.get_chemical_symbols(),
-        beta=np.ones(len(big)),
-        cell=big.cell.array,
-        pbc=big.pbc,
-    )
+    full = _every_atom_weighted(eam, big)
     _, g_full = full.energy_gradient(homogeneous(F)(big.positions))
     r = np.linalg.norm(coupled.positions[: coupled.n_free, :2], axis=1)
     near = np.flatnonzero(r < hs.core_radius - rc)
@@ -362,8 +367,6 @@ def test_pairs_between_unweighted_atoms_change_nothing_for_a_committee():
 def test_a_state_no_neighbour_list_can_take_has_infinite_energy(eam):
     # a Newton trial that throws an atom 1e12 Å away, or to NaN, is +inf for the line search
     # (which then shortens the step), not a crash in the neighbour list
-    from coupling.blended_atoms import BlendedAtoms
-
     slab = finite_cluster(
         "fcc",
         element="Cu",
@@ -371,14 +374,7 @@ def test_a_state_no_neighbour_list_can_take_has_infinite_energy(eam):
         periodic_axes=(2,),
         region=Cylinder(center=(0, 0, 0), radius=12.0, axis=2),
     )
-    blended = BlendedAtoms(
-        potential=eam,
-        reference_positions=slab.positions,
-        symbols=slab.get_chemical_symbols(),
-        beta=np.ones(len(slab)),
-        cell=slab.cell.array,
-        pbc=slab.pbc,
-    )
+    blended = _every_atom_weighted(eam, slab)
     u = np.zeros((len(slab), 3))
     energy, _ = blended.energy_gradient(u)
     assert np.isfinite(energy)

@@ -48,7 +48,8 @@ class PassesOutcome:
         passes: the solves up to the one whose solution is kept (1 when the first is kept).
         changes: the change of the correction at each recomputation (eV/Å).
         status: ``"one pass"``, ``"converged"``, ``"passes exhausted"``, ``"not contracting:
-            first pass kept"`` or ``"solve failed"``.
+            first pass kept"``, ``"pass P failed: pass Q kept"`` or ``"solve failed"`` (the
+            first of several passes).
     """
 
     result: SolveResult
@@ -72,7 +73,8 @@ def solve_with_passes(
     It settles when it changes by less than ``passes.tolerance``; at most
     ``passes.passes`` solves are made. If the change grows from one recomputation to the
     next while still above the tolerance, the passes are not contracting: the first pass's
-    solution and correction are restored.
+    solution and correction are restored. If the solve of a later pass fails, the last
+    converged pass's solution and correction are restored and its result kept.
 
     Args:
         system: the coupled system, its boundary and first correction set.
@@ -86,13 +88,14 @@ def solve_with_passes(
     newton, krylov = result.newton_iterations, result.krylov_iterations
     changes: list[float] = []
     kept, status = 1, "one pass"
-    first = None
-    if passes.passes > 1 and result.converged:
-        first = (system.snapshot(), result)
+    first = last = None
+    if passes.passes > 1 and not result.converged:
+        status = "solve failed"
+    elif passes.passes > 1:
+        first = last = (system.snapshot(), result)
         status = "passes exhausted"
     for p in range(2, passes.passes + 1):
         if not result.converged:
-            status = "solve failed"
             break
         changes.append(system.update_correction())
         say(
@@ -110,12 +113,23 @@ def solve_with_passes(
             )
             break
         result = system.solve(options, progress=progress)
-        kept += 1
         newton += result.newton_iterations
         krylov += result.krylov_iterations
+        if not result.converged:
+            assert last is not None
+            state, result = last
+            system.restore(state)
+            status = f"pass {p} failed: pass {kept} kept"
+            say(
+                f"warning: the solve of correction pass {p} did not converge; kept the "
+                f"solution and correction of pass {kept}"
+            )
+            break
+        kept += 1
         if changes[-1] < passes.tolerance:
             status = "converged"
             break
+        last = (system.snapshot(), result)
     return PassesOutcome(
         result=result,
         newton_iterations=int(newton),

@@ -52,3 +52,7 @@ class SystemView(Protocol):
     def set_boundary(self, displacement: Displacement, *, predictor: Displacement) -> None:
         """Impose the boundary values and reset the ghost-force correction."""
         ...
+
+    def set_background(self, background: Background | None) -> None:
+        """Carry a prescribed displacement field that the FE unknown corrects, or None."""
+        ...

@@ -7,7 +7,8 @@ its mesh and the boundary displacement of the load.
 
 :func:`restore_state` puts a state back:
 
-- into the system it came from: exactly (state, predictor, correction), as a rollback;
+- into the system it came from: exactly (state, predictor, correction, background field), as
+  a rollback;
 - into another system (a refined mesh, a grown atomistic region, a new potential), as the
   start of its next solve:
 
@@ -101,6 +102,8 @@ def restore_state(system: SystemView, state: CoupledState) -> None:
         ValueError: a state from another system that has no load (no boundary was set).
     """
     if state.source == id(system):
+        if state.background is not system.background:
+            system.set_background(state.background)
         if state.boundary is not None and state.boundary is not system.boundary:
             system.set_boundary(state.boundary[0], predictor=state.boundary[1])
         system.z = state.z.copy()

@@ -230,6 +230,16 @@ class LoadingSection:
         doc="load steps `F_k = I + (k/steps)(F − I)`; each starts from the previous solution "
         "plus the homogeneous increment `(F_k − F_{k−1}) X`",
     )
+    max_cuts: int = option(
+        2,
+        check=non_negative,
+        doc="a load step whose solve does not converge is cut in two: the last converged "
+        "state is restored and the half increment solved first (the adaptive loop runs "
+        'there too with `adaptivity.load_steps = "every"`), then the other half; a half '
+        "that does not converge is cut again, down to `1/2^max_cuts` of a step. "
+        "`summary.json` lists every cut in `load_step_cuts`; `0`: a step that does not "
+        "converge ends the run",
+    )
 
 
 def _passes(value: int | str) -> str | None:

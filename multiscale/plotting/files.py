@@ -92,14 +92,21 @@ class HistoryRow:
     n_fe_dofs: int
     n_dof: int
     strain_error_rel: float | None = None
-    #: the load step the state was solved at (0 in a history written before the column)
-    load_step: int = 0
+    #: the load step the state was solved at (0 in a history written before the column; a
+    #: fraction for half of a cut step)
+    load_step: int | float = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_free_atoms(self) -> int:
         """Free atoms, from ``n_dof = 3 n_free + n_fe_dofs``."""
         return (self.n_dof - self.n_fe_dofs) // 3
+
+
+def _load(text: str) -> int | float:
+    """A ``load_step`` cell: ``4``, or ``4.5`` for half of a cut step."""
+    value = float(text)
+    return int(value) if value == int(value) else value
 
 
 def read_history(out: Path) -> list[HistoryRow]:
@@ -116,7 +123,7 @@ def read_history(out: Path) -> list[HistoryRow]:
             n_fe_dofs=int(row["n_fe_dofs"]),
             n_dof=int(row["n_dof"]),
             strain_error_rel=float(row["strain_error_rel"]) if row["strain_error_rel"] else None,
-            load_step=int(row.get("load_step") or 0),
+            load_step=_load(row.get("load_step") or "0"),
         )
         for row in rows
     ]

@@ -306,6 +306,7 @@ def write(
         write_continuum,
         write_coupled_outputs,
     )
+    from multiscale.kinds.coupled.run import step_name
 
     run = result
     error = _compare(run, out, reporter)
@@ -347,13 +348,13 @@ def write(
     warning = None
     if not run.converged:
         advice = (
-            "raise solver.max_iterations or loading.steps"
+            "raise solver.max_iterations, loading.steps or loading.max_cuts"
             if run.last.law_wall is None
             else "continuum points are pressed against the Cauchy–Born law's wall (log.txt): "
             "more load steps will not help; give the defect more atoms (geometry.core_radius)"
         )
         warning = (
-            f"load step {run.last.step} stopped at max|f| = {run.max_force:.2e} eV/Å > "
+            f"load step {step_name(run.last.step)} stopped at max|f| = {run.max_force:.2e} eV/Å > "
             f"solver.fmax = {setup.solver.fmax:g} ({run.last.reason}); {advice}"
         )
     return Finished(

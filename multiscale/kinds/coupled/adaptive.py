@@ -49,7 +49,7 @@ import numpy as np
 
 from multiscale.config.adaptivity import AdaptivitySection
 from multiscale.kinds.coupled.retraining import Retrainer
-from multiscale.kinds.coupled.run import CoupledRun, StepRecord
+from multiscale.kinds.coupled.run import CoupledRun, StepRecord, step_name
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
 
@@ -90,8 +90,8 @@ class Iteration:
     action: str
     n_atoms: int
     n_free_atoms: int
-    #: the load step whose load the state was solved at
-    load_step: int = 0
+    #: the load step whose load the state was solved at (a fraction for half of a cut step)
+    load_step: int | float = 0
     n_fe_dofs: int
     oracle_calls: int
     energy: float
@@ -166,7 +166,7 @@ class AdaptiveRecord:
     #: per load step the loop ran at: ``{"load_step", "iterations", "stop"}``
     load_steps: list[dict[str, Any]] = field(default_factory=list)
 
-    def state(self, *, iteration: int, elapsed: float, load_step: int) -> dict[str, Any]:
+    def state(self, *, iteration: int, elapsed: float, load_step: float) -> dict[str, Any]:
         """What a restart at ``iteration`` of ``load_step`` needs (JSON-ready)."""
         return {
             "iteration": iteration,
@@ -224,7 +224,7 @@ def _fmt(value: Any) -> Any:
     return f"{value:.10g}" if isinstance(value, float) else value
 
 
-def _material(setup: CoupledSetup, step: int | None = None) -> Any:
+def _material(setup: CoupledSetup, step: float | None = None) -> Any:
     """The estimator's view of the crystal, with the far field of load ``step`` (None: last)."""
     from coupling.estimator import Material
 
@@ -287,7 +287,7 @@ def _spread(setup: CoupledSetup, system: Any) -> Any:
     return spread
 
 
-def _estimate(setup: CoupledSetup, system: Any, step: int | None = None) -> Any:
+def _estimate(setup: CoupledSetup, system: Any, step: float | None = None) -> Any:
     from coupling.estimator import estimate
 
     return estimate(
@@ -527,7 +527,7 @@ def _row(
     system = run.system
     return Iteration(
         iteration=k,
-        load_step=int(run.last.step),
+        load_step=run.last.step,
         eta=dict(est.totals),
         action="",
         n_atoms=len(system.positions),
@@ -547,7 +547,7 @@ def _report(reporter: Reporter, it: Iteration, steps: int) -> None:
         if it.strain_error_rel is None
         else (f"; true {it.strain_error_rel:.3e}, effectivity {it.effectivity:.2f}")
     )
-    at = "" if steps == 1 else f" (load step {it.load_step}/{steps})"
+    at = "" if steps == 1 else f" (load step {step_name(it.load_step)}/{steps})"
     reporter.info(
         f"adaptive iteration {it.iteration}{at}: eta_total {eta['eta_total']:.3e} (fe "
         f"{eta['eta_fe']:.2e}, model {eta['eta_model']:.2e}, ml {eta['eta_ml']:.2e}, trunc "
@@ -638,7 +638,7 @@ class AdaptiveLoop:
             module = self._case_module or run.setup.potential.module
             self.retrainer.restore(self._resume["retrainer"], module)
         self._resume = None
-        step = int(run.last.step)
+        step = run.last.step
         record = self.record
         done_here = sum(1 for it in record.history if it.load_step == step)
         k = len(record.history)
@@ -654,7 +654,11 @@ class AdaptiveLoop:
         _budgets(record, self.settings)
 
     def _checkpoint(self, run: CoupledRun, k: int) -> None:
-        if self.out is None:
+        """The checkpoint of iteration ``k``, unless the run's state did not converge.
+
+        A restart then goes on from the last state that did.
+        """
+        if self.out is None or not run.converged:
             return
         from multiscale.kinds.coupled.checkpoint import (
             remove_checkpoints,
@@ -663,7 +667,7 @@ class AdaptiveLoop:
         )
 
         elapsed = time.perf_counter() - self.start
-        state = self.record.state(iteration=k, elapsed=elapsed, load_step=int(run.last.step))
+        state = self.record.state(iteration=k, elapsed=elapsed, load_step=run.last.step)
         state["retrainer"] = self.retrainer.state()
         state["steps"] = step_states(run)
         write_checkpoint(self.out, run, state)
@@ -676,7 +680,7 @@ class AdaptiveLoop:
             Why the loop stops here; None: it acted and solved again.
         """
         settings, record, comm = self.settings, self.record, self.comm
-        step = int(run.last.step)
+        step = run.last.step
         est = _estimate(run.setup, run.system, step)
         it = _row(k, run, est, record, self.reference, self.start)
         record.history.append(it)

@@ -299,7 +299,13 @@ def latest_checkpoint(out: Path, comm: Any, *, adaptive: bool) -> Checkpoint | N
     return found if found is not None else read_checkpoint(out, comm, folder=STEP_CHECKPOINT_DIR)
 
 
-def _restored_system(checkpoint: Checkpoint, setup: Any, *, comm: Any, step: int) -> Any:
+def _load(value: float) -> int | float:
+    """A load step as recorded: an int, or a fraction for half of a cut step."""
+    value = float(value)
+    return int(value) if value == int(value) else value
+
+
+def _restored_system(checkpoint: Checkpoint, setup: Any, *, comm: Any, step: float) -> Any:
     """``(setup, system)``: the checkpoint's mesh, balls, atoms and FE field (collective).
 
     ``step``: the load step whose background field (a crack's K) the system carries.
@@ -356,7 +362,7 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
     from multiscale.kinds.coupled.run import CoupledRun, solve_step
 
     start = time.perf_counter()
-    n = int(checkpoint.record.get("load_step", setup.loading.steps))
+    n = _load(checkpoint.record.get("load_step", setup.loading.steps))
     setup, system = _restored_system(checkpoint, setup, comm=comm, step=n)
     run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
     run.steps = _steps_from(checkpoint.record.get("steps", []))[:-1]
@@ -371,7 +377,7 @@ def restore_steps(checkpoint: Checkpoint, setup: Any, *, comm: Any) -> Any:
     from multiscale.kinds.coupled.run import CoupledRun
 
     record = checkpoint.record
-    setup, system = _restored_system(checkpoint, setup, comm=comm, step=int(record["step"]))
+    setup, system = _restored_system(checkpoint, setup, comm=comm, step=_load(record["step"]))
     run = CoupledRun(setup=setup, system=system, build_time_s=float(record["build_time_s"]))
     run.steps = _steps_from(record["steps"])
     return run

@@ -196,6 +196,7 @@ def coupled_summary(
         "newton_iterations": [s.newton_iterations for s in run.steps],
         "krylov_iterations": [s.krylov_iterations for s in run.steps],
         "load_steps": [s.as_dict() for s in run.steps],
+        "load_step_cuts": list(run.cuts),
         "load_factor_reached": last.load_factor,
         "fmax_eV_per_A": setup.solver.fmax,
         "kappa_eV_per_A2": setup.coupling.kappa,

@@ -48,7 +48,7 @@ def _load_steps(ax: Any, history: list[Any]) -> None:
     for i, step in enumerate(steps):
         if i == 0 or steps[i - 1] != step:
             ax.annotate(
-                f"load {step}",
+                f"load {step:g}",
                 xy=(history[i].iteration, 1.0),
                 xycoords=("data", "axes fraction"),
                 fontsize=7,

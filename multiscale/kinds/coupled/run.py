@@ -9,7 +9,10 @@ For load step ``k = 1 … steps`` with ``F_k = I + (k/steps)(F − I)``:
 3. minimise the blended energy with the monolithic Newton–Krylov solver to ``solver.fmax``;
 4. with ``coupling.correction_passes > 1`` (a dislocation), recompute the correction at the
    solution and solve again, until it changes by less than ``coupling.correction_tolerance``
-   (:func:`coupling.passes.solve_with_passes`; ``docs/case-coupled.md``).
+   (:func:`coupling.passes.solve_with_passes`; ``docs/case-coupled.md``);
+5. a step that does not converge is cut in two (``loading.max_cuts`` times at most): the
+   last converged state is restored, the half increment to ``k − 1/2`` solved (and the
+   adaptive loop run there, when it runs at every step), then the rest.
 
 With a dislocation (``defect.kind = "dislocation"``) the FE unknown is the continuous
 correction ``U`` to the dislocation's anisotropic Volterra field ``u_d`` (which jumps by ``b``
@@ -37,6 +40,7 @@ integrates over the 2D mesh, i.e. per Å of thickness).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,9 +58,12 @@ __all__ = ["CoupledRun", "StepRecord", "build_system", "run_coupled", "solve_ste
 
 @dataclass(frozen=True, kw_only=True)
 class StepRecord:
-    """One load step (energies in eV, forces in eV/Å, times in s)."""
+    """One load step (energies in eV, forces in eV/Å, times in s).
 
-    step: int
+    ``step`` is the load ``k`` of ``F_k``: an int, or a fraction for a step that was cut.
+    """
+
+    step: int | float
     load_factor: float
     converged: bool
     reason: str
@@ -123,6 +130,8 @@ class CoupledRun:
         system: the coupled system at the solution (``system.z``).
         steps: one record per load step.
         energy_parts: terms of the blended energy at the solution (eV).
+        cuts: each load step cut in two: ``{"from", "to", "reason"}`` (the loads of the
+            increment that did not converge and why).
         build_time_s: seconds to build mesh, atoms and system.
         wall_time_s: seconds for the whole workflow.
         adaptive: what the adaptive loop did (an
@@ -134,6 +143,7 @@ class CoupledRun:
     system: CoupledSystem
     steps: list[StepRecord] = field(default_factory=list)
     energy_parts: dict[str, float] = field(default_factory=dict)
+    cuts: list[dict[str, Any]] = field(default_factory=list)
     build_time_s: float = 0.0
     wall_time_s: float = 0.0
     adaptive: Any = None
@@ -287,13 +297,13 @@ def build_system(
     return system
 
 
-def _advance_crack(setup: CoupledSetup, system: CoupledSystem, k: int) -> None:
-    """``K_{k−1} → K_k``: the atoms move by the increment of the K field (linear in ``K``).
+def _advance_crack(setup: CoupledSetup, system: CoupledSystem, k: float, previous: float) -> None:
+    """``K_previous → K_k``: the atoms move by the increment of the K field (linear in ``K``).
 
     The FE correction stays; the background becomes the field of ``K_k``, so the predictor
     that :meth:`~coupling.system.CoupledSystem.advance_load` then sets is the state on it.
     """
-    before, now = setup.background(k - 1), setup.background(k)
+    before, now = setup.background(previous), setup.background(k)
     assert before is not None and now is not None
     free = system.positions[: system.n_free]
     du = now.displacement(free) - before.displacement(free)
@@ -301,7 +311,19 @@ def _advance_crack(setup: CoupledSetup, system: CoupledSystem, k: int) -> None:
     system.set_background(now)
 
 
-def _load_text(setup: CoupledSetup, k: int) -> str:
+def _increment(setup: CoupledSetup, system: CoupledSystem, k: float, previous: float) -> None:
+    """From load ``previous`` to ``k``: a crack's K field, the homogeneous increment, boundary."""
+    if setup.crack is not None:
+        _advance_crack(setup, system, k, previous)
+    system.advance_load(setup.loading.deformation(previous), setup.loading.deformation(k))
+
+
+def step_name(k: float) -> str:
+    """A load ``k`` as the log and the history write it: ``4``, or ``4.5`` for a cut step."""
+    return f"{k:g}"
+
+
+def _load_text(setup: CoupledSetup, k: float) -> str:
     """The load of step ``k`` for the log: ``F_k``, or a crack's ``K_I`` (and ``F_k``)."""
     loading = setup.loading
     load = f"F = I + {loading.factor(k):g} (F - I)"
@@ -314,14 +336,16 @@ def _load_text(setup: CoupledSetup, k: int) -> str:
 def solve_step(
     setup: CoupledSetup,
     system: CoupledSystem,
-    k: int,
+    k: float,
     reporter: Reporter,
     *,
     advance: bool = True,
+    previous: float | None = None,
     label: str | None = None,
 ) -> StepRecord:
     """Load step ``k``: the homogeneous increment, the boundary, the correction, the solve.
 
+    The increment is from the load ``previous`` (``k − 1`` when None), where the system is.
     With ``advance=False`` the system is already at load ``k`` (a state carried into a
     changed system): it is solved from where it is.
     """
@@ -330,12 +354,10 @@ def solve_step(
     start = time.perf_counter()
     loading = setup.loading
     if advance:
-        if setup.crack is not None:
-            _advance_crack(setup, system, k)
-        system.advance_load(loading.deformation(k - 1), loading.deformation(k))
+        _increment(setup, system, k, k - 1 if previous is None else previous)
     ghost = system.ghost_forces(within=setup.potential.range)
     e_predictor = system.energy_parts(system.predictor).total
-    label = label or f"load step {k}/{loading.steps}"
+    label = label or f"load step {step_name(k)}/{loading.steps}"
     reporter.info(
         f"{label}: {_load_text(setup, k)}; ghost forces without correction "
         f"at the predictor: atoms {ghost[0]:.3e}, FE {ghost[1]:.3e} eV/Å"
@@ -483,7 +505,7 @@ def _linear_far_field(
 
 
 def _crack_tip(
-    setup: CoupledSetup, system: CoupledSystem, k: int, reporter: Reporter, label: str
+    setup: CoupledSetup, system: CoupledSystem, k: float, reporter: Reporter, label: str
 ) -> dict[str, float | None]:
     """A crack's ``K_I`` at step ``k`` (MPa√m) and its tip at the solution, logged (collective).
 
@@ -531,11 +553,12 @@ def run_coupled(
             (:func:`multiscale.kinds.coupled.checkpoint.restore_steps`): the steps after its
             last one are solved; None: built at zero load, from the first step.
         after_step: called with the run and the seconds since its start after every
-            converged load step (the checkpoint); None: nothing.
+            converged load step, or half of a cut one (the checkpoint); None: nothing.
         elapsed_before: seconds the restored run had taken before it was interrupted.
-        adapt: called with the run after every load step, converged or not, before the
-            next (the adaptive loop of ``adaptivity.load_steps = "every"``, which may change
-            the run's system and setup); None: nothing.
+        adapt: called with the run after every load step (and every half of a cut one)
+            that converged or cannot be cut again, before the next (the adaptive loop of
+            ``adaptivity.load_steps = "every"``, which may change the run's system and
+            setup); None: nothing.
 
     Returns:
         The run; ``run.system.z`` holds the solution and ``system.problem.u`` its FE field.
@@ -553,18 +576,68 @@ def run_coupled(
         f"{run.system.problem.n_dofs} FE dofs on {comm.size} rank(s), kappa "
         f"{setup.coupling.kappa:.4g} eV/Å² (built in {run.build_time_s:.1f} s)"
     )
-    first = len(run.steps) + 1
-    for k in range(first, setup.loading.steps + 1):
-        record = solve_step(run.setup, run.system, k, reporter)
-        run.steps.append(record)
-        if adapt is not None:
-            adapt(run)
-        if not run.converged:
+    hooks = _Hooks(reporter=reporter, adapt=adapt, after_step=after_step, start=start)
+    done = run.steps[-1].step if run.steps else 0
+    ended = done >= setup.loading.steps
+    for k in range(math.floor(done) + 1, setup.loading.steps + 1):
+        if not _advance(run, done, k, run.setup.loading.max_cuts, hooks):
             break
-        if after_step is not None:
-            after_step(run, time.perf_counter() - start)
-    if first > setup.loading.steps:  # restored at the last step: rebuild its correction
-        solve_step(run.setup, run.system, first - 1, reporter, advance=False, label="restart")
+        done = k
+    if ended:  # restored at the last step: rebuild its correction
+        solve_step(run.setup, run.system, done, reporter, advance=False, label="restart")
     run.measure_energy_parts()  # also leaves problem.u at the solution
     run.wall_time_s = time.perf_counter() - start
     return run
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Hooks:
+    """What :func:`run_coupled` calls after each load step it solves."""
+
+    reporter: Reporter
+    adapt: Callable[[CoupledRun], None] | None
+    after_step: Callable[[CoupledRun, float], None] | None
+    start: float
+
+
+def _middle(a: float, b: float) -> int | float:
+    """The load halfway from ``a`` to ``b`` (an int where it is one)."""
+    mid = 0.5 * (a + b)
+    return int(mid) if mid == int(mid) else mid
+
+
+def _advance(run: CoupledRun, start: float, end: float, cuts: int, hooks: _Hooks) -> bool:
+    """Solve the increment from load ``start`` to ``end``, cut in two while it fails.
+
+    A solve that does not converge with ``cuts`` left restores the state at ``start``
+    (taken before the solve) and solves ``start → mid`` and ``mid → end`` in its place, each
+    allowed one cut fewer. Each converged solve is appended to ``run.steps`` and followed by
+    ``hooks.adapt`` and ``hooks.after_step``; a failure that cannot be cut is appended and
+    adapted (the loop stops on it) and ends the run.
+
+    Returns:
+        Whether the system is at a converged solution of load ``end``.
+    """
+    system = run.system
+    saved = system.snapshot() if cuts > 0 else None
+    record = solve_step(run.setup, system, end, hooks.reporter, previous=start)
+    if not record.converged and saved is not None:
+        mid = _middle(start, end)
+        run.cuts.append({"from": start, "to": end, "reason": record.reason})
+        hooks.reporter.info(
+            f"load step {step_name(end)}: not converged ({record.reason}); the increment "
+            f"from load {step_name(start)} is cut in two: load {step_name(mid)} first "
+            f"({cuts - 1} more cut(s) allowed, loading.max_cuts)"
+        )
+        system.restore(saved)
+        return _advance(run, start, mid, cuts - 1, hooks) and _advance(
+            run, mid, end, cuts - 1, hooks
+        )
+    run.steps.append(record)
+    if hooks.adapt is not None:
+        hooks.adapt(run)
+    if not run.converged:
+        return False
+    if hooks.after_step is not None:
+        hooks.after_step(run, time.perf_counter() - hooks.start)
+    return True

@@ -177,19 +177,23 @@ class MeshSizes:
 class Loading:
     """Quasi-static load steps ``F_k = I + (k/steps)(F − I)``, ``K_k = K_0 + (k/steps)(K − K_0)``.
 
+    A load ``k`` may be fractional: a step cut in two solves ``k − 1/2`` first.
+
     Attributes:
         strain: ``(3, 3)`` far-field ``F − I``.
         steps: number of load steps.
+        max_cuts: how often a load step that does not converge may be cut in two.
         k_i: a crack's ``K_I`` at the last step, eV/Å^2.5 (0 without a crack).
         k_i_start: ``K_0``, the load before the first step, eV/Å^2.5.
     """
 
     strain: np.ndarray
     steps: int
+    max_cuts: int = 0
     k_i: float = 0.0
     k_i_start: float = 0.0
 
-    def stress_intensity(self, step: int) -> float:
+    def stress_intensity(self, step: float) -> float:
         """``K_k`` in eV/Å^2.5 (``K_0`` at ``step = 0``)."""
         return self.k_i_start + self.factor(step) * (self.k_i - self.k_i_start)
 
@@ -198,11 +202,11 @@ class Loading:
         """The far-field deformation gradient ``I + strain``."""
         return np.eye(3) + self.strain
 
-    def factor(self, step: int) -> float:
+    def factor(self, step: float) -> float:
         """``k / steps``."""
         return step / self.steps
 
-    def deformation(self, step: int) -> np.ndarray:
+    def deformation(self, step: float) -> np.ndarray:
         """``F_k``."""
         return np.eye(3) + self.factor(step) * self.strain
 
@@ -316,7 +320,7 @@ class CoupledSetup:
             ),
         }
 
-    def background(self, step: int) -> Background | None:
+    def background(self, step: float) -> Background | None:
         """The background field the FE unknown corrects at load step ``step``, or None.
 
         A dislocation's Volterra field (the same at every step), or a crack's K field under
@@ -330,7 +334,7 @@ class CoupledSetup:
             return Background(displacement=c.displacement, gradient=c.gradient)
         return None
 
-    def boundary_displacement(self, step: int) -> Callable[[np.ndarray], np.ndarray]:
+    def boundary_displacement(self, step: float) -> Callable[[np.ndarray], np.ndarray]:
         """``X (n, 3) -> u (n, 3)`` on the outer boundary at load step ``step``.
 
         ``(F_k − I) X``, plus the dislocation's Volterra field or the crack's K field under
@@ -708,6 +712,7 @@ def resolve_setup(case: Case, *, comm: Any = None) -> CoupledSetup:
     loading = Loading(
         strain=np.asarray(cfg.boundary.strain, dtype=float),
         steps=cfg.loading.steps,
+        max_cuts=cfg.loading.max_cuts,
         k_i=0.0 if cfg.boundary.k_i is None else cfg.boundary.k_i * K_UNIT,
         k_i_start=cfg.boundary.k_i_start * K_UNIT,
     )

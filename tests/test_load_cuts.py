@@ -8,6 +8,7 @@ the loads of a run with twice the steps, from the same state, which it must repr
 """
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +84,89 @@ def test_without_cuts_a_step_that_fails_ends_the_run(setup, monkeypatch):
     run, _ = _run(setup, 1, 0, monkeypatch, wreck_first=True)
     assert run.cuts == [] and not run.converged
     assert [s.step for s in run.steps] == [1]
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL right after the first load-step checkpoint."""
+
+
+def test_a_restart_from_the_checkpoint_of_a_half_step_finishes_the_step(
+    setup, monkeypatch, tmp_path
+):
+    from multiscale.kinds.coupled.checkpoint import (
+        STEP_CHECKPOINT_DIR,
+        read_checkpoint,
+        restore_steps,
+        write_step_checkpoint,
+    )
+
+    straight, _ = _run(setup, 1, 2, monkeypatch, wreck_first=True)
+    loading = dataclasses.replace(setup.loading, steps=1, max_cuts=2)
+    one = dataclasses.replace(setup, loading=loading)
+    real, wrecked = coupled_run.solve_step, []
+
+    def solve_step(setup, system, k, reporter, *, previous=None, **kwargs):
+        record = real(setup, system, k, reporter, previous=previous, **kwargs)
+        if not wrecked:
+            wrecked.append(k)
+            return dataclasses.replace(record, converged=False, reason="DIVERGED_MAXITS")
+        return record
+
+    def checkpoint_then_die(run, elapsed):
+        write_step_checkpoint(tmp_path, run, elapsed=elapsed)
+        raise Killed
+
+    comm, quiet = MPI.COMM_WORLD, Reporter(enabled=False)
+    monkeypatch.setattr(coupled_run, "solve_step", solve_step)
+    with pytest.raises(Killed):
+        run_coupled(one, comm=comm, reporter=quiet, after_step=checkpoint_then_die)
+    monkeypatch.setattr(coupled_run, "solve_step", real)
+    checkpoint = read_checkpoint(tmp_path, comm, folder=STEP_CHECKPOINT_DIR)
+    assert checkpoint is not None and checkpoint.record["step"] == 0.5
+    restored = restore_steps(checkpoint, one, comm=comm)
+    assert [s.step for s in restored.steps] == [0.5]
+    run = run_coupled(one, comm=comm, reporter=quiet, restored=restored)
+    assert [s.step for s in run.steps] == [0.5, 1]
+    assert run.converged
+    assert run.last.energy == pytest.approx(straight.last.energy, abs=1e-6)
+    assert run.last.crack_tip_x == pytest.approx(straight.last.crack_tip_x, abs=1e-6)
+
+
+def test_the_adaptive_loop_runs_at_the_half_step(monkeypatch, tmp_path):
+    from multiscale.kinds.coupled.adaptive import AdaptiveLoop
+    from multiscale.plotting.files import read_history
+
+    root = Path(__file__).resolve().parents[1]
+    case = load_case(
+        root / "cases" / "adaptive-refine",
+        overrides=[
+            "geometry.radius=80",
+            "loading.steps=1",
+            "adaptivity.max_iterations=1",
+            "adaptivity.load_steps=every",
+        ],
+    )
+    setup = resolve_setup(case)
+    comm, quiet = MPI.COMM_WORLD, Reporter(enabled=False)
+    loop = AdaptiveLoop(case.config.adaptivity, reporter=quiet, out=tmp_path, comm=comm)
+    real, wrecked = coupled_run.solve_step, []
+
+    def solve_step(setup, system, k, reporter, *, previous=None, **kwargs):
+        record = real(setup, system, k, reporter, previous=previous, **kwargs)
+        if not wrecked:
+            wrecked.append(k)
+            return dataclasses.replace(record, converged=False, reason="DIVERGED_MAXITS")
+        return record
+
+    monkeypatch.setattr(coupled_run, "solve_step", solve_step)
+    run = run_coupled(setup, comm=comm, reporter=quiet, adapt=loop)
+    assert run.converged and [s.step for s in run.steps] == [0.5, 1]
+    steps = [r["load_step"] for r in loop.record.load_steps]
+    assert steps == [0.5, 1]
+    rows = read_history(tmp_path)
+    assert sorted({r.load_step for r in rows}) == [0.5, 1]
+    first = [r for r in rows if r.load_step == 0.5]
+    assert len(first) == 2 and first[0].action != "stop"  # the loop acted at the half step
+    # the full step started on the mesh the loop left at the half step
+    second = [r for r in rows if r.load_step == 1]
+    assert (second[0].n_fe_dofs, second[0].n_atoms) == (first[-1].n_fe_dofs, first[-1].n_atoms)

@@ -132,34 +132,42 @@ def test_a_restart_from_the_checkpoint_of_a_half_step_finishes_the_step(
     assert run.last.crack_tip_x == pytest.approx(straight.last.crack_tip_x, abs=1e-6)
 
 
-def test_the_adaptive_loop_runs_at_the_half_step(monkeypatch, tmp_path):
+def _adaptive_run(monkeypatch, out, *, steps, max_cuts, fail_at):
+    """``cases/adaptive-refine`` (80 Å) with the loop at every step; the first solve of load
+    ``fail_at`` is reported as not converged."""
     from multiscale.kinds.coupled.adaptive import AdaptiveLoop
-    from multiscale.plotting.files import read_history
 
     root = Path(__file__).resolve().parents[1]
     case = load_case(
         root / "cases" / "adaptive-refine",
         overrides=[
             "geometry.radius=80",
-            "loading.steps=1",
+            f"loading.steps={steps}",
+            f"loading.max_cuts={max_cuts}",
             "adaptivity.max_iterations=1",
             "adaptivity.load_steps=every",
         ],
     )
     setup = resolve_setup(case)
     comm, quiet = MPI.COMM_WORLD, Reporter(enabled=False)
-    loop = AdaptiveLoop(case.config.adaptivity, reporter=quiet, out=tmp_path, comm=comm)
+    loop = AdaptiveLoop(case.config.adaptivity, reporter=quiet, out=out, comm=comm)
     real, wrecked = coupled_run.solve_step, []
 
     def solve_step(setup, system, k, reporter, *, previous=None, **kwargs):
         record = real(setup, system, k, reporter, previous=previous, **kwargs)
-        if not wrecked:
+        if k == fail_at and not wrecked:
             wrecked.append(k)
             return dataclasses.replace(record, converged=False, reason="DIVERGED_MAXITS")
         return record
 
     monkeypatch.setattr(coupled_run, "solve_step", solve_step)
-    run = run_coupled(setup, comm=comm, reporter=quiet, adapt=loop)
+    return run_coupled(setup, comm=comm, reporter=quiet, adapt=loop), loop
+
+
+def test_the_adaptive_loop_runs_at_the_half_step(monkeypatch, tmp_path):
+    from multiscale.plotting.files import read_history
+
+    run, loop = _adaptive_run(monkeypatch, tmp_path, steps=1, max_cuts=2, fail_at=1)
     assert run.converged and [s.step for s in run.steps] == [0.5, 1]
     steps = [r["load_step"] for r in loop.record.load_steps]
     assert steps == [0.5, 1]
@@ -170,3 +178,14 @@ def test_the_adaptive_loop_runs_at_the_half_step(monkeypatch, tmp_path):
     # the full step started on the mesh the loop left at the half step
     second = [r for r in rows if r.load_step == 1]
     assert (second[0].n_fe_dofs, second[0].n_atoms) == (first[-1].n_fe_dofs, first[-1].n_atoms)
+
+
+def test_a_step_that_fails_leaves_the_checkpoint_of_the_last_converged_state(monkeypatch, tmp_path):
+    import json
+
+    run, loop = _adaptive_run(monkeypatch, tmp_path, steps=2, max_cuts=0, fail_at=2)
+    assert not run.converged and loop.record.stop == "not converged"
+    assert [it.load_step for it in loop.record.history] == [1, 1, 2]
+    record = json.loads((tmp_path / "adaptive" / "checkpoint" / "record.json").read_text())
+    # the start of the last iteration at load step 1, not the failed state of step 2
+    assert (record["iteration"], record["load_step"]) == (1, 1)

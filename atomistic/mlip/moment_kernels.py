@@ -458,6 +458,9 @@ def _angular_vjp(nbrs, consts, moments, lam, out):  # pragma: no cover
     dummy = np.empty((1, 1))
     rho = np.empty((3, n_l))
     bw = np.empty((n_b, n_ch, n_mono))
+    # per list entry and channel, what every member's cotangent is dotted with:
+    # ρ_l' p_k (radial part) and ρ_l ∇p_k, for each monomial k of rank l
+    dr, dx, dy, dz = np.empty(n_mono), np.empty(n_mono), np.empty(n_mono), np.empty(n_mono)
     for a in range(n):
         if ptr[a] == ptr[a + 1] or not np.any(lam[:, a, off:]):
             continue  # no neighbours, or a zero cotangent of the invariants (a pad atom)
@@ -474,16 +477,21 @@ def _angular_vjp(nbrs, consts, moments, lam, out):  # pragma: no cover
             for nn in range(n_ang):
                 _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho, 1)
                 c = element[p] * n_ang + nn
+                for k in range(n_mono):
+                    rk = rho[0, rank[k]]
+                    dr[k] = rho[1, rank[k]] * val[k]
+                    dx[k] = rk * grad[k, 0]
+                    dy[k] = rk * grad[k, 1]
+                    dz[k] = rk * grad[k, 2]
                 for m in range(n_b):
                     radial = 0.0
                     gx = gy = gz = 0.0
                     for k in range(n_mono):
                         b = bw[m, c, k]
-                        rk = rho[0, rank[k]]
-                        radial += b * rho[1, rank[k]] * val[k]
-                        gx += b * rk * grad[k, 0]
-                        gy += b * rk * grad[k, 1]
-                        gz += b * rk * grad[k, 2]
+                        radial += b * dr[k]
+                        gx += b * dx[k]
+                        gy += b * dy[k]
+                        gz += b * dz[k]
                     out[m, e, 0] += s * (radial * ux + gx)
                     out[m, e, 1] += s * (radial * uy + gy)
                     out[m, e, 2] += s * (radial * uz + gz)

@@ -173,17 +173,22 @@ class ElementNetworks(torch.nn.Module):
         n_members, n_in, width = w0.shape
         z = (x @ w0.transpose(0, 1).reshape(n_in, n_members * width)).view(-1, n_members, width)
         z = z.transpose(0, 1) + b0[:, None, :]  # (M, n, h)
-        pre = [z]
+        # without autograd, SiLU and its derivative share one sigmoid and work in place
+        fused = self.activation == "silu" and not torch.is_grad_enabled()
+        slopes = []  # act'(z) of each hidden layer
         for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
-            z = torch.baddbmm(b[:, a, None, :], self._act(z), w[:, a])
-            pre.append(z)
+            if fused:
+                h, slope = _silu_and_slope(z)
+            else:
+                h, slope = self._act(z), self._act_derivative(z)
+            slopes.append(slope)
+            z = torch.baddbmm(b[:, a, None, :], h, w[:, a])
         y = z[..., 0]
         # ∂y/∂z of the last hidden layer: the output weights, broadcast over atoms
-        dz = self._act_derivative(pre[-2]) * self.weights[-1][:, a, None, :, 0]
-        for k in range(len(pre) - 3, -1, -1):
-            dz = self._act_derivative(pre[k]) * torch.bmm(
-                dz, self.weights[k + 1][:, a].transpose(1, 2)
-            )
+        dz = slopes[-1] * self.weights[-1][:, a, None, :, 0]
+        for k in range(len(slopes) - 2, -1, -1):
+            back = torch.bmm(dz, self.weights[k + 1][:, a].transpose(1, 2))
+            dz = slopes[k].mul_(back) if fused else slopes[k] * back
         return y, torch.bmm(dz, w0.transpose(1, 2))
 
     def _act_derivative(self, z: torch.Tensor) -> torch.Tensor:
@@ -410,3 +415,13 @@ class MLIP(NetworkPotential):
     def forward(self, graph: Graph) -> torch.Tensor:
         """Site energies ``(n,)`` in eV."""
         return self.member_energies(graph)[0]
+
+
+def _silu_and_slope(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``SiLU(z) = z σ(z)`` and its derivative ``σ + h − h σ`` (``h = SiLU(z)``), no autograd.
+
+    One sigmoid for both; ``z`` is overwritten by ``h``.
+    """
+    s = torch.sigmoid(z)
+    h = z.mul_(s)
+    return h, torch.addcmul(h, h, s, value=-1.0).add_(s)

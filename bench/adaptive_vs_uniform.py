@@ -118,8 +118,8 @@ def one_case(folder: Path, args: argparse.Namespace, reporter: Any) -> dict[str,
 
     from multiscale.config import load_case
     from multiscale.kinds.coupled.adaptive import adapt
-    from multiscale.kinds.coupled.run import run_coupled
     from multiscale.kinds.coupled.setup import resolve_setup
+    from multiscale.kinds.coupled.solve import run_coupled
 
     comm = MPI.COMM_WORLD
     name = folder.resolve().name

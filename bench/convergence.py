@@ -637,8 +637,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from multiscale.config import load_case
     from multiscale.errors import CaseError
-    from multiscale.kinds.coupled.run import run_coupled
     from multiscale.kinds.coupled.setup import resolve_setup
+    from multiscale.kinds.coupled.solve import run_coupled
     from multiscale.progress import Reporter
 
     comm = MPI.COMM_WORLD

@@ -45,8 +45,8 @@ def solve_state(args: argparse.Namespace, reporter: Any) -> tuple[Any, Any, Any]
     from mpi4py import MPI
 
     from multiscale.config import load_case
-    from multiscale.kinds.coupled.run import run_coupled
     from multiscale.kinds.coupled.setup import resolve_setup
+    from multiscale.kinds.coupled.solve import run_coupled
 
     comm = MPI.COMM_WORLD
     folder = args.case

@@ -7,7 +7,6 @@ training data (the replayed frames); the oracle is Mishin's EAM through LAMMPS.
 """
 
 import csv
-import importlib
 import json
 import os
 from pathlib import Path
@@ -97,13 +96,8 @@ def bulk_frames(n: int = 24) -> list:
 def run_case(tmp_path: Path, extra: str) -> tuple[Path, dict]:
     """Run the tiny case with ``extra`` adaptivity keys (``key = value`` lines) instead of its
     own; its output folder and summary."""
-    import multiscale.kinds.coupled as coupled_kind
     from multiscale.cli import main
 
-    if not callable(coupled_kind.run):
-        # importing multiscale.kinds.coupled.run (the adaptive module does) after the package
-        # rebinds the package's ``run`` to that submodule; the CLI needs the function back
-        importlib.reload(coupled_kind)
     folder = case_folder(tmp_path, extra)
     out = tmp_path / "out"
     assert main(["run", "-T", str(folder), "--output", str(out)]) == 0

@@ -232,7 +232,7 @@ def test_small_crack_matches_the_atomistic_reference(small_crack):
 def test_far_from_the_tip_the_coupled_crack_is_the_k_field(tmp_path):
     """Away from the tip the solution tends to the linear-elastic K field it started on."""
     from atomistic import Cylinder, finite_cluster
-    from multiscale.kinds.coupled.run import run_coupled
+    from multiscale.kinds.coupled.solve import run_coupled
 
     class Quiet:
         def info(self, message):

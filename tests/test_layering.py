@@ -64,7 +64,7 @@ def graph() -> dict[str, set[str]]:
 
 def test_every_module_is_seen():
     found = modules()
-    assert {"atomistic.potentials.eam", "coupling.system", "multiscale.kinds.coupled.run"} <= set(
+    assert {"atomistic.potentials.eam", "coupling.system", "multiscale.kinds.coupled.solve"} <= set(
         found
     )
 
@@ -146,3 +146,21 @@ def test_import_does_not_pull_forbidden_modules(package):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing {package} pulled in: {out.stdout.strip()}"
+
+
+def test_a_kind_keeps_its_run_function_once_its_modules_are_imported():
+    # a submodule named like a kind's entry point (``run``) would replace the package's
+    # function by the module once imported, and a second run in one process would then fail
+    import importlib
+    import pkgutil
+
+    import multiscale.kinds as kinds
+
+    for info in pkgutil.iter_modules(kinds.__path__):
+        kind = importlib.import_module(f"multiscale.kinds.{info.name}")
+        if not hasattr(kind, "run"):
+            continue
+        if info.ispkg:
+            for sub in pkgutil.iter_modules(kind.__path__):
+                importlib.import_module(f"{kind.__name__}.{sub.name}")
+        assert callable(kind.run), kind.__name__

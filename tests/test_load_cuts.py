@@ -16,10 +16,10 @@ from conftest import write_case
 from mpi4py import MPI
 from test_crack import SMALL_CRACK
 
-import multiscale.kinds.coupled.run as coupled_run
+import multiscale.kinds.coupled.solve as coupled_solve
 from multiscale.config import load_case
-from multiscale.kinds.coupled.run import run_coupled
 from multiscale.kinds.coupled.setup import resolve_setup
+from multiscale.kinds.coupled.solve import run_coupled
 from multiscale.progress import Reporter
 
 
@@ -27,7 +27,7 @@ def _run(setup, steps, max_cuts, monkeypatch, *, wreck_first: bool):
     """Run the crack in ``steps`` steps; record the state each solve starts from."""
     loading = dataclasses.replace(setup.loading, steps=steps, max_cuts=max_cuts)
     setup = dataclasses.replace(setup, loading=loading)
-    real = coupled_run.solve_step
+    real = coupled_solve.solve_step
     starts: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     wrecked: list[float] = []
 
@@ -46,9 +46,9 @@ def _run(setup, steps, max_cuts, monkeypatch, *, wreck_first: bool):
             return dataclasses.replace(record, converged=False, reason="DIVERGED_LINE_SEARCH")
         return record
 
-    monkeypatch.setattr(coupled_run, "solve_step", solve_step)
+    monkeypatch.setattr(coupled_solve, "solve_step", solve_step)
     run = run_coupled(setup, comm=MPI.COMM_WORLD, reporter=Reporter(enabled=False))
-    monkeypatch.setattr(coupled_run, "solve_step", real)
+    monkeypatch.setattr(coupled_solve, "solve_step", real)
     return run, starts
 
 
@@ -103,7 +103,7 @@ def test_a_restart_from_the_checkpoint_of_a_half_step_finishes_the_step(
     straight, _ = _run(setup, 1, 2, monkeypatch, wreck_first=True)
     loading = dataclasses.replace(setup.loading, steps=1, max_cuts=2)
     one = dataclasses.replace(setup, loading=loading)
-    real, wrecked = coupled_run.solve_step, []
+    real, wrecked = coupled_solve.solve_step, []
 
     def solve_step(setup, system, k, reporter, *, previous=None, **kwargs):
         record = real(setup, system, k, reporter, previous=previous, **kwargs)
@@ -117,10 +117,10 @@ def test_a_restart_from_the_checkpoint_of_a_half_step_finishes_the_step(
         raise Killed
 
     comm, quiet = MPI.COMM_WORLD, Reporter(enabled=False)
-    monkeypatch.setattr(coupled_run, "solve_step", solve_step)
+    monkeypatch.setattr(coupled_solve, "solve_step", solve_step)
     with pytest.raises(Killed):
         run_coupled(one, comm=comm, reporter=quiet, after_step=checkpoint_then_die)
-    monkeypatch.setattr(coupled_run, "solve_step", real)
+    monkeypatch.setattr(coupled_solve, "solve_step", real)
     checkpoint = read_checkpoint(tmp_path, comm, folder=STEP_CHECKPOINT_DIR)
     assert checkpoint is not None and checkpoint.record["step"] == 0.5
     restored = restore_steps(checkpoint, one, comm=comm)
@@ -151,7 +151,7 @@ def _adaptive_run(monkeypatch, out, *, steps, max_cuts, fail_at):
     setup = resolve_setup(case)
     comm, quiet = MPI.COMM_WORLD, Reporter(enabled=False)
     loop = AdaptiveLoop(case.config.adaptivity, reporter=quiet, out=out, comm=comm)
-    real, wrecked = coupled_run.solve_step, []
+    real, wrecked = coupled_solve.solve_step, []
 
     def solve_step(setup, system, k, reporter, *, previous=None, **kwargs):
         record = real(setup, system, k, reporter, previous=previous, **kwargs)
@@ -160,7 +160,7 @@ def _adaptive_run(monkeypatch, out, *, steps, max_cuts, fail_at):
             return dataclasses.replace(record, converged=False, reason="DIVERGED_MAXITS")
         return record
 
-    monkeypatch.setattr(coupled_run, "solve_step", solve_step)
+    monkeypatch.setattr(coupled_solve, "solve_step", solve_step)
     return run_coupled(setup, comm=comm, reporter=quiet, adapt=loop), loop
 
 

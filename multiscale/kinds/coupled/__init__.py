@@ -127,7 +127,7 @@ def run(
     out: Path | None = None,
     restart: bool = False,
 ) -> Any:
-    """Solve the load steps (:func:`multiscale.kinds.coupled.run.run_coupled`).
+    """Solve the load steps (:func:`multiscale.kinds.coupled.solve.run_coupled`).
 
     With ``[adaptivity]``, the adaptive loop (:class:`multiscale.kinds.coupled.adaptive.
     AdaptiveLoop`) follows the last load step, or every load step with ``load_steps =
@@ -209,7 +209,7 @@ def _run_steps(
     and its checkpoints replace the steps'.
     """
     from multiscale.kinds.coupled.checkpoint import write_step_checkpoint
-    from multiscale.kinds.coupled.run import run_coupled
+    from multiscale.kinds.coupled.solve import run_coupled
 
     def after_step(run: Any, elapsed: float) -> None:
         assert out is not None
@@ -306,7 +306,7 @@ def write(
         write_continuum,
         write_coupled_outputs,
     )
-    from multiscale.kinds.coupled.run import step_name
+    from multiscale.kinds.coupled.solve import step_name
 
     run = result
     error = _compare(run, out, reporter)

@@ -49,8 +49,8 @@ import numpy as np
 
 from multiscale.config.adaptivity import AdaptivitySection
 from multiscale.kinds.coupled.retraining import Retrainer
-from multiscale.kinds.coupled.run import CoupledRun, StepRecord, step_name
 from multiscale.kinds.coupled.setup import CoupledSetup
+from multiscale.kinds.coupled.solve import CoupledRun, StepRecord, step_name
 from multiscale.progress import Reporter
 
 __all__ = ["HISTORY_COLUMNS", "AdaptiveLoop", "AdaptiveRecord", "Iteration", "adapt"]
@@ -559,7 +559,7 @@ def _resolve(
     setup: CoupledSetup, run: CoupledRun, mesh_data: Any, reporter: Reporter, k: int
 ) -> StepRecord:
     """Build the changed system, carry the state into it and solve again at its load step."""
-    from multiscale.kinds.coupled.run import build_system, solve_step
+    from multiscale.kinds.coupled.solve import build_system, solve_step
 
     step = run.last.step
     state = run.system.snapshot()

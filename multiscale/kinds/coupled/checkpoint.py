@@ -245,7 +245,7 @@ def step_states(run: Any) -> list[dict[str, Any]]:
 
 
 def _steps_from(states: list[dict[str, Any]]) -> list[Any]:
-    from multiscale.kinds.coupled.run import StepRecord
+    from multiscale.kinds.coupled.solve import StepRecord
 
     return [
         StepRecord(**{**s, "correction_changes": tuple(s["correction_changes"])}) for s in states
@@ -312,7 +312,7 @@ def _restored_system(checkpoint: Checkpoint, setup: Any, *, comm: Any, step: flo
     """
     from scipy.spatial import cKDTree
 
-    from multiscale.kinds.coupled.run import build_system
+    from multiscale.kinds.coupled.solve import build_system
 
     state = checkpoint.state
     balls = comm.bcast(
@@ -354,12 +354,12 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
     recorded).
 
     Returns:
-        A :class:`~multiscale.kinds.coupled.run.CoupledRun` whose last step is that solve
+        A :class:`~multiscale.kinds.coupled.solve.CoupledRun` whose last step is that solve
         (the load steps before it are the checkpoint's).
     """
     import time
 
-    from multiscale.kinds.coupled.run import CoupledRun, solve_step
+    from multiscale.kinds.coupled.solve import CoupledRun, solve_step
 
     start = time.perf_counter()
     n = _load(checkpoint.record.get("load_step", setup.loading.steps))
@@ -374,7 +374,7 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
 
 def restore_steps(checkpoint: Checkpoint, setup: Any, *, comm: Any) -> Any:
     """The run at a load-step checkpoint's state, its steps and build time (collective)."""
-    from multiscale.kinds.coupled.run import CoupledRun
+    from multiscale.kinds.coupled.solve import CoupledRun
 
     record = checkpoint.record
     setup, system = _restored_system(checkpoint, setup, comm=comm, step=_load(record["step"]))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from multiscale.kinds.coupled.run import CoupledRun
+from multiscale.kinds.coupled.solve import CoupledRun
 
 __all__ = ["reference_error"]
 

@@ -29,8 +29,8 @@ import numpy as np
 from multiscale import version
 from multiscale.config import Case
 from multiscale.kinds.coupled.reference import ReferenceResult
-from multiscale.kinds.coupled.run import CoupledRun
 from multiscale.kinds.coupled.setup import CoupledSetup
+from multiscale.kinds.coupled.solve import CoupledRun
 from multiscale.outputs import resolved_toml, write_extxyz, write_json, write_text
 
 __all__ = [

@@ -156,7 +156,12 @@ def monolithic_matrix(
         assert blocks is not None
         indptr = np.concatenate([np.zeros(layout.fe_offset, dtype=ai.dtype), ai])
         K = sp.csr_matrix((av, layout.fe_offset + aj, indptr), shape=(N, N))
-        M = _aij_matrix(layout, (K + blocks.tocsr()).tocsr(), N)
+        # scipy's sum drops entries that are exactly zero, such as the diagonal of an idle
+        # node whose cells all carry no weight, and zeroRowsColumns below needs the diagonal
+        # of every Dirichlet row: a 1 there first (it sets the diagonal to 1 anyway)
+        fixed = np.zeros(N)
+        fixed[np.asarray(dirichlet_rows, dtype=np.int64)] = 1.0
+        M = _aij_matrix(layout, (K + blocks.tocsr() + sp.diags(fixed)).tocsr(), N)
     else:
         r0 = tangent.getOwnershipRange()[0]
         rows = [layout.fe_offset + r0 + np.repeat(np.arange(len(ai) - 1), np.diff(ai))]

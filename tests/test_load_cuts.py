@@ -189,3 +189,39 @@ def test_a_step_that_fails_leaves_the_checkpoint_of_the_last_converged_state(mon
     record = json.loads((tmp_path / "adaptive" / "checkpoint" / "record.json").read_text())
     # the start of the last iteration at load step 1, not the failed state of step 2
     assert (record["iteration"], record["load_step"]) == (1, 1)
+
+
+def test_a_run_with_a_cut_step_is_complete(monkeypatch, tmp_path):
+    """Through the command: summary, history and plots of a run whose step 2 was cut.
+
+    The path it takes (the loop growing the atoms at 1.5 and refining at 2) once left an FE
+    node whose cells all carry no weight, with no diagonal entry in the preconditioner.
+    """
+    import json
+
+    from multiscale.cli import main
+    from multiscale.plotting.files import read_history
+
+    real, wrecked = coupled_solve.solve_step, []
+
+    def solve_step(setup, system, k, reporter, *, previous=None, **kwargs):
+        record = real(setup, system, k, reporter, previous=previous, **kwargs)
+        if k == 2 and not wrecked:
+            wrecked.append(k)
+            return dataclasses.replace(record, converged=False, reason="DIVERGED_MAXITS")
+        return record
+
+    monkeypatch.setattr(coupled_solve, "solve_step", solve_step)
+    root = Path(__file__).resolve().parents[1]
+    sets = ["geometry.radius=80", "loading.steps=3", "adaptivity.max_iterations=2"]
+    sets += ["adaptivity.load_steps=every"]
+    args = ["run", "-T", str(root / "cases" / "adaptive-refine"), "--output", str(tmp_path)]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "converged"
+    assert summary["load_step_cuts"] == [{"from": 1, "to": 2, "reason": "DIVERGED_MAXITS"}]
+    assert [s["step"] for s in summary["load_steps"]] == [1, 1.5, 2, 3]
+    assert [s["load_step"] for s in summary["adaptivity"]["load_steps"]] == [1, 1.5, 2, 3]
+    assert sorted({r.load_step for r in read_history(tmp_path)}) == [1, 1.5, 2, 3]
+    for name in ("load_steps.png", "terms.png", "actions.png", "convergence.png"):
+        assert (tmp_path / "plots" / name).is_file(), name

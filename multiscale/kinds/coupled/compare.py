@@ -32,7 +32,7 @@ def _why_not(run: CoupledRun, summary: dict, atoms: Any) -> str | None:
         return f"the reference is for another problem (differs in {', '.join(differ)})"
     if summary.get("status") != "converged":
         return "the reference did not converge"
-    if len(run.steps) != setup.loading.steps or not run.converged:
+    if not run.steps or run.last.step != setup.loading.steps or not run.converged:
         return "the coupled run did not converge"
     if atoms is None:
         return "the reference has no atoms.extxyz"

@@ -176,7 +176,7 @@ def coupled_summary(
     n_atoms = len(system.positions)
     summary: dict[str, Any] = {
         "status": "converged"
-        if run.converged and len(run.steps) == setup.loading.steps
+        if run.converged and run.steps and run.last.step == setup.loading.steps
         else "not_converged",
         "energy_eV": last.energy,
         "n_atoms": n_atoms,

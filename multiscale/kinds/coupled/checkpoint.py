@@ -299,12 +299,6 @@ def latest_checkpoint(out: Path, comm: Any, *, adaptive: bool) -> Checkpoint | N
     return found if found is not None else read_checkpoint(out, comm, folder=STEP_CHECKPOINT_DIR)
 
 
-def _load(value: float) -> int | float:
-    """A load step as recorded: an int, or a fraction for half of a cut step."""
-    value = float(value)
-    return int(value) if value == int(value) else value
-
-
 def _restored_system(checkpoint: Checkpoint, setup: Any, *, comm: Any, step: float) -> Any:
     """``(setup, system)``: the checkpoint's mesh, balls, atoms and FE field (collective).
 
@@ -359,10 +353,10 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
     """
     import time
 
-    from multiscale.kinds.coupled.solve import CoupledRun, solve_step
+    from multiscale.kinds.coupled.solve import CoupledRun, load_value, solve_step
 
     start = time.perf_counter()
-    n = _load(checkpoint.record.get("load_step", setup.loading.steps))
+    n = load_value(checkpoint.record.get("load_step", setup.loading.steps))
     setup, system = _restored_system(checkpoint, setup, comm=comm, step=n)
     run = CoupledRun(setup=setup, system=system, build_time_s=time.perf_counter() - start)
     run.steps = _steps_from(checkpoint.record.get("steps", []))[:-1]
@@ -374,10 +368,11 @@ def restore_run(checkpoint: Checkpoint, setup: Any, *, comm: Any, reporter: Any)
 
 def restore_steps(checkpoint: Checkpoint, setup: Any, *, comm: Any) -> Any:
     """The run at a load-step checkpoint's state, its steps and build time (collective)."""
-    from multiscale.kinds.coupled.solve import CoupledRun
+    from multiscale.kinds.coupled.solve import CoupledRun, load_value
 
     record = checkpoint.record
-    setup, system = _restored_system(checkpoint, setup, comm=comm, step=_load(record["step"]))
+    step = load_value(record["step"])
+    setup, system = _restored_system(checkpoint, setup, comm=comm, step=step)
     run = CoupledRun(setup=setup, system=system, build_time_s=float(record["build_time_s"]))
     run.steps = _steps_from(record["steps"])
     return run

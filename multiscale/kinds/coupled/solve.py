@@ -53,7 +53,15 @@ from coupling.system import CoupledSystem
 from multiscale.kinds.coupled.setup import CoupledSetup
 from multiscale.progress import Reporter
 
-__all__ = ["CoupledRun", "StepRecord", "build_system", "run_coupled", "solve_step"]
+__all__ = [
+    "CoupledRun",
+    "StepRecord",
+    "build_system",
+    "load_value",
+    "run_coupled",
+    "solve_step",
+    "step_name",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -600,10 +608,10 @@ class _Hooks:
     start: float
 
 
-def _middle(a: float, b: float) -> int | float:
-    """The load halfway from ``a`` to ``b`` (an int where it is one)."""
-    mid = 0.5 * (a + b)
-    return int(mid) if mid == int(mid) else mid
+def load_value(value: float) -> int | float:
+    """A load as it is recorded: an int, or a fraction for half of a cut step."""
+    value = float(value)
+    return int(value) if value == int(value) else value
 
 
 def _advance(run: CoupledRun, start: float, end: float, cuts: int, hooks: _Hooks) -> bool:
@@ -622,7 +630,7 @@ def _advance(run: CoupledRun, start: float, end: float, cuts: int, hooks: _Hooks
     saved = system.snapshot() if cuts > 0 else None
     record = solve_step(run.setup, system, end, hooks.reporter, previous=start)
     if not record.converged and saved is not None:
-        mid = _middle(start, end)
+        mid = load_value(0.5 * (start + end))
         run.cuts.append({"from": start, "to": end, "reason": record.reason})
         hooks.reporter.info(
             f"load step {step_name(end)}: not converged ({record.reason}); the increment "

@@ -12,7 +12,7 @@ correction are restored from a :class:`~coupling.state.CoupledState`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from coupling.solver import Progress, SolveResult, SolverOptions
@@ -20,7 +20,7 @@ from coupling.solver import Progress, SolveResult, SolverOptions
 if TYPE_CHECKING:
     from coupling.system import CoupledSystem
 
-__all__ = ["CorrectionPasses", "PassesOutcome", "solve_with_passes"]
+__all__ = ["INEXACT", "CorrectionPasses", "PassesOutcome", "pass_options", "solve_with_passes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +76,12 @@ def solve_with_passes(
     solution and correction are restored. If the solve of a later pass fails, the last
     converged pass's solution and correction are restored and its result kept.
 
+    The passes before the last are solved inexactly (:func:`pass_options`): to
+    :data:`INEXACT` times the correction's last change (the first pass: times the
+    tolerance), never tighter than ``options.fmax``. The solve after the recomputation that
+    settles, and that of the last allowed pass, are solved to ``options.fmax``; a pass kept
+    by a rollback is solved on to ``options.fmax`` from its state, with its own correction.
+
     Args:
         system: the coupled system, its boundary and first correction set.
         options: the Newton–Krylov options of every solve.
@@ -84,27 +90,26 @@ def solve_with_passes(
         report: one line per recomputation (and the warning of a rollback).
     """
     say = report or (lambda message: None)
-    result = system.solve(options, progress=progress)
-    newton, krylov = result.newton_iterations, result.krylov_iterations
+    run = _Solves(system, progress)
+    if passes.passes == 1:
+        return run.outcome(run.solve(options), kept=1, changes=[], status="one pass")
+    looser = pass_options(options, passes.tolerance)
+    result = run.solve(looser)
+    if not result.converged:
+        return run.outcome(result, kept=1, changes=[], status="solve failed")
+    first = last = (system.snapshot(), result, looser)
     changes: list[float] = []
-    kept, status = 1, "one pass"
-    first = last = None
-    if passes.passes > 1 and not result.converged:
-        status = "solve failed"
-    elif passes.passes > 1:
-        first = last = (system.snapshot(), result)
-        status = "passes exhausted"
+    kept, status = 1, "passes exhausted"
     for p in range(2, passes.passes + 1):
-        if not result.converged:
-            break
         changes.append(system.update_correction())
+        final = changes[-1] < passes.tolerance or p == passes.passes
+        looser = options if final else pass_options(options, changes[-1])
         say(
             f"correction pass {p}/{passes.passes}: recomputed at the solution, changed by "
-            f"{changes[-1]:.3e} eV/Å"
+            f"{changes[-1]:.3e} eV/Å; solving to {looser.fmax:.1e} eV/Å"
         )
         if len(changes) > 1 and changes[-1] >= max(changes[-2], passes.tolerance):
-            assert first is not None
-            state, result = first
+            state, result, looser = first
             system.restore(state)
             kept, status = 1, "not contracting: first pass kept"
             say(
@@ -112,12 +117,9 @@ def solve_with_passes(
                 "eV/Å between passes; kept the first pass's solution"
             )
             break
-        result = system.solve(options, progress=progress)
-        newton += result.newton_iterations
-        krylov += result.krylov_iterations
+        result = run.solve(looser)
         if not result.converged:
-            assert last is not None
-            state, result = last
+            state, result, looser = last
             system.restore(state)
             status = f"pass {p} failed: pass {kept} kept"
             say(
@@ -129,12 +131,46 @@ def solve_with_passes(
         if changes[-1] < passes.tolerance:
             status = "converged"
             break
-        last = (system.snapshot(), result)
-    return PassesOutcome(
-        result=result,
-        newton_iterations=int(newton),
-        krylov_iterations=int(krylov),
-        passes=kept,
-        changes=tuple(changes),
-        status=status,
-    )
+        last = (system.snapshot(), result, looser)
+    if looser.fmax > options.fmax:
+        say(f"solving the kept pass {kept} on to {options.fmax:.1e} eV/Å")
+        result = run.solve(options)
+    return run.outcome(result, kept=kept, changes=changes, status=status)
+
+
+#: A pass before the last is solved to this fraction of the correction's last change (the
+#: first pass: of the passes' tolerance). The next recomputation moves the correction, and so
+#: the solution, by about that change; solving further is work the next pass undoes.
+INEXACT = 0.1
+
+
+def pass_options(options: SolverOptions, change: float) -> SolverOptions:
+    """The options of a pass solved before the last: ``fmax`` ``INEXACT × change`` or looser."""
+    fmax = max(options.fmax, INEXACT * change)
+    return options if fmax == options.fmax else replace(options, fmax=fmax)
+
+
+class _Solves:
+    """The solves of one load step, their Newton and Krylov iterations summed."""
+
+    def __init__(self, system: CoupledSystem, progress: Progress | None):
+        self.system, self.progress = system, progress
+        self.newton = self.krylov = 0
+
+    def solve(self, options: SolverOptions) -> SolveResult:
+        result = self.system.solve(options, progress=self.progress)
+        self.newton += int(result.newton_iterations)
+        self.krylov += int(result.krylov_iterations)
+        return result
+
+    def outcome(
+        self, result: SolveResult, *, kept: int, changes: list[float], status: str
+    ) -> PassesOutcome:
+        return PassesOutcome(
+            result=result,
+            newton_iterations=self.newton,
+            krylov_iterations=self.krylov,
+            passes=kept,
+            changes=tuple(changes),
+            status=status,
+        )

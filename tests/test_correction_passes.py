@@ -1,16 +1,20 @@
 """``coupling.passes.solve_with_passes``: which pass's solution a load step keeps.
 
-A scripted stand-in for the coupled system: each solve sets the state to the pass's number
-and converges or not as told; each recomputation of the correction changes it by the given
-amount. The state left in the system and the status are what a load step records.
+A scripted stand-in for the coupled system: each solve sets the state to the solve's number
+and converges or not as told (a solve beyond the script converges); each recomputation of the
+correction changes it by the given amount. The state left in the system, the status, and the
+tolerance of each solve (passes before the last are solved inexactly, a kept pass on to the
+solver's tolerance) are what a load step records.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from coupling.passes import CorrectionPasses, solve_with_passes
+from coupling.passes import CorrectionPasses, pass_options, solve_with_passes
 from coupling.solver import SolveResult, SolverOptions
+
+FMAX = 1e-6
 
 
 class Scripted:
@@ -18,11 +22,13 @@ class Scripted:
 
     def __init__(self, converged: list[bool], changes: list[float]):
         self.converged, self.changes = list(converged), list(changes)
-        self.state = 0  # the pass whose solution the system holds
+        self.state = 0  # the solve whose solution the system holds
         self.solves = 0
+        self.made: list[tuple[int, float]] = []  # (state solved from, fmax) per solve
 
     def solve(self, options, *, progress=None) -> SolveResult:
-        ok = self.converged[self.solves]
+        ok = self.converged[self.solves] if self.solves < len(self.converged) else True
+        self.made.append((self.state, float(f"{options.fmax:.12g}")))
         self.solves += 1
         self.state = self.solves
         return SolveResult(
@@ -50,7 +56,7 @@ def _run(converged, changes, passes=8):
     said: list[str] = []
     outcome = solve_with_passes(
         system,  # type: ignore[arg-type]
-        options=SolverOptions(),
+        options=SolverOptions(fmax=FMAX),
         passes=CorrectionPasses(passes=passes, tolerance=1e-3),
         report=said.append,
     )
@@ -60,31 +66,62 @@ def _run(converged, changes, passes=8):
 def test_a_later_pass_that_fails_keeps_the_last_converged_pass():
     # passes 1-3 converge (the correction still changing), pass 4's solve fails
     system, outcome, said = _run([True, True, True, False], [0.1, 0.02, 0.01])
-    assert system.state == 3  # pass 3's solution and correction, not the failed one
-    assert outcome.result.converged and outcome.result.energy == -3.0
+    # pass 3 (solved inexactly) is restored and solved on to fmax: a fifth solve from it
+    assert system.made[-1] == (3, FMAX) and system.state == 5
+    assert outcome.result.converged and outcome.result.energy == -5.0
     assert outcome.passes == 3
     assert outcome.status == "pass 4 failed: pass 3 kept"
-    # every solve made is counted, the failed one too
-    assert outcome.newton_iterations == 10 * (1 + 2 + 3 + 4)
-    assert outcome.krylov_iterations == 100 * (1 + 2 + 3 + 4)
-    assert "did not converge" in said[-1] and "pass 3" in said[-1]
+    # every solve made is counted, the failed one and the last too
+    assert outcome.newton_iterations == 10 * (1 + 2 + 3 + 4 + 5)
+    assert outcome.krylov_iterations == 100 * (1 + 2 + 3 + 4 + 5)
+    assert "did not converge" in said[-2] and "pass 3" in said[-2]
+    assert "on to 1.0e-06" in said[-1]
 
 
 def test_the_second_pass_failing_keeps_the_first():
     system, outcome, _ = _run([True, False], [0.1])
-    assert system.state == 1 and outcome.passes == 1
+    assert system.made[-1] == (1, FMAX) and outcome.passes == 1
     assert outcome.status == "pass 2 failed: pass 1 kept"
 
 
+def test_passes_before_the_last_are_solved_to_a_tenth_of_the_change():
+    system, outcome, said = _run([True] * 4, [0.1, 0.02, 1e-4])
+    assert outcome.status == "converged" and outcome.passes == 4
+    # the first to a tenth of the passes' tolerance, then a tenth of the last change, the
+    # solve after the change under the tolerance to fmax; each from the previous solution
+    assert system.made == [(0, 1e-4), (1, 1e-2), (2, 2e-3), (3, FMAX)]
+    assert "solving to 1.0e-02 eV/Å" in said[0]
+
+
+def test_the_last_allowed_pass_is_solved_to_fmax():
+    system, outcome, _ = _run([True] * 3, [0.1, 0.05], passes=3)
+    assert outcome.status == "passes exhausted" and outcome.passes == 3
+    assert system.made == [(0, 1e-4), (1, 1e-2), (2, FMAX)]
+
+
+def test_one_pass_and_a_loose_tolerance_are_solved_as_asked():
+    system, _, _ = _run([True], [], passes=1)
+    assert system.made == [(0, FMAX)]
+    # a solver tolerance above a tenth of the change is never tightened
+    options = SolverOptions(fmax=0.05)
+    assert pass_options(options, 0.1) is options
+
+
 @pytest.mark.parametrize(
-    ("converged", "changes", "state", "status"),
+    ("converged", "changes", "made", "status"),
     [
-        ([False], [], 1, "solve failed"),  # the first solve fails: nothing to keep
-        ([True, True, True], [0.1, 1e-4], 3, "converged"),
-        ([True, True, True], [0.1, 0.2], 1, "not contracting: first pass kept"),
+        ([False], [], [(0, 1e-4)], "solve failed"),  # the first solve fails: nothing to keep
+        ([True, True, True], [0.1, 1e-4], [(0, 1e-4), (1, 1e-2), (2, FMAX)], "converged"),
+        # not contracting: the first pass's state is restored and solved on to fmax
+        (
+            [True, True, True],
+            [0.1, 0.2],
+            [(0, 1e-4), (1, 1e-2), (1, FMAX)],
+            "not contracting: first pass kept",
+        ),
     ],
 )
-def test_the_other_outcomes_are_unchanged(converged, changes, state, status):
+def test_the_other_outcomes(converged, changes, made, status):
     system, outcome, _ = _run(converged, changes)
-    assert system.state == state
+    assert system.made == made
     assert outcome.status == status

@@ -77,11 +77,10 @@ def solve_with_passes(
     converged pass's solution and correction are restored and its result kept.
 
     The passes before the last are solved inexactly (:func:`pass_options`): to
-    :data:`INEXACT` times the correction's last change but no looser than the tolerance
-    (the first pass: :data:`INEXACT` times the tolerance), never tighter than
-    ``options.fmax``. The solve after the recomputation that settles, and that of the last
-    allowed pass, are solved to ``options.fmax``; a pass kept by a rollback is solved on to
-    ``options.fmax`` from its state, with its own correction.
+    :data:`INEXACT` times the correction's last change (the first pass: times the
+    tolerance), never tighter than ``options.fmax``. The solve after the recomputation that
+    settles, and that of the last allowed pass, are solved to ``options.fmax``; a pass kept
+    by a rollback is solved on to ``options.fmax`` from its state, with its own correction.
 
     Args:
         system: the coupled system, its boundary and first correction set.
@@ -94,7 +93,7 @@ def solve_with_passes(
     run = _Solves(system, progress)
     if passes.passes == 1:
         return run.outcome(run.solve(options), kept=1, changes=[], status="one pass")
-    looser = pass_options(options, passes.tolerance, passes.tolerance)
+    looser = pass_options(options, passes.tolerance)
     result = run.solve(looser)
     if not result.converged:
         return run.outcome(result, kept=1, changes=[], status="solve failed")
@@ -104,7 +103,7 @@ def solve_with_passes(
     for p in range(2, passes.passes + 1):
         changes.append(system.update_correction())
         final = changes[-1] < passes.tolerance or p == passes.passes
-        looser = options if final else pass_options(options, changes[-1], passes.tolerance)
+        looser = options if final else pass_options(options, changes[-1])
         say(
             f"correction pass {p}/{passes.passes}: recomputed at the solution, changed by "
             f"{changes[-1]:.3e} eV/Å; solving to {looser.fmax:.1e} eV/Å"
@@ -139,21 +138,15 @@ def solve_with_passes(
     return run.outcome(result, kept=kept, changes=changes, status=status)
 
 
-#: A pass before the last is solved to this fraction of the correction's last change, at most
-#: the passes' tolerance (the first pass: to this fraction of the tolerance). The next
-#: recomputation moves the correction, and so the solution, by about that change; solving
-#: further is work the next pass undoes.
+#: A pass before the last is solved to this fraction of the correction's last change (the
+#: first pass: of the passes' tolerance). The next recomputation moves the correction, and so
+#: the solution, by about that change; solving further is work the next pass undoes.
 INEXACT = 0.1
 
 
-def pass_options(options: SolverOptions, change: float, cap: float) -> SolverOptions:
-    """The options of a pass solved before the last.
-
-    ``fmax`` is ``INEXACT × change``, at most ``cap`` (the passes' tolerance: a looser solve
-    moves the next recomputation by more than the tolerance it is tested against), never
-    tighter than ``options.fmax``.
-    """
-    fmax = max(options.fmax, min(INEXACT * change, cap))
+def pass_options(options: SolverOptions, change: float) -> SolverOptions:
+    """The options of a pass solved before the last: ``fmax`` ``INEXACT × change`` or looser."""
+    fmax = max(options.fmax, INEXACT * change)
     return options if fmax == options.fmax else replace(options, fmax=fmax)
 
 

@@ -85,19 +85,18 @@ def test_the_second_pass_failing_keeps_the_first():
 
 
 def test_passes_before_the_last_are_solved_to_a_tenth_of_the_change():
-    system, outcome, said = _run([True] * 4, [0.1, 0.005, 1e-4])
+    system, outcome, said = _run([True] * 4, [0.1, 0.02, 1e-4])
     assert outcome.status == "converged" and outcome.passes == 4
-    # the first to a tenth of the passes' tolerance; then a tenth of the last change but no
-    # looser than the tolerance (0.1 -> 1e-3, 0.005 -> 5e-4); the solve after the change
-    # under the tolerance to fmax; each from the previous solution
-    assert system.made == [(0, 1e-4), (1, 1e-3), (2, 5e-4), (3, FMAX)]
-    assert "solving to 1.0e-03 eV/Å" in said[0] and "solving to 5.0e-04 eV/Å" in said[1]
+    # the first to a tenth of the passes' tolerance, then a tenth of the last change, the
+    # solve after the change under the tolerance to fmax; each from the previous solution
+    assert system.made == [(0, 1e-4), (1, 1e-2), (2, 2e-3), (3, FMAX)]
+    assert "solving to 1.0e-02 eV/Å" in said[0]
 
 
 def test_the_last_allowed_pass_is_solved_to_fmax():
     system, outcome, _ = _run([True] * 3, [0.1, 0.05], passes=3)
     assert outcome.status == "passes exhausted" and outcome.passes == 3
-    assert system.made == [(0, 1e-4), (1, 1e-3), (2, FMAX)]
+    assert system.made == [(0, 1e-4), (1, 1e-2), (2, FMAX)]
 
 
 def test_one_pass_and_a_loose_tolerance_are_solved_as_asked():
@@ -105,19 +104,19 @@ def test_one_pass_and_a_loose_tolerance_are_solved_as_asked():
     assert system.made == [(0, FMAX)]
     # a solver tolerance above a tenth of the change is never tightened
     options = SolverOptions(fmax=0.05)
-    assert pass_options(options, 0.1, 1.0) is options
+    assert pass_options(options, 0.1) is options
 
 
 @pytest.mark.parametrize(
     ("converged", "changes", "made", "status"),
     [
         ([False], [], [(0, 1e-4)], "solve failed"),  # the first solve fails: nothing to keep
-        ([True, True, True], [0.1, 1e-4], [(0, 1e-4), (1, 1e-3), (2, FMAX)], "converged"),
+        ([True, True, True], [0.1, 1e-4], [(0, 1e-4), (1, 1e-2), (2, FMAX)], "converged"),
         # not contracting: the first pass's state is restored and solved on to fmax
         (
             [True, True, True],
             [0.1, 0.2],
-            [(0, 1e-4), (1, 1e-3), (1, FMAX)],
+            [(0, 1e-4), (1, 1e-2), (1, FMAX)],
             "not contracting: first pass kept",
         ),
     ],

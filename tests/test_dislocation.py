@@ -201,8 +201,8 @@ def test_the_case_as_written_converges_its_passes_and_matches_lammps(tmp_path):
     With every pass solved to ``solver.fmax`` the recomputed correction drove the pair along
     its glide plane (the change grew from pass 3 to 4) and the run kept the first pass: the
     pair 1.06 Å off, strain error 5.1e-2. With the passes before the last solved inexactly
-    they converge (measured: 5 recomputations, 3.2e-2 … 7.7e-4 eV/Å; strain error 9.7e-3,
-    the partials 0.21 Å off).
+    they converge (measured: 5 recomputations, 3.2e-2 … 3.7e-4 eV/Å; strain error 1.05e-2,
+    the partials 0.24 Å off).
     """
     out = tmp_path / "out"
     ref = cli("reference", EDGE, "--engine", "lammps", "--output", out)

@@ -22,6 +22,13 @@ from multiscale.kinds.coupled.setup import resolve_setup
 from multiscale.kinds.coupled.solve import run_coupled
 from multiscale.progress import Reporter
 
+#: Two runs whose states differ in round-off agree in energy only to what the correction
+#: passes allow: the passes before the last are solved loosely (to a tenth of the change, down
+#: from 1e-4 eV/Å), and where a loose solve stops moves with round-off; the passes then
+#: settle within ``coupling.correction_tolerance`` of the fixed point on either path
+#: (measured: 2e-5 to 7e-5 eV on this 1 000-atom crack, 16 549 eV)
+PASSES_ENERGY = 5e-4
+
 
 def _run(setup, steps, max_cuts, monkeypatch, *, wreck_first: bool):
     """Run the crack in ``steps`` steps; record the state each solve starts from."""
@@ -71,13 +78,13 @@ def test_a_step_that_fails_is_solved_in_two_halves_from_the_state_before_it(setu
     assert set(cut_starts) == set(two_starts) == {0.0, 0.5}
     assert np.array_equal(z0, two_starts[0.0][0])
     assert np.array_equal(bg0, two_starts[0.0][1])  # the K field of K_0, not K_1
-    # and the halves reproduce the run with two steps
+    # and the halves reproduce the run with two steps, to what the correction passes allow
     for a, b in zip(cut.steps, two.steps, strict=True):
-        assert a.energy == pytest.approx(b.energy, abs=1e-6)
+        assert a.energy == pytest.approx(b.energy, abs=PASSES_ENERGY)
         assert a.crack_tip_x == pytest.approx(b.crack_tip_x, abs=1e-6)
     za = cut.system.model.layout.atoms_of(cut.system.z)
     zb = two.system.model.layout.atoms_of(two.system.z)
-    assert np.abs(za - zb).max() < 1e-4
+    assert np.abs(za - zb).max() < 1e-3  # measured 1.5e-4 Å
 
 
 def test_without_cuts_a_step_that_fails_ends_the_run(setup, monkeypatch):
@@ -128,7 +135,7 @@ def test_a_restart_from_the_checkpoint_of_a_half_step_finishes_the_step(
     run = run_coupled(one, comm=comm, reporter=quiet, restored=restored)
     assert [s.step for s in run.steps] == [0.5, 1]
     assert run.converged
-    assert run.last.energy == pytest.approx(straight.last.energy, abs=1e-6)
+    assert run.last.energy == pytest.approx(straight.last.energy, abs=PASSES_ENERGY)
     assert run.last.crack_tip_x == pytest.approx(straight.last.crack_tip_x, abs=1e-6)
 
 

@@ -85,17 +85,23 @@ def summary(out: Path) -> dict:
 
 
 def assert_same_run(got: dict, want: dict, *, copied: int, tip: float = 1e-6) -> None:
-    """Same steps, energies to far below what ``fmax = 1e-4`` eV/Å allows, same tip."""
+    """Same steps, energies to what the correction passes allow, same tip.
+
+    The passes before the last are solved loosely (to a tenth of the change), and where a
+    loose solve stops moves with round-off; each path then settles within
+    ``coupling.correction_tolerance`` of the fixed point (measured: 1.4e-5 eV apart on this
+    crack of −5 953 eV).
+    """
     assert len(got["load_steps"]) == len(want["load_steps"]) == 3
     assert got["status"] == want["status"] == "converged"
     for k, (a, b) in enumerate(zip(got["load_steps"], want["load_steps"], strict=True)):
         if k < copied:  # from the checkpoint: the same numbers
             assert {f: a[f] for f in COPIED} == {f: b[f] for f in COPIED}
         assert a["step"] == b["step"] and a["k_i_MPa_sqrt_m"] == b["k_i_MPa_sqrt_m"]
-        assert a["energy_eV"] == pytest.approx(b["energy_eV"], abs=1e-5)
+        assert a["energy_eV"] == pytest.approx(b["energy_eV"], abs=2e-4)
         assert a["crack_tip_x_A"] == pytest.approx(b["crack_tip_x_A"], abs=tip)
         assert abs(a["newton_iterations"] - b["newton_iterations"]) <= 2
-    assert got["energy_eV"] == pytest.approx(want["energy_eV"], abs=1e-5)
+    assert got["energy_eV"] == pytest.approx(want["energy_eV"], abs=2e-4)
     assert got["crack"]["tip_x_A"] == pytest.approx(want["crack"]["tip_x_A"], abs=tip)
 
 

@@ -125,3 +125,17 @@ def test_the_other_outcomes(converged, changes, made, status):
     system, outcome, _ = _run(converged, changes)
     assert system.made == made
     assert outcome.status == status
+
+
+def test_a_change_at_a_loosely_solved_state_is_no_baseline_for_the_growth_test():
+    # pass 2 is solved to 1e-2 (a tenth of 0.1); the change measured there, 0.02, is hardly
+    # above that residual, so the larger change at the tighter pass 3 (0.025) is no sign of
+    # divergence: the passes go on and settle
+    system, outcome, said = _run([True] * 5, [0.1, 0.02, 0.025, 0.002, 1e-4])
+    assert outcome.status == "converged" and outcome.passes == 6
+    assert not any("warning" in line for line in said)
+    assert system.made[-1] == (5, FMAX)
+    # a change well above the residual of its state is a baseline: growth after it rolls back
+    system, outcome, _ = _run([True] * 4, [0.1, 0.05, 0.06])
+    assert outcome.status == "not contracting: first pass kept"
+    assert system.made[-1] == (1, FMAX)

@@ -81,6 +81,8 @@ def solve_with_passes(
     tolerance), never tighter than ``options.fmax``. The solve after the recomputation that
     settles, and that of the last allowed pass, are solved to ``options.fmax``; a pass kept
     by a rollback is solved on to ``options.fmax`` from its state, with its own correction.
+    A change measured at a state solved to less than :data:`RESIDUAL_NOISE` times that change
+    is no baseline for the growth test.
 
     Args:
         system: the coupled system, its boundary and first correction set.

@@ -25,7 +25,7 @@ from coupling.layout import MonolithicLayout
 from coupling.model import BlendedModel
 from coupling.preconditioner import PreconditionerData, monolithic_matrix
 
-__all__ = ["LINEAR_SOLVERS", "Progress", "SolveResult", "SolverOptions", "solve"]
+__all__ = ["LINEAR_SOLVERS", "Progress", "SolveResult", "SolverOptions", "solve", "stalled"]
 
 LINEAR_SOLVERS = ("auto", "gamg", "mumps")
 
@@ -39,7 +39,8 @@ class SolverOptions:
 
     Attributes:
         fmax: tolerance in eV/Å on both the max atomic force and the max FE nodal residual.
-        max_iterations: Newton iteration limit.
+        max_iterations: Newton iteration limit; a solve that stalls (:func:`stalled`) stops
+            before it, ``DIVERGED_STALLED``.
         linear_solver: how the preconditioner ``M`` is inverted: ``"gamg"`` (one algebraic
             multigrid cycle, PETSc GAMG with the rigid-body modes of the atoms and nodes as
             near-null space; PETSc options with the prefix ``multiscale_newton_gamg_`` tune
@@ -91,7 +92,8 @@ class SolveResult:
         max_atom_force: ``max_i |∇_i E|`` over free atoms, eV/Å.
         max_fe_residual: ``max`` nodal ``|∇_U E|`` over free FE nodes, eV/Å.
         energy: blended energy in eV.
-        reason: ``CONVERGED``, ``DIVERGED_MAXITS`` or ``DIVERGED_LINE_SEARCH``.
+        reason: ``CONVERGED``, ``DIVERGED_MAXITS``, ``DIVERGED_LINE_SEARCH`` or
+            ``DIVERGED_STALLED`` (:func:`stalled`).
         linear_solver: the preconditioner used, ``"gamg"`` or ``"mumps"`` (``"auto"`` resolved).
         history: per-iteration ``(energy, max_atom_force, max_fe_residual)``.
     """
@@ -107,6 +109,35 @@ class SolveResult:
     negative_curvature_steps: int = 0
     linear_solver: str = ""
     history: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+#: A solve is stalled when its last ``STALL_STEPS`` Newton steps neither brought the largest
+#: force below ``STALL_FACTOR`` times the smallest it had before them nor lowered the energy
+#: by more than its round-off (:func:`stalled`).
+STALL_STEPS, STALL_FACTOR, STALL_ROUNDOFF = 10, 0.5, 1e-12
+
+
+def stalled(history: list[tuple[float, float, float]]) -> bool:
+    """Whether a Newton loop with this history of ``(energy, fa, ff)`` has stalled.
+
+    True when, over the last :data:`STALL_STEPS` steps, the largest force never fell below
+    :data:`STALL_FACTOR` times the smallest before them **and** the energy fell by at most
+    :data:`STALL_ROUNDOFF` ``· max(1, |E|)`` (the line search's round-off band). Both must
+    hold: a dislocation gliding lowers the energy at a steady force, and a Newton loop
+    converging halves the force at every step. What is left is a state whose forces are at
+    their round-off (a ``fmax`` below it cannot be met) or a line search creeping along a
+    wall; ``max_iterations`` more steps would change neither.
+    """
+    if len(history) <= STALL_STEPS:
+        return False
+    before, window = history[:-STALL_STEPS], history[-STALL_STEPS:]
+    best_before = min(max(fa, ff) for _, fa, ff in before)
+    best_window = min(max(fa, ff) for _, fa, ff in window)
+    start = before[-1][0]
+    drop = start - window[-1][0]
+    return best_window > STALL_FACTOR * best_before and drop <= STALL_ROUNDOFF * max(
+        1.0, abs(start)
+    )
 
 
 #: First shift ``σ`` (a fraction of the preconditioner's diagonal) tried when CG meets
@@ -321,6 +352,9 @@ def solve(
                 reason = "CONVERGED"
                 break
             if it >= opts.max_iterations:
+                break
+            if stalled(history):
+                reason = "DIVERGED_STALLED"
                 break
             it += 1
             gnorm = _norm(g)

@@ -277,6 +277,45 @@ def test_defect_forces_survive_the_correction(eam, law):
     np.testing.assert_allclose(forces[near], expected, atol=1e-10)
 
 
+def test_a_tolerance_below_round_off_stops_as_stalled_not_at_max_iterations(eam, law):
+    """A ``fmax`` no state can meet (1e-16 eV/Å; the forces' round-off is ~1e-14): Newton
+    reaches round-off in a few steps, then the stall rule ends it long before
+    ``max_iterations``, at the exact answer, reported as not converged."""
+    system = make_system(eam, law, mode="2.5d")
+    F = deformation(STRAINS[0], "2.5d")
+    system.set_boundary(homogeneous(F), predictor=homogeneous(F))
+    exact = system.state_from(homogeneous(F))
+    system.z = perturbed(system, exact, 0.03)
+    result = system.solve(SolverOptions(fmax=1e-16, max_iterations=200))
+    assert not result.converged
+    assert result.reason == "DIVERGED_STALLED"
+    assert result.newton_iterations < 40, result.newton_iterations
+    assert max(result.max_atom_force, result.max_fe_residual) < 1e-11
+    diff = system.z.copy()
+    diff.axpy(-1.0, exact)
+    assert diff.norm(3) < 1e-8
+
+
+def test_stall_rule_spares_slow_progress():
+    """The rule of :func:`coupling.solver.stalled` on scripted histories."""
+    from coupling.solver import STALL_STEPS, stalled
+
+    n = STALL_STEPS + 5
+    E = -1e5
+    # forces at a floor, energy within round-off: stalled
+    noise = [(E + 1e-9 * (-1) ** k, 3e-14, 4e-14) for k in range(n)]
+    assert stalled(noise)
+    assert not stalled(noise[:STALL_STEPS])  # not before a whole window of steps
+    # the energy falls at a steady force (a dislocation gliding): not stalled
+    assert not stalled([(E - 1e-3 * k, 0.2, 0.1) for k in range(n)])
+    # the force halves every other step, energy in round-off (converging): not stalled
+    assert not stalled([(E, 1e-3 * 0.7**k, 0.0) for k in range(n)])
+    # a window whose best force only just misses half the best before it: stalled
+    creep = [(E, 1.0, 0.0)] * (n - STALL_STEPS) + [(E, 0.51, 0.0)] * STALL_STEPS
+    assert stalled(creep)
+    assert not stalled(creep[:-1] + [(E, 0.49, 0.0)])
+
+
 @pytest.mark.skipif(
     not (pathlib.Path(sys.executable).parent / "mpiexec").exists(), reason="mpiexec not installed"
 )

@@ -347,12 +347,7 @@ def write(
         )
     warning = None
     if not run.converged:
-        advice = (
-            "raise solver.max_iterations, loading.steps or loading.max_cuts"
-            if run.last.law_wall is None
-            else "continuum points are pressed against the Cauchy–Born law's wall (log.txt): "
-            "more load steps will not help; give the defect more atoms (geometry.core_radius)"
-        )
+        advice = _advice(run.last)
         warning = (
             f"load step {step_name(run.last.step)} stopped at max|f| = {run.max_force:.2e} eV/Å > "
             f"solver.fmax = {setup.solver.fmax:g} ({run.last.reason}); {advice}"
@@ -363,6 +358,23 @@ def write(
         warning=warning,
         converged=summary["status"] == "converged",
     )
+
+
+def _advice(last: Any) -> str:
+    """What to change when the load step ``last`` (a step record) did not converge."""
+    if last.law_wall is not None:
+        return (
+            "continuum points are pressed against the Cauchy–Born law's wall (log.txt): "
+            "more load steps will not help; give the defect more atoms (geometry.core_radius)"
+        )
+    if last.reason == "DIVERGED_STALLED":
+        from coupling.solver import STALL_STEPS  # the solve has loaded PETSc already
+
+        return (
+            f"the forces stopped falling for {STALL_STEPS} Newton steps; if they are at "
+            "round-off, raise solver.fmax, else raise loading.steps or loading.max_cuts"
+        )
+    return "raise solver.max_iterations, loading.steps or loading.max_cuts"
 
 
 def reference(

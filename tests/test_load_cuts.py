@@ -8,11 +8,14 @@ the loads of a run with twice the steps, from the same state, which it must repr
 """
 
 import dataclasses
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_case
+from conftest import MPIEXEC, subprocess_environment, write_case
 from mpi4py import MPI
 from test_crack import SMALL_CRACK
 
@@ -232,3 +235,33 @@ def test_a_run_with_a_cut_step_is_complete(monkeypatch, tmp_path):
     assert sorted({r.load_step for r in read_history(tmp_path)}) == [1, 1.5, 2, 3]
     for name in ("load_steps.png", "terms.png", "actions.png", "convergence.png"):
         assert (tmp_path / "plots" / name).is_file(), name
+
+
+@pytest.mark.skipif(not MPIEXEC.exists(), reason="mpiexec not installed")
+def test_two_ranks_cut_a_failing_step_as_one_rank_does(tmp_path):
+    """The cut under ``mpiexec -n 2``: every rank puts back its part of the state from before
+    the step (each rank wrecks its part with its own random numbers, so a rank that kept its
+    wreck would show in the energy) and the halves give the serial run's loads, Newton
+    counts, tips and energies (measured: 2e-10 eV apart)."""
+    folder = write_case(tmp_path, SMALL_CRACK)
+    script = Path(__file__).with_name("mpi_load_cut.py")
+    results = {}
+    for n in (1, 2):
+        path = tmp_path / f"cut{n}.json"
+        proc = subprocess.run(
+            [str(MPIEXEC), "-n", str(n), sys.executable, str(script), str(folder), str(path)],
+            capture_output=True,
+            text=True,
+            env=subprocess_environment(),
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[n] = json.loads(path.read_text())
+    one, two = results[1], results[2]
+    assert one["ranks"] == 1 and two["ranks"] == 2
+    assert one["cuts"] == two["cuts"] == [{"from": 0, "to": 1, "reason": "DIVERGED_LINE_SEARCH"}]
+    assert one["steps"] == two["steps"] == [0.5, 1]
+    assert one["converged"] and two["converged"]
+    assert one["newton"] == two["newton"]
+    np.testing.assert_allclose(two["tips"], one["tips"], atol=1e-9)
+    np.testing.assert_allclose(two["energies"], one["energies"], rtol=0, atol=1e-6)

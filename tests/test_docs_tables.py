@@ -53,9 +53,9 @@ def docs_copy(tmp_path):
 def test_check_names_a_table_edited_by_hand_and_a_rewrite_restores_it(docs_copy, capsys):
     doc = docs_copy / "docs" / "case-coupled.md"
     original = doc.read_text(encoding="utf-8")
-    row = "| `solver.max_iterations` | Newton iterations per load step |"
+    row = "| `solver.max_iterations` | Newton iterations per load step;"
     assert row in original
-    doc.write_text(original.replace(row, "| `solver.max_iterations` | Newton steps |"))
+    doc.write_text(original.replace(row, "| `solver.max_iterations` | Newton steps;"))
     assert main(["--check", "--root", str(docs_copy)]) == 1
     err = capsys.readouterr().err
     assert "docs/case-coupled.md" in err and "coupled" in err and "README.md" not in err

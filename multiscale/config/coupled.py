@@ -291,7 +291,13 @@ class SolverSection:
         check=positive,
         doc="tolerance on the max atom force and the max FE nodal residual",
     )
-    max_iterations: int = option(100, check=at_least_one, doc="Newton iterations per load step")
+    max_iterations: int = option(
+        100,
+        check=at_least_one,
+        doc="Newton iterations per load step; a solve whose largest force has not halved and "
+        "whose energy has not fallen past round-off in 10 Newton steps stops before it "
+        "(`DIVERGED_STALLED`, e.g. a `solver.fmax` below the forces' round-off)",
+    )
     linear_solver: Literal["auto", "gamg", "mumps"] = option(
         "auto",
         doc='preconditioner of the CG inside each Newton step: `"gamg"` (one '

@@ -116,7 +116,7 @@ class MomentPlan:
 
 
 # -- helpers (inlined into the kernels) -----------------------------------------------------------
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _cutoff(r, rc, kind):  # pragma: no cover
     """``f, f', f''`` of the cutoff at ``r`` (0 from ``rc`` on)."""
     if r >= rc:
@@ -133,7 +133,7 @@ def _cutoff(r, rc, kind):  # pragma: no cover
     return f, f1, f2
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _gauss(r, eta, mu, f, f1, f2):  # pragma: no cover
     """``g = exp(−η (r − μ)²) f(r)`` and its first two derivatives in ``r``."""
     d = r - mu
@@ -165,7 +165,7 @@ def uniform_ratio(eta: np.ndarray, shift: np.ndarray, cutoff: float) -> np.ndarr
     return np.exp(-e * d * d * (2.0 * np.arange(n) + 1.0))
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _gauss_row(r, eta, mu, ratio, out):  # pragma: no cover
     """``out[k] = exp(−η_k (r − μ_k)²)``, by the recurrence of :func:`uniform_ratio` if given."""
     n = eta.shape[0]
@@ -182,29 +182,33 @@ def _gauss_row(r, eta, mu, ratio, out):  # pragma: no cover
             out[k] = math.exp(-eta[k] * d * d)
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _radial_row(r, eta, mu, ratio, rc, kind, e, g, g1, g2, order):  # pragma: no cover
     """``g_k = exp(−η_k (r − μ_k)²) f_c(r)`` and (by ``order``) its first two derivatives."""
     f, f1, f2 = _cutoff(r, rc, kind)
     _gauss_row(r, eta, mu, ratio, e)
-    for k in range(eta.shape[0]):
-        if order == 0:
+    n = eta.shape[0]
+    if order == 0:  # one loop per order, none branching inside: they vectorise
+        for k in range(n):
             g[k] = e[k] * f
-            continue
-        q = -2.0 * eta[k] * (r - mu[k])
-        g1[k] = e[k] * (q * f + f1)
-        if order >= 2:
+    elif order == 1:
+        for k in range(n):
+            g1[k] = e[k] * (-2.0 * eta[k] * (r - mu[k]) * f + f1)
+    else:
+        for k in range(n):
+            q = -2.0 * eta[k] * (r - mu[k])
+            g1[k] = e[k] * (q * f + f1)
             g2[k] = e[k] * ((q * q - 2.0 * eta[k]) * f + 2.0 * q * f1 + f2)
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _powers(x, n, out):  # pragma: no cover
     out[0] = 1.0
     for k in range(1, n):
         out[k] = out[k - 1] * x
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _monomials(vx, vy, vz, exps, px, py, pz, val, grad, hess, order):  # pragma: no cover
     """``v^α`` (``val``), its gradient ``(A, 3)`` and Hessian ``(A, 6)``, up to ``order``.
 
@@ -237,7 +241,7 @@ def _monomials(vx, vy, vz, exps, px, py, pz, val, grad, hess, order):  # pragma:
                 hess[k, 5] = xa * yb1 * zc1
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _rho(r, eta, mu, f, f1, f2, n_l, rho, order):  # pragma: no cover
     """``ρ_l = R / r^l`` and derivatives, ``rho (3, n_l)``, for ``R = exp(−η(r − μ)²) f``."""
     g, g1, g2 = _gauss(r, eta, mu, f, f1, f2)
@@ -287,17 +291,19 @@ def angular_list(i, j, vec, species, r_a, n):  # pragma: no cover
 @_jit(parallel=False)
 def _radial_forward(i, j, vec, species, eta, mu, ratio, rc, kind, out):  # pragma: no cover
     n_r = eta.shape[0]
-    e_, g = np.empty(n_r), np.empty(n_r)
+    g = np.empty(n_r)
     for e in range(i.shape[0]):
-        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
-        if r >= rc:
+        r2 = vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2
+        if r2 >= rc * rc:
             continue
-        _radial_row(r, eta, mu, ratio, rc, kind, e_, g, g, g, 0)
+        r = math.sqrt(r2)
+        f = _cutoff(r, rc, kind)[0]
+        _gauss_row(r, eta, mu, ratio, g)
         a, b = i[e], j[e]
         oa, ob = species[b] * n_r, species[a] * n_r
         for k in range(n_r):
-            out[a, oa + k] += g[k]
-            out[b, ob + k] += g[k]
+            out[a, oa + k] += g[k] * f
+            out[b, ob + k] += g[k] * f
 
 
 @_jit(parallel=False)
@@ -305,22 +311,26 @@ def _radial_vjp(i, j, vec, species, eta, mu, ratio, rc, kind, lam, out):  # prag
     """``out[m, e] += Σ_k (Λ_m[i, k] + Λ_m[j, k]) g_k'(r) r̂`` (``lam (B, n, D)``)."""
     n_r = eta.shape[0]
     n_b = lam.shape[0]
-    e_, g1 = np.empty(n_r), np.empty(n_r)
+    g, g1 = np.empty(n_r), np.empty(n_r)
     for e in range(i.shape[0]):
-        r = math.sqrt(vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2)
-        if r >= rc:
+        r2 = vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2
+        if r2 >= rc * rc:
             continue
-        _radial_row(r, eta, mu, ratio, rc, kind, e_, g1, g1, g1, 1)
+        r = math.sqrt(r2)
+        f, f1, _ = _cutoff(r, rc, kind)
+        _gauss_row(r, eta, mu, ratio, g)
+        inv = 1.0 / r
+        for k in range(n_r):  # g_k'(r) / r
+            g1[k] = g[k] * (2.0 * eta[k] * (mu[k] - r) * f + f1) * inv
         a, b = i[e], j[e]
         oa, ob = species[b] * n_r, species[a] * n_r
-        inv = 1.0 / r
         for m in range(n_b):
             s = 0.0
             for k in range(n_r):
                 s += (lam[m, a, oa + k] + lam[m, b, ob + k]) * g1[k]
-            s *= inv
-            for x in range(3):
-                out[m, e, x] += s * vec[e, x]
+            out[m, e, 0] += s * vec[e, 0]
+            out[m, e, 1] += s * vec[e, 1]
+            out[m, e, 2] += s * vec[e, 2]
 
 
 @_jit(parallel=False)
@@ -422,7 +432,7 @@ def _angular_forward(nbrs, consts, moments, out):  # pragma: no cover
                 out[a, off + l * n_p + q] = t
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _cotangent_moments(lam_a, moments_a, weight, rank, l_start, prow, pcol, off, bw):  # noqa: E501
     """``bw[c, α] = w_α Σ_c' S_l[c, c'] M[c', α]`` for one atom (``lam_a (D,)``)."""
     n_p = prow.shape[0]
@@ -497,7 +507,7 @@ def _angular_vjp(nbrs, consts, moments, lam, out):  # pragma: no cover
                     out[m, e, 2] += s * (radial * uz + gz)
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _moment_jvp(nbrs, consts, w, a, n_b, dm):  # pragma: no cover
     """``dm[m, c, α] = Σ_j ∂M[a, c, α]/∂v_j · (±w_m,e)`` for one atom ``a``."""
     ptr, pair, sign, element, vec = nbrs
@@ -560,7 +570,7 @@ def _angular_jvp(nbrs, consts, moments, w, out, keep):  # pragma: no cover
                     out[m, a, off + l * n_p + q] += t
 
 
-@_jit(parallel=False)
+@_jit(parallel=False, inline=True)
 def _hvp_entry(b_, c_, c0, rank, rho, val, grad, hess, u, inv, d, acc):  # pragma: no cover
     """``∇²φ δ`` plus a first derivative for one neighbour, summed over its channels.
 

@@ -173,14 +173,11 @@ class ElementNetworks(torch.nn.Module):
         n_members, n_in, width = w0.shape
         z = (x @ w0.transpose(0, 1).reshape(n_in, n_members * width)).view(-1, n_members, width)
         z = z.transpose(0, 1) + b0[:, None, :]  # (M, n, h)
-        # without autograd, SiLU and its derivative share one sigmoid and work in place
-        fused = self.activation == "silu" and not torch.is_grad_enabled()
+        if self.activation == "silu" and not torch.is_grad_enabled():
+            return self._silu_gradients(z, a, w0)
         slopes = []  # act'(z) of each hidden layer
         for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
-            if fused:
-                h, slope = _silu_and_slope(z)
-            else:
-                h, slope = self._act(z), self._act_derivative(z)
+            h, slope = self._act(z), self._act_derivative(z)
             slopes.append(slope)
             z = torch.baddbmm(b[:, a, None, :], h, w[:, a])
         y = z[..., 0]
@@ -188,7 +185,29 @@ class ElementNetworks(torch.nn.Module):
         dz = slopes[-1] * self.weights[-1][:, a, None, :, 0]
         for k in range(len(slopes) - 2, -1, -1):
             back = torch.bmm(dz, self.weights[k + 1][:, a].transpose(1, 2))
-            dz = slopes[k].mul_(back) if fused else slopes[k] * back
+            dz = slopes[k] * back
+        return y, torch.bmm(dz, w0.transpose(1, 2))
+
+    def _silu_gradients(
+        self, z: torch.Tensor, a: int, w0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_element_gradients` of SiLU networks without autograd, from the first ``z``.
+
+        Each layer's ``z`` is kept and the backward pass applies ``SiLU'(z)`` to the incoming
+        cotangent in one fused pass (``aten.silu_backward``, which recomputes the sigmoid)
+        instead of storing every slope: about a third of the element-wise passes over
+        ``(M, n, width)`` arrays, which on one CPU core cost more than the matrix products.
+        """
+        pre = []  # z of each hidden layer
+        for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
+            pre.append(z)
+            z = torch.baddbmm(b[:, a, None, :], torch.nn.functional.silu(z), w[:, a])
+        y = z[..., 0]
+        out = self.weights[-1][:, a, None, :, 0].expand_as(pre[-1])  # ∂y/∂h of the last layer
+        dz = torch.ops.aten.silu_backward(out, pre[-1])
+        for k in range(len(pre) - 2, -1, -1):
+            back = torch.bmm(dz, self.weights[k + 1][:, a].transpose(1, 2))
+            dz = torch.ops.aten.silu_backward(back, pre[k])
         return y, torch.bmm(dz, w0.transpose(1, 2))
 
     def _act_derivative(self, z: torch.Tensor) -> torch.Tensor:
@@ -415,13 +434,3 @@ class MLIP(NetworkPotential):
     def forward(self, graph: Graph) -> torch.Tensor:
         """Site energies ``(n,)`` in eV."""
         return self.member_energies(graph)[0]
-
-
-def _silu_and_slope(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``SiLU(z) = z σ(z)`` and its derivative ``σ + h − h σ`` (``h = SiLU(z)``), no autograd.
-
-    One sigmoid for both; ``z`` is overwritten by ``h``.
-    """
-    s = torch.sigmoid(z)
-    h = z.mul_(s)
-    return h, torch.addcmul(h, h, s, value=-1.0).add_(s)

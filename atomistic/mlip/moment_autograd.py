@@ -96,7 +96,8 @@ class MomentState:
         """``∂(Λ_b·G)/∂r`` ``(B, E, 3)`` for cotangents ``lam`` ``(B, n, D)``."""
         out = np.zeros((lam.shape[0], self.i.shape[0], 3))
         mk._radial_vjp(*self._radial(), lam, out)
-        mk._angular_vjp(*self._angular(), self.moments, lam, out)
+        pairs = (self.i, self.j, self.vectors, self.species)
+        mk._angular_vjp(*pairs, self.plan.angular_args(), self.moments, lam, out)
         return out
 
     def jvp(self, w: np.ndarray, *, keep: bool = False) -> np.ndarray:

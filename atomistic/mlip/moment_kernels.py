@@ -453,58 +453,83 @@ def _cotangent_moments(lam_a, moments_a, weight, rank, l_start, prow, pcol, off,
 
 
 @_jit(parallel=False)
-def _angular_vjp(nbrs, consts, moments, lam, out):  # pragma: no cover
-    """``out[m, e] += ± ∇φ_m(v)`` for every list entry of every atom (``lam (B, n, D)``)."""
-    ptr, pair, sign, element, vec = nbrs
+def _atom_cotangents(consts, moments, lam):  # pragma: no cover
+    """``bw (n, B, K, A)`` of :func:`_cotangent_moments` for every atom and member.
+
+    Also whether each atom has a nonzero cotangent of its invariants (a pad atom has none).
+    """
     eta, mu, ra, kind, exps, rank, weight, l_start, prow, pcol, off = consts
-    n = ptr.shape[0] - 1
-    n_b = lam.shape[0]
-    n_ang = eta.shape[0]
-    n_mono = exps.shape[0]
+    n, n_b = moments.shape[0], lam.shape[0]
+    bw = np.empty((n, n_b, moments.shape[1], moments.shape[2]))
+    active = np.zeros(n, dtype=np.bool_)
+    for a in range(n):
+        if not np.any(lam[:, a, off:]):
+            bw[a] = 0.0
+            continue
+        active[a] = True
+        for m in range(n_b):
+            _cotangent_moments(
+                lam[m, a], moments[a], weight, rank, l_start, prow, pcol, off, bw[a, m]
+            )
+    return bw, active
+
+
+@_jit(parallel=False)
+def _angular_vjp(i, j, vec, species, consts, moments, lam, out):  # pragma: no cover
+    """``out[m, e] += ∇φ_m^(i)(r_e) − ∇φ_m^(j)(−r_e)`` for the pairs within ``r_a``.
+
+    ``lam (B, n, D)``: ``B`` cotangents (the members of a committee).
+
+    One pass over the half list: both atoms of a pair see the same ``ρ(r)`` and, through
+    ``v^α(−r) = (−1)^l v^α(r)``, the same monomials, so their cotangents combine per
+    monomial (``bw_i + (−1)^l bw_j``) before the one dot product with ``ρ' p r̂ + ρ ∇p``.
+    """
+    eta, mu, ra, kind, exps, rank, weight, l_start, prow, pcol, off = consts
+    n_b, n_ang, n_mono = lam.shape[0], eta.shape[0], exps.shape[0]
     n_l = l_start.shape[0] - 1
-    n_ch = moments.shape[1]
+    bw, active = _atom_cotangents(consts, moments, lam)
+    parity = np.empty(n_mono)
+    for k in range(n_mono):
+        parity[k] = 1.0 - 2.0 * (rank[k] % 2)
     px, py, pz = np.empty(n_l), np.empty(n_l), np.empty(n_l)
     val, grad = np.empty(n_mono), np.empty((n_mono, 3))
     dummy = np.empty((1, 1))
     rho = np.empty((3, n_l))
-    bw = np.empty((n_b, n_ch, n_mono))
-    # per list entry and channel, what every member's cotangent is dotted with:
+    # per pair and radial function, what every member's cotangent is dotted with:
     # ρ_l' p_k (radial part) and ρ_l ∇p_k, for each monomial k of rank l
     dr, dx, dy, dz = np.empty(n_mono), np.empty(n_mono), np.empty(n_mono), np.empty(n_mono)
-    for a in range(n):
-        if ptr[a] == ptr[a + 1] or not np.any(lam[:, a, off:]):
-            continue  # no neighbours, or a zero cotangent of the invariants (a pad atom)
-        for m in range(n_b):
-            _cotangent_moments(lam[m, a], moments[a], weight, rank, l_start, prow, pcol, off, bw[m])
-        for p in range(ptr[a], ptr[a + 1]):
-            e, s = pair[p], sign[p]
-            vx, vy, vz = s * vec[e, 0], s * vec[e, 1], s * vec[e, 2]
-            r = math.sqrt(vx * vx + vy * vy + vz * vz)
-            inv = 1.0 / r
-            ux, uy, uz = vx * inv, vy * inv, vz * inv
-            f, f1, f2 = _cutoff(r, ra, kind)
-            _monomials(vx, vy, vz, exps, px, py, pz, val, grad, dummy, 1)
-            for nn in range(n_ang):
-                _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho, 1)
-                c = element[p] * n_ang + nn
+    for e in range(i.shape[0]):
+        a, b = i[e], j[e]
+        vx, vy, vz = vec[e, 0], vec[e, 1], vec[e, 2]
+        r2 = vx * vx + vy * vy + vz * vz
+        if r2 >= ra * ra or not (active[a] or active[b]):
+            continue
+        r = math.sqrt(r2)
+        inv = 1.0 / r
+        ux, uy, uz = vx * inv, vy * inv, vz * inv
+        f, f1, f2 = _cutoff(r, ra, kind)
+        _monomials(vx, vy, vz, exps, px, py, pz, val, grad, dummy, 1)
+        ca, cb = species[b] * n_ang, species[a] * n_ang  # each atom's channel of the other
+        for nn in range(n_ang):
+            _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho, 1)
+            for k in range(n_mono):
+                rk = rho[0, rank[k]]
+                dr[k] = rho[1, rank[k]] * val[k]
+                dx[k] = rk * grad[k, 0]
+                dy[k] = rk * grad[k, 1]
+                dz[k] = rk * grad[k, 2]
+            for m in range(n_b):
+                radial = 0.0
+                gx = gy = gz = 0.0
                 for k in range(n_mono):
-                    rk = rho[0, rank[k]]
-                    dr[k] = rho[1, rank[k]] * val[k]
-                    dx[k] = rk * grad[k, 0]
-                    dy[k] = rk * grad[k, 1]
-                    dz[k] = rk * grad[k, 2]
-                for m in range(n_b):
-                    radial = 0.0
-                    gx = gy = gz = 0.0
-                    for k in range(n_mono):
-                        b = bw[m, c, k]
-                        radial += b * dr[k]
-                        gx += b * dx[k]
-                        gy += b * dy[k]
-                        gz += b * dz[k]
-                    out[m, e, 0] += s * (radial * ux + gx)
-                    out[m, e, 1] += s * (radial * uy + gy)
-                    out[m, e, 2] += s * (radial * uz + gz)
+                    c = bw[a, m, ca + nn, k] + parity[k] * bw[b, m, cb + nn, k]
+                    radial += c * dr[k]
+                    gx += c * dx[k]
+                    gy += c * dy[k]
+                    gz += c * dz[k]
+                out[m, e, 0] += radial * ux + gx
+                out[m, e, 1] += radial * uy + gy
+                out[m, e, 2] += radial * uz + gz
 
 
 @_jit(parallel=False, inline=True)

@@ -146,7 +146,7 @@ def moment_state(plan: mk.MomentPlan, graph: Graph) -> MomentState:
     moments = np.zeros((n, k, plan.exponents.shape[0]))
     features = np.zeros((n, plan.n_features))
     mk._radial_forward(i, j, vec, species, *plan.radial_args(), features)
-    mk._angular_forward((*angular, vec), plan.angular_args(), moments, features)
+    mk._angular_forward(i, j, vec, species, plan.angular_args(), moments, features)
     return MomentState(
         plan=plan,
         i=i,

@@ -393,13 +393,16 @@ def _radial_hvp(i, j, vec, species, eta, mu, ratio, rc, kind, lam, dlam, w, out)
             out[e, 2] += q * uz + s * wz
 
 
-# -- moments and their invariants (per-atom list) -------------------------------------------------
+# -- moments and their invariants ----------------------------------------------------------------
 @_jit(parallel=False)
-def _angular_forward(nbrs, consts, moments, out):  # pragma: no cover
-    """``M[a, c, α] = w_α Σ_j ρ_{n,l}(r) v^α`` and ``I`` into ``out[:, off:]``."""
-    ptr, pair, sign, element, vec = nbrs
+def _angular_forward(i, j, vec, species, consts, moments, out):  # pragma: no cover
+    """``M[a, c, α] = w_α Σ_j ρ_{n,l}(r) v^α`` and ``I`` into ``out[:, off:]``.
+
+    One pass over the half list within ``r_a``: atom ``i`` sees ``v = r_e``, atom ``j`` sees
+    ``−r_e``, whose monomials are those of ``r_e`` times ``(−1)^l``.
+    """
     eta, mu, ra, kind, exps, rank, weight, l_start, prow, pcol, off = consts
-    n = ptr.shape[0] - 1
+    n = moments.shape[0]
     n_ang = eta.shape[0]
     n_mono = exps.shape[0]
     n_l = l_start.shape[0] - 1
@@ -408,18 +411,26 @@ def _angular_forward(nbrs, consts, moments, out):  # pragma: no cover
     val = np.empty(n_mono)
     dummy = np.empty((1, 1))
     rho = np.empty((3, n_l))
+    parity = np.empty(n_mono)
+    for k in range(n_mono):
+        parity[k] = 1.0 - 2.0 * (rank[k] % 2)
+    for e in range(i.shape[0]):
+        vx, vy, vz = vec[e, 0], vec[e, 1], vec[e, 2]
+        r2 = vx * vx + vy * vy + vz * vz
+        if r2 >= ra * ra:
+            continue
+        r = math.sqrt(r2)
+        a, b = i[e], j[e]
+        f, f1, f2 = _cutoff(r, ra, kind)
+        _monomials(vx, vy, vz, exps, px, py, pz, val, dummy, dummy, 0)
+        ca, cb = species[b] * n_ang, species[a] * n_ang  # each atom's channel of the other
+        for nn in range(n_ang):
+            _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho, 0)
+            for k in range(n_mono):
+                t = rho[0, rank[k]] * val[k]
+                moments[a, ca + nn, k] += t
+                moments[b, cb + nn, k] += parity[k] * t
     for a in range(n):
-        for p in range(ptr[a], ptr[a + 1]):
-            e, s = pair[p], sign[p]
-            vx, vy, vz = s * vec[e, 0], s * vec[e, 1], s * vec[e, 2]
-            r = math.sqrt(vx * vx + vy * vy + vz * vz)
-            f, f1, f2 = _cutoff(r, ra, kind)
-            _monomials(vx, vy, vz, exps, px, py, pz, val, dummy, dummy, 0)
-            for nn in range(n_ang):
-                _rho(r, eta[nn], mu[nn], f, f1, f2, n_l, rho, 0)
-                c = element[p] * n_ang + nn
-                for k in range(n_mono):
-                    moments[a, c, k] += rho[0, rank[k]] * val[k]
         for c in range(moments.shape[1]):
             for k in range(n_mono):
                 moments[a, c, k] *= weight[k]
@@ -432,6 +443,7 @@ def _angular_forward(nbrs, consts, moments, out):  # pragma: no cover
                 out[a, off + l * n_p + q] = t
 
 
+# -- derivatives of the invariants (per-atom list for the JVP and the Hessian) --------------------
 @_jit(parallel=False, inline=True)
 def _cotangent_moments(lam_a, moments_a, weight, rank, l_start, prow, pcol, off, bw):  # noqa: E501
     """``bw[c, α] = w_α Σ_c' S_l[c, c'] M[c', α]`` for one atom (``lam_a (D,)``)."""

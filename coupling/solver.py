@@ -339,7 +339,7 @@ def solve(
     g, d, trial, g_trial = (model.layout.create_vec() for _ in range(4))
     history: list[tuple[float, float, float]] = []
     energy = model.energy_gradient(z, g)
-    it, gnorm_prev, reason = 0, None, "DIVERGED_MAXITS"
+    it, gnorm_prev, reason = 0, None, ""
     saved_tolerance = model.tangent_tolerance
     model.tangent_tolerance = opts.tangent_tolerance
     try:
@@ -348,13 +348,8 @@ def solve(
             history.append((energy, fa, ff))
             if progress is not None:
                 progress(it, energy, fa, ff)
-            if fa < opts.fmax and ff < opts.fmax:
-                reason = "CONVERGED"
-                break
-            if it >= opts.max_iterations:
-                break
-            if stalled(history):
-                reason = "DIVERGED_STALLED"
+            reason = _stop_reason(history, it, opts)
+            if reason:
                 break
             it += 1
             gnorm = _norm(g)
@@ -391,6 +386,16 @@ def solve(
     for vec in (g, d, trial, g_trial):
         vec.destroy()
     return result
+
+
+def _stop_reason(history: list[tuple[float, float, float]], it: int, opts: SolverOptions) -> str:
+    """Why the Newton loop stops at its last state (``history[-1]``), or "" to go on."""
+    _, fa, ff = history[-1]
+    if fa < opts.fmax and ff < opts.fmax:
+        return "CONVERGED"
+    if it >= opts.max_iterations:
+        return "DIVERGED_MAXITS"
+    return "DIVERGED_STALLED" if stalled(history) else ""
 
 
 def _result(

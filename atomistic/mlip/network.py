@@ -170,9 +170,8 @@ class ElementNetworks(torch.nn.Module):
 
     def _element_gradients(self, x: torch.Tensor, a: int) -> tuple[torch.Tensor, torch.Tensor]:
         w0, b0 = self.weights[0][:, a], self.biases[0][:, a]
-        n_members, n_in, width = w0.shape
-        z = (x @ w0.transpose(0, 1).reshape(n_in, n_members * width)).view(-1, n_members, width)
-        z = z.transpose(0, 1) + b0[:, None, :]  # (M, n, h)
+        # the shared input broadcast over the members: no copy, and z comes out (M, n, h)
+        z = torch.baddbmm(b0[:, None, :], x.expand(w0.shape[0], -1, -1), w0)
         if self.activation == "silu" and not torch.is_grad_enabled():
             return self._silu_gradients(z, a, w0)
         slopes = []  # act'(z) of each hidden layer

@@ -27,8 +27,9 @@ def spec(kind="polynomial", max_l=3, uniform=False):
     )
 
 
-def graph_of(size=(2, 2, 2), seed=0, dtype=torch.float64):
-    """A rattled two-element fcc cell (``size=(1, 1, 1)``: atoms see their own images)."""
+def graph_of(size=(2, 2, 2), seed=0, dtype=torch.float64, skin=0.0):
+    """A rattled two-element fcc cell (``size=(1, 1, 1)``: atoms see their own images);
+    ``skin``: the list also holds the pairs up to that far beyond the cutoff."""
     atoms = crystal("fcc", element="Cu", a=3.6, size=size)
     rng = np.random.default_rng(seed)
     atoms.positions += rng.normal(scale=0.12, size=atoms.positions.shape)
@@ -37,7 +38,7 @@ def graph_of(size=(2, 2, 2), seed=0, dtype=torch.float64):
         positions=torch.tensor(atoms.positions, dtype=dtype),
         cell=torch.tensor(atoms.cell.array, dtype=dtype),
         species=species,
-        neighbours=NeighbourList(cutoff=4.2),
+        neighbours=NeighbourList(cutoff=4.2, skin=skin),
     )
 
 
@@ -130,7 +131,8 @@ def test_member_forces_compiled_equal_plain(create_graph):
     with torch.no_grad():
         model.descriptor_std.fill_(0.7)
         model.energy_scale.fill_(0.4)
-    graph = graph_of()
+    graph = graph_of(skin=0.6)  # pairs beyond r_cut, as a list reused between steps has
+    assert float(graph.vectors.norm(dim=1).max()) > model.descriptor.spec.cutoff
     out = {}
     for compiled in (True, False):
         model.descriptor.compiled = compiled

@@ -94,7 +94,7 @@ class MomentState:
 
     def vjp(self, lam: np.ndarray) -> np.ndarray:
         """``∂(Λ_b·G)/∂r`` ``(B, E, 3)`` for cotangents ``lam`` ``(B, n, D)``."""
-        out = np.zeros((lam.shape[0], self.i.shape[0], 3))
+        out = np.empty((lam.shape[0], self.i.shape[0], 3))  # every row written by the radial pass
         mk._radial_vjp(*self._radial(), lam, out)
         pairs = (self.i, self.j, self.vectors, self.species)
         mk._angular_vjp(*pairs, self.plan.angular_args(), self.moments, lam, out)

@@ -308,13 +308,19 @@ def _radial_forward(i, j, vec, species, eta, mu, ratio, rc, kind, out):  # pragm
 
 @_jit(parallel=False)
 def _radial_vjp(i, j, vec, species, eta, mu, ratio, rc, kind, lam, out):  # pragma: no cover
-    """``out[m, e] += Σ_k (Λ_m[i, k] + Λ_m[j, k]) g_k'(r) r̂`` (``lam (B, n, D)``)."""
+    """``out[m, e] = Σ_k (Λ_m[i, k] + Λ_m[j, k]) g_k'(r) r̂`` (``lam (B, n, D)``).
+
+    Every row of ``out`` is written (0 from ``r_cut`` on), so it need not be zeroed first;
+    :func:`_angular_vjp` then adds to the rows within ``r_a ≤ r_cut``.
+    """
     n_r = eta.shape[0]
     n_b = lam.shape[0]
     g, g1 = np.empty(n_r), np.empty(n_r)
     for e in range(i.shape[0]):
         r2 = vec[e, 0] ** 2 + vec[e, 1] ** 2 + vec[e, 2] ** 2
         if r2 >= rc * rc:
+            for m in range(n_b):
+                out[m, e, 0] = out[m, e, 1] = out[m, e, 2] = 0.0
             continue
         r = math.sqrt(r2)
         f, f1, _ = _cutoff(r, rc, kind)
@@ -328,9 +334,9 @@ def _radial_vjp(i, j, vec, species, eta, mu, ratio, rc, kind, lam, out):  # prag
             s = 0.0
             for k in range(n_r):
                 s += (lam[m, a, oa + k] + lam[m, b, ob + k]) * g1[k]
-            out[m, e, 0] += s * vec[e, 0]
-            out[m, e, 1] += s * vec[e, 1]
-            out[m, e, 2] += s * vec[e, 2]
+            out[m, e, 0] = s * vec[e, 0]
+            out[m, e, 1] = s * vec[e, 1]
+            out[m, e, 2] = s * vec[e, 2]
 
 
 @_jit(parallel=False)

@@ -69,8 +69,8 @@ from atomistic.mlip.committee import member_forces  # noqa: E402
 from multiscale.allocator import tune_allocator  # noqa: E402
 from multiscale.outputs import print_json  # noqa: E402
 
-#: the allocator settings of the ``multiscale`` command (:mod:`multiscale.allocator`), so that
-#: every row, LAMMPS's included, runs as it would under the command
+#: the ``multiscale`` command's opt-in allocator setting (``MULTISCALE_MALLOC=reuse``,
+#: :mod:`multiscale.allocator`), applied to every row, LAMMPS's included, where it is asked for
 ALLOCATOR_TUNED = tune_allocator()
 
 

@@ -1,4 +1,4 @@
-"""The ``multiscale`` command's allocator settings (:mod:`multiscale.allocator`).
+"""The opt-in allocator setting of the ``multiscale`` command (:mod:`multiscale.allocator`).
 
 Each case runs in its own interpreter (``mallopt`` changes the whole process) and reads
 glibc's own account, ``mallinfo2``: where a freed 40 MB array went.
@@ -45,13 +45,13 @@ def _probe(**env):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_a_freed_large_array_stays_in_the_heap_and_the_switch_restores_the_default():
-    applied, mapped, kept = _probe()
+def test_reuse_keeps_a_freed_large_array_in_the_heap_and_is_off_by_default():
+    applied, mapped, kept = _probe(MULTISCALE_MALLOC="reuse")
     assert applied
     assert mapped < 40_000_000 and kept >= 40_000_000, (mapped, kept)
-    # glibc's defaults: the block is mapped on its own and handed back when freed
-    default, mapped, kept = _probe(MULTISCALE_MALLOC="default")
+    # by default glibc's own settings: the block is mapped on its own and handed back
+    default, mapped, kept = _probe()
     assert not default
     assert mapped >= 40_000_000 and kept < 40_000_000, (mapped, kept)
-    own, _, _ = _probe(MALLOC_TRIM_THRESHOLD_="1000000")  # the user's own setting wins
-    assert not own
+    own, _, _ = _probe(MULTISCALE_MALLOC="reuse", MALLOC_TRIM_THRESHOLD_="1000000")
+    assert not own  # the user's own glibc setting wins

@@ -3,10 +3,9 @@
 A committee evaluation, a neighbour list or a Newton step allocates arrays of tens of MB,
 frees them and allocates them again at the next call. With glibc's defaults those arrays
 are handed back to the operating system when freed (large blocks are mapped and unmapped;
-the top of the heap is trimmed), so every call pays a page fault and the zeroing of every
-page again: about a seventh of a committee's force call at 10⁴ atoms on one core. With
-``MULTISCALE_MALLOC=reuse`` in the environment, :func:`tune_allocator` keeps freed memory in
-the process for reuse instead:
+the top of the heap is trimmed), and every call pays the page faults and the zeroing of
+every page again. With ``MULTISCALE_MALLOC=reuse`` in the environment,
+:func:`tune_allocator` keeps freed memory in the process for reuse instead:
 
 =====================  ============  ==========================================================
 ``mallopt`` parameter  value         effect
@@ -15,15 +14,11 @@ the process for reuse instead:
 ``M_TRIM_THRESHOLD``   512 MiB       free memory at the top of the heap up to this stays
 =====================  ============  ==========================================================
 
-It is off by default because it cost bitwise reproducibility where it was tried: arrays
-reused from the heap start at addresses that depend on the process's history, and
-``bin/multiscale run cases/crack-cu`` with it ended at −48825.41103414 eV in a fresh clone
-(where the run compiles its kernels) against −48825.41108387 eV in a checkout whose kernels
-were compiled, which is also what every run without it gave. Most likely some routine sums
-in an order that depends on an array's alignment, and the crack's correction passes amplify
-round-off; the mechanism was not pinned down. glibc's own ``MALLOC_MMAP_THRESHOLD_`` or
-``MALLOC_TRIM_THRESHOLD_`` in the environment win over it; on a C library other than glibc
-nothing is changed.
+It is off by default: it keeps up to 512 MiB more resident in a process whose arrays
+shrink, and once the committee's pair gradients were no longer zeroed before each call it
+made no measurable difference to that call (``cases/potentials/README.md``). glibc's own
+``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment win over it; on
+a C library other than glibc nothing is changed.
 """
 
 from __future__ import annotations

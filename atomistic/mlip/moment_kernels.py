@@ -35,9 +35,11 @@ The Hessian of ``Λ·I`` adds the Gauss–Newton-like term ``(∂M/∂r)ᵀ S (�
 cotangent-to-pair-gradient map (whose backward is the JVP and the Hessian term). Third
 derivatives are not provided (``RuntimeError``).
 
-The graph is a half list: the radial sums add every pair to both of its atoms, and the
-moments run over a per-atom list of the pairs within ``r_a`` (``v = ±r_e``) built here in
-O(E). Everything runs on one thread.
+The graph is a half list: the radial sums add every pair to both of its atoms; the moments
+and their VJP do the same for the pairs within ``r_a``, the second atom seeing ``−r_e``,
+whose monomials are those of ``r_e`` times ``(−1)^l``. The JVP and the Hessian run over a
+per-atom list of the pairs within ``r_a`` (``v = ±r_e``) built here in O(E). Everything runs
+on one thread.
 """
 
 from __future__ import annotations

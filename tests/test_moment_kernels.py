@@ -125,6 +125,32 @@ def test_written_out_network_backward_equals_autograd(activation):
     np.testing.assert_allclose(dy.detach().numpy(), auto.numpy(), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("activation", ["silu", "tanh"])
+def test_network_backward_without_autograd_in_blocks_equals_autograd(activation):
+    """Without autograd the networks run in blocks of atoms: every block's rows must be right."""
+    from atomistic.mlip.network import NETWORK_BLOCK
+
+    nets = ElementNetworks(
+        n_members=3, n_elements=2, n_inputs=5, hidden=(7, 6), activation=activation
+    )
+    with torch.no_grad():
+        for b in nets.biases:
+            b.normal_()
+    n = 2 * NETWORK_BLOCK + 37  # two whole blocks and a short one, per element
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn((n, 5), generator=gen, dtype=torch.float64)
+    species = torch.randint(0, 2, (n,), generator=gen)
+    with torch.no_grad():
+        y, dy = nets.input_gradients(x, species)
+    xg = x.clone().requires_grad_(True)
+    ref = nets(xg, species)
+    auto = torch.stack(
+        [torch.autograd.grad(ref[m].sum(), xg, retain_graph=True)[0] for m in range(3)]
+    )
+    np.testing.assert_allclose(y.numpy(), ref.detach().numpy(), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(dy.numpy(), auto.numpy(), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("create_graph", [False, True])
 def test_member_forces_compiled_equal_plain(create_graph):
     model = Committee(elements=ELEMENTS, descriptor=spec(), hidden=(8, 8), n_members=3)
@@ -150,6 +176,40 @@ def test_member_forces_compiled_equal_plain(create_graph):
     if create_graph:
         for a, b in zip(p1, p0, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-10 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("n_members", [1, 3])
+def test_evaluate_without_autograd_equals_autograd(n_members):
+    """``evaluate`` of a network potential takes the compiled path (no autograd): the mean's
+    energies, forces and virials must be autograd's on the plain torch path."""
+    from atomistic import MLIP
+    from atomistic.potentials.protocol import evaluate
+
+    if n_members == 1:
+        model = MLIP(elements=ELEMENTS, descriptor=spec(), hidden=(8, 8))
+    else:
+        model = Committee(elements=ELEMENTS, descriptor=spec(), hidden=(8, 8), n_members=3)
+    with torch.no_grad():
+        model.descriptor_std.fill_(0.7)
+        model.energy_scale.fill_(0.4)
+    graph = graph_of(skin=0.6)
+    assert model.energy_forces(graph) is not None  # the compiled path applies
+    fast = evaluate(model, graph, virial=True, per_atom_virial=True)
+    model.descriptor.compiled = False
+    assert model.energy_forces(graph) is None
+    vec = graph.vectors.detach().requires_grad_(True)
+    energies = model(graph.with_vectors(vec))
+    (g,) = torch.autograd.grad(energies.sum(), vec)
+    forces = torch.zeros((graph.n_atoms, 3), dtype=g.dtype)
+    forces.index_add_(0, graph.i, g).index_add_(0, graph.j, -g)  # r_e = x_j - x_i
+    virial = vec.detach().T @ g
+    assert float(forces.abs().max()) > 1e-2
+    np.testing.assert_allclose(fast["energies"].numpy(), energies.detach().numpy(), atol=1e-13)
+    np.testing.assert_allclose(fast["forces"].numpy(), forces.numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        fast["virial"].numpy(), (0.5 * (virial + virial.T)).numpy(), atol=1e-11
+    )
+    np.testing.assert_allclose(fast["virials"].sum(0).numpy(), fast["virial"].numpy(), atol=1e-11)
 
 
 @pytest.mark.parametrize("activation", ["silu", "tanh"])

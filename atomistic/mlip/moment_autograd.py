@@ -71,7 +71,6 @@ class MomentState:
         plan: the descriptor's constants.
         i, j: ``(E,)`` pair atoms; ``species`` ``(n,)``.
         vectors: ``(E, 3)`` pair vectors (NumPy, float64).
-        angular: ``(ptr, pair, sign, element)`` from :func:`~moment_kernels.angular_list`.
         moments: ``(n, K, A)`` weighted moments ``M``.
         features: ``(n, D)`` descriptors ``G``.
     """
@@ -81,10 +80,22 @@ class MomentState:
     j: np.ndarray
     species: np.ndarray
     vectors: np.ndarray
-    angular: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     moments: np.ndarray
     features: np.ndarray
     _kept: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0, 0)), repr=False)
+    _angular_list: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+
+    @property
+    def angular(self) -> tuple[np.ndarray, ...]:
+        """``(ptr, pair, sign, element)`` of :func:`~moment_kernels.angular_list`.
+
+        Built on first use: the JVP and the Hessian need it, the features and the VJP do not.
+        """
+        if self._angular_list is None:
+            n = self.features.shape[0]
+            r_a = self.plan.r_angular
+            self._angular_list = mk.angular_list(self.i, self.j, self.vectors, self.species, r_a, n)
+        return self._angular_list
 
     def _radial(self) -> tuple[Any, ...]:
         return (self.i, self.j, self.vectors, self.species, *self.plan.radial_args())
@@ -141,7 +152,6 @@ def moment_state(plan: mk.MomentPlan, graph: Graph) -> MomentState:
     i, j, species = _np(graph.i), _np(graph.j), _np(graph.species)
     vec = _np(graph.vectors)
     n = graph.n_atoms
-    angular = mk.angular_list(i, j, vec, species, plan.r_angular, n)
     k = plan.n_el * plan.angular_eta.shape[0]
     moments = np.zeros((n, k, plan.exponents.shape[0]))
     features = np.zeros((n, plan.n_features))
@@ -153,7 +163,6 @@ def moment_state(plan: mk.MomentPlan, graph: Graph) -> MomentState:
         j=j,
         species=species,
         vectors=vec,
-        angular=angular,
         moments=moments,
         features=features,
     )

@@ -80,6 +80,11 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
 }
 
+#: Atoms per block of the networks' input gradients without autograd
+#: (:meth:`ElementNetworks.input_gradients`): a block's ``(M, block, width)`` arrays stay near
+#: one core's cache from one element-wise pass to the next; whole-system arrays go to memory.
+NETWORK_BLOCK = 1024
+
 
 class ElementNetworks(torch.nn.Module):
     """``M`` stacked multilayer perceptrons per element, evaluated together.
@@ -170,10 +175,16 @@ class ElementNetworks(torch.nn.Module):
 
     def _element_gradients(self, x: torch.Tensor, a: int) -> tuple[torch.Tensor, torch.Tensor]:
         w0, b0 = self.weights[0][:, a], self.biases[0][:, a]
+        if self.activation == "silu" and not torch.is_grad_enabled():
+            if x.shape[0] <= NETWORK_BLOCK:
+                return self._silu_gradients(x, a)
+            parts = [
+                self._silu_gradients(x[s : s + NETWORK_BLOCK], a)
+                for s in range(0, x.shape[0], NETWORK_BLOCK)  # blocks of atoms, not atoms
+            ]
+            return torch.cat([y for y, _ in parts], 1), torch.cat([g for _, g in parts], 1)
         # the shared input broadcast over the members: no copy, and z comes out (M, n, h)
         z = torch.baddbmm(b0[:, None, :], x.expand(w0.shape[0], -1, -1), w0)
-        if self.activation == "silu" and not torch.is_grad_enabled():
-            return self._silu_gradients(z, a, w0)
         slopes = []  # act'(z) of each hidden layer
         for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
             h, slope = self._act(z), self._act_derivative(z)
@@ -187,16 +198,19 @@ class ElementNetworks(torch.nn.Module):
             dz = slopes[k] * back
         return y, torch.bmm(dz, w0.transpose(1, 2))
 
-    def _silu_gradients(
-        self, z: torch.Tensor, a: int, w0: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_element_gradients` of SiLU networks without autograd, from the first ``z``.
+    def _silu_gradients(self, x: torch.Tensor, a: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_element_gradients` of SiLU networks without autograd, for one block of atoms.
 
         Each layer's ``z`` is kept and the backward pass applies ``SiLU'(z)`` to the incoming
         cotangent in one fused pass (``aten.silu_backward``, which recomputes the sigmoid)
         instead of storing every slope: about a third of the element-wise passes over
         ``(M, n, width)`` arrays, which on one CPU core cost more than the matrix products.
+        The caller passes at most :data:`NETWORK_BLOCK` atoms, so that those arrays stay in
+        the core's cache between the passes.
         """
+        w0, b0 = self.weights[0][:, a], self.biases[0][:, a]
+        # the shared input broadcast over the members: no copy, and z comes out (M, n, h)
+        z = torch.baddbmm(b0[:, None, :], x.expand(w0.shape[0], -1, -1), w0)
         pre = []  # z of each hidden layer
         for w, b in zip(self.weights[1:], self.biases[1:], strict=True):
             pre.append(z)
@@ -331,6 +345,39 @@ class NetworkPotential(torch.nn.Module):
         y, dy = self.networks.input_gradients(x, species)
         energies = self.energy_shift[species] + self.energy_scale * y
         return energies, dy * (self.energy_scale / std)
+
+    def energy_forces(
+        self, graph: Graph, *, per_atom_virial: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """Mean site energies, forces and per-atom virials without autograd, or None.
+
+        With the compiled moment descriptor only (CPU ``float64``; else None, and
+        :func:`~atomistic.potentials.protocol.evaluate` takes autograd's gradient of the
+        mean site energies): one written-out backward pass through the networks gives every
+        member's ``Λ_m``, and one pass over the pairs maps their mean to the pair gradients.
+        The same numbers as autograd's, to round-off. Detached.
+
+        Returns:
+            ``(n,)`` member-mean site energies (eV), ``(n, 3)`` forces (eV/Å) and, if asked,
+            ``(n, 3, 3)`` per-atom virials (eV).
+        """
+        from atomistic.pair_ops import pair_scatter
+        from atomistic.potentials.protocol import per_atom_virials
+
+        compiled = getattr(self.descriptor, "compiled_state", None)
+        if compiled is None:
+            return None
+        with torch.no_grad():
+            graph = graph.with_vectors(graph.vectors.detach())
+            state = compiled(graph)
+            if state is None:
+                return None
+            features, moments = state
+            energies, lam = self.energies_and_descriptor_gradients(features, graph.species)
+            g = torch.from_numpy(moments.vjp(lam.mean(0, keepdim=True).numpy())[0])
+            forces = pair_scatter(g, graph.i, graph.j, graph.n_atoms).neg_()
+            virials = per_atom_virials(graph, g) if per_atom_virial else None
+        return energies.mean(0), forces, virials
 
     def energies_from_descriptors(self, g: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Site energies of every member ``(M, n)`` (eV) from raw descriptors ``g`` ``(n, D)``."""

@@ -166,9 +166,17 @@ def evaluate(
     if virial:
         out["virial"] = _sym(vectors.detach().T @ g)
     if per_atom_virial:
-        w = _sym(vectors.detach()[:, :, None] * g[:, None, :]) * 0.5
-        wa = torch.zeros((graph.n_atoms, 3, 3), dtype=g.dtype, device=g.device)
-        wa.index_add_(0, graph.i, w)
-        wa.index_add_(0, graph.j, w)
-        out["virials"] = wa
+        out["virials"] = per_atom_virials(graph, g)
     return out
+
+
+def per_atom_virials(graph: Graph, g: torch.Tensor) -> torch.Tensor:
+    """Per-atom virials ``(n, 3, 3)`` (eV) from the pair gradients ``g = ∂E/∂r_e`` ``(E, 3)``.
+
+    Each pair's symmetrised ``r_e ⊗ g_e`` is shared half and half by its two atoms.
+    """
+    w = _sym(graph.vectors.detach()[:, :, None] * g[:, None, :]) * 0.5
+    wa = torch.zeros((graph.n_atoms, 3, 3), dtype=g.dtype, device=g.device)
+    wa.index_add_(0, graph.i, w)
+    wa.index_add_(0, graph.j, w)
+    return wa

@@ -340,10 +340,14 @@ class NetworkPotential(torch.nn.Module):
         One written-out backward pass through the networks for all members
         (:meth:`ElementNetworks.input_gradients`); differentiable in ``g`` and the weights.
         """
-        std = self.descriptor_std[species]
-        x = (g - self.descriptor_mean[species]) / std
+        if len(self.elements) == 1:  # one row of statistics, broadcast: no (n, D) gathers
+            std, mean, shift = self.descriptor_std[0], self.descriptor_mean[0], self.energy_shift[0]
+        else:
+            std = self.descriptor_std[species]
+            mean, shift = self.descriptor_mean[species], self.energy_shift[species]
+        x = (g - mean) / std
         y, dy = self.networks.input_gradients(x, species)
-        energies = self.energy_shift[species] + self.energy_scale * y
+        energies = shift + self.energy_scale * y
         return energies, dy * (self.energy_scale / std)
 
     def energy_forces(

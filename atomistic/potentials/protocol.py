@@ -18,7 +18,8 @@ The stress follows ASE's sign: positive in tension, ``σ = (1/V) ∂E/∂ε``.
 
 A potential may offer ``energy_forces(graph, per_atom_virial=...)`` returning site energies,
 forces and per-atom virials (or None where it does not apply); :func:`evaluate` then uses it
-instead of autograd (the compiled EAM).
+instead of autograd (the compiled EAM; a network potential with the compiled moment
+descriptor on the CPU, whose members' mean takes one written-out pass).
 """
 
 from __future__ import annotations

@@ -328,9 +328,10 @@ class SolverSection:
     )
     hessian_precision: Literal["float32", "float64"] = option(
         "float32",
-        doc="precision of the atoms' Hessian-vector products inside CG (analytic for EAM, "
-        "autograd otherwise). They only steer the Krylov solver; energies, forces and the "
-        "convergence test stay float64, so the answer is the same",
+        doc="precision of the atoms' Hessian-vector products inside CG (written out for EAM "
+        "and for network potentials with the compiled moment descriptor on the CPU, autograd "
+        "otherwise). They only steer the Krylov solver; energies, forces and the convergence "
+        "test stay float64, so the answer is the same",
     )
 
 

@@ -40,7 +40,8 @@ class SolverOptions:
     Attributes:
         fmax: tolerance in eV/Å on both the max atomic force and the max FE nodal residual.
         max_iterations: Newton iteration limit; a solve that stalls (:func:`stalled`) stops
-            before it, ``DIVERGED_STALLED``.
+            before it, ``DIVERGED_STALLED`` (``DIVERGED_ROUNDOFF`` where its forces are at
+            their round-off, :func:`at_roundoff`).
         linear_solver: how the preconditioner ``M`` is inverted: ``"gamg"`` (one algebraic
             multigrid cycle, PETSc GAMG with the rigid-body modes of the atoms and nodes as
             near-null space; PETSc options with the prefix ``multiscale_newton_gamg_`` tune
@@ -92,8 +93,9 @@ class SolveResult:
         max_atom_force: ``max_i |∇_i E|`` over free atoms, eV/Å.
         max_fe_residual: ``max`` nodal ``|∇_U E|`` over free FE nodes, eV/Å.
         energy: blended energy in eV.
-        reason: ``CONVERGED``, ``DIVERGED_MAXITS``, ``DIVERGED_LINE_SEARCH`` or
-            ``DIVERGED_STALLED`` (:func:`stalled`).
+        reason: ``CONVERGED``, ``DIVERGED_MAXITS``, ``DIVERGED_LINE_SEARCH``,
+            ``DIVERGED_STALLED`` (:func:`stalled`) or ``DIVERGED_ROUNDOFF`` (stalled at the
+            forces' round-off, :func:`at_roundoff`).
         linear_solver: the preconditioner used, ``"gamg"`` or ``"mumps"`` (``"auto"`` resolved).
         history: per-iteration ``(energy, max_atom_force, max_fe_residual)``.
     """
@@ -115,6 +117,27 @@ class SolveResult:
 #: force below ``STALL_FACTOR`` times the smallest it had before them nor lowered the energy
 #: by more than its round-off (:func:`stalled`).
 STALL_STEPS, STALL_FACTOR, STALL_ROUNDOFF = 10, 0.5, 1e-12
+
+
+#: A stalled solve is at its forces' round-off when the smallest force of its last
+#: ``STALL_STEPS`` steps is at most this many machine epsilons of the largest force it met
+#: (:func:`at_roundoff`).
+ROUNDOFF_ULPS = 1000.0
+
+
+def at_roundoff(history: list[tuple[float, float, float]]) -> bool:
+    """Whether a stalled Newton loop stopped at its forces' round-off.
+
+    True when the smallest ``max(fa, ff)`` of the last :data:`STALL_STEPS` steps is at most
+    :data:`ROUNDOFF_ULPS` machine epsilons of the largest one of the whole history (the
+    solve's start, as a rule): float64 sums of forces that size cannot resolve less. Then no
+    smaller load step and no further Newton step can reach a tolerance below it. A solve that
+    starts from small forces (a correction pass) may sit at its round-off without this
+    saying so; it is then treated as any other stall.
+    """
+    largest = max(max(fa, ff) for _, fa, ff in history)
+    smallest = min(max(fa, ff) for _, fa, ff in history[-STALL_STEPS:])
+    return smallest <= ROUNDOFF_ULPS * float(np.finfo(np.float64).eps) * largest
 
 
 def stalled(history: list[tuple[float, float, float]]) -> bool:
@@ -395,7 +418,9 @@ def _stop_reason(history: list[tuple[float, float, float]], it: int, opts: Solve
         return "CONVERGED"
     if it >= opts.max_iterations:
         return "DIVERGED_MAXITS"
-    return "DIVERGED_STALLED" if stalled(history) else ""
+    if not stalled(history):
+        return ""
+    return "DIVERGED_ROUNDOFF" if at_roundoff(history) else "DIVERGED_STALLED"
 
 
 def _result(

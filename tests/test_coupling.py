@@ -277,10 +277,10 @@ def test_defect_forces_survive_the_correction(eam, law):
     np.testing.assert_allclose(forces[near], expected, atol=1e-10)
 
 
-def test_a_tolerance_below_round_off_stops_as_stalled_not_at_max_iterations(eam, law):
+def test_a_tolerance_below_round_off_stops_at_round_off_not_at_max_iterations(eam, law):
     """A ``fmax`` no state can meet (1e-16 eV/Å; the forces' round-off is ~1e-14): Newton
     reaches round-off in a few steps, then the stall rule ends it long before
-    ``max_iterations``, at the exact answer, reported as not converged."""
+    ``max_iterations``, at the exact answer, reported as not converged at round-off."""
     system = make_system(eam, law, mode="2.5d")
     F = deformation(STRAINS[0], "2.5d")
     system.set_boundary(homogeneous(F), predictor=homogeneous(F))
@@ -288,7 +288,7 @@ def test_a_tolerance_below_round_off_stops_as_stalled_not_at_max_iterations(eam,
     system.z = perturbed(system, exact, 0.03)
     result = system.solve(SolverOptions(fmax=1e-16, max_iterations=200))
     assert not result.converged
-    assert result.reason == "DIVERGED_STALLED"
+    assert result.reason == "DIVERGED_ROUNDOFF"
     assert result.newton_iterations < 40, result.newton_iterations
     assert max(result.max_atom_force, result.max_fe_residual) < 1e-11
     diff = system.z.copy()
@@ -314,6 +314,23 @@ def test_stall_rule_spares_slow_progress():
     creep = [(E, 1.0, 0.0)] * (n - STALL_STEPS) + [(E, 0.51, 0.0)] * STALL_STEPS
     assert stalled(creep)
     assert not stalled(creep[:-1] + [(E, 0.49, 0.0)])
+
+
+def test_a_stall_is_at_round_off_only_within_a_thousand_epsilons_of_the_largest_force():
+    """:func:`coupling.solver.at_roundoff` on scripted histories: a stall at 4e-14 eV/Å after
+    forces of 1.6 eV/Å is round-off (no load-step cut can help); the same floor after forces
+    of 1e-3 eV/Å, or a stall at 1e-6 after 1.6, is not (those solves are cut as before)."""
+    from coupling.solver import STALL_STEPS, at_roundoff
+
+    E = -1e5
+    floor = [(E, 3e-14, 4e-14)] * (STALL_STEPS + 2)
+    assert at_roundoff([(E, 0.3, 1.6)] + floor)
+    assert not at_roundoff([(E, 1e-3, 1e-3)] + floor)
+    assert not at_roundoff([(E, 0.3, 1.6)] + [(E, 1e-6, 1e-6)] * (STALL_STEPS + 2))
+    # the bound: 1000 machine epsilons of the largest force
+    eps = float(np.finfo(np.float64).eps)
+    assert at_roundoff([(E, 1.0, 0.0)] + [(E, 0.99e3 * eps, 0.0)] * STALL_STEPS)
+    assert not at_roundoff([(E, 1.0, 0.0)] + [(E, 1.01e3 * eps, 0.0)] * STALL_STEPS)
 
 
 @pytest.mark.skipif(

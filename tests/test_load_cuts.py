@@ -33,7 +33,7 @@ from multiscale.progress import Reporter
 PASSES_ENERGY = 5e-4
 
 
-def _run(setup, steps, max_cuts, monkeypatch, *, wreck_first: bool):
+def _run(setup, steps, max_cuts, monkeypatch, *, wreck_first: bool, reason="DIVERGED_LINE_SEARCH"):
     """Run the crack in ``steps`` steps; record the state each solve starts from."""
     loading = dataclasses.replace(setup.loading, steps=steps, max_cuts=max_cuts)
     setup = dataclasses.replace(setup, loading=loading)
@@ -53,7 +53,7 @@ def _run(setup, steps, max_cuts, monkeypatch, *, wreck_first: bool):
             rng = np.random.default_rng(0)
             z.array[:] += rng.normal(scale=0.3, size=z.array.shape)
             system.z = z
-            return dataclasses.replace(record, converged=False, reason="DIVERGED_LINE_SEARCH")
+            return dataclasses.replace(record, converged=False, reason=reason)
         return record
 
     monkeypatch.setattr(coupled_solve, "solve_step", solve_step)
@@ -94,6 +94,15 @@ def test_without_cuts_a_step_that_fails_ends_the_run(setup, monkeypatch):
     run, _ = _run(setup, 1, 0, monkeypatch, wreck_first=True)
     assert run.cuts == [] and not run.converged
     assert [s.step for s in run.steps] == [1]
+
+
+def test_a_step_stalled_at_round_off_is_not_cut(setup, monkeypatch):
+    """Forces at their round-off (``DIVERGED_ROUNDOFF``) meet no ``fmax`` below it at any
+    load: the step is not cut although cuts are left, and the run ends on it."""
+    run, _ = _run(setup, 1, 2, monkeypatch, wreck_first=True, reason="DIVERGED_ROUNDOFF")
+    assert run.cuts == [] and not run.converged
+    assert [s.step for s in run.steps] == [1]
+    assert run.steps[0].reason == "DIVERGED_ROUNDOFF"
 
 
 class Killed(Exception):

@@ -238,7 +238,8 @@ class LoadingSection:
         'there too with `adaptivity.load_steps = "every"`), then the other half; a half '
         "that does not converge is cut again, down to `1/2^max_cuts` of a step. "
         "`summary.json` lists every cut in `load_step_cuts`; `0`: a step that does not "
-        "converge ends the run",
+        "converge ends the run, as does one stalled at its forces' round-off "
+        "(`DIVERGED_ROUNDOFF`, `solver.max_iterations`), which no cut can help",
     )
 
 
@@ -296,7 +297,9 @@ class SolverSection:
         check=at_least_one,
         doc="Newton iterations per load step; a solve whose largest force has not halved and "
         "whose energy has not fallen past round-off in 10 Newton steps stops before it "
-        "(`DIVERGED_STALLED`, e.g. a `solver.fmax` below the forces' round-off)",
+        "(`DIVERGED_STALLED`; `DIVERGED_ROUNDOFF` when its forces are within 1000 machine "
+        "epsilons of the largest it met: a `solver.fmax` below their round-off, which no "
+        "load-step cut can meet, so the run ends there)",
     )
     linear_solver: Literal["auto", "gamg", "mumps"] = option(
         "auto",

@@ -367,6 +367,11 @@ def _advice(last: Any) -> str:
             "continuum points are pressed against the Cauchy–Born law's wall (log.txt): "
             "more load steps will not help; give the defect more atoms (geometry.core_radius)"
         )
+    if last.reason == "DIVERGED_ROUNDOFF":
+        return (
+            "the forces stopped at their round-off, so no Newton step or load-step cut can "
+            "reach solver.fmax: raise solver.fmax above the max|f| reached"
+        )
     if last.reason == "DIVERGED_STALLED":
         from coupling.solver import STALL_STEPS  # the solve has loaded PETSc already
 

@@ -619,7 +619,9 @@ def _advance(run: CoupledRun, start: float, end: float, cuts: int, hooks: _Hooks
 
     A solve that does not converge with ``cuts`` left restores the state at ``start``
     (taken before the solve) and solves ``start → mid`` and ``mid → end`` in its place, each
-    allowed one cut fewer. Each converged solve is appended to ``run.steps`` and followed by
+    allowed one cut fewer; except a solve stalled at its forces' round-off
+    (``DIVERGED_ROUNDOFF``: ``solver.fmax`` is below what float64 resolves), which no cut
+    helps. Each converged solve is appended to ``run.steps`` and followed by
     ``hooks.adapt`` and ``hooks.after_step``; a failure that cannot be cut is appended and
     adapted (the loop stops on it) and ends the run.
 
@@ -629,7 +631,8 @@ def _advance(run: CoupledRun, start: float, end: float, cuts: int, hooks: _Hooks
     system = run.system
     saved = system.snapshot() if cuts > 0 else None
     record = solve_step(run.setup, system, end, hooks.reporter, previous=start)
-    if not record.converged and saved is not None:
+    # forces at their round-off cannot meet solver.fmax at any load: no cut
+    if not record.converged and saved is not None and record.reason != "DIVERGED_ROUNDOFF":
         mid = load_value(0.5 * (start + end))
         run.cuts.append({"from": start, "to": end, "reason": record.reason})
         hooks.reporter.info(

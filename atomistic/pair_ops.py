@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["pair_scatter", "pair_vectors"]
+__all__ = ["pair_forces", "pair_scatter", "pair_vectors"]
 
 
 def _kernels() -> Any:
@@ -91,3 +92,18 @@ def pair_scatter(g: torch.Tensor, i: torch.Tensor, j: torch.Tensor, n: int) -> t
     # −(Σ_i g) + Σ_j g: index_add_ with alpha=-1 is several times slower on the CPU
     f = torch.zeros((n, 3), dtype=g.dtype, device=g.device)
     return f.index_add_(0, i, g).neg_().index_add_(0, j, g)
+
+
+def pair_forces(g: torch.Tensor, i: torch.Tensor, j: torch.Tensor, n: int) -> torch.Tensor | None:
+    """Forces ``(B, n, 3)`` of ``B`` sets of pair gradients ``g = ∂E_b/∂r_e`` ``(B, E, 3)``.
+
+    ``+g_e`` onto ``i_e``, ``−g_e`` onto ``j_e``, every set in one compiled pass over the
+    pairs. Not differentiable: None where it does not apply (``g`` keeps a gradient, is not
+    CPU ``float64``, or the kernels are off); then scatter each set with :func:`pair_scatter`.
+    """
+    ok = g.ndim == 3 and g.device.type == "cpu" and g.dtype == torch.float64
+    kernels = _kernels() if ok and not g.requires_grad else None
+    if kernels is None:
+        return None
+    a = np.ascontiguousarray(g.numpy())
+    return torch.from_numpy(kernels.forces_batched(a, i.numpy(), j.numpy(), n))

@@ -136,10 +136,11 @@ def test_network_backward_without_autograd_in_blocks_equals_autograd(activation)
     with torch.no_grad():
         for b in nets.biases:
             b.normal_()
-    n = 2 * NETWORK_BLOCK + 37  # two whole blocks and a short one, per element
+    n = 5 * NETWORK_BLOCK + 37  # two whole blocks and a short one per element, at least
     gen = torch.Generator().manual_seed(1)
     x = torch.randn((n, 5), generator=gen, dtype=torch.float64)
     species = torch.randint(0, 2, (n,), generator=gen)
+    assert int((species == 0).sum()) > 2 * NETWORK_BLOCK < int((species == 1).sum())
     with torch.no_grad():
         y, dy = nets.input_gradients(x, species)
     xg = x.clone().requires_grad_(True)

@@ -23,13 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from atomistic.mlip.network import MLIP, DescriptorSpec, NetworkPotential
 from atomistic.neighbours import Graph
-from atomistic.pair_ops import _kernels as _pair_kernels
-from atomistic.pair_ops import pair_scatter
+from atomistic.pair_ops import pair_forces, pair_scatter
 
 __all__ = [
     "Committee",
@@ -47,12 +45,9 @@ def forces_from_edge_gradients(graph: Graph, g: torch.Tensor) -> torch.Tensor:
         ``(..., n, 3)`` forces in eV/Å (differentiable in ``g``).
     """
     if g.ndim == 3 and g.dtype == torch.float64 and g.device.type == "cpu":
-        kernels = _pair_kernels()
-        if kernels is not None and not g.requires_grad:  # every member in one pass
-            a = np.ascontiguousarray(g.numpy())
-            return torch.from_numpy(
-                kernels.forces_batched(a, graph.i.numpy(), graph.j.numpy(), graph.n_atoms)
-            )
+        f = pair_forces(g, graph.i, graph.j, graph.n_atoms)  # every member in one pass
+        if f is not None:
+            return f
         # compiled scatter per member: index_add with alpha=-1 is several times slower
         return torch.stack([-pair_scatter(gm, graph.i, graph.j, graph.n_atoms) for gm in g])
     shape = (*g.shape[:-2], graph.n_atoms, 3)

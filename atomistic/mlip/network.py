@@ -174,7 +174,6 @@ class ElementNetworks(torch.nn.Module):
         return out, grad
 
     def _element_gradients(self, x: torch.Tensor, a: int) -> tuple[torch.Tensor, torch.Tensor]:
-        w0, b0 = self.weights[0][:, a], self.biases[0][:, a]
         if self.activation == "silu" and not torch.is_grad_enabled():
             if x.shape[0] <= NETWORK_BLOCK:
                 return self._silu_gradients(x, a)
@@ -183,6 +182,7 @@ class ElementNetworks(torch.nn.Module):
                 for s in range(0, x.shape[0], NETWORK_BLOCK)  # blocks of atoms, not atoms
             ]
             return torch.cat([y for y, _ in parts], 1), torch.cat([g for _, g in parts], 1)
+        w0, b0 = self.weights[0][:, a], self.biases[0][:, a]
         # the shared input broadcast over the members: no copy, and z comes out (M, n, h)
         z = torch.baddbmm(b0[:, None, :], x.expand(w0.shape[0], -1, -1), w0)
         slopes = []  # act'(z) of each hidden layer
